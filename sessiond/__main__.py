@@ -1,0 +1,5 @@
+"""`python -m sessiond` runs the daemon."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,266 @@
+"""Settings: defaults < TOML file < SESSIOND_* environment < flags, validated once."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """A setting is wrong; the message names the setting and the fix."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the daemon is told by its operator; immutable once loaded."""
+
+    workspace: Path
+    token: str = dataclasses.field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    unix: Path | None = None
+    unix_mode: int = 0o660
+    rate_limit_per_ip: int = 60
+    rate_limit_per_token: int = 60
+    rate_limit_max_clients: int = 100_000
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    log_level: str = "INFO"
+    access_log: bool = True
+    metrics_require_token: bool = True
+    debounce_ms: int = 20
+    force_polling: bool = False
+    reconcile_interval: float = 300.0
+    max_file_bytes: int = 256 * 1024 * 1024
+    shutdown_timeout: float = 10.0
+    config_file: Path | None = None
+
+    @property
+    def sessions_dir(self) -> Path:
+        """The only folder sessiond reads from and deletes in."""
+        return self.workspace / "sessions"
+
+
+# name -> (parser for strings from env/flags, description of what is valid)
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected 0/1, true/false, yes/no or on/off")
+
+
+def _octal(text: str) -> int:
+    return int(text, 8)
+
+
+def _proxies(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+_FROM_TEXT: dict[str, Any] = {
+    "workspace": str,
+    "token": str,
+    "token_file": str,
+    "host": str,
+    "port": int,
+    "unix": str,
+    "unix_mode": _octal,
+    "rate_limit_per_ip": int,
+    "rate_limit_per_token": int,
+    "rate_limit_max_clients": int,
+    "trusted_proxies": _proxies,
+    "log_level": str,
+    "access_log": _bool,
+    "metrics_require_token": _bool,
+    "debounce_ms": int,
+    "force_polling": _bool,
+    "reconcile_interval": float,
+    "max_file_bytes": int,
+    "shutdown_timeout": float,
+}
+KNOWN = frozenset(_FROM_TEXT)
+# An empty variable usually means "unset"; for these it is a deliberate value
+# (no token: refuse to start; no host: unix socket only; no proxies; no socket).
+_EMPTY_IS_A_VALUE = frozenset({"token", "host", "trusted_proxies", "unix"})
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def env_name(name: str) -> str:
+    """The environment variable that carries setting *name*."""
+    return "SESSIOND_" + name.upper()
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config: file {path} does not exist; fix --config") from None
+    except OSError as exc:
+        raise ConfigError(f"config: cannot read {path} ({exc.strerror}); fix --config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config: {path} is not valid TOML ({exc})") from None
+    # Accept both a flat file and one with a [sessiond] table.
+    if isinstance(data.get("sessiond"), dict):
+        data = {**{k: v for k, v in data.items() if k != "sessiond"}, **data["sessiond"]}
+    unknown = sorted(set(data) - KNOWN)
+    if unknown:
+        raise ConfigError(
+            f"config: unknown setting {unknown[0]!r} in {path}; known settings: {', '.join(sorted(KNOWN))}"
+        )
+    return data
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, parse in _FROM_TEXT.items():
+        raw = env.get(env_name(name))
+        if raw is None or (raw == "" and name not in _EMPTY_IS_A_VALUE):
+            continue
+        try:
+            out[name] = parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{env_name(name)}: invalid value {_show(name, raw)} ({exc})") from None
+    return out
+
+
+def _show(name: str, value: object) -> str:
+    return "(hidden)" if name == "token" else repr(value)
+
+
+def load(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Merge file < env < flags and validate; raise ConfigError naming the bad setting."""
+    env = os.environ if env is None else env
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    file_path = config_file or flags.pop("config", None) or env.get("SESSIOND_CONFIG") or None
+    merged: dict[str, Any] = {}
+    if file_path:
+        merged.update(_read_file(Path(file_path)))
+    merged.update(_from_env(env))
+    merged.update(flags)
+    merged["config_file"] = Path(file_path).resolve() if file_path else None
+    return validate(merged, env)
+
+
+def _token(values: dict[str, Any], env: Mapping[str, str]) -> str:
+    token = values.pop("token", None)
+    token_file = values.pop("token_file", None)
+    source = "token"
+    if token is None and token_file:
+        source = f"token_file {token_file}"
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"token_file: cannot read {token_file} ({exc}); fix SESSIOND_TOKEN_FILE") from None
+    if token is None and env.get("CREDENTIALS_DIRECTORY"):
+        cred = Path(env["CREDENTIALS_DIRECTORY"]) / "token"
+        if cred.exists():
+            source = "systemd credential 'token'"
+            try:
+                token = cred.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"token: cannot read systemd credential {cred} ({exc})") from None
+    if not token:
+        raise ConfigError(
+            "token: no API token configured; set SESSIOND_TOKEN, SESSIOND_TOKEN_FILE "
+            "(or token_file in the config), or a systemd credential named 'token'"
+        )
+    if not isinstance(token, str) or not token.isascii() or not token.isprintable() or " " in token:
+        raise ConfigError(f"token: the {source} must be printable ASCII without spaces")
+    if len(token) < 16:
+        raise ConfigError(f"token: the {source} is too short ({len(token)} chars); use at least 16")
+    return token
+
+
+def _int(values: dict[str, Any], name: str, low: int, high: int) -> None:
+    if name not in values:
+        return
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{name}: {value!r} is not a whole number from {low} to {high}")
+
+
+def _float(values: dict[str, Any], name: str, low: float, high: float) -> None:
+    if name not in values:
+        return
+    value = values[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(f"{name}: {value!r} is not a number from {low} to {high}")
+    values[name] = float(value)
+
+
+def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Settings:
+    """Check every setting once; the first problem raises ConfigError."""
+    values = dict(values)
+    env = os.environ if env is None else env
+    token = _token(values, env)
+
+    raw_ws = values.pop("workspace", None)
+    if not raw_ws:
+        raise ConfigError("workspace: not set; pass --workspace DIR or set SESSIOND_WORKSPACE")
+    workspace = Path(str(raw_ws)).expanduser().resolve()
+    if not workspace.is_dir():
+        raise ConfigError(f"workspace: {workspace} is not an existing directory; create it or fix --workspace")
+
+    _int(values, "port", 0, 65535)
+    for name in ("rate_limit_per_ip", "rate_limit_per_token"):
+        _int(values, name, 0, 1_000_000)
+    _int(values, "rate_limit_max_clients", 100, 10_000_000)
+    _int(values, "debounce_ms", 1, 10_000)
+    _int(values, "max_file_bytes", 1024, 1 << 40)
+    _float(values, "reconcile_interval", 0, 86400 * 7)
+    _float(values, "shutdown_timeout", 0, 3600)
+    if "unix_mode" in values:
+        mode = values["unix_mode"]
+        if isinstance(mode, str):
+            try:
+                mode = int(mode, 8)
+            except ValueError:
+                raise ConfigError(f"unix_mode: {mode!r} is not an octal mode like '660'") from None
+        if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
+            raise ConfigError(f"unix_mode: {mode!r} is not a permission mode from 000 to 777")
+        values["unix_mode"] = mode
+    if "unix" in values:
+        values["unix"] = Path(str(values["unix"])).expanduser() if values["unix"] else None
+    if "log_level" in values:
+        level = str(values["log_level"]).upper()
+        if level not in LOG_LEVELS:
+            raise ConfigError(f"log_level: {values['log_level']!r} is not one of {', '.join(LOG_LEVELS)}")
+        values["log_level"] = level
+    for name in ("access_log", "metrics_require_token", "force_polling"):
+        if name in values and not isinstance(values[name], bool):
+            raise ConfigError(f"{name}: {values[name]!r} is not true or false")
+    if "trusted_proxies" in values:
+        values["trusted_proxies"] = _networks(values["trusted_proxies"])
+    if "host" in values and not isinstance(values["host"], str):
+        raise ConfigError(f"host: {values['host']!r} is not a host name or address")
+    if not values.get("host", "127.0.0.1") and not values.get("unix"):
+        raise ConfigError("host: empty (unix socket only) but no unix socket is set; set --unix PATH or a host")
+    return Settings(workspace=workspace, token=token, **values)
+
+
+def _networks(raw: Any) -> tuple[IPNetwork, ...]:
+    items = _proxies(raw) if isinstance(raw, str) else raw
+    if not isinstance(items, (list, tuple)):
+        raise ConfigError("trusted_proxies: expected a list of addresses or CIDRs")
+    nets = []
+    for item in items:
+        try:
+            nets.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            raise ConfigError(
+                f"trusted_proxies: {item!r} is not an IP address or CIDR (e.g. 127.0.0.1 or 10.0.0.0/8)"
+            ) from None
+    return tuple(nets)

@@ -1,0 +1,116 @@
+"""The routes: look up the index, turn domain results into the contract's responses."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from . import __version__
+from .keys import METRICS, SETTINGS, STARTED_AT, STORE, WATCHER
+from .loader import MAX_KEY_LENGTH
+from .responses import error_response, json_response
+from .store import SessionNotFound
+
+NOT_FOUND = "Session not found"
+
+
+def _key(request: web.Request) -> str | web.Response:
+    # The route's tail is decoded once by aiohttp (so %2F is a slash, %252F is "%2F").
+    key = request.match_info["key"]
+    if len(key) > MAX_KEY_LENGTH:
+        return error_response(400, f"Session key longer than {MAX_KEY_LENGTH} characters")
+    return key
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """GET /api/v1/sessions: every key, ascending; the body is cached by the index."""
+    body = request.app[STORE].index.list_body()
+    return web.Response(body=body, content_type="application/json")
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """GET /api/v1/sessions/{key}: one session's metadata."""
+    key = _key(request)
+    if isinstance(key, web.Response):
+        return key
+    record = request.app[STORE].index.get(key)
+    if record is None:
+        return error_response(404, NOT_FOUND)
+    return json_response(
+        {
+            "key": record.key,
+            "message_count": record.message_count,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+            "age_seconds": round(time.time() - record.created_at, 1),
+        }
+    )
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    """DELETE /api/v1/sessions/{key}: remove the file; the index knows before we answer."""
+    key = _key(request)
+    if isinstance(key, web.Response):
+        return key
+    try:
+        record = await request.app[STORE].delete(key)
+    except SessionNotFound:
+        return error_response(404, NOT_FOUND)
+    return json_response({"deleted": True, "key": record.key})
+
+
+def _problem(app: web.Application) -> str | None:
+    watcher = app[WATCHER]
+    if not watcher.ready.is_set():
+        return f"starting: {watcher.state}"
+    if not watcher.alive:
+        return "watcher down"
+    return None
+
+
+async def health(request: web.Request) -> web.Response:
+    """GET /health (public): 200 once indexed with a live watcher, else 503 and why."""
+    problem = _problem(request.app)
+    if problem:
+        return json_response({"status": "unavailable", "reason": problem}, status=503)
+    return json_response({"status": "ok", "sessions": len(request.app[STORE].index)})
+
+
+async def api_health(request: web.Request) -> web.Response:
+    """GET /api/v1/health (token): version, uptime and index figures."""
+    app = request.app
+    index = app[STORE].index
+    problem = _problem(app)
+    return json_response(
+        {
+            "status": "ok" if problem is None else "unavailable",
+            "reason": problem,
+            "version": __version__,
+            "uptime_seconds": round(time.monotonic() - app[STARTED_AT], 1),
+            "sessions": len(index),
+            "invalid_files": len(index.invalid),
+            "collisions": index.collision_count,
+            "watcher": app[WATCHER].state,
+        },
+        status=200 if problem is None else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """GET /metrics: Prometheus text format."""
+    body, content_type = request.app[METRICS].render()
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every route of the API."""
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/health", api_health)
+    app.router.add_get("/api/v1/sessions", list_sessions)
+    app.router.add_get("/api/v1/sessions/{key:.+}", get_session)
+    app.router.add_delete("/api/v1/sessions/{key:.+}", delete_session)
+

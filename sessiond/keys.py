@@ -1,0 +1,25 @@
+"""Every piece of typed application state, declared in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .metrics import Metrics
+    from .middlewares.request_id import RequestInfo
+    from .store import SessionStore
+    from .watcher import SessionWatcher
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+SETTINGS = web.AppKey("settings", "Settings")
+STORE = web.AppKey("store", "SessionStore")
+WATCHER = web.AppKey("watcher", "SessionWatcher")
+METRICS = web.AppKey("metrics", "Metrics")
+STARTED_AT = web.AppKey("started_at", float)
+
+# Per-request state (one mutable object; see RequestInfo).
+REQUEST_INFO = web.RequestKey("info", "RequestInfo")

@@ -1,0 +1,155 @@
+"""Turning files into index records: a pure parser, one-file reads, and the full scan."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import stat as stat_mod
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import orjson
+
+from .index import FileStat, FileState, InvalidFile, SessionRecord
+
+
+class InvalidSession(ValueError):
+    """The bytes are not a session; the message says why (no paths, safe to show)."""
+
+
+class ParsedSession(NamedTuple):
+    """What the index keeps from a session's content."""
+
+    key: str
+    message_count: int
+    created_at: float | None
+    updated_at: float | None
+
+
+MAX_KEY_LENGTH = 4096
+
+
+def is_session_name(name: str) -> bool:
+    """True for a top-level file name that can hold a session (`*.json`, not hidden)."""
+    return name.endswith(".json") and not name.startswith(".") and "/" not in name and "\0" not in name
+
+
+def _timestamp(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def parse_session(data: bytes) -> ParsedSession:
+    """Parse a session file's bytes; raise InvalidSession with a short reason."""
+    if not data.strip():
+        raise InvalidSession("empty file")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidSession(f"not valid JSON ({str(exc).split(':')[0]})") from None
+    if not isinstance(doc, dict):
+        raise InvalidSession(f"top level is a JSON {type(doc).__name__ if doc is not None else 'null'}, not an object")
+    key = doc.get("key")
+    if not isinstance(key, str) or not key:
+        raise InvalidSession("no string 'key'")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidSession(f"'key' longer than {MAX_KEY_LENGTH} characters")
+    messages = doc.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidSession("'messages' is not a list")
+    return ParsedSession(key, len(messages), _timestamp(doc.get("created_at")), _timestamp(doc.get("updated_at")))
+
+
+def make_record(name: str, parsed: ParsedSession, st: FileStat) -> SessionRecord:
+    """Combine parsed content and stat; missing timestamps fall back to the file's mtime."""
+    mtime = st.mtime_ns / 1e9
+    created = parsed.created_at
+    updated = parsed.updated_at
+    if created is None:
+        created = updated if updated is not None else mtime
+    if updated is None:
+        updated = max(created, mtime)
+    return SessionRecord(parsed.key, name, parsed.message_count, created, updated, st)
+
+
+def stat_of(st: os.stat_result) -> FileStat:
+    """The parts of a stat that tell whether a file changed."""
+    return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def read_state(folder: str, name: str, max_bytes: int) -> FileState:
+    """The current truth about *folder/name*: a record, an InvalidFile, or None if gone.
+
+    Blocking; call it from an executor. Symlinks and non-regular files are not sessions.
+    """
+    path = os.path.join(folder, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return _not_regular(path, name)
+        if exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG):
+            return None
+        return InvalidFile(name, f"cannot open ({errno.errorcode.get(exc.errno or 0, 'error')})", _lstat_or_zero(path))
+    try:
+        st = os.fstat(fd)
+        fst = stat_of(st)
+        if not stat_mod.S_ISREG(st.st_mode):
+            return InvalidFile(name, "not a regular file", fst)
+        if st.st_size > max_bytes:
+            return InvalidFile(name, f"larger than max_file_bytes ({st.st_size} > {max_bytes})", fst)
+        data = _read_all(fd, st.st_size)
+    except OSError as exc:
+        return InvalidFile(name, f"cannot read ({errno.errorcode.get(exc.errno or 0, 'error')})", _lstat_or_zero(path))
+    finally:
+        os.close(fd)
+    try:
+        parsed = parse_session(data)
+    except InvalidSession as exc:
+        return InvalidFile(name, str(exc), fst)
+    return make_record(name, parsed, fst)
+
+
+def _read_all(fd: int, size_hint: int) -> bytes:
+    chunks = []
+    want = max(size_hint, 0) + 1  # one extra byte notices a file that grew since fstat
+    while True:
+        chunk = os.read(fd, max(want, 65536))
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _not_regular(path: str, name: str) -> InvalidFile:
+    return InvalidFile(name, "symlink (not followed)", _lstat_or_zero(path))
+
+
+def _lstat_or_zero(path: str) -> FileStat:
+    try:
+        return stat_of(os.lstat(path))
+    except OSError:
+        return FileStat(0, 0, 0)
+
+
+def list_session_files(folder: str) -> Iterator[tuple[str, FileStat]]:
+    """Stat-only walk of the top level: (name, stat) of every candidate session file."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not is_session_name(entry.name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            yield entry.name, stat_of(st)
+
+
+def scan_names(folder: str, names: list[str], max_bytes: int) -> list[tuple[str, FileState]]:
+    """Read every named file (for an executor or a worker process)."""
+    return [(name, read_state(folder, name, max_bytes)) for name in names]

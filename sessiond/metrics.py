@@ -1,0 +1,95 @@
+"""Prometheus metrics through prometheus-client, one registry per app."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+from .typedefs import Handler
+
+if TYPE_CHECKING:
+    from .middlewares.ratelimit import RateLimiter
+    from .store import SessionStore
+    from .watcher import SessionWatcher
+
+
+class _IndexCollector(Collector):
+    """Reads the index and watcher at scrape time, so the hot paths pay nothing."""
+
+    def __init__(self, store: SessionStore, watcher: SessionWatcher, limiters: dict[str, RateLimiter]) -> None:
+        self.store = store
+        self.watcher = watcher
+        self.limiters = limiters
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        index, watcher = self.store.index, self.watcher
+        yield GaugeMetricFamily("sessiond_sessions", "Sessions indexed and served", value=len(index))
+        yield GaugeMetricFamily("sessiond_invalid_files", "Files in the sessions folder that are not valid sessions", value=len(index.invalid))
+        yield GaugeMetricFamily("sessiond_key_collisions", "Keys claimed by more than one file", value=index.collision_count)
+        yield GaugeMetricFamily("sessiond_ready", "1 once the first scan is indexed", value=1 if watcher.ready.is_set() else 0)
+        yield GaugeMetricFamily("sessiond_watcher_up", "1 while the file watcher runs", value=1 if watcher.alive else 0)
+        yield GaugeMetricFamily(
+            "sessiond_seconds_since_last_change", "Seconds since the index last changed",
+            value=time.monotonic() - self.store.last_change,
+        )
+        yield CounterMetricFamily("sessiond_watcher_batches", "File-system event batches received", value=watcher.batches)
+        yield CounterMetricFamily("sessiond_watcher_files", "File events received", value=watcher.files_seen)
+        yield CounterMetricFamily("sessiond_files_applied", "Files re-read and applied to the index", value=self.store.files_applied)
+        yield CounterMetricFamily("sessiond_rescans", "Full scans of the sessions folder", value=self.store.scans)
+        limited = CounterMetricFamily("sessiond_rate_limited", "Requests refused by a rate limit", labels=["limit"])
+        for name, limiter in self.limiters.items():
+            limited.add_metric([name], limiter.rejected)
+        yield limited
+
+
+class Metrics:
+    """The app's metrics: collectors plus request counters fed by a middleware."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "sessiond_requests", "HTTP requests answered", ["route", "method", "status"], registry=self.registry
+        )
+        self.duration = Histogram(
+            "sessiond_request_duration_seconds", "Time to produce a response", ["route"], registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+        )
+
+    def watch(self, store: SessionStore, watcher: SessionWatcher, limiters: dict[str, RateLimiter]) -> None:
+        """Expose the index, watcher and limiter figures."""
+        self.registry.register(_IndexCollector(store, watcher, limiters))
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def middleware(self) -> Middleware:
+        """Count every response by route template (not raw path, which would explode labels)."""
+        requests, duration = self.requests, self.duration
+
+        @web.middleware
+        async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                resource = request.match_info.route.resource
+                route = resource.canonical if resource is not None else "unmatched"
+                requests.labels(route, request.method, str(status)).inc()
+                duration.labels(route).observe(time.perf_counter() - started)
+
+        return observe

@@ -1,0 +1,57 @@
+"""Bearer-token authentication for everything but the public probes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Collection
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from ..responses import error_response
+from ..typedefs import Handler
+from .request_id import info_of
+
+UNAUTHORIZED = "Authentication required"
+
+
+def presented_token(request: web.Request) -> bytes | None:
+    """The bearer token of the request as bytes, or None (scheme is case-insensitive)."""
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    # Header values arrive as str; non-ASCII bytes must compare (and fail), not raise.
+    return token.encode("utf-8", "surrogateescape")
+
+
+def token_id(token: bytes) -> str:
+    """A stable, non-secret name for a token (for rate-limit buckets and logs)."""
+    return hashlib.sha256(token).hexdigest()[:16]
+
+
+def auth_middleware(expected: str, public_paths: Collection[str]) -> Middleware:
+    """Reject requests without the right bearer token, except on *public_paths*."""
+    expected_bytes = expected.encode("ascii")
+    expected_id = token_id(expected_bytes)
+    public = frozenset(public_paths)
+
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in public:
+            return await handler(request)
+        token = presented_token(request)
+        # compare_digest on bytes runs in time independent of where they differ.
+        if token is None or not hmac.compare_digest(token, expected_bytes):
+            return error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+        if (info := info_of(request)) is not None:
+            info.token_id = expected_id
+        return await handler(request)
+
+    return check_token

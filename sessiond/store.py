@@ -1,0 +1,178 @@
+"""SessionStore: the index plus the I/O around it (scan, re-read, delete)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+
+from . import loader
+from .index import Change, FileState, InvalidFile, SessionIndex, SessionRecord
+
+log = logging.getLogger(__name__)
+
+# Small folders are read in a thread; big ones are spread over worker processes
+# because parsing is CPU-bound and a thread pool would share one core under the GIL.
+PROCESS_POOL_THRESHOLD = 20_000
+SCAN_CHUNK = 2_000
+APPLY_CHUNK = 256
+# A file that fails to parse right after it changed may be half-written by a
+# writer that does not rename; look again after these delays before calling it invalid.
+RETRY_DELAYS = (0.05, 0.2, 0.5)
+
+
+class SessionNotFound(LookupError):
+    """No session is indexed under that key."""
+
+
+ChangeListener = Callable[[list[Change]], None]
+
+
+class SessionStore:
+    """Owns the index for one sessions folder; every change to it goes through here."""
+
+    def __init__(self, folder: os.PathLike[str] | str, max_file_bytes: int) -> None:
+        self.folder = os.fspath(folder)
+        self.max_file_bytes = max_file_bytes
+        self.index = SessionIndex()
+        # Serialises "read a file, then update the index" against DELETE, so a
+        # read that started before an unlink cannot put the session back.
+        self.lock = asyncio.Lock()
+        self.listeners: list[ChangeListener] = []
+        self._retries: dict[str, int] = {}
+        self._reported_invalid: set[tuple[str, str]] = set()
+        self._reported_collisions: set[tuple[str, ...]] = set()
+        self.last_change = time.monotonic()
+        self.retry_hook: Callable[[str, float], None] | None = None
+        self.files_applied = 0
+        self.scans = 0
+
+    # -- whole-folder --------------------------------------------------------
+
+    async def scan(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Read every session file off the event loop and replace the index with the result."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        names = await loop.run_in_executor(None, _names_in, self.folder)
+        chunks = [names[i : i + SCAN_CHUNK] for i in range(0, len(names), SCAN_CHUNK)]
+        results: list[tuple[str, FileState]] = []
+        if len(names) >= PROCESS_POOL_THRESHOLD:
+            with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+                futures = [
+                    loop.run_in_executor(pool, loader.scan_names, self.folder, chunk, self.max_file_bytes)
+                    for chunk in chunks
+                ]
+                for future in asyncio.as_completed(futures):
+                    results.extend(await future)
+                    if progress:
+                        progress(len(results), len(names))
+        else:
+            for chunk in chunks:
+                results.extend(await loop.run_in_executor(None, loader.scan_names, self.folder, chunk, self.max_file_bytes))
+                if progress:
+                    progress(len(results), len(names))
+        self.index.load(results)
+        self.scans += 1
+        self._retries.clear()
+        for name, state in results:
+            if isinstance(state, InvalidFile):
+                self._report_invalid(state)
+        self._report_collisions()
+        self.last_change = time.monotonic()
+        log.info(
+            "indexed %d sessions from %d files in %.2fs (%d invalid)",
+            len(self.index), len(names), time.monotonic() - started, len(self.index.invalid),
+        )
+
+    # -- single files --------------------------------------------------------
+
+    async def refresh(self, names: Iterable[str]) -> list[Change]:
+        """Re-read each named file and record what is on disk now (the watcher's hints)."""
+        loop = asyncio.get_running_loop()
+        names = [n for n in names if loader.is_session_name(n)]
+        changes: list[Change] = []
+        for i in range(0, len(names), APPLY_CHUNK):
+            chunk = names[i : i + APPLY_CHUNK]
+            async with self.lock:
+                states = await loop.run_in_executor(None, loader.scan_names, self.folder, chunk, self.max_file_bytes)
+                for name, state in states:
+                    changes.extend(self._apply(name, state))
+                self.files_applied += len(states)
+        if changes:
+            self.last_change = time.monotonic()
+            self._report_collisions()
+            for listener in self.listeners:
+                listener(changes)
+        return changes
+
+    def _apply(self, name: str, state: FileState) -> list[Change]:
+        if isinstance(state, InvalidFile) and self._should_retry(name, state):
+            return []  # keep what we had until the writer has had time to finish
+        self._retries.pop(name, None)
+        if isinstance(state, InvalidFile):
+            self._report_invalid(state)
+        return self.index.set_file(name, state)
+
+    def _should_retry(self, name: str, state: InvalidFile) -> bool:
+        attempt = self._retries.get(name, 0)
+        recent = time.time() - state.stat.mtime_ns / 1e9 < 2.0
+        if attempt >= len(RETRY_DELAYS) or not recent or self.retry_hook is None:
+            return False
+        self._retries[name] = attempt + 1
+        self.retry_hook(name, RETRY_DELAYS[attempt])
+        return True
+
+    async def delete(self, key: str) -> SessionRecord:
+        """Remove every file claiming *key* and drop it from the index before returning."""
+        async with self.lock:
+            record = self.index.get(key)
+            if record is None:
+                raise SessionNotFound(key)
+            loop = asyncio.get_running_loop()
+            changes: list[Change] = []
+            removed = 0
+            for name in self.index.files_for(key):
+                removed += await loop.run_in_executor(None, _unlink_if_present, self.folder, name)
+                changes.extend(self.index.remove(name))
+        self.last_change = time.monotonic()
+        for listener in self.listeners:
+            listener(changes)
+        if not removed:
+            raise SessionNotFound(key)  # someone else removed it first; the index has healed
+        return record
+
+    # -- reporting -----------------------------------------------------------
+
+    def _report_invalid(self, bad: InvalidFile) -> None:
+        marker = (bad.name, bad.reason)
+        if marker not in self._reported_invalid:
+            self._reported_invalid.add(marker)
+            log.warning("ignoring %s: %s", bad.name, bad.reason)
+        if len(self._reported_invalid) > 10_000:
+            self._reported_invalid = {(n, b.reason) for n, b in self.index.invalid.items()}
+
+    def _report_collisions(self) -> None:
+        for key, names in self.index.collisions().items():
+            marker = (key, *names)
+            if marker not in self._reported_collisions:
+                self._reported_collisions.add(marker)
+                log.warning("key %r is claimed by %d files; serving %s", key, len(names), names[0])
+
+
+def _names_in(folder: str) -> list[str]:
+    return [name for name, _ in loader.list_session_files(folder)]
+
+
+def _unlink_if_present(folder: str, name: str) -> bool:
+    # Names come from the index, which only holds top-level `*.json` names found in
+    # this folder, so this never reaches outside it.
+    if not loader.is_session_name(name):
+        raise ValueError(f"refusing to delete {name!r}")
+    try:
+        os.unlink(os.path.join(folder, name))
+    except FileNotFoundError:
+        return False
+    return True

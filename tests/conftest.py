@@ -1,0 +1,114 @@
+"""Shared fixtures: a real workspace in tmp_path and the real app over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from sessiond import config
+from sessiond.app import create_app
+from sessiond.demo import file_name
+from sessiond.keys import STORE, WATCHER
+
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def session_doc(key: str, messages: int = 1, created: float = 1_700_000_000.0, updated: float | None = None, **extra: Any) -> dict[str, Any]:
+    """A session as the agent writes it."""
+    doc: dict[str, Any] = {
+        "key": key,
+        "messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": f"m{i}"} for i in range(messages)],
+        "summary": None,
+        "created_at": created,
+        "updated_at": created + 10 if updated is None else updated,
+    }
+    doc.update(extra)
+    return doc
+
+
+def write_atomic(folder: Path, key: str, name: str | None = None, **kw: Any) -> Path:
+    """Write like the agent: `<name>.tmp`, then rename over `<name>.json`."""
+    target = folder / (name or file_name(key))
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(orjson.dumps(session_doc(key, **kw)))
+    os.replace(tmp, target)
+    return target
+
+
+async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float = 3.0) -> None:
+    """Wait until check() is true; fail with a clear message after *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A workspace with an empty sessions folder."""
+    ws = tmp_path / "workspace"
+    (ws / "sessions").mkdir(parents=True)
+    return ws
+
+
+@pytest.fixture
+def sessions(workspace: Path) -> Path:
+    """The sessions folder of the workspace."""
+    return workspace / "sessions"
+
+
+@pytest.fixture
+def make_settings(workspace: Path) -> Callable[..., config.Settings]:
+    """Settings for tests: fast debounce, rate limits off unless asked for."""
+
+    def make(**overrides: Any) -> config.Settings:
+        values: dict[str, Any] = {
+            "workspace": str(workspace),
+            "token": TOKEN,
+            "rate_limit_per_ip": 0,
+            "rate_limit_per_token": 0,
+            "debounce_ms": 10,
+        }
+        values.update(overrides)
+        return config.validate(values, env={})
+
+    return make
+
+
+@pytest.fixture
+def start_client(aiohttp_client: Any, make_settings: Callable[..., config.Settings]) -> Callable[..., Awaitable[TestClient]]:
+    """Start the real app on a real socket and wait until it is ready."""
+
+    async def start(**overrides: Any) -> TestClient:
+        app = create_app(make_settings(**overrides))
+        client = await aiohttp_client(app)
+        await asyncio.wait_for(app[WATCHER].ready.wait(), 10)
+        return client
+
+    return start
+
+
+@pytest.fixture
+async def client(start_client: Callable[..., Awaitable[TestClient]]) -> TestClient:
+    """The app with default test settings."""
+    return await start_client()
+
+
+def store_of(client: TestClient) -> Any:
+    """The SessionStore behind a test client."""
+    return client.server.app[STORE]  # type: ignore[union-attr]

@@ -1,0 +1,115 @@
+"""SessionIndex: pure, synchronous tests."""
+
+from __future__ import annotations
+
+import orjson
+
+from sessiond.index import FileStat, InvalidFile, SessionIndex, SessionRecord
+
+ST = FileStat(100, 1, 1)
+
+
+def rec(key: str, name: str | None = None, updated: float = 10.0, messages: int = 1, size: int = 100) -> SessionRecord:
+    return SessionRecord(key, name or key + ".json", messages, 1.0, updated, FileStat(size, 1, 1))
+
+
+def test_add_get_list_sorted() -> None:
+    index = SessionIndex()
+    for key in ["b", "a", "c:1", "A"]:
+        index.set_file(key + ".json", rec(key))
+    assert list(index.keys()) == ["A", "a", "b", "c:1"]
+    assert orjson.loads(index.list_body()) == {"sessions": ["A", "a", "b", "c:1"], "count": 4}
+    assert index.get("a").name == "a.json"
+    assert index.get("zzz") is None
+    assert len(index) == 4
+
+
+def test_changes_reported() -> None:
+    index = SessionIndex()
+    assert [c.kind for c in index.set_file("a.json", rec("a"))] == ["created"]
+    assert [c.kind for c in index.set_file("a.json", rec("a", messages=2))] == ["updated"]
+    assert index.set_file("a.json", rec("a", messages=2)) == []  # same content: nothing to tell
+    assert [c.kind for c in index.remove("a.json")] == ["deleted"]
+    assert index.remove("a.json") == []
+
+
+def test_key_inside_file_wins_over_name_and_rename_of_key() -> None:
+    index = SessionIndex()
+    index.set_file("x.json", rec("user:alice", "x.json"))
+    assert index.get("user:alice").name == "x.json"
+    changes = index.set_file("x.json", rec("user:bob", "x.json"))
+    assert {(c.kind, c.key) for c in changes} == {("deleted", "user:alice"), ("created", "user:bob")}
+    assert list(index.keys()) == ["user:bob"]
+
+
+def test_list_body_cached_until_keys_change() -> None:
+    index = SessionIndex()
+    index.set_file("a.json", rec("a"))
+    body = index.list_body()
+    assert index.list_body() is body
+    index.set_file("a.json", rec("a", messages=5))  # metadata only: the list is unchanged
+    assert index.list_body() is body
+    index.set_file("b.json", rec("b"))
+    assert index.list_body() is not body
+    assert orjson.loads(index.list_body())["count"] == 2
+
+
+def test_collision_newer_updated_at_wins_then_falls_back() -> None:
+    index = SessionIndex()
+    index.set_file("one.json", rec("k", "one.json", updated=5))
+    index.set_file("two.json", rec("k", "two.json", updated=9))
+    assert index.get("k").name == "two.json"
+    assert index.collisions() == {"k": ["two.json", "one.json"]}
+    assert index.collision_count == 1
+    assert list(index.keys()) == ["k"]
+    index.remove("two.json")
+    assert index.get("k").name == "one.json"
+    assert index.collisions() == {}
+
+
+def test_collision_tie_is_deterministic() -> None:
+    first, second = SessionIndex(), SessionIndex()
+    first.set_file("a.json", rec("k", "a.json"))
+    first.set_file("b.json", rec("k", "b.json"))
+    second.set_file("b.json", rec("k", "b.json"))
+    second.set_file("a.json", rec("k", "a.json"))
+    assert first.get("k").name == second.get("k").name == "b.json"
+
+
+def test_invalid_kept_aside_and_replaced_when_fixed() -> None:
+    index = SessionIndex()
+    index.set_file("a.json", rec("a"))
+    changes = index.set_file("a.json", InvalidFile("a.json", "not valid JSON", ST))
+    assert [c.kind for c in changes] == ["deleted"]
+    assert "a" not in index
+    assert index.invalid["a.json"].reason == "not valid JSON"
+    index.set_file("a.json", rec("a"))
+    assert "a" in index and index.invalid == {}
+
+
+def test_load_replaces_everything_in_one_pass() -> None:
+    index = SessionIndex()
+    index.set_file("old.json", rec("old"))
+    version = index.version
+    index.load(
+        [
+            ("b.json", rec("b")),
+            ("a.json", rec("a")),
+            ("dup.json", rec("a", "dup.json", updated=99)),
+            ("bad.json", InvalidFile("bad.json", "empty file", ST)),
+        ]
+    )
+    assert list(index.keys()) == ["a", "b"]
+    assert index.get("a").name == "dup.json"
+    assert set(index.invalid) == {"bad.json"}
+    assert index.version > version
+    assert index.file_stats().keys() == {"a.json", "b.json", "dup.json", "bad.json"}
+
+
+def test_files_for_lists_every_claimant() -> None:
+    index = SessionIndex()
+    index.set_file("a.json", rec("k", "a.json", updated=1))
+    index.set_file("b.json", rec("k", "b.json", updated=2))
+    index.set_file("c.json", rec("k", "c.json", updated=0))
+    assert index.files_for("k") == ["b.json", "a.json", "c.json"]
+    assert index.files_for("nope") == []
