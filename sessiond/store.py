@@ -29,14 +29,19 @@ class SessionNotFound(LookupError):
 
 
 ChangeListener = Callable[[list[Change]], None]
+# Removes one session file (folder, name); True if it was there. Blocking: runs in an executor.
+FileRemover = Callable[[str, str], bool]
 
 
 class SessionStore:
     """Owns the index for one sessions folder; every change to it goes through here."""
 
-    def __init__(self, folder: os.PathLike[str] | str, max_file_bytes: int) -> None:
+    def __init__(
+        self, folder: os.PathLike[str] | str, max_file_bytes: int, remove_file: FileRemover | None = None
+    ) -> None:
         self.folder = os.fspath(folder)
         self.max_file_bytes = max_file_bytes
+        self.remove_file: FileRemover = remove_file or unlink_if_present
         self.index = SessionIndex()
         # Serialises "read a file, then update the index" against DELETE, so a
         # read that started before an unlink cannot put the session back.
@@ -135,7 +140,7 @@ class SessionStore:
             changes: list[Change] = []
             removed = 0
             for name in self.index.files_for(key):
-                removed += await loop.run_in_executor(None, _unlink_if_present, self.folder, name)
+                removed += await loop.run_in_executor(None, self.remove_file, self.folder, name)
                 changes.extend(self.index.remove(name))
         self.last_change = time.monotonic()
         for listener in self.listeners:
@@ -166,7 +171,8 @@ def _names_in(folder: str) -> list[str]:
     return [name for name, _ in loader.list_session_files(folder)]
 
 
-def _unlink_if_present(folder: str, name: str) -> bool:
+def unlink_if_present(folder: str, name: str) -> bool:
+    """Unlink a session file; False if it was already gone."""
     # Names come from the index, which only holds top-level `*.json` names found in
     # this folder, so this never reaches outside it.
     if not loader.is_session_name(name):
