@@ -8,6 +8,7 @@ from aiohttp import web
 
 from . import __version__
 from .keys import METRICS, SETTINGS, STARTED_AT, STORE, WATCHER
+from .listing import query_response
 from .loader import MAX_KEY_LENGTH
 from .responses import error_response, json_response
 from .store import SessionNotFound
@@ -25,6 +26,8 @@ def _key(request: web.Request) -> str | web.Response:
 
 async def list_sessions(request: web.Request) -> web.Response:
     """GET /api/v1/sessions: every key, ascending; the body is cached by the index."""
+    if request.query_string and (answer := query_response(request)) is not None:
+        return answer
     body = request.app[STORE].index.list_body()
     return web.Response(body=body, content_type="application/json")
 
