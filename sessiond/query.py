@@ -28,6 +28,7 @@ PAGE_PARAMS = frozenset({"limit", "cursor", "include"})
 LIST_PARAMS = FILTER_PARAMS | ORDER_PARAMS | PAGE_PARAMS
 SORTS = ("key", "created_at", "updated_at", "message_count")
 MAX_LIMIT = 10_000
+MAX_CURSOR = 512
 
 
 class QueryError(ValueError):
@@ -131,15 +132,17 @@ def _number(name: str, value: object) -> float:
     return float(value)
 
 
-def whole_number(name: str, value: object, low: int = 0, high: int = 1 << 62) -> int:
+def whole_number(name: str, value: object, low: int = 0, high: int | None = None) -> int:
     """An integer from *low* to *high*, given as text or as a JSON number."""
     if isinstance(value, str):
         try:
             value = int(value)
         except ValueError:
             value = None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise QueryError(name, f"must be a whole number from {low} to {high}")
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON Schema counts 5.0 as an integer, so JSON clients may send it
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        raise QueryError(name, f"must be a whole number from {low}" + (f" to {high}" if high is not None else " up"))
     return value
 
 
@@ -195,6 +198,8 @@ def _encode_cursor(query: Query, position: tuple[Any, str]) -> str:
 
 
 def _decode_cursor(text: str, query: Query) -> tuple[Any, str]:
+    if len(text) > MAX_CURSOR:
+        raise QueryError("cursor", "is not a cursor this service made; start again without it")
     try:
         version, fingerprint, value, key = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (binascii.Error, ValueError, TypeError):

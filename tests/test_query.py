@@ -77,6 +77,7 @@ def test_count_is_all_matching_not_the_page() -> None:
 
 def test_filter_accepts_json_values_and_knows_empty() -> None:
     assert parse_filter({"min_messages": 2, "updated_before": 5}) == Filter(updated_before=5.0, min_messages=2)
+    assert parse_filter({"min_messages": 2.0}) == Filter(min_messages=2)
     assert parse_filter({}).is_empty() and parse_filter({"prefix": ""}).is_empty()
     assert not parse_filter({"prefix": "a"}).is_empty()
 
@@ -107,7 +108,8 @@ def test_bad_parameters_name_themselves(params: dict[str, str], param: str) -> N
 
 
 def test_bad_json_filter_values() -> None:
-    for values, param in [({"min_messages": True}, "min_messages"), ({"prefix": 3}, "prefix"), ({"size": 1}, "size")]:
+    for values, param in [({"min_messages": True}, "min_messages"), ({"min_messages": 2.5}, "min_messages"),
+                          ({"prefix": 3}, "prefix"), ({"size": 1}, "size")]:
         with pytest.raises(QueryError) as exc:
             parse_filter(values)
         assert exc.value.param == param
