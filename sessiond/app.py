@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .config import Settings
+from .features import setup_features
 from .handlers import add_routes
 from .keys import METRICS, SETTINGS, STARTED_AT, STORE, WATCHER
 from .metrics import Metrics
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> web.Application:
     app[STARTED_AT] = time.monotonic()
     metrics.watch(store, watcher, limiters)
     add_routes(app)
+    setup_features(app)
     app.cleanup_ctx.append(_run_watcher)
     return app
 

@@ -1,0 +1,66 @@
+"""POST /api/v1/sessions:batchDelete: delete many sessions by key or by filter, guarded."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from .index import SessionIndex
+from .keys import STORE
+from .params import bad_parameter, flag, read_object, string_list
+from .query import QueryError, whole_number, parse_filter, select
+from .responses import error_response, json_response
+from .store import SessionNotFound
+
+log = logging.getLogger(__name__)
+
+FIELDS = frozenset({"keys", "filter", "dry_run", "max"})
+DEFAULT_MAX = 1000
+MOST = 1_000_000
+
+
+async def batch_delete(request: web.Request) -> web.Response:
+    """Match keys or a filter; refuse more than `max`; unless `dry_run`, delete each one."""
+    store = request.app[STORE]
+    try:
+        body = await read_object(request, FIELDS)
+        dry_run = flag(body, "dry_run")
+        most = whole_number("max", body["max"], 1, MOST) if "max" in body else DEFAULT_MAX
+        matched, failed = _match(store.index, body)
+    except QueryError as exc:
+        return bad_parameter(exc)
+    if len(matched) > most:
+        return error_response(
+            409, f"{len(matched)} sessions match, more than max ({most}); narrow the filter or raise max"
+        )
+    deleted: list[str] = []
+    if not dry_run:
+        for key in matched:
+            try:
+                await store.delete(key)
+            except SessionNotFound:
+                failed.append({"key": key, "reason": "Session not found"})
+            except OSError as exc:
+                log.warning("batch delete of %r failed: %s", key, exc.strerror)
+                failed.append({"key": key, "reason": f"Cannot delete: {exc.strerror}"})
+            else:
+                deleted.append(key)
+    return json_response({"dry_run": dry_run, "matched": matched, "deleted": deleted, "failed": failed})
+
+
+def _match(index: SessionIndex, body: dict[str, Any]) -> tuple[list[str], list[dict[str, str]]]:
+    if ("keys" in body) == ("filter" in body):
+        raise QueryError("keys", "give either keys or filter (not both, not neither)")
+    if "keys" in body:
+        keys = string_list(body, "keys", MOST)
+        return [k for k in keys if k in index], [{"key": k, "reason": "Session not found"} for k in keys if k not in index]
+    if not isinstance(body["filter"], dict):
+        raise QueryError("filter", "must be an object of filter parameters")
+    if body["filter"].get("prefix") == "":
+        raise QueryError("prefix", "is empty; leave it out, or name the prefix to delete")
+    flt = parse_filter(body["filter"])
+    if flt.is_empty():
+        raise QueryError("filter", "is empty, which would match every session; name at least one bound")
+    return [r.key for r in select(index, flt)], []

@@ -1,0 +1,118 @@
+"""POST /api/v1/sessions:batchDelete through the real app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from sessiond.demo import file_name
+from sessiond.store import unlink_if_present
+
+from .conftest import AUTH, eventually, store_of, write_atomic
+
+URL = "/api/v1/sessions:batchDelete"
+
+
+@pytest.fixture
+async def filled(client: TestClient, sessions: Path) -> TestClient:
+    for i in range(3):
+        write_atomic(sessions, f"telegram:{i}", updated=100.0 + i)
+    write_atomic(sessions, "slack:x", updated=50.0)
+    await eventually(lambda: len(store_of(client).index) == 4)
+    return client
+
+
+async def post(client: TestClient, body: Any) -> tuple[int, dict]:
+    resp = await client.post(URL, json=body, headers=AUTH)
+    return resp.status, await resp.json()
+
+
+async def test_delete_by_filter(filled: TestClient, sessions: Path) -> None:
+    status, body = await post(filled, {"filter": {"prefix": "telegram:", "updated_before": 102}})
+    assert status == 200
+    assert body == {"dry_run": False, "matched": ["telegram:0", "telegram:1"],
+                    "deleted": ["telegram:0", "telegram:1"], "failed": []}
+    assert sorted(store_of(filled).index.keys()) == ["slack:x", "telegram:2"]  # known before the answer
+    assert not (sessions / file_name("telegram:0")).exists()
+
+
+async def test_dry_run_touches_nothing(filled: TestClient, sessions: Path) -> None:
+    status, body = await post(filled, {"filter": {"prefix": "telegram:"}, "dry_run": True})
+    assert status == 200 and body["dry_run"] is True
+    assert body["matched"] == ["telegram:0", "telegram:1", "telegram:2"] and body["deleted"] == []
+    assert len(store_of(filled).index) == 4 and len(list(sessions.glob("*.json"))) == 4
+
+
+async def test_explicit_keys_report_the_missing(filled: TestClient) -> None:
+    status, body = await post(filled, {"keys": ["slack:x", "nope", "slack:x"]})
+    assert status == 200
+    assert body["matched"] == ["slack:x"] and body["deleted"] == ["slack:x"]
+    assert body["failed"] == [{"key": "nope", "reason": "Session not found"}]
+
+
+async def test_max_guard_refuses_the_whole_batch(filled: TestClient) -> None:
+    status, body = await post(filled, {"filter": {"min_messages": 0}, "max": 3})
+    assert status == 409 and "4 sessions match" in body["detail"]
+    assert len(store_of(filled).index) == 4
+    status, body = await post(filled, {"filter": {"min_messages": 0}, "max": 4})
+    assert status == 200 and len(body["deleted"]) == 4
+
+
+async def test_failures_come_with_reasons(filled: TestClient) -> None:
+    store = store_of(filled)
+
+    def remove(folder: str, name: str) -> bool:
+        if name == file_name("telegram:1"):
+            return False  # someone else removed it first
+        if name == file_name("telegram:2"):
+            raise PermissionError(13, "Permission denied", f"{folder}/{name}")
+        return unlink_if_present(folder, name)
+
+    store.remove_file = remove
+    status, body = await post(filled, {"filter": {"prefix": "telegram:"}})
+    assert status == 200
+    assert body["deleted"] == ["telegram:0"]
+    assert body["failed"] == [
+        {"key": "telegram:1", "reason": "Session not found"},
+        {"key": "telegram:2", "reason": "Cannot delete: Permission denied"},
+    ]
+    assert "telegram:2" in store.index and "telegram:1" not in store.index
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"filter": {}}, "filter"),
+        ({"filter": {"prefix": ""}}, "prefix"),
+        ({"filter": {"prefix": "", "min_messages": 1}}, "prefix"),
+        ({}, "keys"),
+        ({"keys": ["a"], "filter": {"prefix": "a"}}, "keys"),
+        ({"keys": []}, "keys"),
+        ({"keys": "a"}, "keys"),
+        ({"keys": [""]}, "keys"),
+        ({"filter": "telegram:"}, "filter"),
+        ({"filter": {"prefx": "a"}}, "prefx"),
+        ({"filter": {"updated_before": "soon"}}, "updated_before"),
+        ({"keys": ["a"], "dry_run": "yes"}, "dry_run"),
+        ({"keys": ["a"], "max": 0}, "max"),
+        ({"keys": ["a"], "force": True}, "force"),
+        ([1, 2], "body"),
+    ],
+)
+async def test_bad_bodies_are_400_naming_the_field(filled: TestClient, body: Any, param: str) -> None:
+    status, answer = await post(filled, body)
+    assert status == 400, answer
+    assert answer["parameter"] == param
+    assert len(store_of(filled).index) == 4
+
+
+async def test_not_json_and_no_token(client: TestClient) -> None:
+    resp = await client.post(URL, data=b"{not json", headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["parameter"] == "body"
+    resp = await client.post(URL, json={"keys": ["a"]})
+    assert resp.status == 401
+    resp = await client.get(URL, headers=AUTH)
+    assert resp.status == 405
