@@ -39,6 +39,7 @@ class Settings:
     reconcile_interval: float = 300.0
     max_file_bytes: int = 256 * 1024 * 1024
     shutdown_timeout: float = 10.0
+    trash_days: float = 0.0
     config_file: Path | None = None
 
     @property
@@ -85,6 +86,7 @@ _FROM_TEXT: dict[str, Any] = {
     "reconcile_interval": float,
     "max_file_bytes": int,
     "shutdown_timeout": float,
+    "trash_days": float,
 }
 KNOWN = frozenset(_FROM_TEXT)
 # An empty variable usually means "unset"; for these it is a deliberate value
@@ -222,6 +224,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _int(values, "max_file_bytes", 1024, 1 << 40)
     _float(values, "reconcile_interval", 0, 86400 * 7)
     _float(values, "shutdown_timeout", 0, 3600)
+    _float(values, "trash_days", 0, 3650)
     if "unix_mode" in values:
         mode = values["unix_mode"]
         if isinstance(mode, str):

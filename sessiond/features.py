@@ -11,8 +11,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from .bulk import batch_delete
+from .keys import SETTINGS, STORE, TRASH
+from .trash import Trash
+from .trash_api import list_trash, purge_trash, restore
 
 
 def setup_features(app: web.Application) -> None:
     """Register the routes, state and background work of the features beyond the seed."""
+    settings, store = app[SETTINGS], app[STORE]
+    trash = None
+    if settings.trash_days > 0:
+        trash = Trash(store.folder, settings.trash_days, lambda name: store.index.file_state(name), settings.max_file_bytes)
+        store.remove_file = trash.move
+    app[TRASH] = trash
+
     app.router.add_post("/api/v1/sessions:batchDelete", batch_delete)
+    app.router.add_get("/api/v1/trash", list_trash)
+    app.router.add_post("/api/v1/trash:restore", restore)
+
+    app.cleanup_ctx.append(purge_trash)

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .middlewares.request_id import RequestInfo
     from .store import SessionStore
+    from .trash import Trash
     from .watcher import SessionWatcher
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -20,6 +21,7 @@ STORE = web.AppKey("store", "SessionStore")
 WATCHER = web.AppKey("watcher", "SessionWatcher")
 METRICS = web.AppKey("metrics", "Metrics")
 STARTED_AT = web.AppKey("started_at", float)
+TRASH = web.AppKey("trash", "Trash | None")  # None while trash_days is 0
 
 # Per-request state (one mutable object; see RequestInfo).
 REQUEST_INFO = web.RequestKey("info", "RequestInfo")
