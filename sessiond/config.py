@@ -40,6 +40,8 @@ class Settings:
     max_file_bytes: int = 256 * 1024 * 1024
     shutdown_timeout: float = 10.0
     trash_days: float = 0.0
+    events_buffer: int = 10_000
+    events_keepalive: float = 15.0
     config_file: Path | None = None
 
     @property
@@ -87,6 +89,8 @@ _FROM_TEXT: dict[str, Any] = {
     "max_file_bytes": int,
     "shutdown_timeout": float,
     "trash_days": float,
+    "events_buffer": int,
+    "events_keepalive": float,
 }
 KNOWN = frozenset(_FROM_TEXT)
 # An empty variable usually means "unset"; for these it is a deliberate value
@@ -225,6 +229,8 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _float(values, "reconcile_interval", 0, 86400 * 7)
     _float(values, "shutdown_timeout", 0, 3600)
     _float(values, "trash_days", 0, 3650)
+    _int(values, "events_buffer", 1, 10_000_000)
+    _float(values, "events_keepalive", 0.01, 3600)
     if "unix_mode" in values:
         mode = values["unix_mode"]
         if isinstance(mode, str):

@@ -11,7 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .bulk import batch_delete
-from .keys import SETTINGS, STORE, TRASH
+from .events import EventFeed, stream_events
+from .keys import EVENTS, SETTINGS, STORE, TRASH
+from .middlewares.request_id import stamp_streamed
 from .trash import Trash
 from .trash_api import list_trash, purge_trash, restore
 
@@ -19,6 +21,9 @@ from .trash_api import list_trash, purge_trash, restore
 def setup_features(app: web.Application) -> None:
     """Register the routes, state and background work of the features beyond the seed."""
     settings, store = app[SETTINGS], app[STORE]
+    feed = EventFeed(settings.events_buffer)
+    store.listeners.append(feed.publish)
+    app[EVENTS] = feed
     trash = None
     if settings.trash_days > 0:
         trash = Trash(store.folder, settings.trash_days, lambda name: store.index.file_state(name), settings.max_file_bytes)
@@ -26,7 +31,16 @@ def setup_features(app: web.Application) -> None:
     app[TRASH] = trash
 
     app.router.add_post("/api/v1/sessions:batchDelete", batch_delete)
+    app.router.add_get("/api/v1/events", stream_events, allow_head=False)
     app.router.add_get("/api/v1/trash", list_trash)
     app.router.add_post("/api/v1/trash:restore", restore)
 
     app.cleanup_ctx.append(purge_trash)
+    app.on_shutdown.append(_close_streams)
+    app.on_response_prepare.append(stamp_streamed)
+
+
+async def _close_streams(app: web.Application) -> None:
+    # on_shutdown runs before the server waits for handlers, so open event streams
+    # end now instead of holding a graceful stop for its whole timeout.
+    app[EVENTS].close()

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .config import Settings
+    from .events import EventFeed
     from .metrics import Metrics
     from .middlewares.request_id import RequestInfo
     from .store import SessionStore
@@ -21,6 +22,7 @@ STORE = web.AppKey("store", "SessionStore")
 WATCHER = web.AppKey("watcher", "SessionWatcher")
 METRICS = web.AppKey("metrics", "Metrics")
 STARTED_AT = web.AppKey("started_at", float)
+EVENTS = web.AppKey("events", "EventFeed")
 TRASH = web.AppKey("trash", "Trash | None")  # None while trash_days is 0
 
 # Per-request state (one mutable object; see RequestInfo).

@@ -63,3 +63,12 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 def _stamp(headers: CIMultiDict[str], rid: str) -> None:
     headers[REQUEST_ID_HEADER] = rid
     headers.setdefault("Cache-Control", "no-store")
+
+
+async def stamp_streamed(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: stamp responses a handler streams itself (SSE, exports).
+
+    Their headers leave when the handler prepares them, before the middleware could.
+    """
+    if (info := info_of(request)) is not None:
+        _stamp(response.headers, info.id)
