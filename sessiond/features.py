@@ -12,6 +12,7 @@ from aiohttp import web
 
 from .bulk import batch_delete
 from .events import EventFeed, stream_events
+from .export import export
 from .keys import EVENTS, SETTINGS, STORE, TRASH
 from .middlewares.request_id import stamp_streamed
 from .trash import Trash
@@ -32,6 +33,7 @@ def setup_features(app: web.Application) -> None:
 
     app.router.add_post("/api/v1/sessions:batchDelete", batch_delete)
     app.router.add_get("/api/v1/events", stream_events, allow_head=False)
+    app.router.add_get("/api/v1/export", export)
     app.router.add_get("/api/v1/trash", list_trash)
     app.router.add_post("/api/v1/trash:restore", restore)
 
