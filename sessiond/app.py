@@ -23,6 +23,10 @@ from .watcher import SessionWatcher
 log = logging.getLogger(__name__)
 
 PROBES = ("/health",)
+# aiohttp's 8 KiB request line is too short for the keys the contract allows: a
+# 4096-character key percent-encoded as 4-byte UTF-8 is 48 KiB, and a longer line
+# is refused in plain text before any middleware could answer it as JSON.
+MAX_REQUEST_LINE = 128 * 1024
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -51,7 +55,9 @@ def create_app(settings: Settings) -> web.Application:
         limiters["token"] = RateLimiter(settings.rate_limit_per_token, settings.rate_limit_max_clients)
         middlewares.append(rate_limit_middleware(limiters["token"], per_token, unlimited))
 
-    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=middlewares, client_max_size=64 * 1024, handler_args={"max_line_size": MAX_REQUEST_LINE}
+    )
     app[SETTINGS] = settings
     app[STORE] = store
     app[WATCHER] = watcher

@@ -15,6 +15,7 @@ from .events import EventFeed, stream_events
 from .export import export
 from .keys import EVENTS, SETTINGS, STORE, TRASH
 from .middlewares.request_id import stamp_streamed
+from .openapi import openapi_document
 from .trash import Trash
 from .trash_api import list_trash, purge_trash, restore
 
@@ -36,6 +37,7 @@ def setup_features(app: web.Application) -> None:
     app.router.add_get("/api/v1/export", export)
     app.router.add_get("/api/v1/trash", list_trash)
     app.router.add_post("/api/v1/trash:restore", restore)
+    app.router.add_get("/api/v1/openapi.json", openapi_document)
 
     app.cleanup_ctx.append(purge_trash)
     app.on_shutdown.append(_close_streams)

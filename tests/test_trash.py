@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond.demo import file_name
 from sessiond.keys import TRASH
 
 from .conftest import AUTH, eventually, store_of, write_atomic
