@@ -7,11 +7,14 @@ import contextlib
 import itertools
 import time
 from collections import deque
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from .index import Change
 from .keys import EVENTS, SETTINGS, STORE
@@ -43,10 +46,12 @@ class EventFeed:
         self.seq = time.time_ns() // 1000 if start is None else start
         self.buffer: deque[Event] = deque(maxlen=size)
         self.closed = False
+        self.published = 0
         self._wakeups: set[asyncio.Event] = set()
 
     def publish(self, changes: list[Change]) -> None:
         """Number *changes*, keep them, and wake every stream."""
+        self.published += len(changes)
         for change in changes:
             self.seq += 1
             data = meta(change.record) if change.record is not None else {"key": change.key}
@@ -84,6 +89,17 @@ class EventFeed:
         self.closed = True
         for wakeup in self._wakeups:
             wakeup.set()
+
+
+class FeedMetrics(Collector):
+    """sessiond_event_streams and sessiond_events, read at scrape time."""
+
+    def __init__(self, feed: EventFeed) -> None:
+        self.feed = feed
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        yield GaugeMetricFamily("sessiond_event_streams", "Open change-feed streams", value=self.feed.streams)
+        yield CounterMetricFamily("sessiond_events", "Change events published", value=self.feed.published)
 
 
 def _resume_point(request: web.Request, feed: EventFeed, since: str | None) -> int:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .bulk import batch_delete
-from .events import EventFeed, stream_events
+from .events import EventFeed, FeedMetrics, stream_events
 from .export import export
-from .keys import EVENTS, SETTINGS, STORE, TRASH
+from .keys import EVENTS, METRICS, SETTINGS, STORE, TRASH
 from .middlewares.request_id import stamp_streamed
 from .openapi import openapi_document
 from .trash import Trash
@@ -26,6 +26,7 @@ def setup_features(app: web.Application) -> None:
     feed = EventFeed(settings.events_buffer)
     store.listeners.append(feed.publish)
     app[EVENTS] = feed
+    app[METRICS].registry.register(FeedMetrics(feed))
     trash = None
     if settings.trash_days > 0:
         trash = Trash(store.folder, settings.trash_days, lambda name: store.index.file_state(name), settings.max_file_bytes)

@@ -89,6 +89,15 @@ async def test_created_updated_deleted_with_ids_and_metadata(client: TestClient,
     resp.close()
 
 
+async def test_metrics_count_streams_and_events(client: TestClient, sessions: Path) -> None:
+    resp = await open_stream(client)
+    write_atomic(sessions, "m:1")
+    await events(resp, 1)
+    text = await (await client.get("/metrics", headers=AUTH)).text()
+    assert "sessiond_event_streams 1.0" in text and "sessiond_events_total 1.0" in text
+    resp.close()
+
+
 async def test_keepalive_comments(start_client: Any) -> None:
     client = await start_client(events_keepalive=0.05)
     resp = await open_stream(client)
