@@ -111,20 +111,23 @@ def _rm(api: Api, args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"keys": args.keys} if args.keys else {"filter": flt}
     body.update(dry_run=args.dry_run, max=args.max)
     answer = api.call("POST", "/api/v1/sessions:batchDelete", body=body)
-    for key in answer["matched"] if args.dry_run else answer["deleted"]:
-        print(f"{'would delete' if args.dry_run else 'deleted'} {key}")
-    for failure in answer["failed"]:
-        print(f"failed {failure['key']}: {failure['reason']}", file=sys.stderr)
-    return 1 if answer["failed"] else 0
+    if args.dry_run:
+        return _report("would delete", answer["matched"], answer["failed"])
+    return _report("deleted", answer["deleted"], answer["failed"])
 
 
 def _restore(api: Api, args: argparse.Namespace) -> int:
     answer = api.call("POST", "/api/v1/trash:restore", body={"keys": args.keys})
-    for item in answer["restored"]:
-        print(f"restored {item['key']}")
-    for failure in answer["failed"]:
+    return _report("restored", [item["key"] for item in answer["restored"]], answer["failed"])
+
+
+def _report(verb: str, keys: list[str], failed: list[dict[str, str]]) -> int:
+    """One line per key done, one per failure (on stderr); 1 if anything failed."""
+    for key in keys:
+        print(f"{verb} {key}")
+    for failure in failed:
         print(f"failed {failure['key']}: {failure['reason']}", file=sys.stderr)
-    return 1 if answer["failed"] else 0
+    return 1 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
