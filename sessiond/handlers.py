@@ -77,6 +77,14 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "sessions": len(request.app[STORE].index)})
 
 
+async def livez(request: web.Request) -> web.Response:
+    """GET /livez (public): 200 while the process can serve at all (the loop answers and
+    the watcher has not failed for good); a failure here means "restart me"."""
+    if request.app[WATCHER].state == "failed":
+        return json_response({"status": "failed", "reason": "watcher failed"}, status=503)
+    return json_response({"status": "ok"})
+
+
 async def api_health(request: web.Request) -> web.Response:
     """GET /api/v1/health (token): version, uptime and index figures."""
     app = request.app
@@ -108,6 +116,8 @@ async def metrics(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Register every route of the API."""
     app.router.add_get("/health", health)
+    app.router.add_get("/readyz", health)  # same answer as /health: ready to take traffic
+    app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/health", api_health)
     app.router.add_get("/api/v1/sessions", list_sessions)
