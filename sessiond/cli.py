@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -68,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(settings.log_level)
     apply_logging(settings)
+    # A watchdog timeout ends us with SIGABRT: leave the stuck stack in the journal.
+    faulthandler.enable()
     try:
         asyncio.run(Daemon(settings, flags).serve())
     except StartupError as exc:
@@ -111,12 +114,17 @@ class Daemon:
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         try:
+            # Taken before anything starts a worker process, which must not inherit them.
+            activated = listen_fds()
+        except ValueError as exc:
+            raise StartupError(f"socket activation: {exc}") from None
+        try:
             await runner.setup()
         except OSError as exc:
             raise StartupError(f"cannot prepare {settings.sessions_dir}: {exc.strerror}") from None
         watchdog = asyncio.create_task(run_watchdog(self.notifier, lambda: self.watcher.alive), name="sessiond-watchdog")
         try:
-            for where in await _start_sites(runner, settings):
+            for where in await _start_sites(runner, settings, activated):
                 log.info("listening on %s", where)
             await _wait_first(self.watcher.ready.wait(), self.stop.wait())
             if self.watcher.ready.is_set():
@@ -159,8 +167,7 @@ class Daemon:
         log.info("reloaded: serving %d sessions", len(store.index))
 
 
-async def _start_sites(runner: web.AppRunner, settings: config.Settings) -> list[str]:
-    activated = listen_fds()
+async def _start_sites(runner: web.AppRunner, settings: config.Settings, activated: list[socket.socket]) -> list[str]:
     if activated:
         # systemd opened the sockets (sessiond.socket); serve on them instead of binding.
         wheres = []
