@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -29,7 +31,7 @@ UNLIMITED = (*PROBES, "/metrics")
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application for *settings*; nothing touches the disk until it starts."""
-    store = SessionStore(settings.sessions_dir, settings.max_file_bytes)
+    store = SessionStore(settings.sessions_dir, settings.max_file_bytes, snapshot_path=settings.snapshot_path)
     watcher = SessionWatcher(store, debounce_ms=settings.debounce_ms, force_polling=settings.force_polling)
     runtime = Runtime(settings)
     metrics = Metrics()
@@ -71,6 +73,14 @@ async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
         folder.mkdir(mode=0o750, exist_ok=True)
         log.info("created %s", folder)
     watcher = app[WATCHER]
+    store = app[STORE]
     watcher.start()
+    saver = asyncio.create_task(store.keep_snapshot(settings.snapshot_interval)) if settings.snapshot_path else None
     yield
     await watcher.stop()
+    if saver is not None:
+        saver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await saver
+        if watcher.ready.is_set():
+            await store.save_snapshot()  # the next start re-reads only what changes meanwhile

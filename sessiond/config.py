@@ -39,12 +39,19 @@ class Settings:
     reconcile_interval: float = 300.0
     max_file_bytes: int = 256 * 1024 * 1024
     shutdown_timeout: float = 10.0
+    state_dir: Path | None = None
+    snapshot_interval: float = 60.0
     config_file: Path | None = None
 
     @property
     def sessions_dir(self) -> Path:
         """The only folder sessiond reads from and deletes in."""
         return self.workspace / "sessions"
+
+    @property
+    def snapshot_path(self) -> Path | None:
+        """Where the index snapshot lives (None: no snapshot, every start reads every file)."""
+        return self.state_dir / "index.snapshot.json" if self.state_dir else None
 
 
 # name -> (parser for strings from env/flags, description of what is valid)
@@ -85,6 +92,8 @@ _FROM_TEXT: dict[str, Any] = {
     "reconcile_interval": float,
     "max_file_bytes": int,
     "shutdown_timeout": float,
+    "state_dir": str,
+    "snapshot_interval": float,
 }
 KNOWN = frozenset(_FROM_TEXT)
 # An empty variable usually means "unset"; for these it is a deliberate value
@@ -222,6 +231,17 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _int(values, "max_file_bytes", 1024, 1 << 40)
     _float(values, "reconcile_interval", 0, 86400 * 7)
     _float(values, "shutdown_timeout", 0, 3600)
+    _float(values, "snapshot_interval", 1, 86400)
+    state_dir = values.get("state_dir", env.get("STATE_DIRECTORY", "").split(":")[0] or None)
+    if state_dir:
+        path = Path(str(state_dir)).expanduser().resolve()
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            raise ConfigError(f"state_dir: {path} is not a writable directory; create it or unset state_dir")
+        if path == workspace / "sessions" or workspace / "sessions" in path.parents:
+            raise ConfigError("state_dir: must not be inside the sessions folder; pick another directory")
+        values["state_dir"] = path
+    else:
+        values.pop("state_dir", None)
     if "unix_mode" in values:
         mode = values["unix_mode"]
         if isinstance(mode, str):

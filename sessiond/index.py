@@ -116,6 +116,12 @@ class SessionIndex:
         """What the index holds for file *name*."""
         return self._files.get(name) or self._invalid.get(name)
 
+    def file_states(self) -> list[tuple[str, FileState]]:
+        """(name, state) of every known file, valid or not (a copy)."""
+        states: list[tuple[str, FileState]] = list(self._files.items())
+        states.extend(self._invalid.items())
+        return states
+
     def file_stats(self) -> dict[str, FileStat]:
         """Name -> recorded stat for every known file (for reconciling against the disk)."""
         stats = {name: rec.stat for name, rec in self._files.items()}
