@@ -24,9 +24,17 @@ def _key(request: web.Request) -> str | web.Response:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    """GET /api/v1/sessions: every key, ascending; the body is cached by the index."""
-    body = request.app[STORE].index.list_body()
-    return web.Response(body=body, content_type="application/json")
+    """GET /api/v1/sessions: every key, ascending; the body is cached by the index.
+
+    With If-None-Match equal to the current ETag the answer is an empty 304, so a
+    monitor polling the list costs almost nothing while nothing changes.
+    """
+    index = request.app[STORE].index
+    body = index.list_body()
+    etag = index.list_etag()
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
 
 
 async def get_session(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Literal, NamedTuple
 
@@ -83,6 +84,7 @@ class SessionIndex:
         self._served: dict[str, SessionRecord] = {}  # key -> the record answered for it
         self._keys: SortedList = SortedList()
         self._body: bytes | None = None
+        self._etag = ""
         self.version = 0
 
     # -- reading -----------------------------------------------------------
@@ -110,7 +112,14 @@ class SessionIndex:
         """The serialized `GET /api/v1/sessions` answer, rebuilt at most once per change of keys."""
         if self._body is None:
             self._body = orjson.dumps({"sessions": list(self._keys), "count": len(self._keys)})
+            # A hash of the content, not a counter: it stays right across restarts.
+            self._etag = '"' + hashlib.blake2b(self._body, digest_size=12).hexdigest() + '"'
         return self._body
+
+    def list_etag(self) -> str:
+        """The strong ETag of list_body()."""
+        self.list_body()
+        return self._etag
 
     def file_state(self, name: str) -> FileState:
         """What the index holds for file *name*."""
