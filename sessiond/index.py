@@ -183,9 +183,14 @@ class SessionIndex:
         """Forget file *name* (it is gone from disk)."""
         return self.set_file(name, None)
 
-    def load(self, states: Iterable[tuple[str, FileState]]) -> None:
-        """Replace everything with a full scan's results in one pass (one sort, not one per file)."""
+    def load(self, states: Iterable[tuple[str, FileState]]) -> list[Change]:
+        """Replace everything with a full scan's results in one pass (one sort, not one per file).
+
+        Returns what changed for clients compared with before (nothing on a first load,
+        so a start-up does not announce every session as created).
+        """
         version = self.version
+        before = self._served
         self.__init__()  # type: ignore[misc]
         for name, state in states:
             if isinstance(state, SessionRecord):
@@ -197,6 +202,16 @@ class SessionIndex:
             self._served[key] = self._winner(key)  # type: ignore[assignment]
         self._keys = SortedList(self._served)
         self.version = version + 1
+        if not before:
+            return []
+        changes = [Change("deleted", key, None) for key in before.keys() - self._served.keys()]
+        for key, record in self._served.items():
+            old = before.get(key)
+            if old is None:
+                changes.append(Change("created", key, record))
+            elif not (old.name == record.name and old.same_content(record)):
+                changes.append(Change("updated", key, record))
+        return changes
 
     def _claim(self, record: SessionRecord) -> None:
         key, name = record.key, record.name

@@ -94,7 +94,7 @@ class SessionStore:
             del states, listing
         results = kept + await self._read_all(names, total, progress)
         self.last_scan_counts = (len(names), len(kept))
-        self.index.load(results)
+        changes = self.index.load(results)
         self.scans += 1
         self._retries.clear()
         for name, state in results:
@@ -106,6 +106,8 @@ class SessionStore:
             "indexed %d sessions from %d files in %.2fs (%d read, %d unchanged since the snapshot, %d invalid)",
             len(self.index), total, time.monotonic() - started, len(names), len(kept), len(self.index.invalid),
         )
+        if changes:
+            self._notify(changes)
         if self.snapshot_path is not None:
             await self.save_snapshot()
 
@@ -173,10 +175,8 @@ class SessionStore:
                     changes.extend(self._apply(name, state))
                 self.files_applied += len(states)
         if changes:
-            self.last_change = time.monotonic()
             self._report_collisions()
-            for listener in self.listeners:
-                listener(changes)
+            self._notify(changes)
         return changes
 
     def _apply(self, name: str, state: FileState) -> list[Change]:
@@ -208,14 +208,17 @@ class SessionStore:
             for name in self.index.files_for(key):
                 removed += await loop.run_in_executor(None, self.remove_file, self.folder, name)
                 changes.extend(self.index.remove(name))
-        self.last_change = time.monotonic()
-        for listener in self.listeners:
-            listener(changes)
+        self._notify(changes)
         if not removed:
             raise SessionNotFound(key)  # someone else removed it first; the index has healed
         return record
 
     # -- reporting -----------------------------------------------------------
+
+    def _notify(self, changes: list[Change]) -> None:
+        self.last_change = time.monotonic()
+        for listener in self.listeners:
+            listener(changes)
 
     def _report_invalid(self, bad: InvalidFile) -> None:
         marker = (bad.name, bad.reason)
