@@ -78,6 +78,9 @@ class Metrics:
     def middleware(self) -> Middleware:
         """Count every response by route template (not raw path, which would explode labels)."""
         requests, duration = self.requests, self.duration
+        # labels() validates and locks on every call; the label sets are few, so keep the children.
+        counters: dict[tuple[str, str, int], Counter] = {}
+        timers: dict[str, Histogram] = {}
 
         @web.middleware
         async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -93,7 +96,13 @@ class Metrics:
             finally:
                 resource = request.match_info.route.resource
                 route = resource.canonical if resource is not None else "unmatched"
-                requests.labels(route, request.method, str(status)).inc()
-                duration.labels(route).observe(time.perf_counter() - started)
+                counter = counters.get((route, request.method, status))
+                if counter is None:
+                    counter = counters[route, request.method, status] = requests.labels(route, request.method, str(status))
+                counter.inc()
+                timer = timers.get(route)
+                if timer is None:
+                    timer = timers[route] = duration.labels(route)
+                timer.observe(time.perf_counter() - started)
 
         return observe

@@ -35,6 +35,8 @@ class TrustedProxies:
         """True for the unix socket (no address) and addresses inside a trusted network."""
         if not address:
             return True
+        if not self.networks:
+            return False
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -45,7 +47,8 @@ class TrustedProxies:
 
     def client_of(self, peer: str | None, forwarded_for: Sequence[str]) -> str | None:
         """The client address: *peer* unless it is a trusted proxy forwarding for someone."""
-        if not self.trusts(peer) or not forwarded_for:
+        # Most requests carry no header: answer before parsing any address.
+        if not forwarded_for or not self.trusts(peer):
             return peer
         client = peer
         hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
