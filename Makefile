@@ -18,7 +18,8 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 
 run: $(VENV)/.installed
 	@$(BIN)/python -m sessiond.demo $(RUNDIR) --port $(PORT)
-	exec $(BIN)/sessiond --workspace $(RUNDIR)/workspace --token-file $(RUNDIR)/token --port $(PORT)
+	@mkdir -p $(RUNDIR)/state
+	SESSIOND_STATE_DIR=$(RUNDIR)/state exec $(BIN)/sessiond --workspace $(RUNDIR)/workspace --token-file $(RUNDIR)/token --port $(PORT)
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest

@@ -2,4 +2,6 @@
 
 from .cli import main
 
-raise SystemExit(main())
+# Guarded: the scan's worker processes (forkserver) import the main module again.
+if __name__ == "__main__":
+    raise SystemExit(main())

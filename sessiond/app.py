@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -11,18 +13,21 @@ from aiohttp import web
 from .config import Settings
 from .features import setup_features
 from .handlers import add_routes
-from .keys import METRICS, SETTINGS, STARTED_AT, STORE, WATCHER
+from .keys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
 from .metrics import Metrics
 from .middlewares.auth import auth_middleware
 from .middlewares.errors import error_middleware
-from .middlewares.ratelimit import RateLimiter, per_ip, per_token, rate_limit_middleware
+from .middlewares.forwarded import forwarded_middleware
+from .middlewares.ratelimit import per_ip, per_token, rate_limit_middleware
 from .middlewares.request_id import request_id_middleware
+from .runtime import PROBES, Runtime
 from .store import SessionStore
 from .watcher import SessionWatcher
 
 log = logging.getLogger(__name__)
 
-PROBES = ("/health",)
+# Monitoring must never be starved by API clients sharing its address.
+UNLIMITED = (*PROBES, "/metrics")
 # aiohttp's 8 KiB request line is too short for the keys the contract allows: a
 # 4096-character key percent-encoded as 4-byte UTF-8 is 48 KiB, and a longer line
 # is refused in plain text before any middleware could answer it as JSON.
@@ -31,39 +36,37 @@ MAX_REQUEST_LINE = 128 * 1024
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application for *settings*; nothing touches the disk until it starts."""
-    store = SessionStore(settings.sessions_dir, settings.max_file_bytes)
+    store = SessionStore(settings.sessions_dir, settings.max_file_bytes, snapshot_path=settings.snapshot_path)
     watcher = SessionWatcher(store, debounce_ms=settings.debounce_ms, force_polling=settings.force_polling)
+    runtime = Runtime(settings)
     metrics = Metrics()
-    limiters: dict[str, RateLimiter] = {}
-    public = set(PROBES)
-    if not settings.metrics_require_token:
-        public.add("/metrics")
-    unlimited = (*PROBES, "/metrics")  # monitoring must never be starved by API clients
 
     # Order matters; each runs around the ones after it:
     # 1. request id first, so every response, even an error from a later layer, carries it;
     # 2. metrics next, to see the final status of everything below;
     # 3. errors wraps the rest, so whatever they raise leaves as JSON;
-    # 4. the per-IP limit runs before auth, so guessing tokens is rate limited too;
-    # 5. auth, then the per-token limit, which needs to know the token is genuine.
-    middlewares = [request_id_middleware, metrics.middleware(), error_middleware]
-    if settings.rate_limit_per_ip:
-        limiters["ip"] = RateLimiter(settings.rate_limit_per_ip, settings.rate_limit_max_clients)
-        middlewares.append(rate_limit_middleware(limiters["ip"], per_ip, unlimited))
-    middlewares.append(auth_middleware(settings.token, public))
-    if settings.rate_limit_per_token:
-        limiters["token"] = RateLimiter(settings.rate_limit_per_token, settings.rate_limit_max_clients)
-        middlewares.append(rate_limit_middleware(limiters["token"], per_token, unlimited))
-
+    # 4. forwarded settles who the client is before anything keys on it;
+    # 5. the per-IP limit runs before auth, so guessing tokens is rate limited too;
+    # 6. auth, then the per-token limit, which needs to know the token is genuine.
+    middlewares = [
+        request_id_middleware,
+        metrics.middleware(),
+        error_middleware,
+        forwarded_middleware(lambda: runtime.proxies),
+        rate_limit_middleware(lambda: runtime.ip_limiter, per_ip, UNLIMITED),
+        auth_middleware(runtime),
+        rate_limit_middleware(lambda: runtime.token_limiter, per_token, UNLIMITED),
+    ]
     app = web.Application(
         middlewares=middlewares, client_max_size=64 * 1024, handler_args={"max_line_size": MAX_REQUEST_LINE}
     )
     app[SETTINGS] = settings
+    app[RUNTIME] = runtime
     app[STORE] = store
     app[WATCHER] = watcher
     app[METRICS] = metrics
     app[STARTED_AT] = time.monotonic()
-    metrics.watch(store, watcher, limiters)
+    metrics.watch(store, watcher, runtime.limiters)
     add_routes(app)
     setup_features(app)
     app.cleanup_ctx.append(_run_watcher)
@@ -78,6 +81,14 @@ async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
         folder.mkdir(mode=0o750, exist_ok=True)
         log.info("created %s", folder)
     watcher = app[WATCHER]
+    store = app[STORE]
     watcher.start()
+    saver = asyncio.create_task(store.keep_snapshot(settings.snapshot_interval)) if settings.snapshot_path else None
     yield
     await watcher.stop()
+    if saver is not None:
+        saver.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await saver
+        if watcher.ready.is_set():
+            await store.save_snapshot()  # the next start re-reads only what changes meanwhile

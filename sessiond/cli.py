@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -16,7 +18,8 @@ from aiohttp import web
 from . import __version__, config
 from .accesslog import AccessLogger
 from .app import create_app
-from .keys import WATCHER
+from .keys import RUNTIME, WATCHER
+from .systemd import SystemdNotifier, listen_fds, run_watchdog
 
 log = logging.getLogger("sessiond")
 
@@ -45,21 +48,31 @@ def setup_logging(level: str) -> None:
     """Plain lines to stderr: journald adds the time and the unit."""
     fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
-    # watchfiles logs every batch at INFO; our own counters and metrics say it better.
-    logging.getLogger("watchfiles").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def apply_logging(settings: config.Settings) -> None:
+    """Log level and the access-log switch (at start and on every reload)."""
+    logging.getLogger().setLevel(settings.log_level)
+    logging.getLogger("watchfiles").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    # The access logger is always installed; its level switches it on and off.
+    logging.getLogger("sessiond.access").setLevel(logging.INFO if settings.access_log else logging.CRITICAL + 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
+    flags = vars(args)
     try:
-        settings = config.load(vars(args))
+        settings = config.load(flags)
     except config.ConfigError as exc:
         print(f"sessiond: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level)
+    apply_logging(settings)
+    # A watchdog timeout ends us with SIGABRT: leave the stuck stack in the journal.
+    faulthandler.enable()
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(Daemon(settings, flags).serve())
     except StartupError as exc:
         log.error("%s", exc)
         return 1
@@ -70,38 +83,98 @@ class StartupError(Exception):
     """The daemon cannot start (a socket cannot be bound, the folder cannot be made)."""
 
 
-async def serve(settings: config.Settings) -> None:
-    """Run until SIGTERM/SIGINT, then stop gracefully."""
-    app = create_app(settings)
-    runner = web.AppRunner(
-        app,
-        access_log_class=AccessLogger,
-        access_log=logging.getLogger("sessiond.access") if settings.access_log else None,
-        shutdown_timeout=settings.shutdown_timeout,
-        handle_signals=False,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await runner.setup()
-    except OSError as exc:
-        raise StartupError(f"cannot prepare {settings.sessions_dir}: {exc.strerror}") from None
-    try:
-        for where in await _start_sites(runner, settings):
-            log.info("listening on %s", where)
-        watcher = app[WATCHER]
-        await _wait_first(watcher.ready.wait(), stop.wait())
-        if watcher.ready.is_set():
-            log.info("ready: serving %d sessions", len(watcher.store.index))
-        await stop.wait()
-        log.info("stopping")
-    finally:
-        await runner.cleanup()
+class Daemon:
+    """One run of the service: sockets, the app, systemd notifications and signals."""
+
+    def __init__(self, settings: config.Settings, flags: dict[str, object]) -> None:
+        self.settings = settings
+        self.flags = flags
+        self.notifier = SystemdNotifier()
+        self.app = create_app(settings)
+        self.watcher = self.app[WATCHER]
+        self.watcher.progress = self._indexing
+        self.stop = asyncio.Event()
+        self.reloading: asyncio.Task[None] | None = None
+
+    def _indexing(self, done: int, total: int) -> None:
+        self.notifier.status(f"indexing {done:,}/{total:,}")
+
+    async def serve(self) -> None:
+        """Run until SIGTERM/SIGINT, then stop gracefully."""
+        settings = self.settings
+        runner = web.AppRunner(
+            self.app,
+            access_log_class=AccessLogger,
+            access_log=logging.getLogger("sessiond.access"),
+            shutdown_timeout=settings.shutdown_timeout,
+            handle_signals=False,
+        )
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+        try:
+            # Taken before anything starts a worker process, which must not inherit them.
+            activated = listen_fds()
+        except ValueError as exc:
+            raise StartupError(f"socket activation: {exc}") from None
+        try:
+            await runner.setup()
+        except OSError as exc:
+            raise StartupError(f"cannot prepare {settings.sessions_dir}: {exc.strerror}") from None
+        watchdog = asyncio.create_task(run_watchdog(self.notifier, lambda: self.watcher.alive), name="sessiond-watchdog")
+        try:
+            for where in await _start_sites(runner, settings, activated):
+                log.info("listening on %s", where)
+            await _wait_first(self.watcher.ready.wait(), self.stop.wait())
+            if self.watcher.ready.is_set():
+                count = len(self.watcher.store.index)
+                log.info("ready: serving %d sessions", count)
+                # READY=1 only now: the sockets listen and the first scan is indexed.
+                self.notifier.ready(f"serving {count:,} sessions")
+            await self.stop.wait()
+            log.info("stopping")
+            self.notifier.stopping()
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+            # Stops accepting, gives in-flight requests shutdown_timeout, then stops the watcher.
+            await runner.cleanup()
+            self.notifier.close()
+
+    def _reload_soon(self) -> None:
+        if self.reloading is None or self.reloading.done():
+            self.reloading = asyncio.create_task(self.reload(), name="sessiond-reload")
+
+    async def reload(self) -> None:
+        """SIGHUP: re-read the config (a bad one keeps the old), rescan, then READY=1 again."""
+        self.notifier.reloading()
+        log.info("reloading")
+        try:
+            settings = config.load(self.flags)
+        except config.ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+        else:
+            pending = self.app[RUNTIME].reload(settings)
+            apply_logging(settings)
+            if pending:
+                log.warning("changed settings need a restart to apply: %s", ", ".join(pending))
+        store = self.watcher.store
+        async with store.lock:
+            await store.scan()
+        self.notifier.ready(f"serving {len(store.index):,} sessions")
+        log.info("reloaded: serving %d sessions", len(store.index))
 
 
-async def _start_sites(runner: web.AppRunner, settings: config.Settings) -> list[str]:
+async def _start_sites(runner: web.AppRunner, settings: config.Settings, activated: list[socket.socket]) -> list[str]:
+    if activated:
+        # systemd opened the sockets (sessiond.socket); serve on them instead of binding.
+        wheres = []
+        for sock in activated:
+            await web.SockSite(runner, sock).start()
+            wheres.append(f"systemd socket {_describe(sock)}")
+        return wheres
     sites: list[tuple[web.BaseSite, str]] = []
     if settings.unix:
         with contextlib.suppress(FileNotFoundError):
@@ -120,6 +193,14 @@ async def _start_sites(runner: web.AppRunner, settings: config.Settings) -> list
         if isinstance(site, web.UnixSite) and settings.unix:
             os.chmod(settings.unix, settings.unix_mode)
     return [where for _, where in sites]
+
+
+def _describe(sock: socket.socket) -> str:
+    name = sock.getsockname()
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{name or '(unnamed)'}"
+    host, port = name[0], name[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 async def _wait_first(*aws: object) -> None:

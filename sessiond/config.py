@@ -42,12 +42,19 @@ class Settings:
     trash_days: float = 0.0
     events_buffer: int = 10_000
     events_keepalive: float = 15.0
+    state_dir: Path | None = None
+    snapshot_interval: float = 60.0
     config_file: Path | None = None
 
     @property
     def sessions_dir(self) -> Path:
         """The only folder sessiond reads from and deletes in."""
         return self.workspace / "sessions"
+
+    @property
+    def snapshot_path(self) -> Path | None:
+        """Where the index snapshot lives (None: no snapshot, every start reads every file)."""
+        return self.state_dir / "index.snapshot.json" if self.state_dir else None
 
 
 # name -> (parser for strings from env/flags, description of what is valid)
@@ -91,6 +98,8 @@ _FROM_TEXT: dict[str, Any] = {
     "trash_days": float,
     "events_buffer": int,
     "events_keepalive": float,
+    "state_dir": str,
+    "snapshot_interval": float,
 }
 KNOWN = frozenset(_FROM_TEXT)
 # An empty variable usually means "unset"; for these it is a deliberate value
@@ -231,6 +240,17 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _float(values, "trash_days", 0, 3650)
     _int(values, "events_buffer", 1, 10_000_000)
     _float(values, "events_keepalive", 0.01, 3600)
+    _float(values, "snapshot_interval", 1, 86400)
+    state_dir = values.get("state_dir", env.get("STATE_DIRECTORY", "").split(":")[0] or None)
+    if state_dir:
+        path = Path(str(state_dir)).expanduser().resolve()
+        if not path.is_dir() or not os.access(path, os.W_OK):
+            raise ConfigError(f"state_dir: {path} is not a writable directory; create it or unset state_dir")
+        if path == workspace / "sessions" or workspace / "sessions" in path.parents:
+            raise ConfigError("state_dir: must not be inside the sessions folder; pick another directory")
+        values["state_dir"] = path
+    else:
+        values.pop("state_dir", None)
     if "unix_mode" in values:
         mode = values["unix_mode"]
         if isinstance(mode, str):

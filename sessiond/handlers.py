@@ -25,11 +25,19 @@ def _key(request: web.Request) -> str | web.Response:
 
 
 async def list_sessions(request: web.Request) -> web.Response:
-    """GET /api/v1/sessions: every key, ascending; the body is cached by the index."""
+    """GET /api/v1/sessions: every key, ascending; the body is cached by the index.
+
+    With If-None-Match equal to the current ETag the answer is an empty 304, so a
+    monitor polling the list costs almost nothing while nothing changes.
+    """
     if request.query_string and (answer := query_response(request)) is not None:
         return answer
-    body = request.app[STORE].index.list_body()
-    return web.Response(body=body, content_type="application/json")
+    index = request.app[STORE].index
+    body = index.list_body()
+    etag = index.list_etag()
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
 
 
 async def get_session(request: web.Request) -> web.Response:
@@ -80,6 +88,14 @@ async def health(request: web.Request) -> web.Response:
     return json_response({"status": "ok", "sessions": len(request.app[STORE].index)})
 
 
+async def livez(request: web.Request) -> web.Response:
+    """GET /livez (public): 200 while the process can serve at all (the loop answers and
+    the watcher has not failed for good); a failure here means "restart me"."""
+    if request.app[WATCHER].state == "failed":
+        return json_response({"status": "failed", "reason": "watcher failed"}, status=503)
+    return json_response({"status": "ok"})
+
+
 async def api_health(request: web.Request) -> web.Response:
     """GET /api/v1/health (token): version, uptime and index figures."""
     app = request.app
@@ -111,6 +127,8 @@ async def metrics(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Register every route of the API."""
     app.router.add_get("/health", health)
+    app.router.add_get("/readyz", health)  # same answer as /health: ready to take traffic
+    app.router.add_get("/livez", livez)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/health", api_health)
     app.router.add_get("/api/v1/sessions", list_sessions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from typing import Literal, NamedTuple
 
@@ -83,6 +84,7 @@ class SessionIndex:
         self._served: dict[str, SessionRecord] = {}  # key -> the record answered for it
         self._keys: SortedList = SortedList()
         self._body: bytes | None = None
+        self._etag = ""
         self.version = 0
 
     # -- reading -----------------------------------------------------------
@@ -110,11 +112,24 @@ class SessionIndex:
         """The serialized `GET /api/v1/sessions` answer, rebuilt at most once per change of keys."""
         if self._body is None:
             self._body = orjson.dumps({"sessions": list(self._keys), "count": len(self._keys)})
+            # A hash of the content, not a counter: it stays right across restarts.
+            self._etag = '"' + hashlib.blake2b(self._body, digest_size=12).hexdigest() + '"'
         return self._body
+
+    def list_etag(self) -> str:
+        """The strong ETag of list_body()."""
+        self.list_body()
+        return self._etag
 
     def file_state(self, name: str) -> FileState:
         """What the index holds for file *name*."""
         return self._files.get(name) or self._invalid.get(name)
+
+    def file_states(self) -> list[tuple[str, FileState]]:
+        """(name, state) of every known file, valid or not (a copy)."""
+        states: list[tuple[str, FileState]] = list(self._files.items())
+        states.extend(self._invalid.items())
+        return states
 
     def file_stats(self) -> dict[str, FileStat]:
         """Name -> recorded stat for every known file (for reconciling against the disk)."""
@@ -168,9 +183,14 @@ class SessionIndex:
         """Forget file *name* (it is gone from disk)."""
         return self.set_file(name, None)
 
-    def load(self, states: Iterable[tuple[str, FileState]]) -> None:
-        """Replace everything with a full scan's results in one pass (one sort, not one per file)."""
+    def load(self, states: Iterable[tuple[str, FileState]]) -> list[Change]:
+        """Replace everything with a full scan's results in one pass (one sort, not one per file).
+
+        Returns what changed for clients compared with before (nothing on a first load,
+        so a start-up does not announce every session as created).
+        """
         version = self.version
+        before = self._served
         self.__init__()  # type: ignore[misc]
         for name, state in states:
             if isinstance(state, SessionRecord):
@@ -182,6 +202,16 @@ class SessionIndex:
             self._served[key] = self._winner(key)  # type: ignore[assignment]
         self._keys = SortedList(self._served)
         self.version = version + 1
+        if not before:
+            return []
+        changes = [Change("deleted", key, None) for key in before.keys() - self._served.keys()]
+        for key, record in self._served.items():
+            old = before.get(key)
+            if old is None:
+                changes.append(Change("created", key, record))
+            elif not (old.name == record.name and old.same_content(record)):
+                changes.append(Change("updated", key, record))
+        return changes
 
     def _claim(self, record: SessionRecord) -> None:
         key, name = record.key, record.name

@@ -11,13 +11,15 @@ if TYPE_CHECKING:
     from .events import EventFeed
     from .metrics import Metrics
     from .middlewares.request_id import RequestInfo
+    from .runtime import Runtime
     from .store import SessionStore
     from .trash import Trash
     from .watcher import SessionWatcher
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
-SETTINGS = web.AppKey("settings", "Settings")
+SETTINGS = web.AppKey("settings", "Settings")  # as loaded at start; RUNTIME holds what reloads change
+RUNTIME = web.AppKey("runtime", "Runtime")
 STORE = web.AppKey("store", "SessionStore")
 WATCHER = web.AppKey("watcher", "SessionWatcher")
 METRICS = web.AppKey("metrics", "Metrics")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 class _IndexCollector(Collector):
     """Reads the index and watcher at scrape time, so the hot paths pay nothing."""
 
-    def __init__(self, store: SessionStore, watcher: SessionWatcher, limiters: dict[str, RateLimiter]) -> None:
+    def __init__(
+        self, store: SessionStore, watcher: SessionWatcher, limiters: Callable[[], dict[str, RateLimiter]]
+    ) -> None:
         self.store = store
         self.watcher = watcher
         self.limiters = limiters
@@ -45,7 +47,7 @@ class _IndexCollector(Collector):
         yield CounterMetricFamily("sessiond_files_applied", "Files re-read and applied to the index", value=self.store.files_applied)
         yield CounterMetricFamily("sessiond_rescans", "Full scans of the sessions folder", value=self.store.scans)
         limited = CounterMetricFamily("sessiond_rate_limited", "Requests refused by a rate limit", labels=["limit"])
-        for name, limiter in self.limiters.items():
+        for name, limiter in self.limiters().items():
             limited.add_metric([name], limiter.rejected)
         yield limited
 
@@ -63,7 +65,9 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
 
-    def watch(self, store: SessionStore, watcher: SessionWatcher, limiters: dict[str, RateLimiter]) -> None:
+    def watch(
+        self, store: SessionStore, watcher: SessionWatcher, limiters: Callable[[], dict[str, RateLimiter]]
+    ) -> None:
         """Expose the index, watcher and limiter figures."""
         self.registry.register(_IndexCollector(store, watcher, limiters))
 
@@ -74,6 +78,9 @@ class Metrics:
     def middleware(self) -> Middleware:
         """Count every response by route template (not raw path, which would explode labels)."""
         requests, duration = self.requests, self.duration
+        # labels() validates and locks on every call; the label sets are few, so keep the children.
+        counters: dict[tuple[str, str, int], Counter] = {}
+        timers: dict[str, Histogram] = {}
 
         @web.middleware
         async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -89,7 +96,13 @@ class Metrics:
             finally:
                 resource = request.match_info.route.resource
                 route = resource.canonical if resource is not None else "unmatched"
-                requests.labels(route, request.method, str(status)).inc()
-                duration.labels(route).observe(time.perf_counter() - started)
+                counter = counters.get((route, request.method, status))
+                if counter is None:
+                    counter = counters[route, request.method, status] = requests.labels(route, request.method, str(status))
+                counter.inc()
+                timer = timers.get(route)
+                if timer is None:
+                    timer = timers[route] = duration.labels(route)
+                timer.observe(time.perf_counter() - started)
 
         return observe

@@ -169,6 +169,14 @@ PATHS: dict[str, Any] = {
         "200": _json(_ref("Health"), "Indexed, watcher running."),
         "503": _json(_ref("Health"), "Starting, or the watcher is down; `reason` says which."),
     }, public=True)},
+    "/readyz": {"get": _op("Readiness, the same answer as /health (no token, never rate limited).", {
+        "200": _json(_ref("Health"), "Indexed, watcher running."),
+        "503": _json(_ref("Health"), "Not ready; `reason` says why."),
+    }, public=True)},
+    "/livez": {"get": _op("Liveness: 503 means restart me (no token, never rate limited).", {
+        "200": _json(_ref("Health"), "The process can serve."),
+        "503": _json(_ref("Health"), "The watcher failed for good."),
+    }, public=True)},
     "/metrics": {"get": _op("Prometheus metrics, every name sessiond_*.", {
         "200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
     })},
@@ -176,8 +184,9 @@ PATHS: dict[str, Any] = {
         "200": _json(_ref("Health"), "Healthy."), "503": _json(_ref("Health"), "Not ready."),
     })},
     "/api/v1/sessions": {"get": _op(
-        "List sessions. Without parameters: every key, ascending, exactly as the seed.",
-        {"200": _json(_ref("SessionList"), "Keys (or metadata with include=meta) and the count."), **BAD},
+        "List sessions. Without parameters: every key, ascending, exactly as the seed, with an ETag.",
+        {"200": _json(_ref("SessionList"), "Keys (or metadata with include=meta) and the count."),
+         "304": {"description": "No parameters, and If-None-Match matched the list's ETag."}, **BAD},
         FILTER + ORDER + PAGE,
     )},
     "/api/v1/sessions/{key}": {

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from . import loader
-from .index import Change, FileState, InvalidFile, SessionIndex, SessionRecord
+from . import loader, snapshot
+from .index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +39,16 @@ class SessionStore:
     """Owns the index for one sessions folder; every change to it goes through here."""
 
     def __init__(
-        self, folder: os.PathLike[str] | str, max_file_bytes: int, remove_file: FileRemover | None = None
+        self,
+        folder: os.PathLike[str] | str,
+        max_file_bytes: int,
+        remove_file: FileRemover | None = None,
+        snapshot_path: Path | None = None,
     ) -> None:
         self.folder = os.fspath(folder)
+        self.snapshot_path = snapshot_path
+        self.snapshot_version = -1
+        self.last_scan_counts = (0, 0)  # (files read, files kept from the snapshot)
         self.max_file_bytes = max_file_bytes
         self.remove_file: FileRemover = remove_file or unlink_if_present
         self.index = SessionIndex()
@@ -58,28 +67,34 @@ class SessionStore:
     # -- whole-folder --------------------------------------------------------
 
     async def scan(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Read every session file off the event loop and replace the index with the result."""
+        """Read every session file off the event loop and replace the index with the result.
+
+        With a snapshot, only files whose stat differs from it are read.
+        """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        names = await loop.run_in_executor(None, _names_in, self.folder)
-        chunks = [names[i : i + SCAN_CHUNK] for i in range(0, len(names), SCAN_CHUNK)]
-        results: list[tuple[str, FileState]] = []
-        if len(names) >= PROCESS_POOL_THRESHOLD:
-            with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-                futures = [
-                    loop.run_in_executor(pool, loader.scan_names, self.folder, chunk, self.max_file_bytes)
-                    for chunk in chunks
-                ]
-                for future in asyncio.as_completed(futures):
-                    results.extend(await future)
-                    if progress:
-                        progress(len(results), len(names))
+        previous = None
+        if self.snapshot_path is not None:
+            previous = await loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.folder)
+        kept: list[tuple[str, FileState]] = []
+        if previous is None:
+            names = await loop.run_in_executor(None, _names_in, self.folder)  # no stat: reads fstat anyway
+            total = len(names)
         else:
-            for chunk in chunks:
-                results.extend(await loop.run_in_executor(None, loader.scan_names, self.folder, chunk, self.max_file_bytes))
-                if progress:
-                    progress(len(results), len(names))
-        self.index.load(results)
+            taken_at, states = previous
+            listing = await loop.run_in_executor(None, _listing, self.folder)
+            names = []
+            for name, st in listing:
+                state = states.get(name)
+                if state is not None and snapshot.still_valid(state, st, taken_at):
+                    kept.append((name, state))
+                else:
+                    names.append(name)
+            total = len(listing)
+            del states, listing
+        results = kept + await self._read_all(names, total, progress)
+        self.last_scan_counts = (len(names), len(kept))
+        changes = self.index.load(results)
         self.scans += 1
         self._retries.clear()
         for name, state in results:
@@ -88,9 +103,62 @@ class SessionStore:
         self._report_collisions()
         self.last_change = time.monotonic()
         log.info(
-            "indexed %d sessions from %d files in %.2fs (%d invalid)",
-            len(self.index), len(names), time.monotonic() - started, len(self.index.invalid),
+            "indexed %d sessions from %d files in %.2fs (%d read, %d unchanged since the snapshot, %d invalid)",
+            len(self.index), total, time.monotonic() - started, len(names), len(kept), len(self.index.invalid),
         )
+        if changes:
+            self._notify(changes)
+        if self.snapshot_path is not None:
+            await self.save_snapshot()
+
+    async def _read_all(
+        self, names: list[str], total: int, progress: Callable[[int, int], None] | None
+    ) -> list[tuple[str, FileState]]:
+        loop = asyncio.get_running_loop()
+        chunks = [names[i : i + SCAN_CHUNK] for i in range(0, len(names), SCAN_CHUNK)]
+        results: list[tuple[str, FileState]] = []
+        done = total - len(names)
+        pool: concurrent.futures.Executor | None = None
+        if len(names) >= PROCESS_POOL_THRESHOLD:
+            # forkserver, not fork: forking a process that runs threads (the watcher's,
+            # the executor's) can copy a held lock into the child.
+            pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=os.cpu_count() or 2, mp_context=multiprocessing.get_context("forkserver")
+            )
+        try:
+            futures = [loop.run_in_executor(pool, _read_flat, self.folder, chunk, self.max_file_bytes) for chunk in chunks]
+            for future in asyncio.as_completed(futures):
+                flats = await future
+                results.extend(snapshot.unflatten(flat) for flat in flats)
+                done += len(flats)
+                if progress:
+                    progress(done, total)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        return results
+
+    async def save_snapshot(self) -> None:
+        """Write the index to the snapshot file (off the loop); failures are logged, not raised."""
+        if self.snapshot_path is None:
+            return
+        version = self.index.version
+        states = self.index.file_states()  # a cheap copy on the loop; encoding happens in a thread
+        loop = asyncio.get_running_loop()
+        try:
+            count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.folder, states)
+        except OSError as exc:
+            log.warning("cannot write snapshot %s: %s", self.snapshot_path, exc)
+            return
+        self.snapshot_version = version
+        log.debug("snapshot of %d files written to %s", count, self.snapshot_path)
+
+    async def keep_snapshot(self, interval: float) -> None:
+        """Re-write the snapshot every *interval* seconds while the index changes."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.index.version != self.snapshot_version:
+                await self.save_snapshot()
 
     # -- single files --------------------------------------------------------
 
@@ -107,10 +175,8 @@ class SessionStore:
                     changes.extend(self._apply(name, state))
                 self.files_applied += len(states)
         if changes:
-            self.last_change = time.monotonic()
             self._report_collisions()
-            for listener in self.listeners:
-                listener(changes)
+            self._notify(changes)
         return changes
 
     def _apply(self, name: str, state: FileState) -> list[Change]:
@@ -142,14 +208,17 @@ class SessionStore:
             for name in self.index.files_for(key):
                 removed += await loop.run_in_executor(None, self.remove_file, self.folder, name)
                 changes.extend(self.index.remove(name))
-        self.last_change = time.monotonic()
-        for listener in self.listeners:
-            listener(changes)
+        self._notify(changes)
         if not removed:
             raise SessionNotFound(key)  # someone else removed it first; the index has healed
         return record
 
     # -- reporting -----------------------------------------------------------
+
+    def _notify(self, changes: list[Change]) -> None:
+        self.last_change = time.monotonic()
+        for listener in self.listeners:
+            listener(changes)
 
     def _report_invalid(self, bad: InvalidFile) -> None:
         marker = (bad.name, bad.reason)
@@ -168,7 +237,23 @@ class SessionStore:
 
 
 def _names_in(folder: str) -> list[str]:
-    return [name for name, _ in loader.list_session_files(folder)]
+    with os.scandir(folder) as entries:
+        return [entry.name for entry in entries if loader.is_session_name(entry.name)]
+
+
+def _listing(folder: str) -> list[tuple[str, FileStat]]:
+    return list(loader.list_session_files(folder))
+
+
+def _read_flat(folder: str, names: list[str], max_bytes: int) -> list[snapshot.Flat]:
+    # Runs in a worker process for big scans: plain tuples pickle several times faster
+    # than record objects. A file gone since the listing is simply left out.
+    flats = []
+    for name in names:
+        flat = snapshot.flatten(name, loader.read_state(folder, name, max_bytes))
+        if flat is not None:
+            flats.append(flat)
+    return flats
 
 
 def unlink_if_present(folder: str, name: str) -> bool:

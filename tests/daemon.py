@@ -26,7 +26,7 @@ def free_port() -> int:
 class Daemon:
     """A sessiond child process with its stderr kept in a file."""
 
-    def __init__(self, workspace: Path, *args: str, env: dict[str, str] | None = None, **popen: Any) -> None:
+    def __init__(self, workspace: Path, *args: str, env: dict[str, str | None] | None = None, **popen: Any) -> None:
         self.port = free_port()
         self.log_path = workspace.parent / f"sessiond-{self.port}.log"
         full_env = {
@@ -34,6 +34,7 @@ class Daemon:
         }
         full_env.update({"SESSIOND_TOKEN": TOKEN, "SESSIOND_DEBOUNCE_MS": "10", "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
+        full_env = {k: v for k, v in full_env.items() if v is not None}  # None: unset it
         self.log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "sessiond", "--workspace", str(workspace), "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, **popen)

@@ -288,3 +288,17 @@ async def test_hostile_keys_are_4xx_and_touch_nothing(client: TestClient, worksp
         body = await resp.json()
         assert "detail" in body and str(tmp_path) not in body["detail"]
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+async def test_list_etag_and_304(client: TestClient, sessions: Path) -> None:
+    write_atomic(sessions, "e:1")
+    await eventually(lambda: "e:1" in store_of(client).index)
+    first = await client.get("/api/v1/sessions", headers=AUTH)
+    etag = first.headers["ETag"]
+    again = await client.get("/api/v1/sessions", headers={**AUTH, "If-None-Match": etag})
+    assert again.status == 304 and await again.read() == b"" and again.headers["ETag"] == etag
+    write_atomic(sessions, "e:2")
+    await eventually(lambda: "e:2" in store_of(client).index)
+    changed = await client.get("/api/v1/sessions", headers={**AUTH, "If-None-Match": etag})
+    assert changed.status == 200 and changed.headers["ETag"] != etag
+    assert (await changed.json())["count"] == 2

@@ -113,3 +113,10 @@ def test_files_for_lists_every_claimant() -> None:
     index.set_file("c.json", rec("k", "c.json", updated=0))
     assert index.files_for("k") == ["b.json", "a.json", "c.json"]
     assert index.files_for("nope") == []
+
+
+def test_reload_reports_the_difference() -> None:
+    index = SessionIndex()
+    assert index.load([("a.json", rec("a")), ("b.json", rec("b"))]) == []  # first load: silent
+    changes = index.load([("b.json", rec("b", messages=3)), ("c.json", rec("c"))])
+    assert sorted((c.kind, c.key) for c in changes) == [("created", "c"), ("deleted", "a"), ("updated", "b")]

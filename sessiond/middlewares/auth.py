@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -12,6 +12,9 @@ from aiohttp.typedefs import Middleware
 from ..responses import error_response
 from ..typedefs import Handler
 from .request_id import info_of
+
+if TYPE_CHECKING:
+    from ..runtime import Runtime
 
 UNAUTHORIZED = "Authentication required"
 
@@ -36,22 +39,19 @@ def token_id(token: bytes) -> str:
     return hashlib.sha256(token).hexdigest()[:16]
 
 
-def auth_middleware(expected: str, public_paths: Collection[str]) -> Middleware:
-    """Reject requests without the right bearer token, except on *public_paths*."""
-    expected_bytes = expected.encode("ascii")
-    expected_id = token_id(expected_bytes)
-    public = frozenset(public_paths)
+def auth_middleware(runtime: Runtime) -> Middleware:
+    """Reject requests without the right bearer token, except on the public paths."""
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in public:
+        if request.path in runtime.public_paths:
             return await handler(request)
         token = presented_token(request)
         # compare_digest on bytes runs in time independent of where they differ.
-        if token is None or not hmac.compare_digest(token, expected_bytes):
+        if token is None or not hmac.compare_digest(token, runtime.token):
             return error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
         if (info := info_of(request)) is not None:
-            info.token_id = expected_id
+            info.token_id = runtime.token_id
         return await handler(request)
 
     return check_token

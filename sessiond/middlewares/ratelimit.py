@@ -74,14 +74,21 @@ def _too_many(limiter: RateLimiter) -> web.Response:
 
 
 def rate_limit_middleware(
-    limiter: RateLimiter, key_of: Callable[[web.Request], str | None], exempt_paths: Collection[str]
+    limiter_of: Callable[[], RateLimiter | None],
+    key_of: Callable[[web.Request], str | None],
+    exempt_paths: Collection[str],
 ) -> Middleware:
-    """Reject with 429 when the bucket that *key_of* names is full (None: not limited)."""
+    """Reject with 429 when the bucket that *key_of* names is full.
+
+    *limiter_of* is asked on every request (a reload may switch a limit on or
+    off); None from it, or from *key_of*, means "not limited".
+    """
     exempt = frozenset(exempt_paths)
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in exempt:
+        limiter = limiter_of()
+        if limiter is not None and request.path not in exempt:
             key = key_of(request)
             if key is not None and not await limiter.allow(key):
                 return _too_many(limiter)

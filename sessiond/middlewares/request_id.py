@@ -6,8 +6,8 @@ otherwise) `Cache-Control: no-store`: session data must not sit in shared caches
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -49,7 +49,7 @@ def request_id_of(request: web.BaseRequest) -> str:
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Attach a RequestInfo and stamp X-Request-ID and Cache-Control on the response."""
     sent = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = sent if _SAFE_ID.fullmatch(sent) else uuid.uuid4().hex
+    rid = sent if sent and _SAFE_ID.fullmatch(sent) else os.urandom(16).hex()
     request[REQUEST_INFO] = RequestInfo(rid, request.remote)
     try:
         response = await handler(request)

@@ -1,0 +1,108 @@
+"""Snapshots: a restart re-reads only what changed while the daemon was down."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from sessiond import snapshot
+from sessiond.index import FileStat, InvalidFile, SessionRecord
+from sessiond.store import SessionStore
+
+from .conftest import write_atomic
+
+OLD = time.time() - 3600
+
+
+def age(path: Path) -> None:
+    """Make a file look untouched for an hour (outside the racy window)."""
+    os.utime(path, (OLD, OLD))
+
+
+def test_flatten_round_trip() -> None:
+    rec = SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, FileStat(10, 20, 30))
+    bad = InvalidFile("bad.json", "empty file", FileStat(0, 1, 2))
+    name, back = snapshot.unflatten(snapshot.flatten("k_1.json", rec))
+    assert name == "k_1.json" and back.key == "k:1" and back.stat == rec.stat and back.same_content(rec)
+    assert snapshot.unflatten(snapshot.flatten("bad.json", bad)) == ("bad.json", bad)
+    assert snapshot.flatten("gone.json", None) is None
+
+
+async def scanned(folder: Path, snap: Path) -> SessionStore:
+    store = SessionStore(folder, 1 << 20, snapshot_path=snap)
+    await store.scan()
+    return store
+
+
+async def test_restart_reads_only_changed_files(sessions: Path, tmp_path: Path) -> None:
+    snap = tmp_path / "state" / "index.json"
+    snap.parent.mkdir()
+    paths = [write_atomic(sessions, f"s:{i}", messages=i) for i in range(20)]
+    (sessions / "bad.json").write_text("{")
+    for path in [*paths, sessions / "bad.json"]:
+        age(path)
+    first = await scanned(sessions, snap)
+    assert first.last_scan_counts == (21, 0) and snap.exists()
+
+    write_atomic(sessions, "s:3", messages=99)  # rewritten (new inode, size)
+    age(sessions / "s_3.json")
+    paths[4].unlink()  # removed
+    write_atomic(sessions, "s:new")  # added
+    age(sessions / "s_new.json")
+    second = await scanned(sessions, snap)
+    assert second.last_scan_counts == (2, 19)
+    assert second.index.get("s:3").message_count == 99
+    assert "s:4" not in second.index and "s:new" in second.index
+    assert set(second.index.invalid) == {"bad.json"}
+    assert list(second.index.keys()) == sorted(set(first.index.keys()) - {"s:4"} | {"s:new"})
+
+
+async def test_recent_files_are_not_trusted(sessions: Path, tmp_path: Path) -> None:
+    snap = tmp_path / "snap.json"
+    write_atomic(sessions, "fresh")  # mtime is now: within the racy window
+    await scanned(sessions, snap)
+    again = await scanned(sessions, snap)
+    assert again.last_scan_counts == (1, 0)
+
+
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"format": "other"}', b'{"format": "sessiond-snapshot/1", "folder": "X"}'])
+async def test_unusable_snapshot_means_full_scan(sessions: Path, tmp_path: Path, content: bytes) -> None:
+    snap = tmp_path / "snap.json"
+    age(write_atomic(sessions, "a"))
+    snap.write_bytes(content)
+    store = await scanned(sessions, snap)
+    assert store.last_scan_counts == (1, 0) and "a" in store.index
+
+
+async def test_snapshot_of_another_folder_is_ignored(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    age(write_atomic(one, "a"))
+    age(write_atomic(two, "b"))
+    snap = tmp_path / "snap.json"
+    await scanned(one, snap)
+    store = await scanned(two, snap)
+    assert list(store.index.keys()) == ["b"] and store.last_scan_counts == (1, 0)
+
+
+def test_daemon_restart_uses_its_snapshot(workspace: Path, tmp_path: Path) -> None:
+    from .daemon import Daemon
+
+    state = tmp_path / "state"
+    state.mkdir()
+    for i in range(5):
+        age(write_atomic(workspace / "sessions", f"r:{i}"))
+    env = {"SESSIOND_STATE_DIR": str(state)}
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready()
+        assert d.stop() == 0
+    assert (state / "index.snapshot.json").exists()
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready()
+        assert d.get("/api/v1/sessions")[0] == 200
+        assert d.stop() == 0
+        assert "(0 read, 5 unchanged since the snapshot, 0 invalid)" in d.output()
