@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
+from sessiond.app import create_app
 from sessiond.events import EventFeed
 from sessiond.index import Change, FileStat, SessionRecord
+from sessiond.store import SessionStore
 
 from .conftest import AUTH, store_of, write_atomic
 from .daemon import TOKEN, Daemon
@@ -147,6 +150,28 @@ async def test_resync_when_too_far_behind(start_client: Any, sessions: Path) -> 
         (later,) = await events(resp, 1)  # and the stream goes on from there
         assert later["event"] == "created" and int(later["id"]) == int(resync["id"]) + 1
         resp.close()
+
+
+async def test_a_stream_opened_during_startup_resyncs_once_ready(
+    aiohttp_client: Any, make_settings: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = asyncio.Event()
+    original = SessionStore.scan
+
+    async def held_scan(self, progress=None):  # type: ignore[no-untyped-def]
+        await gate.wait()
+        await original(self, progress)
+
+    monkeypatch.setattr(SessionStore, "scan", held_scan)
+    write_atomic(sessions, "already:there")
+    client = await aiohttp_client(create_app(make_settings()))
+    resp = await open_stream(client)
+    gate.set()  # the first load announces nothing, so the stream is told to list
+    (resync,) = await events(resp, 1)
+    assert resync["event"] == "resync"
+    write_atomic(sessions, "later")
+    assert [e["event"] for e in await events(resp, 1)] == ["created"]
+    resp.close()
 
 
 async def test_bad_parameters(client: TestClient) -> None:
