@@ -52,7 +52,7 @@ def test_live_daemon_conforms(workspace: Path) -> None:
     with Daemon(workspace, env=env) as daemon:
         daemon.wait_ready()
         run = subprocess.run(
-            [str(Path(sys.executable).with_name("st")), "--no-color", "--config-file", str(CONFIG), "run",
+            [sys.executable, "-m", "schemathesis.cli", "--no-color", "--config-file", str(CONFIG), "run",
              f"{daemon.url}/api/v1/openapi.json", "--header", f"Authorization: Bearer {TOKEN}",
              "--exclude-path", "/api/v1/events",  # never ends by design; tested in test_events.py
              # One worker: schemathesis's coverage phase is not thread-safe (hypothesis AST cache).
