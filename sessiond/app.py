@@ -22,12 +22,22 @@ from .watcher import SessionWatcher
 log = logging.getLogger(__name__)
 
 PROBES = ("/health",)
+# An idle or slow (slowloris) connection is closed after this long, including one
+# that never finishes its request headers: aiohttp has no separate header timeout,
+# and its default (3630 s) would let a slow client hold a socket for an hour.
+# Longer than nginx's upstream keepalive (60 s), so nginx always closes first.
+CLIENT_TIMEOUT = 75.0
 
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application for *settings*; nothing touches the disk until it starts."""
     store = SessionStore(settings.sessions_dir, settings.max_file_bytes)
-    watcher = SessionWatcher(store, debounce_ms=settings.debounce_ms, force_polling=settings.force_polling)
+    watcher = SessionWatcher(
+        store,
+        debounce_ms=settings.debounce_ms,
+        force_polling=settings.force_polling,
+        reconcile_interval=settings.reconcile_interval,
+    )
     metrics = Metrics()
     limiters: dict[str, RateLimiter] = {}
     public = set(PROBES)
@@ -50,7 +60,9 @@ def create_app(settings: Settings) -> web.Application:
         limiters["token"] = RateLimiter(settings.rate_limit_per_token, settings.rate_limit_max_clients)
         middlewares.append(rate_limit_middleware(limiters["token"], per_token, unlimited))
 
-    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=middlewares, client_max_size=64 * 1024, handler_args={"keepalive_timeout": CLIENT_TIMEOUT}
+    )
     app[SETTINGS] = settings
     app[STORE] = store
     app[WATCHER] = watcher
