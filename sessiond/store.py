@@ -94,18 +94,24 @@ class SessionStore:
             len(self.index), len(names), time.monotonic() - started, len(self.index.invalid),
         )
 
-    async def reconcile(self, *, in_flight: Container[str] = (), expect_changes: bool = False) -> int:
+    async def reconcile(
+        self, *, in_flight: Container[str] = (), grace: float = 0.0, expect_changes: bool = False
+    ) -> int:
         """Stat-walk the folder and re-read only the files whose stat differs from the index.
 
-        Returns the drift: files that disagreed with the index and still did after the
-        walk, not counting names in *in_flight* (reported by the watcher meanwhile).
-        With *expect_changes* (a new folder) differences are not drift.
+        Returns the drift: files that disagreed with the index and still did *grace*
+        seconds after the walk, not counting names in *in_flight* (a live set the
+        watcher fills meanwhile). With *expect_changes* (a new folder) differences are
+        not drift.
         """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         stale = await loop.run_in_executor(None, loader.stale_names, self.folder, self.index.file_stats())
+        # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
+        stale = [(name, st) for name, st in stale if name not in self._retries]
         drift = 0
-        if not expect_changes:
+        if stale and not expect_changes:
+            await asyncio.sleep(grace)  # a write just before the walk may still be inside the watch's debounce
             # A DELETE or an event applied while the walk ran may already have fixed a name.
             drift = sum(1 for name, st in stale if name not in in_flight and self._recorded_stat(name) != st)
         if stale:

@@ -256,7 +256,7 @@ class SessionWatcher:
     async def _reconcile(self, expect_changes: bool = False) -> None:
         started = time.monotonic()
         # Names the watcher reports while the walk runs are in flight, not lost.
-        await self.store.reconcile(in_flight=self._hints, expect_changes=expect_changes)
+        await self.store.reconcile(in_flight=self._hints, grace=3 * self.debounce_ms / 1000, expect_changes=expect_changes)
         self.schedule.done(started, time.monotonic())
 
 
