@@ -163,9 +163,9 @@ class SessionWatcher:
         ident = folder_identity(self.folder)
         if ident is not None:
             return ident
-        self.state = "sessions folder gone"
         log.warning("sessions folder %s is gone; serving nothing until it is back", self.folder)
         await self.store.reconcile(expect_changes=True)  # every file went with it
+        self.state = "sessions folder gone"  # only now: while health says so, nothing is served
         while (ident := folder_identity(self.folder)) is None:
             await asyncio.sleep(FOLDER_POLL)
         log.info("sessions folder %s is back", self.folder)
