@@ -32,12 +32,22 @@ UNLIMITED = (*PROBES, "/metrics")
 # 4096-character key percent-encoded as 4-byte UTF-8 is 48 KiB, and a longer line
 # is refused in plain text before any middleware could answer it as JSON.
 MAX_REQUEST_LINE = 128 * 1024
+# An idle or slow (slowloris) connection is closed after this long, including one
+# that never finishes its request headers: aiohttp has no separate header timeout,
+# and its default (3630 s) would let a slow client hold a socket for an hour.
+# Longer than nginx's upstream keepalive (60 s), so nginx always closes first.
+CLIENT_TIMEOUT = 75.0
 
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application for *settings*; nothing touches the disk until it starts."""
     store = SessionStore(settings.sessions_dir, settings.max_file_bytes, snapshot_path=settings.snapshot_path)
-    watcher = SessionWatcher(store, debounce_ms=settings.debounce_ms, force_polling=settings.force_polling)
+    watcher = SessionWatcher(
+        store,
+        debounce_ms=settings.debounce_ms,
+        force_polling=settings.force_polling,
+        reconcile_interval=settings.reconcile_interval,
+    )
     runtime = Runtime(settings)
     metrics = Metrics()
 
@@ -58,7 +68,9 @@ def create_app(settings: Settings) -> web.Application:
         rate_limit_middleware(lambda: runtime.token_limiter, per_token, UNLIMITED),
     ]
     app = web.Application(
-        middlewares=middlewares, client_max_size=64 * 1024, handler_args={"max_line_size": MAX_REQUEST_LINE}
+        middlewares=middlewares,
+        client_max_size=64 * 1024,
+        handler_args={"max_line_size": MAX_REQUEST_LINE, "keepalive_timeout": CLIENT_TIMEOUT},
     )
     app[SETTINGS] = settings
     app[RUNTIME] = runtime

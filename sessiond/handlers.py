@@ -75,9 +75,7 @@ def _problem(app: web.Application) -> str | None:
     watcher = app[WATCHER]
     if not watcher.ready.is_set():
         return f"starting: {watcher.state}"
-    if not watcher.alive:
-        return "watcher down"
-    return None
+    return watcher.problem  # e.g. "sessions folder gone", "degraded: watcher restarting ..."
 
 
 async def health(request: web.Request) -> web.Response:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
 import errno
 import math
 import os
 import stat as stat_mod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import NamedTuple
 
 import orjson
 
+from . import bigfile
 from .index import FileStat, FileState, InvalidFile, SessionRecord
 
 
@@ -28,6 +30,9 @@ class ParsedSession(NamedTuple):
 
 
 MAX_KEY_LENGTH = 4096
+# Files above this are parsed in a child process (see bigfile.py): orjson parses
+# ~200 MB/s and holds the GIL, so this keeps a parse under ~20 ms of loop stall.
+INLINE_PARSE_BYTES = 4 * 1024 * 1024
 
 
 def is_session_name(name: str) -> bool:
@@ -44,6 +49,8 @@ def _timestamp(value: object) -> float | None:
 
 def parse_session(data: bytes) -> ParsedSession:
     """Parse a session file's bytes; raise InvalidSession with a short reason."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]  # editors on Windows add one; orjson refuses it
     if not data.strip():
         raise InvalidSession("empty file")
     try:
@@ -80,10 +87,11 @@ def stat_of(st: os.stat_result) -> FileStat:
     return FileStat(st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def read_state(folder: str, name: str, max_bytes: int) -> FileState:
+def read_state(folder: str, name: str, max_bytes: int, inline_bytes: int = INLINE_PARSE_BYTES) -> FileState:
     """The current truth about *folder/name*: a record, an InvalidFile, or None if gone.
 
     Blocking; call it from an executor. Symlinks and non-regular files are not sessions.
+    Files over *inline_bytes* are read and parsed in a child process.
     """
     path = os.path.join(folder, name)
     try:
@@ -103,6 +111,8 @@ def read_state(folder: str, name: str, max_bytes: int) -> FileState:
             return InvalidFile(name, "not a regular file", fst)
         if st.st_size > max_bytes:
             return InvalidFile(name, f"larger than max_file_bytes ({st.st_size} > {max_bytes})", fst)
+        if st.st_size > inline_bytes:
+            return _read_isolated(folder, name, max_bytes, fst)
         data = _read_all(fd, st.st_size)
     except OSError as exc:
         return InvalidFile(name, f"cannot read ({errno.errorcode.get(exc.errno or 0, 'error')})", _lstat_or_zero(path))
@@ -113,6 +123,14 @@ def read_state(folder: str, name: str, max_bytes: int) -> FileState:
     except InvalidSession as exc:
         return InvalidFile(name, str(exc), fst)
     return make_record(name, parsed, fst)
+
+
+def _read_isolated(folder: str, name: str, max_bytes: int, fst: FileStat) -> FileState:
+    # The child opens the file itself, so the daemon never holds its bytes.
+    try:
+        return bigfile.read_in_child(folder, name, max_bytes)
+    except bigfile.ChildFailed as exc:
+        return InvalidFile(name, str(exc), fst)
 
 
 def _read_all(fd: int, size_hint: int) -> bytes:
@@ -148,6 +166,20 @@ def list_session_files(folder: str) -> Iterator[tuple[str, FileStat]]:
             except OSError:
                 continue
             yield entry.name, stat_of(st)
+
+
+def stale_names(folder: str, known: Mapping[str, FileStat]) -> list[tuple[str, FileStat | None]]:
+    """Names whose stat on disk differs from *known*, with the disk's stat (None: gone).
+
+    A missing folder holds nothing, so then every known name is stale.
+    """
+    try:
+        listing = dict(list_session_files(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        listing = {}
+    stale = [(name, st) for name, st in listing.items() if known.get(name) != st]
+    stale.extend((name, None) for name in known if name not in listing)
+    return stale
 
 
 def scan_names(folder: str, names: list[str], max_bytes: int) -> list[tuple[str, FileState]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -46,10 +47,22 @@ class _IndexCollector(Collector):
         yield CounterMetricFamily("sessiond_watcher_files", "File events received", value=watcher.files_seen)
         yield CounterMetricFamily("sessiond_files_applied", "Files re-read and applied to the index", value=self.store.files_applied)
         yield CounterMetricFamily("sessiond_rescans", "Full scans of the sessions folder", value=self.store.scans)
+        yield CounterMetricFamily("sessiond_reconciles", "Stat-only passes comparing the index with the disk", value=self.store.reconciles)
+        yield CounterMetricFamily("sessiond_reconcile_drift", "Files a reconcile found changed without an event", value=self.store.drift_files)
+        yield CounterMetricFamily("sessiond_watcher_restarts", "File watches restarted after a failure", value=watcher.restarts)
+        yield GaugeMetricFamily("sessiond_in_step", "1 while /health reports no problem", value=0 if watcher.problem else 1)
+        yield GaugeMetricFamily("sessiond_asyncio_tasks", "Tasks on the event loop (for leak hunting)", value=_task_count())
         limited = CounterMetricFamily("sessiond_rate_limited", "Requests refused by a rate limit", labels=["limit"])
         for name, limiter in self.limiters().items():
             limited.add_metric([name], limiter.rejected)
         yield limited
+
+
+def _task_count() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # registration describes the metrics, perhaps before the loop runs
+        return 0
 
 
 class Metrics:

@@ -8,7 +8,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 
 from . import loader, snapshot
@@ -63,6 +63,8 @@ class SessionStore:
         self.retry_hook: Callable[[str, float], None] | None = None
         self.files_applied = 0
         self.scans = 0
+        self.reconciles = 0
+        self.drift_files = 0  # files a reconcile found out of date that no event had reported
 
     # -- whole-folder --------------------------------------------------------
 
@@ -160,6 +162,39 @@ class SessionStore:
             if self.index.version != self.snapshot_version:
                 await self.save_snapshot()
 
+    async def reconcile(
+        self, *, in_flight: Container[str] = (), grace: float = 0.0, expect_changes: bool = False
+    ) -> int:
+        """Stat-walk the folder and re-read only the files whose stat differs from the index.
+
+        Returns the drift: files that disagreed with the index and still did *grace*
+        seconds after the walk, not counting names in *in_flight* (a live set the
+        watcher fills meanwhile). With *expect_changes* (a new folder) differences are
+        not drift.
+        """
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        stale = await loop.run_in_executor(None, loader.stale_names, self.folder, self.index.file_stats())
+        # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
+        stale = [(name, st) for name, st in stale if name not in self._retries]
+        drift = 0
+        if stale and not expect_changes:
+            await asyncio.sleep(grace)  # a write just before the walk may still be inside the watch's debounce
+            # A DELETE or an event applied while the walk ran may already have fixed a name.
+            drift = sum(1 for name, st in stale if name not in in_flight and self._recorded_stat(name) != st)
+        if stale:
+            await self.refresh([name for name, _ in stale])
+        self.reconciles += 1
+        self.drift_files += drift
+        if drift:
+            log.warning("reconcile: %d file(s) had changed without an event reaching the index; re-read", drift)
+        log.debug("reconcile: %d stale, %d drift, %.3fs", len(stale), drift, time.monotonic() - started)
+        return drift
+
+    def _recorded_stat(self, name: str) -> FileStat | None:
+        state = self.index.file_state(name)
+        return state.stat if state is not None else None
+
     # -- single files --------------------------------------------------------
 
     async def refresh(self, names: Iterable[str]) -> list[Change]:
@@ -197,7 +232,11 @@ class SessionStore:
         return True
 
     async def delete(self, key: str) -> SessionRecord:
-        """Remove every file claiming *key* and drop it from the index before returning."""
+        """Remove every file claiming *key* and drop it from the index before returning.
+
+        Raises SessionNotFound when no file on disk still holds the session (see
+        _remove_claimant for what counts); the index then records what is there.
+        """
         async with self.lock:
             record = self.index.get(key)
             if record is None:
@@ -206,12 +245,32 @@ class SessionStore:
             changes: list[Change] = []
             removed = 0
             for name in self.index.files_for(key):
-                removed += await loop.run_in_executor(None, self.remove_file, self.folder, name)
-                changes.extend(self.index.remove(name))
+                indexed = self._recorded_stat(name)
+                gone, now = await loop.run_in_executor(None, self._remove_claimant, name, key, indexed)
+                removed += gone
+                changes.extend(self.index.set_file(name, None if gone else now))
         self._notify(changes)
         if not removed:
             raise SessionNotFound(key)  # someone else removed it first; the index has healed
         return record
+
+    def _remove_claimant(self, name: str, key: str, indexed: FileStat | None) -> tuple[bool, FileState]:
+        """Remove file *name* if it still holds session *key*; blocking.
+
+        The same inode is the indexed file (perhaps mid-way through an in-place
+        rewrite): removed. A new inode is an atomic rewrite that landed after
+        indexing: removed only if it still claims *key*, else left alone and
+        returned so the index can record it. Returns (removed, state now).
+        """
+        try:
+            inode = os.lstat(os.path.join(self.folder, name)).st_ino
+        except FileNotFoundError:
+            return False, None
+        if indexed is None or inode != indexed.inode:
+            now = loader.read_state(self.folder, name, self.max_file_bytes)
+            if not (isinstance(now, SessionRecord) and now.key == key):
+                return False, now
+        return self.remove_file(self.folder, name), None
 
     # -- reporting -----------------------------------------------------------
 
@@ -224,7 +283,7 @@ class SessionStore:
         marker = (bad.name, bad.reason)
         if marker not in self._reported_invalid:
             self._reported_invalid.add(marker)
-            log.warning("ignoring %s: %s", bad.name, bad.reason)
+            log.warning("ignoring %r: %s", bad.name, bad.reason)  # %r: a name may hold newlines
         if len(self._reported_invalid) > 10_000:
             self._reported_invalid = {(n, b.reason) for n, b in self.index.invalid.items()}
 
@@ -233,7 +292,7 @@ class SessionStore:
             marker = (key, *names)
             if marker not in self._reported_collisions:
                 self._reported_collisions.add(marker)
-                log.warning("key %r is claimed by %d files; serving %s", key, len(names), names[0])
+                log.warning("key %r is claimed by %d files; serving %r", key, len(names), names[0])
 
 
 def _names_in(folder: str) -> list[str]:

@@ -1,0 +1,66 @@
+"""Read and parse one oversized session file in a short-lived child process.
+
+Parsing a very large session file builds an object tree several times the
+file's size and holds the GIL while it does. Done in the daemon, that stalls
+the event loop for seconds and leaves the heap bloated long after. Done in a
+child, the daemon only waits (in an executor thread) for a small pickled
+result, and the child's memory goes back to the system when it exits.
+
+A plain subprocess rather than a multiprocessing pool: `python -m sessiond` has
+no `__main__` guard for a spawned worker to respect, and a fork would copy the
+locks of the daemon's threads.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .index import FileState
+
+TIMEOUT = 300.0
+# One child at a time: big parses queue instead of multiplying their memory.
+_one_at_a_time = threading.Lock()
+# The folder this sessiond package was imported from, so the child imports the same code.
+_SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class ChildFailed(RuntimeError):
+    """The child died or timed out; the message is a short reason, safe to show."""
+
+
+def read_in_child(folder: str, name: str, max_bytes: int) -> FileState:
+    """loader.read_state(folder, name) run in a child process. Blocking: call from a thread."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_SOURCE_ROOT, os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", __name__, folder, name, str(max_bytes)]
+    with _one_at_a_time:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, env=env, timeout=TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise ChildFailed(f"parse took over {TIMEOUT:.0f}s") from None
+    if proc.returncode != 0:
+        # A negative code is a signal: SIGKILL here is almost always the out-of-memory killer.
+        why = "killed (out of memory?)" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
+        raise ChildFailed(f"parse worker {why}")
+    state: FileState = pickle.loads(proc.stdout)
+    return state
+
+
+def _main(argv: list[str]) -> None:
+    from .loader import read_state
+
+    folder, name, max_bytes = argv[0], argv[1], int(argv[2])
+    try:
+        state = read_state(folder, name, max_bytes, inline_bytes=max_bytes)
+    except MemoryError:
+        sys.exit(3)
+    sys.stdout.buffer.write(pickle.dumps(state))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,92 @@
+"""DELETE racing the agent, other DELETEs and other writers: defined outcomes, nothing else removed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import orjson
+from aiohttp.test_utils import TestClient
+
+from .conftest import AUTH, eventually, session_doc, store_of, write_atomic
+from .disk import api_equals_disk
+
+
+async def delete(client: TestClient, key: str) -> int:
+    return (await client.delete(f"/api/v1/sessions/{key}", headers=AUTH)).status
+
+
+async def test_concurrent_deletes_exactly_one_wins(client: TestClient, sessions: Path) -> None:
+    keys = [f"twice:{i}" for i in range(20)]
+    for key in keys:
+        write_atomic(sessions, key)
+    await eventually(lambda: len(store_of(client).index) == len(keys))
+    statuses = await asyncio.gather(*(delete(client, key) for key in keys for _ in range(3)))
+    for i in range(len(keys)):
+        assert sorted(statuses[i * 3 : i * 3 + 3]) == [200, 404, 404]
+    assert not any(sessions.iterdir())
+
+
+async def test_rewritten_since_indexed_same_key_is_deleted(client: TestClient, sessions: Path) -> None:
+    path = write_atomic(sessions, "agent:1", messages=1)
+    store = store_of(client)
+    await eventually(lambda: "agent:1" in store.index)
+    async with store.lock:  # the agent's rename lands before the index hears of it
+        write_atomic(sessions, "agent:1", messages=9)
+    assert await delete(client, "agent:1") == 200
+    assert not path.exists() and "agent:1" not in store.index
+
+
+async def test_name_taken_by_another_key_is_left_alone(client: TestClient, sessions: Path) -> None:
+    path = write_atomic(sessions, "mine", name="shared.json")
+    store = store_of(client)
+    await eventually(lambda: "mine" in store.index)
+    async with store.lock:  # another session now lives under that file name
+        write_atomic(sessions, "theirs", name="shared.json")
+    assert await delete(client, "mine") == 404
+    assert orjson.loads(path.read_bytes())["key"] == "theirs"
+    assert "mine" not in store.index and "theirs" in store.index  # the index healed on the spot
+
+
+async def test_in_place_rewrite_in_progress_is_deleted(client: TestClient, sessions: Path) -> None:
+    path = write_atomic(sessions, "chunky:1")
+    store = store_of(client)
+    await eventually(lambda: "chunky:1" in store.index)
+    async with store.lock:
+        with path.open("r+b") as fh:  # same inode, half-written content
+            fh.truncate(0)
+            fh.write(b'{"key": "chunky:1", "mess')
+    assert await delete(client, "chunky:1") == 200
+    assert not path.exists()
+
+
+async def test_delete_while_the_agent_keeps_rewriting(client: TestClient, sessions: Path, tmp_path: Path) -> None:
+    bystanders = [write_atomic(sessions, f"other:{i}") for i in range(5)]
+    (sessions / "notes.txt").write_text("not a session")
+    (sessions / "half.tmp").write_text("{")
+    outside = tmp_path / "outside.json"
+    outside.write_bytes(orjson.dumps(session_doc("busy")))
+    write_atomic(sessions, "busy")
+    await eventually(lambda: "busy" in store_of(client).index)
+    stop = threading.Event()
+
+    def agent() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            write_atomic(sessions, "busy", messages=n % 7 + 1)
+
+    writer = threading.Thread(target=agent)
+    writer.start()
+    try:
+        statuses = [await delete(client, "busy") for _ in range(100)]
+    finally:
+        stop.set()
+        writer.join()
+    assert set(statuses) <= {200, 404} and 200 in statuses
+    # The agent wrote last, so its session is back: last writer wins, and the index agrees.
+    assert (sessions / "busy.json").exists()
+    await eventually(lambda: api_equals_disk(client, sessions), timeout=2)
+    assert all(p.exists() for p in bystanders)
+    assert (sessions / "notes.txt").exists() and (sessions / "half.tmp").exists() and outside.exists()

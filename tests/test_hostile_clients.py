@@ -1,0 +1,153 @@
+"""Hostile clients over raw sockets: a 4xx or a closed connection, never a 5xx, bounded cost.
+
+Errors that aiohttp's HTTP parser raises itself (a malformed request line, too
+many or too large headers) are answered by aiohttp as text/plain before any
+middleware runs; aiohttp has no hook for them (aio-libs/aiohttp#3287), so those
+few are 4xx text, not JSON. Everything that reaches the app is JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from sessiond import app as app_mod
+
+from .conftest import AUTH, TOKEN, eventually, store_of, write_atomic
+
+AUTH_LINE = f"Authorization: Bearer {TOKEN}\r\n".encode()
+
+
+async def exchange(client: TestClient, raw: bytes, source: str | None = None, timeout: float = 5) -> bytes:
+    """Send raw bytes, return everything the server answers before closing (b"" if it just closed)."""
+    local = (source, 0) if source else None
+    reader, writer = await asyncio.open_connection(client.host, client.port, local_addr=local)
+    try:
+        writer.write(raw)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    except ConnectionResetError:
+        return b""
+    finally:
+        writer.close()
+
+
+def status_of(answer: bytes) -> int | None:
+    """The status code of the first response, None for a bare close."""
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else None
+
+
+def get(target: bytes, *headers: bytes, auth: bytes = AUTH_LINE) -> bytes:
+    return b"GET " + target + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + auth + b"".join(headers) + b"\r\n"
+
+
+TRAVERSALS = [
+    b"/api/v1/sessions/../../../../etc/passwd",
+    b"/api/v1/sessions/..%2F..%2F..%2Fetc%2Fpasswd",
+    b"/api/v1/sessions/%2e%2e/%2e%2e/workspace",
+    b"/api/v1/sessions/%2E%2E%2F%2E%2E%2Fsibling.json",
+    b"/api/v1/sessions/%252e%252e%252fsibling",
+    b"/api/v1/sessions/%25252e%25252e%25252f",
+    b"/api/v1/sessions/..%5c..%5csibling",
+    b"/api/v1/sessions/..\\..\\sibling",
+    b"/api/v1/sessions/..%c0%af..%c0%afsibling",
+    b"/api/v1/sessions/%uff0e%uff0e%u2215sibling",
+    b"/api/v1/sessions/..;/..;/sibling",
+    b"/api/v1/sessions/%2fetc%2fpasswd",
+    b"/api/v1/sessions//etc/passwd",
+    b"/api/v1/sessions/sessions%2F..%2F..%2Fsibling",
+    b"/api/v1/sessions/a%00b",
+    b"/api/v1/sessions/%ff%fe%fd",
+    b"/api/v1/sessions/" + b"k" * 4097,
+    b"http://evil.example/api/v1/sessions/..%2f..%2fsibling",
+]
+
+
+@pytest.mark.parametrize("target", TRAVERSALS, ids=range(len(TRAVERSALS)))
+@pytest.mark.parametrize("method", [b"GET", b"DELETE"])
+async def test_traversal_in_every_encoding_touches_nothing(
+    client: TestClient, workspace: Path, tmp_path: Path, target: bytes, method: bytes
+) -> None:
+    (workspace / "sibling.json").write_text('{"key": "sibling", "messages": []}')
+    (tmp_path / "canary").write_text("x")
+    write_atomic(workspace / "sessions", "keep:me")
+    await eventually(lambda: "keep:me" in store_of(client).index)
+    before = sorted(tmp_path.rglob("*"))
+    answer = await exchange(client, method + get(target)[3:])
+    status = status_of(answer)
+    assert status is not None and 400 <= status < 500, answer[:200]
+    assert str(tmp_path).encode() not in answer
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+RAW_GARBAGE = {
+    "nul-in-path": b"GET /api/v1/sessions/a\x00b HTTP/1.1\r\nHost: t\r\n\r\n",
+    "ctl-in-path": b"GET /api/v1/sessions/a\x01\x7fb HTTP/1.1\r\nHost: t\r\n\r\n",
+    "spaces-in-path": b"GET /api/v1/sessions/a b c HTTP/1.1\r\nHost: t\r\n\r\n",
+    "not-http": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,
+    "bad-method": b"G\xc3\xa9T / HTTP/1.1\r\n\r\n",
+    "bad-version": b"GET /health HTTP/9.9\r\nHost: t\r\n\r\n",
+    "http-0.9": b"GET /api/v1/sessions\r\n\r\n",
+    "long-request-line": b"GET /api/v1/sessions/" + b"a" * 200_000 + b" HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    "huge-header": get(b"/api/v1/sessions", b"X-Big: " + b"b" * 20_000 + b"\r\n"),
+    "many-headers": get(b"/api/v1/sessions", *(b"X-H%d: v\r\n" % i for i in range(300))),
+    "huge-token": get(b"/api/v1/sessions", auth=b"Authorization: Bearer " + b"t" * 20_000 + b"\r\n"),
+    "header-no-colon": get(b"/api/v1/sessions", b"NoColonHere\r\n"),
+    "bad-content-length": get(b"/api/v1/sessions", b"Content-Length: -5\r\n"),
+    "double-content-length": get(b"/api/v1/sessions", b"Content-Length: 1\r\nContent-Length: 2\r\n"),
+    "bad-chunk": b"DELETE /api/v1/sessions/x HTTP/1.1\r\nHost: t\r\n" + AUTH_LINE
+    + b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\n",
+    "te-and-cl": b"DELETE /api/v1/sessions/x HTTP/1.1\r\nHost: t\r\n" + AUTH_LINE
+    + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+    "big-body": b"DELETE /api/v1/sessions/nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + AUTH_LINE
+    + b"Content-Length: 1000000\r\n\r\n" + b"z" * 1_000_000,
+    "non-ascii-token": get(b"/api/v1/sessions", auth=b"Authorization: Bearer \xe2\x82\xac\xff\x00\r\n"),
+    "token-8k": get(b"/api/v1/sessions", auth=b"Authorization: Bearer " + b"t" * 8000 + b"\r\n"),
+    "two-auth-headers": get(b"/api/v1/sessions", AUTH_LINE, auth=b"Authorization: Bearer wrong\r\n"),
+}
+
+
+@pytest.mark.parametrize("raw", RAW_GARBAGE.values(), ids=RAW_GARBAGE.keys())
+async def test_malformed_requests_are_4xx_or_closed_never_5xx(client: TestClient, raw: bytes) -> None:
+    status = status_of(await exchange(client, raw))
+    assert status is None or 400 <= status < 500, status
+    resp = await client.get("/health")
+    assert resp.status == 200  # and the daemon is none the worse
+
+
+async def test_slowloris_is_cut_off_and_others_are_served(start_client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(app_mod, "CLIENT_TIMEOUT", 0.5)  # 75 s in production
+    client = await start_client()
+    slow = []
+    for _ in range(20):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"GET /api/v1/sessions HTTP/1.1\r\nHost: t\r\n")
+        slow.append((reader, writer))
+    idle = await asyncio.open_connection(client.host, client.port)  # never sends a byte
+    started = time.monotonic()
+    for _ in range(5):  # headers trickle in, never finished
+        for _, writer in slow:
+            writer.write(b"X-a: b\r\n")
+        assert (await client.get("/api/v1/sessions", headers=AUTH)).status == 200
+        await asyncio.sleep(0.1)
+    for reader, writer in [*slow, idle]:
+        assert await asyncio.wait_for(reader.read(), 3) == b""  # closed by the server
+        writer.close()
+    assert time.monotonic() - started < 3
+
+
+async def test_flood_of_distinct_addresses_keeps_the_limiter_bounded(start_client) -> None:
+    client = await start_client(rate_limit_per_ip=1, rate_limit_max_clients=100)
+    first = "127.0.1.1"
+    assert status_of(await exchange(client, get(b"/api/v1/sessions"), source=first)) == 200
+    assert status_of(await exchange(client, get(b"/api/v1/sessions"), source=first)) == 429
+    statuses = set()
+    for i in range(250):  # more distinct clients than the limiter keeps buckets for
+        statuses.add(status_of(await exchange(client, get(b"/api/v1/sessions"), source=f"127.0.2.{i + 1}")))
+    assert statuses == {200}
+    # The oldest bucket was dropped to make room: bounded memory, and the first client starts afresh.
+    assert status_of(await exchange(client, get(b"/api/v1/sessions"), source=first)) == 200
