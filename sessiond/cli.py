@@ -11,9 +11,11 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import __version__, config
 from .accesslog import AccessLogger
@@ -44,10 +46,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs every unparseable request at ERROR with a traceback; a hostile
+    client could flood the journal that way. Keep one short warning a minute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+        self._last = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or isinstance(exc, ConnectionError):
+            return True
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._last < 60:
+            return False
+        self._last = now
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            "malformed HTTP requests refused (%d so far; latest: %s)", (self.dropped, exc.message), None, None
+        )
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup_logging(level: str) -> None:
     """Plain lines to stderr: journald adds the time and the unit."""
     fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
 
 
 def apply_logging(settings: config.Settings) -> None:
@@ -161,8 +189,12 @@ class Daemon:
             if pending:
                 log.warning("changed settings need a restart to apply: %s", ", ".join(pending))
         store = self.watcher.store
-        async with store.lock:
-            await store.scan()
+        try:
+            async with store.lock:
+                await store.scan()
+        except OSError as exc:
+            # The folder may be gone; the watcher reports that and resyncs when it returns.
+            log.warning("reload: rescan failed: %s", exc)
         self.notifier.ready(f"serving {len(store.index):,} sessions")
         log.info("reloaded: serving %d sessions", len(store.index))
 

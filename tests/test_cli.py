@@ -68,3 +68,19 @@ def test_demo_prepares_workspace_and_private_token(tmp_path: Path) -> None:
     token = token_path.read_text()
     again = demo.prepare(tmp_path / "run")
     assert again[2] is False and token_path.read_text() == token  # printed once, kept after
+
+
+def test_malformed_requests_do_not_flood_the_log(workspace: Path) -> None:
+    import socket as socket_mod
+
+    with Daemon(workspace) as d:
+        d.wait_ready()
+        for _ in range(20):
+            with socket_mod.create_connection(("127.0.0.1", d.port)) as conn:
+                conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nBad\x00Header: y\r\n\r\n")
+                conn.recv(4096)
+        assert d.get("/health", token=None)[0] == 200
+        assert d.stop() == 0
+        out = d.output()
+    assert "Traceback" not in out
+    assert out.count("malformed HTTP requests refused") == 1
