@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
 
@@ -10,6 +12,11 @@ from .middlewares.request_id import info_of
 
 class AccessLogger(AbstractAccessLogger):
     """`METHOD path status duration client=… rid=…` (no query string, no headers)."""
+
+    @property
+    def enabled(self) -> bool:
+        """aiohttp skips log() entirely when off (access_log = false sets the level)."""
+        return self.logger.isEnabledFor(logging.INFO)
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         info = info_of(request)

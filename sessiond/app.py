@@ -19,7 +19,7 @@ from .middlewares.auth import auth_middleware
 from .middlewares.errors import error_middleware
 from .middlewares.forwarded import forwarded_middleware
 from .middlewares.ratelimit import per_ip, per_token, rate_limit_middleware
-from .middlewares.request_id import request_id_middleware
+from .middlewares.request_id import request_id_middleware, stamp_response
 from .runtime import PROBES, Runtime
 from .store import SessionStore
 from .watcher import SessionWatcher
@@ -52,7 +52,8 @@ def create_app(settings: Settings) -> web.Application:
     metrics = Metrics()
 
     # Order matters; each runs around the ones after it:
-    # 1. request id first, so every response, even an error from a later layer, carries it;
+    # 1. request id first, so every response, even an error from a later layer, carries it
+    #    (stamped by the stamp_response signal, which streamed responses also pass);
     # 2. metrics next, to see the final status of everything below;
     # 3. errors wraps the rest, so whatever they raise leaves as JSON;
     # 4. forwarded settles who the client is before anything keys on it;
@@ -72,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=64 * 1024,
         handler_args={"max_line_size": MAX_REQUEST_LINE, "keepalive_timeout": CLIENT_TIMEOUT},
     )
+    app.on_response_prepare.append(stamp_response)
     app[SETTINGS] = settings
     app[RUNTIME] = runtime
     app[STORE] = store

@@ -14,7 +14,6 @@ from .bulk import batch_delete
 from .events import EventFeed, FeedMetrics, stream_events
 from .export import export
 from .keys import EVENTS, METRICS, SETTINGS, STORE, TRASH
-from .middlewares.request_id import stamp_streamed
 from .openapi import openapi_document
 from .trash import Trash
 from .trash_api import list_trash, purge_trash, restore
@@ -42,7 +41,6 @@ def setup_features(app: web.Application) -> None:
 
     app.cleanup_ctx.append(purge_trash)
     app.on_shutdown.append(_close_streams)
-    app.on_response_prepare.append(stamp_streamed)
 
 
 async def _close_streams(app: web.Application) -> None:

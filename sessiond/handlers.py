@@ -37,7 +37,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     etag = index.list_etag()
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers={"ETag": etag})
-    return web.Response(body=body, content_type="application/json", headers={"ETag": etag})
+    return web.Response(body=body, headers={"Content-Type": "application/json", "ETag": etag})
 
 
 async def get_session(request: web.Request) -> web.Response:

@@ -6,14 +6,24 @@ otherwise) `Cache-Control: no-store`: session data must not sit in shared caches
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from ..keys import REQUEST_ID_HEADER, REQUEST_INFO
 from ..typedefs import Handler
+
+# Made-up ids: a random per-process prefix and a counter. Unique without a
+# syscall per request (getrandom costs more than the rest of this middleware).
+_PREFIX = os.urandom(6).hex()
+_counter = itertools.count(1)
+
+
+def _new_id() -> str:
+    return f"{_PREFIX}{next(_counter):010x}"
+
 
 # Echo only ids that are safe to put in a header and a log line.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
@@ -47,28 +57,21 @@ def request_id_of(request: web.BaseRequest) -> str:
 
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Attach a RequestInfo and stamp X-Request-ID and Cache-Control on the response."""
+    """Attach the RequestInfo; stamp_response puts its id on the way out."""
     sent = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = sent if sent and _SAFE_ID.fullmatch(sent) else os.urandom(16).hex()
+    rid = sent if sent and _SAFE_ID.fullmatch(sent) else _new_id()
     request[REQUEST_INFO] = RequestInfo(rid, request.remote)
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        _stamp(exc.headers, rid)
-        raise
-    _stamp(response.headers, rid)
-    return response
+    return await handler(request)
 
 
-def _stamp(headers: CIMultiDict[str], rid: str) -> None:
-    headers[REQUEST_ID_HEADER] = rid
-    headers.setdefault("Cache-Control", "no-store")
+async def stamp_response(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: X-Request-ID and Cache-Control on every response.
 
-
-async def stamp_streamed(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: stamp responses a handler streams itself (SSE, exports).
-
-    Their headers leave when the handler prepares them, before the middleware could.
+    A signal, not the middleware, because streamed responses (SSE, exports)
+    send their headers from inside the handler, before a middleware could.
     """
     if (info := info_of(request)) is not None:
-        _stamp(response.headers, info.id)
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = info.id
+        if "Cache-Control" not in headers:
+            headers["Cache-Control"] = "no-store"
