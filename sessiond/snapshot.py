@@ -54,11 +54,15 @@ def save(path: Path, folder: str, states: Iterable[tuple[str, FileState]]) -> in
     taken_at = time.time()
     records = [flat for name, state in states if (flat := flatten(name, state)) is not None]
     body = orjson.dumps({"format": FORMAT, "folder": folder, "taken_at": taken_at, "records": records})
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(body)
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")  # never shared
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(body)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return len(records)
 
 

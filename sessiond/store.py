@@ -48,6 +48,7 @@ class SessionStore:
         self.folder = os.fspath(folder)
         self.snapshot_path = snapshot_path
         self.snapshot_version = -1
+        self._snapshot_lock = asyncio.Lock()
         self.last_scan_counts = (0, 0)  # (files read, files kept from the snapshot)
         self.max_file_bytes = max_file_bytes
         self.remove_file: FileRemover = remove_file or unlink_if_present
@@ -110,8 +111,6 @@ class SessionStore:
         )
         if changes:
             self._notify(changes)
-        if self.snapshot_path is not None:
-            await self.save_snapshot()
 
     async def _read_all(
         self, names: list[str], total: int, progress: Callable[[int, int], None] | None
@@ -141,26 +140,32 @@ class SessionStore:
         return results
 
     async def save_snapshot(self) -> None:
-        """Write the index to the snapshot file (off the loop); failures are logged, not raised."""
+        """Write the index to the snapshot file (off the loop) unless it is current.
+
+        One save at a time; failures are logged, not raised.
+        """
         if self.snapshot_path is None:
             return
-        version = self.index.version
-        states = self.index.file_states()  # a cheap copy on the loop; encoding happens in a thread
-        loop = asyncio.get_running_loop()
-        try:
-            count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.folder, states)
-        except OSError as exc:
-            log.warning("cannot write snapshot %s: %s", self.snapshot_path, exc)
-            return
-        self.snapshot_version = version
-        log.debug("snapshot of %d files written to %s", count, self.snapshot_path)
+        async with self._snapshot_lock:
+            version = self.index.version
+            if version == self.snapshot_version:
+                return
+            states = self.index.file_states()  # a cheap copy on the loop; encoding happens in a thread
+            loop = asyncio.get_running_loop()
+            try:
+                count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.folder, states)
+            except OSError as exc:
+                log.warning("cannot write snapshot %s: %s", self.snapshot_path, exc)
+                return
+            self.snapshot_version = version
+            log.debug("snapshot of %d files written to %s", count, self.snapshot_path)
 
-    async def keep_snapshot(self, interval: float) -> None:
-        """Re-write the snapshot every *interval* seconds while the index changes."""
+    async def keep_snapshot(self, ready: asyncio.Event, interval: float) -> None:
+        """Once the first scan is served, save the snapshot, then again every *interval* s if changed."""
+        await ready.wait()  # never before: an empty or partial index is no snapshot
         while True:
+            await self.save_snapshot()
             await asyncio.sleep(interval)
-            if self.index.version != self.snapshot_version:
-                await self.save_snapshot()
 
     async def reconcile(
         self, *, in_flight: Container[str] = (), grace: float = 0.0, expect_changes: bool = False

@@ -229,26 +229,39 @@ class SessionWatcher:
             self._wake.set()
 
     async def _apply_until_moved(self, reader: asyncio.Task[None], ident: FolderId) -> None:
-        while True:
-            await self._wait_for_work(reader)
-            if self._folder_touched:
-                self._folder_touched = False
-                if folder_identity(self.folder) != ident:
-                    log.warning("sessions folder %s was removed or replaced; watching it afresh", self.folder)
-                    return
-            if self._hints:
-                names, self._hints = self._hints, set()
-                await self.store.refresh(sorted(names))
-            if time.monotonic() >= self.schedule.due_at():
-                if folder_identity(self.folder) != ident:
-                    return  # moved without an event saying so (polling can miss it)
-                await self._reconcile()
+        # A reconcile runs beside the hint loop, not in it: its stat walk takes seconds on
+        # a huge folder, and new writes must not wait for it to become visible.
+        checking: asyncio.Task[None] | None = None
+        try:
+            while True:
+                await self._wait_for_work(reader, checking)
+                if checking is not None and checking.done():
+                    checking, done = None, checking
+                    done.result()  # a failed reconcile fails the watch, which restarts it
+                if self._folder_touched:
+                    self._folder_touched = False
+                    if folder_identity(self.folder) != ident:
+                        log.warning("sessions folder %s was removed or replaced; watching it afresh", self.folder)
+                        return
+                if self._hints:
+                    names, self._hints = self._hints, set()
+                    await self.store.refresh(sorted(names))
+                if checking is None and time.monotonic() >= self.schedule.due_at():
+                    if folder_identity(self.folder) != ident:
+                        return  # moved without an event saying so (polling can miss it)
+                    checking = asyncio.create_task(self._reconcile(), name="sessiond-reconcile")
+        finally:
+            if checking is not None:
+                checking.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await checking
 
-    async def _wait_for_work(self, reader: asyncio.Task[None]) -> None:
-        timeout = self.schedule.due_at() - time.monotonic()
+    async def _wait_for_work(self, reader: asyncio.Task[None], checking: asyncio.Task[None] | None) -> None:
+        timeout = math.inf if checking is not None else self.schedule.due_at() - time.monotonic()
         if not self._wake.is_set() and timeout > 0:
             waiter = asyncio.ensure_future(self._wake.wait())
-            await asyncio.wait({waiter, reader}, timeout=None if timeout == math.inf else timeout, return_when=asyncio.FIRST_COMPLETED)
+            watched = {waiter, reader} if checking is None else {waiter, reader, checking}
+            await asyncio.wait(watched, timeout=None if timeout == math.inf else timeout, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
         _raise_if_ended(reader)
         self._wake.clear()

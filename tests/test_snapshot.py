@@ -34,6 +34,7 @@ def test_flatten_round_trip() -> None:
 async def scanned(folder: Path, snap: Path) -> SessionStore:
     store = SessionStore(folder, 1 << 20, snapshot_path=snap)
     await store.scan()
+    await store.save_snapshot()  # what the daemon does once it is ready
     return store
 
 
@@ -106,3 +107,15 @@ def test_daemon_restart_uses_its_snapshot(workspace: Path, tmp_path: Path) -> No
         assert d.get("/api/v1/sessions")[0] == 200
         assert d.stop() == 0
         assert "(0 read, 5 unchanged since the snapshot, 0 invalid)" in d.output()
+
+
+async def test_concurrent_saves_do_not_collide(sessions: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    snap = tmp_path / "snap.json"
+    age(write_atomic(sessions, "a"))
+    store = SessionStore(sessions, 1 << 20, snapshot_path=snap)
+    await store.scan()
+    await asyncio.gather(*(store.save_snapshot() for _ in range(5)))
+    assert snapshot.load(snap, str(sessions)) is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap.json"]  # no temp file left behind
