@@ -112,10 +112,11 @@ def test_daemon_restart_uses_its_snapshot(workspace: Path, tmp_path: Path) -> No
 async def test_concurrent_saves_do_not_collide(sessions: Path, tmp_path: Path) -> None:
     import asyncio
 
-    snap = tmp_path / "snap.json"
+    (tmp_path / "state").mkdir()
+    snap = tmp_path / "state" / "snap.json"
     age(write_atomic(sessions, "a"))
     store = SessionStore(sessions, 1 << 20, snapshot_path=snap)
     await store.scan()
     await asyncio.gather(*(store.save_snapshot() for _ in range(5)))
     assert snapshot.load(snap, str(sessions)) is not None
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["snap.json"]  # no temp file left behind
+    assert sorted(p.name for p in snap.parent.iterdir()) == ["snap.json"]  # no temp file left behind
