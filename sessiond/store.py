@@ -65,6 +65,8 @@ class SessionStore:
         self.files_applied = 0
         self.scans = 0
         self.reconciles = 0
+        # One set per running reconcile: names re-read meanwhile came through an event, not lost.
+        self._applied_during_walks: list[set[str]] = []
         self.drift_files = 0  # files a reconcile found out of date that no event had reported
 
     # -- whole-folder --------------------------------------------------------
@@ -179,14 +181,23 @@ class SessionStore:
         """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
-        stale = await loop.run_in_executor(None, loader.stale_names, self.folder, self.index.file_stats())
-        # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
-        stale = [(name, st) for name, st in stale if name not in self._retries]
-        drift = 0
-        if stale and not expect_changes:
-            await asyncio.sleep(grace)  # a write just before the walk may still be inside the watch's debounce
-            # A DELETE or an event applied while the walk ran may already have fixed a name.
-            drift = sum(1 for name, st in stale if name not in in_flight and self._recorded_stat(name) != st)
+        applied: set[str] = set()
+        self._applied_during_walks.append(applied)
+        try:
+            stale = await loop.run_in_executor(None, loader.stale_names, self.folder, self.index.file_stats())
+            # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
+            stale = [(name, st) for name, st in stale if name not in self._retries]
+            drift = 0
+            if stale and not expect_changes:
+                await asyncio.sleep(grace)  # a write just before the walk may still be inside the watch's debounce
+                # A DELETE or an event applied while the walk ran may already have fixed a name.
+                drift = sum(
+                    1
+                    for name, st in stale
+                    if name not in in_flight and name not in applied and self._recorded_stat(name) != st
+                )
+        finally:
+            self._applied_during_walks.remove(applied)
         if stale:
             await self.refresh([name for name, _ in stale])
         self.reconciles += 1
@@ -214,6 +225,8 @@ class SessionStore:
                 for name, state in states:
                     changes.extend(self._apply(name, state))
                 self.files_applied += len(states)
+                for seen in self._applied_during_walks:
+                    seen.update(chunk)
         if changes:
             self._report_collisions()
             self._notify(changes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import random
@@ -151,3 +152,17 @@ async def test_timer_alone_converges_a_deaf_watcher(start_client, sessions: Path
     metrics = await (await client.get("/metrics", headers=AUTH)).text()
     drift = next(line for line in metrics.splitlines() if line.startswith("sessiond_reconcile_drift_total"))
     assert float(drift.split()[1]) >= 1
+
+
+async def test_names_applied_during_a_walk_are_not_drift(sessions: Path) -> None:
+    """A reconcile runs beside the hint loop: what an event applied meanwhile was not lost."""
+    write_atomic(sessions, "busy", messages=1)
+    store = SessionStore(sessions, 1 << 20)
+    await store.scan()
+    write_atomic(sessions, "busy", messages=2)  # the walk will see this one
+    walk = asyncio.create_task(store.reconcile(grace=0.3))
+    await asyncio.sleep(0.1)  # the walk is done; the reconcile sits in its grace period
+    write_atomic(sessions, "busy", messages=30)
+    await store.refresh(["busy.json"])  # the watcher's event arrives and is applied
+    assert await walk == 0 and store.drift_files == 0
+    assert store.index.get("busy").message_count == 30
