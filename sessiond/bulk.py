@@ -11,7 +11,7 @@ from .index import SessionIndex
 from .keys import STORE
 from .params import bad_parameter, flag, read_object, string_list
 from .query import QueryError, whole_number, parse_filter, select
-from .responses import error_response, json_response
+from .responses import NOT_FOUND, error_response, json_response
 from .store import SessionNotFound
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ async def batch_delete(request: web.Request) -> web.Response:
             try:
                 await store.delete(key)
             except SessionNotFound:
-                failed.append({"key": key, "reason": "Session not found"})
+                failed.append({"key": key, "reason": NOT_FOUND})
             except OSError as exc:
                 log.warning("batch delete of %r failed: %s", key, exc.strerror)
                 failed.append({"key": key, "reason": f"Cannot delete: {exc.strerror}"})
@@ -55,7 +55,7 @@ def _match(index: SessionIndex, body: dict[str, Any]) -> tuple[list[str], list[d
         raise QueryError("keys", "give either keys or filter (not both, not neither)")
     if "keys" in body:
         keys = string_list(body, "keys", MOST)
-        return [k for k in keys if k in index], [{"key": k, "reason": "Session not found"} for k in keys if k not in index]
+        return [k for k in keys if k in index], [{"key": k, "reason": NOT_FOUND} for k in keys if k not in index]
     if not isinstance(body["filter"], dict):
         raise QueryError("filter", "must be an object of filter parameters")
     if body["filter"].get("prefix") == "":

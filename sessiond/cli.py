@@ -189,12 +189,11 @@ class Daemon:
             if pending:
                 log.warning("changed settings need a restart to apply: %s", ", ".join(pending))
         store = self.watcher.store
-        try:
-            async with store.lock:
-                await store.scan()
-        except OSError as exc:
-            # The folder may be gone; the watcher reports that and resyncs when it returns.
-            log.warning("reload: rescan failed: %s", exc)
+        # The rescan is the store's reconcile: a stat walk that re-reads only what
+        # differs, applied in small locked chunks, so DELETEs are not held up by a
+        # full re-read of every file. A missing folder holds nothing; the watcher
+        # reports it and resyncs when it returns.
+        await store.reconcile(expect_changes=True)
         self.notifier.ready(f"serving {len(store.index):,} sessions")
         log.info("reloaded: serving %d sessions", len(store.index))
 

@@ -17,9 +17,10 @@ import orjson
 from aiohttp import web
 
 from .keys import SETTINGS, STORE
+from .loader import OPEN_FLAGS
 from .params import bad_parameter
 from .query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
-from .responses import error_response
+from .responses import NOT_FOUND, error_response, etag_matches
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 def open_regular(folder: str, name: str) -> tuple[int, os.stat_result] | None:
     """An open descriptor and stat of *folder/name*, or None if it is gone or not a regular file."""
     try:
-        fd = os.open(os.path.join(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(os.path.join(folder, name), OPEN_FLAGS)
     except OSError:
         return None
     st = os.fstat(fd)
@@ -61,21 +62,16 @@ def _etag(st: os.stat_result) -> str:
     return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'
 
 
-def _matches(if_none_match: str, etag: str) -> bool:
-    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
-    return "*" in tags or etag in tags
-
-
 async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     record = request.app[STORE].index.get(key)
     loop = asyncio.get_running_loop()
     opened = None if record is None else await loop.run_in_executor(None, open_regular, request.app[STORE].folder, record.name)
     if record is None or opened is None:
-        return error_response(404, "Session not found")
+        return error_response(404, NOT_FOUND)
     fd, st = opened
     try:
         etag = _etag(st)
-        if _matches(request.headers.get("If-None-Match", ""), etag):
+        if etag_matches(request.headers.get("If-None-Match", ""), etag):
             return web.Response(status=304, headers={"ETag": etag})
         response = web.StreamResponse(
             headers={

@@ -10,10 +10,9 @@ from . import __version__
 from .keys import METRICS, SETTINGS, STARTED_AT, STORE, WATCHER
 from .listing import query_response
 from .loader import MAX_KEY_LENGTH
-from .responses import error_response, json_response
+from .responses import NOT_FOUND, error_response, etag_matches, json_response
 from .store import SessionNotFound
 
-NOT_FOUND = "Session not found"
 
 
 def _key(request: web.Request) -> str | web.Response:
@@ -35,7 +34,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     index = request.app[STORE].index
     body = index.list_body()
     etag = index.list_etag()
-    if etag in request.headers.get("If-None-Match", ""):
+    if etag_matches(request.headers.get("If-None-Match", ""), etag):
         return web.Response(status=304, headers={"ETag": etag})
     return web.Response(body=body, headers={"Content-Type": "application/json", "ETag": etag})
 

@@ -31,6 +31,8 @@ class ParsedSession(NamedTuple):
 
 
 MAX_KEY_LENGTH = 4096
+# How every session file is opened: never through a symlink, never blocking on a FIFO.
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 # Files above this are parsed in a child process (see bigfile.py): parsing holds
 # the GIL, so this keeps a parse within a few ms of loop stall.
 INLINE_PARSE_BYTES = 4 * 1024 * 1024
@@ -120,7 +122,7 @@ def read_state(folder: str, name: str, max_bytes: int, inline_bytes: int = INLIN
     """
     path = os.path.join(folder, name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        fd = os.open(path, OPEN_FLAGS)
     except FileNotFoundError:
         return None
     except OSError as exc:

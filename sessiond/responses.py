@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-NO_STORE = {"Cache-Control": "no-store"}
+NOT_FOUND = "Session not found"
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -17,6 +17,12 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     """A JSON response serialised with orjson."""
     # A plain header is cheaper than content_type=, which re-parses and re-sets it.
     return web.Response(body=orjson.dumps(data), status=status, headers={**JSON_HEADERS, **headers} if headers else JSON_HEADERS)
+
+
+def etag_matches(if_none_match: str, etag: str) -> bool:
+    """True if an If-None-Match header names *etag* (or is `*`); weak tags compare too."""
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:

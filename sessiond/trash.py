@@ -105,7 +105,7 @@ class Trash:
         present = set(names)
         found = []
         for name in sorted(names):
-            entry_id, dot, ext = name.partition(".")
+            entry_id, _, ext = name.partition(".")
             if ext != "meta" or not _ID.fullmatch(entry_id) or entry_id + ".json" not in present:
                 continue
             entry = self._read_meta(entry_id)

@@ -91,7 +91,6 @@ class SessionWatcher:
         self.batches = 0
         self.files_seen = 0
         self.restarts = 0
-        self.started_at = time.monotonic()
         self._hints: set[str] = set()
         self._folder_touched = False
         self._new_folder = False
