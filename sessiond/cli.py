@@ -190,10 +190,11 @@ class Daemon:
                 log.warning("changed settings need a restart to apply: %s", ", ".join(pending))
         store = self.watcher.store
         # The rescan is the store's reconcile: a stat walk that re-reads only what
-        # differs, applied in small locked chunks, so DELETEs are not held up by a
+        # differs (and every file found invalid before: a permission may have been
+        # fixed), applied in small locked chunks, so DELETEs are not held up by a
         # full re-read of every file. A missing folder holds nothing; the watcher
         # reports it and resyncs when it returns.
-        await store.reconcile(expect_changes=True)
+        await store.reconcile(expect_changes=True, recheck_invalid=True)
         self.notifier.ready(f"serving {len(store.index):,} sessions")
         log.info("reloaded: serving %d sessions", len(store.index))
 

@@ -35,7 +35,9 @@ class Settings:
     access_log: bool = True
     metrics_require_token: bool = True
     debounce_ms: int = 20
-    force_polling: bool = False
+    # None: let watchfiles decide (its WATCHFILES_FORCE_POLLING and its WSL/network
+    # file system detection); true or false only when the operator says so.
+    force_polling: bool | None = None
     reconcile_interval: float = 300.0
     max_file_bytes: int = 256 * 1024 * 1024
     shutdown_timeout: float = 10.0

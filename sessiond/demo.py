@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import time
 from pathlib import Path
 
 import orjson
+
+from .loader import file_name_for
 
 DEMO_KEYS = (
     "api:a3f9c2e8b1d4",
@@ -21,9 +22,7 @@ DEMO_KEYS = (
 )
 
 
-def file_name(key: str) -> str:
-    """The agent's file name for a session key (lossy; the key inside the file is the truth)."""
-    return re.sub(r"[^\w\-.]", "_", key) + ".json"
+file_name = file_name_for
 
 
 def write_session(folder: Path, session: dict[str, object]) -> Path:

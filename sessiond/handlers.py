@@ -7,12 +7,12 @@ import time
 from aiohttp import web
 
 from . import __version__
-from .keys import METRICS, SETTINGS, STARTED_AT, STORE, WATCHER
+from .keys import METRICS, STARTED_AT, STORE, WATCHER
 from .listing import query_response
 from .loader import MAX_KEY_LENGTH
 from .responses import NOT_FOUND, error_response, etag_matches, json_response
-from .store import SessionNotFound
-
+from .store import DeleteFailed, SessionNotFound
+from .watcher import WatchState
 
 
 def _key(request: web.Request) -> str | web.Response:
@@ -44,7 +44,7 @@ async def get_session(request: web.Request) -> web.Response:
     key = _key(request)
     if isinstance(key, web.Response):
         return key
-    record = request.app[STORE].index.get(key)
+    record = await request.app[STORE].find(key)
     if record is None:
         return error_response(404, NOT_FOUND)
     return json_response(
@@ -63,17 +63,22 @@ async def delete_session(request: web.Request) -> web.Response:
     key = _key(request)
     if isinstance(key, web.Response):
         return key
+    store = request.app[STORE]
     try:
-        record = await request.app[STORE].delete(key)
+        if await store.find(key) is None:  # a session the agent saved a moment ago is found
+            raise SessionNotFound(key)
+        record = await store.delete(key)
     except SessionNotFound:
         return error_response(404, NOT_FOUND)
+    except DeleteFailed as exc:
+        return error_response(503, f"Session not deleted: {exc}")
     return json_response({"deleted": True, "key": record.key})
 
 
 def _problem(app: web.Application) -> str | None:
     watcher = app[WATCHER]
     if not watcher.ready.is_set():
-        return f"starting: {watcher.state}"
+        return f"starting: {watcher.describe()}"
     return watcher.problem  # e.g. "sessions folder gone", "degraded: watcher restarting ..."
 
 
@@ -88,7 +93,7 @@ async def health(request: web.Request) -> web.Response:
 async def livez(request: web.Request) -> web.Response:
     """GET /livez (public): 200 while the process can serve at all (the loop answers and
     the watcher has not failed for good); a failure here means "restart me"."""
-    if request.app[WATCHER].state == "failed":
+    if request.app[WATCHER].state is WatchState.FAILED:
         return json_response({"status": "failed", "reason": "watcher failed"}, status=503)
     return json_response({"status": "ok"})
 
@@ -107,7 +112,7 @@ async def api_health(request: web.Request) -> web.Response:
             "sessions": len(index),
             "invalid_files": len(index.invalid),
             "collisions": index.collision_count,
-            "watcher": app[WATCHER].state,
+            "watcher": app[WATCHER].state.value,
         },
         status=200 if problem is None else 503,
     )
@@ -129,6 +134,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/health", api_health)
     app.router.add_get("/api/v1/sessions", list_sessions)
-    app.router.add_get("/api/v1/sessions/{key:.+}", get_session)
-    app.router.add_delete("/api/v1/sessions/{key:.+}", delete_session)
+    # [\s\S], not ".": a key may hold a newline (%0A), and "." stops at one.
+    app.router.add_get(r"/api/v1/sessions/{key:[\s\S]+}", get_session)
+    app.router.add_delete(r"/api/v1/sessions/{key:[\s\S]+}", delete_session)
 

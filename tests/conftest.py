@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,11 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond import config
+from sessiond import config, loader
 from sessiond.app import create_app
+from sessiond.folder import verify
+from sessiond.index import FileState
+from sessiond.store import SessionStore
 from sessiond.demo import file_name
 from sessiond.keys import STORE, WATCHER
 
@@ -56,6 +62,34 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(0.01)
+
+
+def open_store(folder: Path, max_file_bytes: int = 1 << 20, **kw: Any) -> SessionStore:
+    """A SessionStore on *folder* verified as the watcher would (for tests without a watcher)."""
+    store = SessionStore(folder, max_file_bytes, **kw)
+    store.folder = verify(str(folder))
+    return store
+
+
+def read_file(folder: Path, name: str, max_bytes: int) -> FileState:
+    """What the loader makes of *folder/name* (big files through the child process)."""
+    handle = verify(str(folder))
+    assert handle is not None
+    with handle.open() as dir_fd:
+        return loader.read_fully(handle, dir_fd, name, max_bytes)
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """Make *path* immutable (chattr +i): unlink and rename fail with EPERM, even for root."""
+    if shutil.which("chattr") is None or os.geteuid() != 0:
+        pytest.skip("needs root and chattr to make the file system refuse a change")
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False).returncode != 0:
+        pytest.skip(f"the file system under {path.parent} has no immutable flag")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 @pytest.fixture
