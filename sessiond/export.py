@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import json
 import logging
 import os
@@ -17,7 +19,7 @@ import stat as stat_mod
 from collections.abc import Callable
 from urllib.parse import quote
 
-import aiofiles
+import aiofiles.threadpool
 from aiohttp import web
 
 from .folder import Folder, FolderUnusable
@@ -78,9 +80,10 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     if record is None or folder is None:
         return error_response(404, NOT_FOUND)
     try:
-        fh = await aiofiles.open(record.name, "rb", buffering=0, opener=opener_in(folder))
+        raw = await _open(record.name, opener_in(folder))
     except (OSError, FolderUnusable):
         return error_response(404, NOT_FOUND)  # gone (or replaced by something that is not a file) meanwhile
+    fh = aiofiles.threadpool.wrap(raw)  # reads go to the executor, a chunk at a time
     try:
         st = os.fstat(fh.fileno())
         etag = _etag(st)
@@ -112,7 +115,17 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
             await response.write_eof()
         return response
     finally:
-        await fh.close()
+        raw.close()  # at once, even when the client went away and the handler is cancelled
+
+
+async def _open(name: str, opener: Callable[[str, int], int]) -> io.FileIO:
+    """open() in the executor; a file opened for a handler cancelled meanwhile is closed, not leaked."""
+    opening = asyncio.get_running_loop().run_in_executor(None, functools.partial(io.FileIO, name, "rb", opener=opener))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(lambda done: done.exception() is None and done.result().close())
+        raise
 
 
 def read_lines(folder: Folder, files: list[tuple[str, str]], max_bytes: int) -> bytes:

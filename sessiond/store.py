@@ -84,6 +84,7 @@ class SessionStore:
         # One set per running reconcile: names re-read meanwhile came through an event, not lost.
         self._applied_during_walks: list[set[str]] = []
         self.drift_files = 0  # files a reconcile found out of date that no event had reported
+        self.last_walk_seconds = 0.0  # what the last reconcile's stat walk took (its cost, without waits)
 
     # -- whole-folder --------------------------------------------------------
 
@@ -224,6 +225,7 @@ class SessionStore:
         self._applied_during_walks.append(applied)
         try:
             stale = await loop.run_in_executor(None, _stale, self.folder, self.index.file_stats())
+            self.last_walk_seconds = time.monotonic() - started
             # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
             stale = [(name, st) for name, st in stale if name not in self._retries]
             drift = 0
@@ -359,6 +361,8 @@ class SessionStore:
         if len(os.fsencode(name)) > removal.NAME_MAX:
             return None
         now = await asyncio.get_running_loop().run_in_executor(None, _stat_in, folder, name)
+        if (record := self.index.get(key)) is not None:
+            return record  # the watcher got there while we looked
         if now is None or now == self._recorded_stat(name):
             return None
         await self.refresh([name])

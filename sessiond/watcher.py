@@ -118,6 +118,8 @@ class SessionWatcher:
         self._folder_touched = False
         self._new_folder = False
         self._quiet_restart = False
+        self._batch_lost = False
+        self._checking: asyncio.Task[None] | None = None  # a reconcile beside the hint loop
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         store.retry_hook = self._retry_later
@@ -200,12 +202,14 @@ class SessionWatcher:
                 except Exception as exc:
                     if _undecodable(exc):
                         # Not a failure of the watch: one file name it cannot report. Watch
-                        # again at once; the reconcile it schedules sees that file by its stat.
+                        # again at once; a reconcile soon (it survives the restart) finds what
+                        # the lost batch held, and sees that file by its stat.
                         self.undecodable_restarts += 1
                         self._quiet_restart = True
                         log.debug("a file name that is not UTF-8 changed; watching again")
                         await asyncio.sleep(self.debounce_ms / 1000)  # a writer that never stops cannot spin us
                         continue
+                    await self._stop_checking()
                     failures = 1 if time.monotonic() - began > HEALTHY_AFTER else failures + 1
                     self.restarts += 1
                     delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
@@ -213,7 +217,15 @@ class SessionWatcher:
                     log.error("file watch failed (%r); restarting it in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
         finally:
+            await self._stop_checking()
             self._enter(WatchState.STOPPED)
+
+    async def _stop_checking(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._checking
+            self._checking = None
 
     async def _await_folder(self) -> Folder:
         """The verified folder once there is one; until then the index holds nothing."""
@@ -291,7 +303,8 @@ class SessionWatcher:
         if self._quiet_restart:
             # Only the events of one batch were lost: a reconcile soon, the hints meanwhile.
             self._quiet_restart = False
-            self.schedule.saw_events(time.monotonic())
+            self._batch_lost = True
+            self.schedule.soon(time.monotonic())
             return
         # After a failed watch, any difference is an event that was lost while it was down.
         await self._reconcile()
@@ -311,32 +324,27 @@ class SessionWatcher:
     async def _apply_until_moved(self, reader: asyncio.Task[None], folder: Folder) -> None:
         # A reconcile runs beside the hint loop, not in it: its stat walk takes seconds on
         # a huge folder, and new writes must not wait for it to become visible.
-        checking: asyncio.Task[None] | None = None
-        try:
-            while True:
-                await self._wait_for_work(reader, checking)
-                if checking is not None and checking.done():
-                    checking, done = None, checking
-                    done.result()  # a failed reconcile fails the watch, which restarts it
-                if self._folder_touched:
-                    self._folder_touched = False
-                    if identity(self.folder) != folder.ident:
-                        log.warning("sessions folder %s was removed or replaced; watching it afresh", self.folder)
-                        return
-                if self._hints:
-                    names, self._hints = self._hints, set()
-                    await self.store.refresh(sorted(names))
-                if checking is None and time.monotonic() >= self.schedule.due_at():
-                    if identity(self.folder) != folder.ident:
-                        return  # moved without an event saying so (polling can miss it)
-                    checking = asyncio.create_task(self._reconcile(), name="sessiond-reconcile")
-        finally:
-            if checking is not None:
-                checking.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await checking
+        while True:
+            await self._wait_for_work(reader)
+            if self._checking is not None and self._checking.done():
+                done, self._checking = self._checking, None
+                done.result()  # a failed reconcile fails the watch, which restarts it
+            if self._folder_touched:
+                self._folder_touched = False
+                if identity(self.folder) != folder.ident:
+                    log.warning("sessions folder %s was removed or replaced; watching it afresh", self.folder)
+                    await self._stop_checking()
+                    return
+            if self._hints:
+                names, self._hints = self._hints, set()
+                await self.store.refresh(sorted(names))
+            if self._checking is None and time.monotonic() >= self.schedule.due_at():
+                if identity(self.folder) != folder.ident:
+                    return  # moved without an event saying so (polling can miss it)
+                self._checking = asyncio.create_task(self._reconcile(), name="sessiond-reconcile")
 
-    async def _wait_for_work(self, reader: asyncio.Task[None], checking: asyncio.Task[None] | None) -> None:
+    async def _wait_for_work(self, reader: asyncio.Task[None]) -> None:
+        checking = self._checking
         timeout = math.inf if checking is not None else self.schedule.due_at() - time.monotonic()
         if not self._wake.is_set() and timeout > 0:
             waiter = asyncio.ensure_future(self._wake.wait())
@@ -348,9 +356,12 @@ class SessionWatcher:
 
     async def _reconcile(self, expect_changes: bool = False) -> None:
         started = time.monotonic()
+        # A batch lost to a name the watch could not report is known, not drift.
+        expect_changes, self._batch_lost = expect_changes or self._batch_lost, False
         # Names the watcher reports while the walk runs are in flight, not lost.
         await self.store.reconcile(in_flight=self._hinted, grace=3 * self.debounce_ms / 1000, expect_changes=expect_changes)
-        self.schedule.done(started, time.monotonic())
+        # The duty cycle counts the walk, not the grace period spent waiting on the watch.
+        self.schedule.done(started, time.monotonic(), self.store.last_walk_seconds)
 
 
 def _raise_if_ended(reader: asyncio.Task[None]) -> None:

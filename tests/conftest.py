@@ -16,11 +16,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond import config, loader
+from sessiond import config
 from sessiond.app import create_app
-from sessiond.folder import verify
-from sessiond.index import FileState
-from sessiond.store import SessionStore
 from sessiond.demo import file_name
 from sessiond.keys import STORE, WATCHER
 
@@ -64,15 +61,21 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], 
         await asyncio.sleep(0.01)
 
 
-def open_store(folder: Path, max_file_bytes: int = 1 << 20, **kw: Any) -> SessionStore:
+def open_store(folder: Path, max_file_bytes: int = 1 << 20, **kw: Any) -> Any:
     """A SessionStore on *folder* verified as the watcher would (for tests without a watcher)."""
+    from sessiond.folder import verify
+    from sessiond.store import SessionStore
+
     store = SessionStore(folder, max_file_bytes, **kw)
     store.folder = verify(str(folder))
     return store
 
 
-def read_file(folder: Path, name: str, max_bytes: int) -> FileState:
+def read_file(folder: Path, name: str, max_bytes: int) -> Any:
     """What the loader makes of *folder/name* (big files through the child process)."""
+    from sessiond import loader
+    from sessiond.folder import verify
+
     handle = verify(str(folder))
     assert handle is not None
     with handle.open() as dir_fd:
@@ -90,6 +93,35 @@ def immutable(path: Path) -> Iterator[None]:
         yield
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, size: str = "1m") -> Iterator[Path]:
+    """A real, small tmpfs mounted at *where* (root only), unmounted afterwards."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs")
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill_up(path: Path) -> None:
+    """Write *path* until the file system has no space left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for size in (1 << 20, 1 << 16, 1 << 12, 1 << 8, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
@@ -118,3 +119,21 @@ async def test_client_leaving_mid_export_is_quiet(client: TestClient, sessions: 
     resp.close()
     await asyncio.sleep(0.3)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_a_file_growing_while_exported_is_cut_never_read_past_its_size(
+    client: TestClient, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export_mod, "CHUNK", 4096)
+    path = write_atomic(sessions, "growing", messages=3000)
+    await eventually(lambda: "growing" in store_of(client).index)
+    size = path.stat().st_size
+    resp = await client.get("/api/v1/export?key=growing", headers=AUTH)
+    first = await resp.content.read(4096)  # the stream has begun: the file is open
+    with path.open("ab") as fh:  # a writer appends in place meanwhile
+        fh.write(b" " * (1 << 20))
+    received = len(first)
+    with pytest.raises(aiohttp.ClientPayloadError):  # cut: a changed file is not passed off as whole
+        async for chunk in resp.content.iter_any():
+            received += len(chunk)
+    assert received <= size  # never a byte past the size it had when opened
