@@ -30,6 +30,8 @@ from .systemd import SystemdNotifier, listen_fds_with_names, run_watchdog
 log = logging.getLogger("sessiond")
 # A first scan that takes longer than this logs its progress this often.
 PROGRESS_EVERY = 5.0
+# After the listeners close on SIGTERM: time for requests already sent to arrive.
+STOP_GRACE = 0.25
 
 
 class _Parser(argparse.ArgumentParser):
@@ -188,9 +190,18 @@ class Daemon:
                     await web.SockSite(scrape, sock).start()
                     log.info("metrics on systemd socket %s", _describe(sock))
             api_socks = [sock for sock, name in activated if name != METRICS_FD_NAME]
-            for where in await _start_sites(runner, settings, api_socks):
-                log.info("listening on %s", where)
-            await _wait_first(self.watcher.ready.wait(), self.stop.wait())
+            if api_socks:
+                # systemd keeps these sockets open across restarts and connections
+                # queue in the kernel until accepted: accepting only once indexed
+                # turns a restart into a short wait, never a 503 or a partial list.
+                await _wait_first(self.watcher.ready.wait(), self.stop.wait())
+                if self.watcher.ready.is_set():
+                    for where in await _start_sites(runner, settings, api_socks):
+                        log.info("listening on %s", where)
+            else:
+                for where in await _start_sites(runner, settings, api_socks):
+                    log.info("listening on %s", where)
+                await _wait_first(self.watcher.ready.wait(), self.stop.wait())
             if self.watcher.ready.is_set():
                 count = len(self.watcher.store.index)
                 log.info("ready: serving %d sessions", count)
@@ -205,7 +216,16 @@ class Daemon:
                 await watchdog
             if scrape is not None:
                 await scrape.cleanup()
-            # Stops accepting, gives in-flight requests shutdown_timeout, then stops the watcher.
+            # Stop accepting first, then give connections accepted a moment ago the
+            # time to deliver their request: aiohttp alone yields only once before it
+            # closes every connection without a request in progress, which a client
+            # that connected just before a restart sees as a dropped connection.
+            # Under socket activation, connections not yet accepted wait for the
+            # next process.
+            for site in list(runner.sites):
+                await site.stop()
+            await asyncio.sleep(STOP_GRACE)
+            # Gives in-flight requests shutdown_timeout, then stops the watcher.
             await runner.cleanup()
             self.notifier.close()
 
