@@ -15,6 +15,7 @@ import simdjson
 
 from . import bigfile
 from .index import FileStat, FileState, InvalidFile, SessionRecord
+from .jsonerrors import describe_invalid_json
 
 
 class InvalidSession(ValueError):
@@ -77,7 +78,7 @@ def parse_session(data: bytes) -> ParsedSession:
     try:
         doc = parser.parse(data)
     except (ValueError, RuntimeError) as exc:
-        raise InvalidSession(f"not valid JSON ({str(exc).split(':')[0].rstrip('.')})") from None
+        raise InvalidSession(f"not valid JSON ({describe_invalid_json(data, str(exc).split(':')[0].rstrip('.'))})") from None
     try:
         if not isinstance(doc, simdjson.Object):
             raise InvalidSession(f"top level is a JSON {_JSON_TYPE.get(type(doc), 'value')}, not an object")

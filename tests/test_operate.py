@@ -341,3 +341,24 @@ def test_the_license_file_matches_setup_cfg() -> None:
     assert "license = MIT" in (REPO / "setup.cfg").read_text().splitlines()
     text = (REPO / "LICENSE").read_text()
     assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
+
+
+# -- 6. a bad file says what is wrong -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b'{"key": "a", "messages": [] "x": 1}', "not valid JSON (Expecting ',' delimiter at line 1 column 29)"),
+        (b'{"key": "a",\n "messages": [', "not valid JSON (Expecting value at line 2 column 15)"),
+        (b'{"key": "caf\xe9"}', "not valid JSON (not UTF-8 at byte 12)"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON (nested too deeply)"),
+    ],
+)
+def test_a_bad_file_is_logged_with_where_and_why(data: bytes, reason: str) -> None:
+    from sessiond.loader import InvalidSession, parse_session
+
+    with pytest.raises(InvalidSession) as info:
+        parse_session(data)
+    assert str(info.value) == reason
+    assert "TAPE_ERROR" not in str(info.value)
