@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUNDIR := .run
 PORT   ?= 8080
 
-.PHONY: run test bench clean lint
+.PHONY: run test e2e bench clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# The shipped units under a real systemd in a Debian container (root; a few minutes,
+# plus ~2 min once to build the cached root). See "Tested under a real systemd" in the README.
+e2e: $(VENV)/.installed
+	$(BIN)/python -m pytest e2e -v -rs
 
 # make bench BENCH_ARGS=--quick   (10k only, about a minute); the full run takes ~20 min.
 bench: $(VENV)/.installed

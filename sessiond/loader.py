@@ -143,7 +143,7 @@ def _parse_reference(data: bytes) -> ParsedSession:
     except json.JSONDecodeError as exc:
         raise InvalidSession(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except UnicodeDecodeError as exc:
-        raise InvalidSession(f"not valid JSON (not UTF-8 text at byte {exc.start})") from None
+        raise InvalidSession(f"not valid JSON (not UTF-8 at byte {exc.start})") from None
     except RecursionError:
         raise InvalidSession("not valid JSON (nested too deeply)") from None
     if not isinstance(doc, dict):

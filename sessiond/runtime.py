@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from .config import Settings
 from .middlewares.auth import token_id
 from .middlewares.forwarded import TrustedProxies
 from .middlewares.ratelimit import RateLimiter
 
 PROBES = ("/health", "/livez", "/readyz")
-# Settings that only take effect at start: a reload that changes them says so.
-RESTART_ONLY = (
-    "workspace", "host", "port", "unix", "unix_mode", "debounce_ms", "force_polling", "max_file_bytes", "shutdown_timeout",
+# What a reload applies: Runtime (below) and the CLI's logging set-up read these.
+LIVE = frozenset({
+    "token", "rate_limit_per_ip", "rate_limit_per_token", "rate_limit_max_clients", "trusted_proxies",
+    "metrics_require_token", "log_level", "log_format", "access_log",
+})
+# Every other setting is read once, at start: a reload that changes one says so.
+# Derived, so that a new setting is never silently ignored by a reload.
+RESTART_ONLY = tuple(
+    field.name for field in dataclasses.fields(Settings) if field.name not in LIVE | {"config_file", "token_source"}
 )
 
 
