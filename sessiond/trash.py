@@ -63,14 +63,17 @@ class RestoreError(Exception):
 class _Parked:
     """A trash slot: the record is on disk already; the file is renamed in next."""
 
-    def __init__(self, trash_fd: int, path: str, entry_id: str, name: str) -> None:
+    def __init__(self, trash_fd: int, path: str, entry_id: str, name: str, written: SessionRecord | None) -> None:
         self.fd = trash_fd
         self.path = path
         self.id = entry_id
         self.name = entry_id + ".json"
         self.original = name
+        self.written = written  # the record already on disk
 
     def keep(self, record: SessionRecord | None) -> None:
+        if record is self.written:
+            return
         try:
             _write_meta(self.fd, self.id, self.original, record)  # what the file holds now
         except OSError as exc:
@@ -116,7 +119,7 @@ class Trash:
             assert trash_fd is not None
             entry_id = f"{time.time_ns():016x}{secrets.token_hex(4)}"
             _write_meta(trash_fd, entry_id, name, record)
-            yield _Parked(trash_fd, os.path.join(folder.path, TRASH_DIR), entry_id, name)
+            yield _Parked(trash_fd, os.path.join(folder.path, TRASH_DIR), entry_id, name, record)
 
     # -- reading -------------------------------------------------------------------
 

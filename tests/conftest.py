@@ -125,6 +125,22 @@ def fill_up(path: Path) -> None:
 
 
 @pytest.fixture
+def held_first_scan(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Hold every app's first scan until the returned event is set (the start takes that long)."""
+    from sessiond.store import SessionStore
+
+    gate = asyncio.Event()
+    original = SessionStore.scan
+
+    async def held_scan(self: Any, progress: Any = None) -> None:
+        await gate.wait()
+        await original(self, progress)
+
+    monkeypatch.setattr(SessionStore, "scan", held_scan)
+    return gate
+
+
+@pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     """A workspace with an empty sessions folder."""
     ws = tmp_path / "workspace"

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
@@ -19,7 +18,6 @@ from sessiond.app import create_app
 from sessiond.events import EventFeed
 from sessiond.index import Change, FileStat, SessionRecord
 from sessiond.keys import WATCHER
-from sessiond.store import SessionStore
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 from .daemon import TOKEN, Daemon
@@ -154,16 +152,9 @@ async def test_resync_when_too_far_behind(start_client: Any, sessions: Path) -> 
 
 
 async def test_a_stream_is_refused_until_the_first_index_is_whole(
-    aiohttp_client: Any, make_settings: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Any, make_settings: Any, sessions: Path, held_first_scan: asyncio.Event
 ) -> None:
-    gate = asyncio.Event()
-    original = SessionStore.scan
-
-    async def held_scan(self, progress=None):  # type: ignore[no-untyped-def]
-        await gate.wait()
-        await original(self, progress)
-
-    monkeypatch.setattr(SessionStore, "scan", held_scan)
+    gate = held_first_scan
     write_atomic(sessions, "already:there")
     client = await aiohttp_client(create_app(make_settings()))
     refused = await client.get("/api/v1/events", headers=AUTH)

@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from sessiond.app import create_app
 from sessiond.keys import WATCHER
-from sessiond.store import SessionStore
 
 from .conftest import AUTH, eventually, session_doc, write_atomic
 from .daemon import TOKEN, Daemon
@@ -41,16 +39,9 @@ ROUTES = [
 
 
 async def test_every_api_route_answers_503_until_the_first_index_is_whole(
-    aiohttp_client: Any, make_settings: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Any, make_settings: Any, sessions: Path, held_first_scan: asyncio.Event
 ) -> None:
-    gate = asyncio.Event()
-    original = SessionStore.scan
-
-    async def held_scan(self, progress=None):  # type: ignore[no-untyped-def]
-        await gate.wait()  # the first scan takes as long as this test says
-        await original(self, progress)
-
-    monkeypatch.setattr(SessionStore, "scan", held_scan)
+    gate = held_first_scan
     for i in range(3):
         write_atomic(sessions, f"s:{i}")
     client = await aiohttp_client(create_app(make_settings(trash_days=1)))
