@@ -18,14 +18,17 @@ log = logging.getLogger(__name__)
 
 FIELDS = frozenset({"keys", "filter", "dry_run", "max"})
 DEFAULT_MAX = 1000
-MOST = 1_000_000
+MOST = 1_000_000  # sessions one call may delete (max)
+MOST_KEYS = 10_000  # keys one call may name
+# 10,000 keys of 100 characters, JSON-escaped, fit; the app's 64 KiB limit would stop near 5,000.
+BODY_LIMIT = 2 * 1024 * 1024
 
 
 async def batch_delete(request: web.Request) -> web.Response:
     """Match keys or a filter; refuse more than `max`; unless `dry_run`, delete each one."""
     store = request.app[STORE]
     try:
-        body = await read_object(request, FIELDS)
+        body = await read_object(request, FIELDS, BODY_LIMIT)
         dry_run = flag(body, "dry_run")
         most = whole_number("max", body["max"], 1, MOST) if "max" in body else DEFAULT_MAX
         keys = _keys_or_filter(store.index, body)
@@ -62,7 +65,7 @@ def _keys_or_filter(index: SessionIndex, body: dict[str, Any]) -> list[str]:
     if ("keys" in body) == ("filter" in body):
         raise QueryError("keys", "give either keys or filter (not both, not neither)")
     if "keys" in body:
-        return string_list(body, "keys", MOST)
+        return string_list(body, "keys", MOST_KEYS)
     if not isinstance(body["filter"], dict):
         raise QueryError("filter", "must be an object of filter parameters")
     if body["filter"].get("prefix") == "":

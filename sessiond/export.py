@@ -20,6 +20,7 @@ from collections.abc import Callable
 from urllib.parse import quote
 
 import aiofiles.threadpool
+import orjson
 from aiohttp import web
 
 from .folder import Folder, FolderUnusable
@@ -189,11 +190,11 @@ async def _ndjson(request: web.Request, query: Query) -> web.StreamResponse:
             if len(batch) >= BATCH_FILES or size >= BATCH_BYTES or i == len(records) - 1:
                 try:
                     lines = await loop.run_in_executor(None, read_lines, folder, batch, max_bytes)
-                except FolderUnusable:
-                    # The folder was replaced: what follows would not be these sessions,
-                    # and a stream that simply ended would pass for the whole export.
-                    if request.transport is not None:
-                        request.transport.abort()
+                except FolderUnusable as exc:
+                    # The folder was replaced: what follows would not be these sessions.
+                    # A stream that simply ended would pass for the whole export, so it
+                    # ends with an error record (documented in the OpenAPI description).
+                    await response.write(orjson.dumps({"error": {"detail": f"Export cut short: {exc}"}}) + b"\n")
                     return response
                 await response.write(lines)
                 batch, size = [], 0

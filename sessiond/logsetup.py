@@ -43,6 +43,24 @@ def stream_is_journal(stream: IO[str], env: Mapping[str, str] | None = None) -> 
         return False
 
 
+# Control characters (C0, DEL, C1) and Unicode line breaks, as escapes: a client's
+# path or key must never start a line of its own in the log.
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def escape_controls(text: str) -> str:
+    """*text* with every control character and line break written as an escape."""
+    return text.translate(_CONTROLS)
+
+
+class TextFormatter(logging.Formatter):
+    """Plain lines whose message cannot forge another line (a traceback keeps its own)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record, for Loki/ELK: time, level, logger, message (+ traceback)."""
 
@@ -78,7 +96,7 @@ def make_formatter(log_format: str, journal: bool) -> logging.Formatter:
         inner: logging.Formatter = JsonFormatter()
     else:
         # journald adds the time itself.
-        inner = logging.Formatter(TEXT if journal else "%(asctime)s " + TEXT)
+        inner = TextFormatter(TEXT if journal else "%(asctime)s " + TEXT)
     return JournalPrefix(inner) if journal else inner
 
 

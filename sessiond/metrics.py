@@ -69,6 +69,9 @@ def _task_count() -> int:
         return 0
 
 
+# Label values come from bounded sets only: a client may send any method it likes.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -164,6 +167,7 @@ class Metrics:
             finally:
                 resource = request.match_info.route.resource
                 route = resource.canonical if resource is not None else "unmatched"
-                record(route, request.method, status, time.perf_counter() - started)
+                method = request.method if request.method in METHODS else "other"
+                record(route, method, status, time.perf_counter() - started)
 
         return observe

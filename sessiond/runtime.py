@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 
 from .config import Settings
 from .middlewares.auth import token_id
@@ -29,11 +31,18 @@ class Runtime:
         self.settings = settings
         self.ip_limiter: RateLimiter | None = None
         self.token_limiter: RateLimiter | None = None
+        # Wrong tokens per client address, at the per-IP rate, on every path that needs
+        # a token: /metrics is exempt from the per-IP limit (monitoring must not starve),
+        # so guessing there is limited by this one.
+        self.auth_failure_limiter: RateLimiter | None = None
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> None:
         self.token = settings.token.encode("ascii")
         self.token_id = token_id(self.token)
+        # Signs list cursors: stable across restarts and instances sharing the token,
+        # void once the token is rotated.
+        self.cursor_key = hmac.new(self.token, b"sessiond list cursor", hashlib.sha256).digest()
         public = set(PROBES)
         if not settings.metrics_require_token:
             public.add("/metrics")
@@ -41,6 +50,9 @@ class Runtime:
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.ip_limiter = _limiter(self.ip_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients)
         self.token_limiter = _limiter(self.token_limiter, settings.rate_limit_per_token, settings.rate_limit_max_clients)
+        self.auth_failure_limiter = _limiter(
+            self.auth_failure_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients
+        )
         self.settings = settings
 
     def reload(self, settings: Settings) -> list[str]:
@@ -51,7 +63,7 @@ class Runtime:
 
     def limiters(self) -> dict[str, RateLimiter]:
         """The active limiters by name (for metrics)."""
-        active = {"ip": self.ip_limiter, "token": self.token_limiter}
+        active = {"ip": self.ip_limiter, "token": self.token_limiter, "auth_failure": self.auth_failure_limiter}
         return {name: limiter for name, limiter in active.items() if limiter is not None}
 
 

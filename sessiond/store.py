@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import loader, removal, snapshot
-from .folder import Folder, FolderUnusable
+from .folder import Folder, FolderChanged, FolderUnusable
 from .index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord
 
 log = logging.getLogger(__name__)
@@ -394,8 +394,10 @@ class SessionStore:
                     changes.extend(self.index.set_file(name, None if outcome.removed else outcome.now))
                     for seen in self._applied_during_walks:
                         seen.add(name)
+        except FolderChanged:
+            raise DeleteFailed("the sessions folder changed meanwhile; try again") from None
         except FolderUnusable as exc:
-            raise DeleteFailed(f"the sessions folder changed ({exc}); try again") from None
+            raise DeleteFailed(f"the sessions folder {exc}") from None
         except removal.RemovalFailed as exc:
             raise DeleteFailed(str(exc)) from None
         except OSError as exc:
@@ -419,15 +421,17 @@ class SessionStore:
         if marker not in self._reported_invalid:
             self._reported_invalid.add(marker)
             log.warning("ignoring %r: %s", bad.name, bad.reason)  # %r: a name may hold newlines
-        if len(self._reported_invalid) > 10_000:
-            self._reported_invalid = {(n, b.reason) for n, b in self.index.invalid.items()}
+        # Pruned with the files it describes: a file fixed or gone is forgotten.
+        if len(self._reported_invalid) > 2 * len(self.index.invalid) + 64:
+            self._reported_invalid = {(n, b.reason) for n, b in self.index.invalid.items()} | {marker}
 
     def _report_collisions(self) -> None:
-        for key, names in self.index.collisions().items():
-            marker = (key, *names)
-            if marker not in self._reported_collisions:
-                self._reported_collisions.add(marker)
-                log.warning("key %r is claimed by %d files; serving %r", key, len(names), names[0])
+        if not self.index.collision_count and not self._reported_collisions:
+            return
+        current = {(key, *names) for key, names in self.index.collisions().items()}
+        for key, *names in current - self._reported_collisions:
+            log.warning("key %r is claimed by %d files; serving %r", key, len(names), names[0])
+        self._reported_collisions = current  # what the disk holds now, nothing more
 
 
 # -- blocking helpers (executor threads and worker processes) ---------------------------

@@ -7,6 +7,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ from sessiond.demo import file_name
 from sessiond.keys import STORE, WATCHER
 
 TOKEN = "test-token-0123456789abcdef"
+NOBODY = 65534
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
@@ -138,6 +140,29 @@ def held_first_scan(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
 
     monkeypatch.setattr(SessionStore, "scan", held_scan)
     return gate
+
+
+@pytest.fixture
+def open_workspace() -> Iterator[Path]:
+    """A workspace an unprivileged user can reach (pytest's own tmp is root-only)."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the daemon as another user")
+    root = Path(tempfile.mkdtemp(prefix="sessiond-perm-"))
+    root.chmod(0o755)
+    try:
+        (root / "workspace" / "sessions").mkdir(parents=True)
+        (root / "workspace").chmod(0o755)
+        (root / "workspace" / "sessions").chmod(0o755)
+        (root / "state").mkdir()
+        os.chown(root / "state", NOBODY, NOBODY)
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def as_nobody(*groups: int) -> tuple[str, ...]:
+    extra = ("--groups", ",".join(map(str, groups))) if groups else ("--clear-groups",)
+    return ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", *extra, "--inh-caps=-all", "--bounding-set=-all")
 
 
 @pytest.fixture

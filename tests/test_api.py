@@ -256,9 +256,9 @@ async def test_health_503_while_starting(aiohttp_client, make_settings, sessions
 
 async def test_unknown_route_and_wrong_method_are_json(client: TestClient) -> None:
     resp = await client.get("/api/v1/nothing-here", headers=AUTH)
-    assert resp.status == 404 and await resp.json() == {"detail": "Not found"}
+    assert resp.status == 404 and await resp.json() == {"detail": "Not Found"}
     resp = await client.post("/api/v1/sessions", headers=AUTH)
-    assert resp.status == 405 and (await resp.json())["detail"] == "Method not allowed"
+    assert resp.status == 405 and (await resp.json())["detail"] == "Method Not Allowed"
     assert "GET" in resp.headers["Allow"]
     resp = await client.put("/api/v1/sessions/x", headers=AUTH)
     assert resp.status == 405 and "detail" in await resp.json()

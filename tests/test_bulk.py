@@ -106,3 +106,14 @@ async def test_not_json_and_no_token(client: TestClient) -> None:
     assert resp.status == 401
     resp = await client.get(URL, headers=AUTH)
     assert resp.status == 405
+
+
+async def test_ten_thousand_keys_fit_and_more_are_refused_as_documented(client: TestClient, sessions: Path) -> None:
+    keys = [f"user:{i:05d}:" + "x" * 80 for i in range(10_000)]
+    status, body = await post(client, {"keys": keys, "dry_run": True})
+    assert status == 200, body
+    assert len(body["failed"]) == 10_000  # none exist: each is named, none is refused
+    status, body = await post(client, {"keys": [*keys, "one-more"], "dry_run": True})
+    assert status == 400 and body["parameter"] == "keys" and "10000" in body["detail"]
+    spec = await (await client.get("/api/v1/openapi.json", headers=AUTH)).json()
+    assert spec["components"]["schemas"]["BatchDelete"]["properties"]["keys"]["maxItems"] == 10_000

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 
 import orjson
+import pytest
 from aiohttp.test_utils import TestClient
 
-from .conftest import AUTH, eventually, immutable, session_doc, store_of, write_atomic
+from .conftest import AUTH, NOBODY, as_nobody, eventually, immutable, session_doc, store_of, write_atomic
 from .disk import api_equals_disk
 
 
@@ -130,3 +132,26 @@ async def test_a_trash_folder_that_is_not_a_folder_is_a_503_not_a_crash(start_cl
     assert (sessions / "t_1.json").exists()
     listing = await client.get("/api/v1/trash", headers=AUTH)
     assert listing.status == 503 and "trash folder" in (await listing.json())["detail"]
+
+
+@pytest.mark.parametrize("mode", [0o555, 0o111], ids=["read-only folder", "unreadable folder"])
+def test_a_folder_the_daemon_may_not_change_is_a_503_never_a_traceback(open_workspace: Path, mode: int) -> None:
+    from .daemon import Daemon
+
+    workspace = open_workspace / "workspace"
+    sessions = workspace / "sessions"
+    write_atomic(sessions, "held:1")
+    write_atomic(sessions, "free:1")
+    os.chown(sessions, NOBODY, NOBODY)  # the daemon's own folder: it may delete in it
+    with Daemon(workspace, prefix=as_nobody()) as d:
+        d.wait_ready()
+        assert d.request("DELETE", "/api/v1/sessions/free:1")[0] == 200
+        sessions.chmod(mode)
+        try:
+            status, headers, body = d.request("DELETE", "/api/v1/sessions/held:1")
+        finally:
+            sessions.chmod(0o755)
+        assert status == 503, body
+        assert orjson.loads(body)["detail"].startswith("Session not deleted")
+        assert "Traceback" not in d.output() and str(sessions) not in body.decode()
+        assert (sessions / "held_1.json").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import aiohttp
@@ -137,3 +138,16 @@ async def test_a_file_growing_while_exported_is_cut_never_read_past_its_size(
         async for chunk in resp.content.iter_any():
             received += len(chunk)
     assert received <= size  # never a byte past the size it had when opened
+
+
+async def test_a_deeply_nested_session_exports_whole(client: TestClient, sessions: Path) -> None:
+    depth = 255
+    nested = b'{"key": "deep:1", "messages": [' + b"[" * depth + b"1" + b"]" * depth + b', {"role": "user", "n": NaN, "wei": 100000000000000000000000000000}]}'
+    (sessions / "deep.json").write_bytes(nested)
+    await eventually(lambda: "deep:1" in store_of(client).index)
+    one = await client.get("/api/v1/export?key=deep:1", headers=AUTH)
+    assert one.status == 200 and await one.read() == nested
+    many = await client.get("/api/v1/export?prefix=deep", headers=AUTH)
+    assert many.status == 200
+    lines = (await many.read()).splitlines()
+    assert len(lines) == 1 and json.loads(lines[0]) == json.loads(nested)  # as stored, NaN and all

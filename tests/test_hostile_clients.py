@@ -9,6 +9,7 @@ few are 4xx text, not JSON. Everything that reaches the app is JSON.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -151,3 +152,32 @@ async def test_flood_of_distinct_addresses_keeps_the_limiter_bounded(start_clien
     assert statuses == {200}
     # The oldest bucket was dropped to make room: bounded memory, and the first client starts afresh.
     assert status_of(await exchange(client, get(b"/api/v1/sessions"), source=first)) == 200
+
+
+async def test_made_up_methods_add_no_metric_series(client: TestClient) -> None:
+    # Methods the HTTP parser knows (WebDAV, UPnP, ...); with the pure-Python parser any token passes.
+    exotic = b"PROPFIND PROPPATCH MKCOL COPY MOVE LOCK UNLOCK SEARCH PURGE MKACTIVITY CHECKOUT MERGE NOTIFY SUBSCRIBE UNSUBSCRIBE REPORT ACL BIND REBIND UNBIND LINK UNLINK MKCALENDAR TRACE QUERY"
+    for method in exotic.split():
+        answer = await exchange(client, method + b" /api/v1/sessions HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", timeout=2)
+        assert status_of(answer) in (401, 405, 400, None)
+    metrics = await (await client.get("/metrics", headers=AUTH)).text()
+    methods = set(re.findall(r'sessiond_requests_total\{method="([^"]*)"', metrics))
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"}
+    assert "other" in methods
+
+
+def test_a_client_cannot_forge_a_log_line(workspace: Path) -> None:
+    from .daemon import Daemon
+
+    forged = "2026-11-30 12:00:00,000 CRITICAL sessiond: forged"
+    with Daemon(workspace) as d:
+        d.wait_ready()
+        for path in ("/api/v1/x%0A" + forged.replace(" ", "%20"), "/api/v1/sessions/k%0D%0A" + forged.replace(" ", "%20")):
+            status, _ = d.get(path, token=None)
+            assert status == 401
+            status, _ = d.get(path)
+            assert status == 404
+        assert d.stop() == 0
+        lines = d.output().splitlines()
+    assert not [line for line in lines if line.startswith(forged[:23])], lines
+    assert any("\\x0a2026-11-30" in line for line in lines)  # the path is logged, its line break escaped

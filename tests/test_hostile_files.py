@@ -234,3 +234,21 @@ def test_unreadable_file_is_reported_and_not_reread_forever(tmp_path: Path) -> N
     assert result["keys"] == ["ok:1"]
     assert result["invalid"] == {"locked_1.json": "cannot open (EACCES)"}
     assert result["drift"] == 0 and result["stale"] == []  # reported once, not re-read on every pass
+
+
+async def test_what_is_remembered_about_bad_files_is_pruned_with_the_files(client, sessions: Path) -> None:
+    store = store_of(client)
+    write_atomic(sessions, "contested", name="contested.json")
+    for i in range(150):  # one key under ever new second names, one bad file under ever new names
+        other = write_atomic(sessions, "contested", name=f"rotating-{i}.json")
+        bad = sessions / f"bad-{i}.json"
+        bad.write_bytes(b"{")
+        os.utime(bad, (1e9, 1e9))  # an old file: reported at once, not retried as a write in progress
+        await eventually(lambda: store.index.collision_count == 1 and f"bad-{i}.json" in store.index.invalid)
+        other.unlink()
+        bad.unlink()
+    await eventually(lambda: store.index.collision_count == 0 and not store.index.invalid)
+    write_atomic(sessions, "nudge")  # one more change, so the memos are looked at again
+    await eventually(lambda: "nudge" in store.index)
+    assert len(store._reported_collisions) <= 1
+    assert len(store._reported_invalid) <= 64

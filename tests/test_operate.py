@@ -321,7 +321,7 @@ def test_scrape_socket_serves_metrics_without_a_token(workspace: Path, tmp_path:
         assert 'sessiond_build_info{python="' in text and "sessiond_process_resident_memory_bytes" in text
         assert "sessiond_sessions 0.0" in text
         status, text, _ = get(scrape_port, "/api/v1/sessions")  # the API is not on this socket
-        assert status == 404 and json.loads(text) == {"detail": "Not found"}
+        assert status == 404 and json.loads(text) == {"detail": "Not Found"}
         assert get(api_port, "/metrics")[0] == 401  # nor do scrapes skip the token on the API socket
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0

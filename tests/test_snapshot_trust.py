@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import session_doc
+from .conftest import NOBODY, as_nobody, session_doc
 from .daemon import Daemon
 
 OLD_NS = 1_600_000_000 * 10**9
-NOBODY = 65534
 GROUP = 4242  # a group the daemon is given, or not
 
 
@@ -47,29 +43,6 @@ def test_a_file_too_big_is_served_once_the_limit_is_raised(workspace: Path, tmp_
     with Daemon(workspace, env=env) as d:
         d.wait_ready()
         assert listing(d) == ["big:1"]
-
-
-@pytest.fixture
-def open_workspace() -> Iterator[Path]:
-    """A workspace an unprivileged user can reach (pytest's own tmp is root-only)."""
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to run the daemon as another user")
-    root = Path(tempfile.mkdtemp(prefix="sessiond-perm-"))
-    root.chmod(0o755)
-    try:
-        (root / "workspace" / "sessions").mkdir(parents=True)
-        (root / "workspace").chmod(0o755)
-        (root / "workspace" / "sessions").chmod(0o755)
-        (root / "state").mkdir()
-        os.chown(root / "state", NOBODY, NOBODY)
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def as_nobody(*groups: int) -> tuple[str, ...]:
-    extra = ("--groups", ",".join(map(str, groups))) if groups else ("--clear-groups",)
-    return ("setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", *extra, "--inh-caps=-all", "--bounding-set=-all")
 
 
 def test_a_file_unreadable_at_first_is_served_once_permission_is_granted(open_workspace: Path) -> None:
