@@ -49,7 +49,6 @@ def shm_workspace() -> Iterator[Path]:
 def test_a_file_that_never_stops_growing_is_read_within_bounds(shm_workspace: Path) -> None:
     folder = shm_workspace / "sessions"
     write_atomic(folder, "victim:1")
-    limit = 256 * MB  # the default
     env = {"SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0"}
     with Daemon(shm_workspace, env=env) as d:
         d.wait_ready()

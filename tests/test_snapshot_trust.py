@@ -10,9 +10,8 @@ import json
 import os
 from pathlib import Path
 
-import pytest
 
-from .conftest import NOBODY, as_nobody, session_doc
+from .conftest import as_nobody, session_doc
 from .daemon import Daemon
 
 OLD_NS = 1_600_000_000 * 10**9
