@@ -21,8 +21,10 @@ from aiohttp import web
 from . import __version__, config
 from .accesslog import AccessLogger
 from .app import create_app
+from .capacity import AcceptErrors, CappedRunner, CappedServer, ConnectionMetrics, connection_cap, raise_fd_limit
+from .handlers import probe_answer
 from .checkconfig import check_config
-from .keys import RUNTIME, WATCHER
+from .keys import METRICS, RUNTIME, WATCHER
 from .logsetup import apply_logging, setup_logging, stream_is_journal
 from .metrics_site import METRICS_FD_NAME, create_metrics_app
 from .systemd import SystemdNotifier, listen_fds_with_names, run_watchdog
@@ -32,6 +34,7 @@ log = logging.getLogger("sessiond")
 PROGRESS_EVERY = 5.0
 # After the listeners close on SIGTERM: time for requests already sent to arrive.
 STOP_GRACE = 0.25
+CUT_AFTER = 0.5  # past shutdown_timeout, before connections still busy are cut
 
 
 class _Parser(argparse.ArgumentParser):
@@ -158,14 +161,20 @@ class Daemon:
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT, then stop gracefully."""
         settings = self.settings
-        runner = web.AppRunner(
+        fd_limit = raise_fd_limit()
+        cap = connection_cap(settings.max_connections, fd_limit)
+        log.info("serving at most %d connections at once (open-file limit %d)", cap, fd_limit)
+        runner = CappedRunner(
             self.app,
+            cap=cap,
+            probe=probe_answer(self.app),
             access_log_class=AccessLogger,
             access_log=logging.getLogger("sessiond.access"),
             shutdown_timeout=settings.shutdown_timeout,
             handle_signals=False,
         )
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(AcceptErrors())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
@@ -178,6 +187,8 @@ class Daemon:
             await runner.setup()
         except OSError as exc:
             raise StartupError(f"cannot prepare {settings.sessions_dir}: {exc.strerror}") from None
+        if isinstance(runner.server, CappedServer):
+            self.app[METRICS].registry.register(ConnectionMetrics(runner.server))
         watchdog = asyncio.create_task(run_watchdog(self.notifier, lambda: self.watcher.alive), name="sessiond-watchdog")
         scrape: web.AppRunner | None = None
         try:
@@ -221,7 +232,7 @@ class Daemon:
                 await site.stop()
             await asyncio.sleep(STOP_GRACE)
             # Gives in-flight requests shutdown_timeout, then stops the watcher.
-            await runner.cleanup()
+            await _cleanup_within(runner, settings.shutdown_timeout)
             self.notifier.close()
 
     def _reload_soon(self) -> None:
@@ -312,6 +323,25 @@ def _describe(sock: socket.socket) -> str:
 def _url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
     host, port = address[0], address[1]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _cleanup_within(runner: web.AppRunner, timeout: float) -> None:
+    """runner.cleanup(), but never much past *timeout*.
+
+    aiohttp gives each busy handler the timeout, then cancels it and waits the
+    timeout again; a handler blocked writing to a client that stopped reading
+    sits through both. So once the first timeout is over, every connection
+    still open is cut, and the handlers blocked on them end at once.
+    """
+    server = runner.server
+    cleanup = asyncio.ensure_future(runner.cleanup())
+    done, _ = await asyncio.wait({cleanup}, timeout=timeout + CUT_AFTER)
+    if not done and server is not None:
+        stalled = [conn for conn in server.connections if conn.transport is not None]
+        log.warning("stop: cutting %d connection(s) still busy after %.1fs", len(stalled), timeout)
+        for conn in stalled:
+            conn.transport.abort()  # type: ignore[union-attr]
+    await cleanup
 
 
 async def _wait_first(*aws: object) -> None:

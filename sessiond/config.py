@@ -43,6 +43,7 @@ class Settings:
     reconcile_interval: float = 300.0
     max_file_bytes: int = 256 * 1024 * 1024
     shutdown_timeout: float = 10.0
+    max_connections: int = 0  # 0: what the open-file limit leaves room for (capacity.py), at most 10,000
     trash_days: float = 0.0
     events_buffer: int = 10_000
     events_keepalive: float = 15.0
@@ -110,6 +111,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reconcile_interval", float, "seconds between stat-only checks of index against disk (0: off)"),
     Setting("max_file_bytes", int, "larger session files are reported invalid unread"),
     Setting("shutdown_timeout", float, "seconds in-flight requests get on SIGTERM"),
+    Setting("max_connections", int, "connections served at once; past it, probes are answered and the rest 503 (0: from the open-file limit)"),
     Setting("trash_days", float, "days a deleted session stays restorable (0: DELETE is permanent)"),
     Setting("events_buffer", int, "changes kept for Last-Event-ID resumes of the event feed"),
     Setting("events_keepalive", float, "seconds between keep-alive comments on event streams"),
@@ -284,6 +286,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _int(values, "max_file_bytes", 1024, 1 << 40)
     _float(values, "reconcile_interval", 0, 86400 * 7)
     _float(values, "shutdown_timeout", 0, 3600)
+    _int(values, "max_connections", 0, 1_000_000)
     _float(values, "trash_days", 0, 3650)
     _int(values, "events_buffer", 1, 10_000_000)
     _float(values, "events_keepalive", 0.01, 3600)

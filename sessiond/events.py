@@ -21,6 +21,7 @@ from .keys import EVENTS, SETTINGS
 from .loader import MAX_KEY_LENGTH
 from .params import bad_parameter
 from .query import QueryError, meta, single_values, whole_number
+from .responses import WRITE_TIMEOUT
 
 PARAMS = frozenset({"prefix", "since"})
 
@@ -121,7 +122,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     prefix = values.get("prefix", "")
     if len(prefix) > MAX_KEY_LENGTH:
         return bad_parameter(QueryError("prefix", f"must be at most {MAX_KEY_LENGTH} characters"))
-    response = EventSourceResponse(sep="\n", ping_interval=request.app[SETTINGS].events_keepalive)
+    response = EventSourceResponse(
+        sep="\n", ping_interval=request.app[SETTINGS].events_keepalive, send_timeout=WRITE_TIMEOUT
+    )
     response.headers["Cache-Control"] = "no-store"
     await response.prepare(request)
     wakeup = feed.subscribe()  # nothing is missed meanwhile: `last` is fixed, the buffer keeps the rest

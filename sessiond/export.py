@@ -28,7 +28,7 @@ from .keys import SETTINGS, STORE
 from .loader import OPEN_FLAGS, InvalidSession, parse_session, read_at_most
 from .params import bad_parameter
 from .query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
-from .responses import NOT_FOUND, error_response, etag_matches
+from .responses import NOT_FOUND, error_response, etag_matches, write_or_drop
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
         left = min(st.st_size, request.app[SETTINGS].max_file_bytes)
         with contextlib.suppress(ConnectionResetError):  # the client went away
             while left > 0 and (chunk := await fh.read(min(CHUNK, left))):
-                await response.write(chunk)
+                await write_or_drop(request, response, chunk)
                 left -= len(chunk)
             if _etag(os.fstat(fh.fileno())) != etag and request.transport is not None:
                 log.warning("export of %r cut: the file changed while it was sent", record.name)
@@ -196,6 +196,6 @@ async def _ndjson(request: web.Request, query: Query) -> web.StreamResponse:
                     # ends with an error record (documented in the OpenAPI description).
                     await response.write(orjson.dumps({"error": {"detail": f"Export cut short: {exc}"}}) + b"\n")
                     return response
-                await response.write(lines)
+                await write_or_drop(request, response, lines)
                 batch, size = [], 0
     return response

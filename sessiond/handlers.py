@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -82,20 +84,43 @@ def _problem(app: web.Application) -> str | None:
     return watcher.problem  # e.g. "sessions folder gone", "degraded: watcher restarting ..."
 
 
+def readiness(app: web.Application) -> tuple[int, dict[str, Any]]:
+    """What /health and /readyz answer: 200 once indexed with a live watcher, else 503 and why."""
+    problem = _problem(app)
+    if problem:
+        return 503, {"status": "unavailable", "reason": problem}
+    return 200, {"status": "ok", "sessions": len(app[STORE].index)}
+
+
+def liveness(app: web.Application) -> tuple[int, dict[str, Any]]:
+    """What /livez answers: 200 while the process can serve at all; 503 means "restart me"."""
+    if app[WATCHER].state is WatchState.FAILED:
+        return 503, {"status": "failed", "reason": "watcher failed"}
+    return 200, {"status": "ok"}
+
+
+def probe_answer(app: web.Application) -> Callable[[str], tuple[int, dict[str, Any]] | None]:
+    """The probes' answers by path, for a responder outside aiohttp (capacity.py)."""
+    probes = {"/health": readiness, "/readyz": readiness, "/livez": liveness}
+
+    def answer(path: str) -> tuple[int, dict[str, Any]] | None:
+        probe = probes.get(path)
+        return probe(app) if probe is not None else None
+
+    return answer
+
+
 async def health(request: web.Request) -> web.Response:
     """GET /health (public): 200 once indexed with a live watcher, else 503 and why."""
-    problem = _problem(request.app)
-    if problem:
-        return json_response({"status": "unavailable", "reason": problem}, status=503)
-    return json_response({"status": "ok", "sessions": len(request.app[STORE].index)})
+    status, body = readiness(request.app)
+    return json_response(body, status=status)
 
 
 async def livez(request: web.Request) -> web.Response:
     """GET /livez (public): 200 while the process can serve at all (the loop answers and
     the watcher has not failed for good); a failure here means "restart me"."""
-    if request.app[WATCHER].state is WatchState.FAILED:
-        return json_response({"status": "failed", "reason": "watcher failed"}, status=503)
-    return json_response({"status": "ok"})
+    status, body = liveness(request.app)
+    return json_response(body, status=status)
 
 
 async def api_health(request: web.Request) -> web.Response:

@@ -141,3 +141,7 @@ def test_service_exposure_stays_low(root: Path) -> None:
     assert match, result.stdout
     exposure = float(match.group(1))
     assert exposure <= MAX_EXPOSURE, result.stdout
+
+
+def test_the_unit_gives_room_for_many_connections() -> None:
+    assert int(unit_values(SERVICE, "LimitNOFILE")[0]) >= 65536
