@@ -34,5 +34,10 @@ bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# ruff (lint) and mypy --strict over the package; .ci/run runs it before the tests.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check sessiond tests bench e2e
+	$(BIN)/mypy sessiond
+
 clean:
 	rm -rf $(VENV) $(RUNDIR) .pytest_cache .hypothesis *.egg-info

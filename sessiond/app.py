@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from .appkeys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
 from .config import Settings
 from .features import setup_features
 from .handlers import add_routes
-from .keys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
 from .metrics import Metrics
 from .middlewares.auth import auth_middleware
 from .middlewares.errors import error_middleware

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .appkeys import EVENTS, METRICS, SETTINGS, STORE, TRASH
 from .bulk import batch_delete
-from .events import EventFeed, FeedMetrics, stream_events
+from .events import stream_events
 from .export import export
-from .keys import EVENTS, METRICS, SETTINGS, STORE, TRASH
+from .feed import EventFeed, FeedMetrics
 from .openapi import openapi_document
 from .trash import Trash
 from .trash_api import list_trash, purge_trash, restore

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Literal, NamedTuple
 
 import orjson
@@ -27,7 +27,7 @@ class FileStat(NamedTuple):
 class SessionRecord:
     """Metadata of one valid session file."""
 
-    __slots__ = ("key", "name", "message_count", "created_at", "updated_at", "stat")
+    __slots__ = ("created_at", "key", "message_count", "name", "stat", "updated_at")
 
     def __init__(
         self, key: str, name: str, message_count: int, created_at: float, updated_at: float, stat: FileStat
@@ -104,6 +104,11 @@ class SessionIndex:
     def get(self, key: str) -> SessionRecord | None:
         """The record served for *key*, or None."""
         return self._served.get(key)
+
+    @property
+    def served(self) -> Mapping[str, SessionRecord]:
+        """Key -> the record answered for it (a live read-only view)."""
+        return self._served
 
     def keys(self) -> SortedList:
         """All served keys, ascending (a live view; do not mutate)."""

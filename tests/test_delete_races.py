@@ -148,7 +148,7 @@ def test_a_folder_the_daemon_may_not_change_is_a_503_never_a_traceback(open_work
         assert d.request("DELETE", "/api/v1/sessions/free:1")[0] == 200
         sessions.chmod(mode)
         try:
-            status, headers, body = d.request("DELETE", "/api/v1/sessions/held:1")
+            status, _, body = d.request("DELETE", "/api/v1/sessions/held:1")
         finally:
             sessions.chmod(0o755)
         assert status == 503, body

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sessiond import watcher as watcher_mod
-from sessiond.keys import WATCHER
+from sessiond.appkeys import WATCHER
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 from .disk import api_equals_disk
