@@ -11,13 +11,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .appkeys import EVENTS, METRICS, SETTINGS, STORE, TRASH
-from .bulk import batch_delete
-from .events import stream_events
-from .export import export
 from .feed import EventFeed, FeedMetrics
-from .openapi import openapi_document
 from .trash import Trash
-from .trash_api import list_trash, purge_trash, restore
+from .trash_api import purge_trash
 
 
 def setup_features(app: web.Application) -> None:
@@ -32,13 +28,6 @@ def setup_features(app: web.Application) -> None:
         trash = Trash(settings.trash_days)
         store.destination = trash
     app[TRASH] = trash
-
-    app.router.add_post("/api/v1/sessions:batchDelete", batch_delete)
-    app.router.add_get("/api/v1/events", stream_events, allow_head=False)
-    app.router.add_get("/api/v1/export", export)
-    app.router.add_get("/api/v1/trash", list_trash)
-    app.router.add_post("/api/v1/trash:restore", restore)
-    app.router.add_get("/api/v1/openapi.json", openapi_document)
 
     app.cleanup_ctx.append(purge_trash)
     app.on_shutdown.append(_close_streams)

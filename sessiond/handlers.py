@@ -140,17 +140,3 @@ async def metrics(request: web.Request) -> web.Response:
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
-
-
-def add_routes(app: web.Application) -> None:
-    """Register every route of the API."""
-    app.router.add_get("/health", health)
-    app.router.add_get("/readyz", health)  # same answer as /health: ready to take traffic
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/health", api_health)
-    app.router.add_get("/api/v1/sessions", list_sessions)
-    # [\s\S], not ".": a key may hold a newline (%0A), and "." stops at one.
-    app.router.add_get(r"/api/v1/sessions/{key:[\s\S]+}", get_session)
-    app.router.add_delete(r"/api/v1/sessions/{key:[\s\S]+}", delete_session)
-

@@ -78,6 +78,7 @@ async def test_delete_while_the_agent_keeps_rewriting(client: TestClient, sessio
         while not stop.is_set():
             n += 1
             write_atomic(sessions, "busy", messages=n % 7 + 1)
+        write_atomic(sessions, "busy", messages=3)  # the agent has the last word, after every DELETE
 
     writer = threading.Thread(target=agent)
     writer.start()
