@@ -81,6 +81,11 @@ class SessionIndex:
     """Session metadata by file and by key, with the list body cached between changes."""
 
     def __init__(self) -> None:
+        self.version = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty every table (not the version, which only ever grows)."""
         self._files: dict[str, SessionRecord] = {}
         self._invalid: dict[str, InvalidFile] = {}
         # key -> the one file claiming it, or the set of names when several do (rare;
@@ -91,7 +96,6 @@ class SessionIndex:
         self._keys: SortedList = SortedList()
         self._body: bytes | None = None
         self._etag = ""
-        self.version = 0
 
     # -- reading -----------------------------------------------------------
 
@@ -200,9 +204,8 @@ class SessionIndex:
         Returns what changed for clients compared with before (nothing on a first load,
         so a start-up does not announce every session as created).
         """
-        version = self.version
         before = self._served
-        self.__init__()  # type: ignore[misc]
+        self._reset()
         for name, state in states:
             if isinstance(state, SessionRecord):
                 self._files[name] = state
@@ -212,7 +215,7 @@ class SessionIndex:
         for key in self._claims:
             self._served[key] = self._winner(key)  # type: ignore[assignment]
         self._keys = SortedList(self._served)
-        self.version = version + 1
+        self.version += 1
         if not before:
             return []
         changes = [Change("deleted", key, None) for key in before.keys() - self._served.keys()]

@@ -126,7 +126,7 @@ def _lossy_awatch(drop: float, seed: int = 1):
     async def lossy(*args, **kwargs) -> AsyncIterator[set]:
         async for batch in real(*args, **kwargs):
             kept = {change for change in batch if rng.random() >= drop}
-            if kept:
+            if kept or not batch:  # the heartbeats (empty batches) still come: only events are lost
                 yield kept
 
     return lossy
