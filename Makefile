@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUNDIR := .run
 PORT   ?= 8080
 
-.PHONY: run test e2e bench clean lint
+.PHONY: run test test-floor e2e bench clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
+# The suite on the lowest versions setup.cfg allows (constraints/floor.txt), in a venv of its own.
+FLOOR := .venv-floor
+$(FLOOR)/.installed: setup.cfg pyproject.toml constraints/floor.txt
+	$(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR)/bin/python -m pip install --quiet -c constraints/floor.txt -e '.[test]'
+	touch $@
+
+test-floor: $(FLOOR)/.installed
+	$(FLOOR)/bin/python -m pytest -p no:cacheprovider
+
 # The shipped units under a real systemd in a Debian container (root; a few minutes,
 # plus ~2 min once to build the cached root). See "Tested under a real systemd" in the README.
 e2e: $(VENV)/.installed
@@ -40,4 +51,4 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy sessiond
 
 clean:
-	rm -rf $(VENV) $(RUNDIR) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(FLOOR) $(RUNDIR) .pytest_cache .hypothesis *.egg-info

@@ -184,7 +184,8 @@ class Soak:
             elif roll < 0.8:
                 status, _ = api.call("DELETE", "/api/v1/sessions/" + quote(rng.choice(self.keys), safe=""))
             elif roll < 0.86:
-                status, _ = api.call("GET", f"/api/v1/export?prefix=soak:{rng.randrange(10)}")  # NDJSON
+                prefix = "soak:" if rng.random() < 0.3 else f"soak:{rng.randrange(10)}"  # all of them, or a tenth
+                status, _ = api.call("GET", f"/api/v1/export?prefix={prefix}")  # NDJSON
             elif roll < 0.92:
                 status, _ = api.call("GET", "/api/v1/export?key=" + quote(rng.choice(self.keys), safe=""))
                 if status == 0:  # cut on purpose: the churn rewrote the file in place while it was sent

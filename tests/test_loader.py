@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessiond.index import InvalidFile, SessionRecord
@@ -158,7 +158,7 @@ def reference(data: bytes) -> tuple[str, int, object, object] | None:
     return key, len(messages), stamp(doc.get("created_at")), stamp(doc.get("updated_at"))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_documents())
 def test_parse_session_agrees_with_json_loads_on_hostile_bytes(data: bytes) -> None:
     want = reference(data)
