@@ -45,9 +45,11 @@ bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-# ruff (lint) and mypy --strict over the package; .ci/run runs it before the tests.
+# ruff (lint and format) and mypy --strict over the package; .ci/run runs it before the tests.
+LINTED := sessiond tests bench e2e
 lint: $(VENV)/.installed
-	$(BIN)/ruff check sessiond tests bench e2e
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy sessiond
 
 clean:

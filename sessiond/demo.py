@@ -81,7 +81,7 @@ def main() -> None:
     else:
         print(f"API token: in {token_path}")
     print(f"Listening on {url} — try:")
-    print(f"  curl -H \"Authorization: Bearer $(cat {token_path})\" {url}/api/v1/sessions")
+    print(f'  curl -H "Authorization: Bearer $(cat {token_path})" {url}/api/v1/sessions')
     print(f"  curl {url}/health")
     print("Press Ctrl-C to stop.", flush=True)
 
