@@ -13,6 +13,7 @@ from aiohttp import web
 from .config import Settings
 from .feed import EventFeed
 from .metrics import Metrics
+from .retention_run import Retention
 from .runtime import Runtime
 from .store import SessionStore
 from .trash import Trash
@@ -26,3 +27,4 @@ METRICS = web.AppKey("metrics", Metrics)
 STARTED_AT = web.AppKey("started_at", float)
 EVENTS = web.AppKey("events", EventFeed)
 TRASH: web.AppKey[Trash | None] = web.AppKey("trash")  # None while trash_days is 0
+RETENTION = web.AppKey("retention", Retention)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .appkeys import EVENTS, METRICS, SETTINGS, STORE, TRASH
+from .appkeys import EVENTS, METRICS, RETENTION, RUNTIME, SETTINGS, STORE, TRASH, WATCHER
 from .feed import EventFeed, FeedMetrics
+from .retention_api import run_retention
+from .retention_run import Retention, RetentionMetrics
 from .trash import Trash
 from .trash_api import purge_trash
 
@@ -29,7 +31,12 @@ def setup_features(app: web.Application) -> None:
         store.destination = trash
     app[TRASH] = trash
 
+    retention = Retention(store, app[RUNTIME], app[WATCHER].ready)
+    app[RETENTION] = retention
+    app[METRICS].registry.register(RetentionMetrics(retention))
+
     app.cleanup_ctx.append(purge_trash)
+    app.cleanup_ctx.append(run_retention)
     app.on_shutdown.append(_close_streams)
 
 

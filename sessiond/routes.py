@@ -18,6 +18,7 @@ from .events import stream_events
 from .export import export
 from .handlers import api_health, delete_session, get_session, health, list_sessions, livez, metrics
 from .openapi import openapi_document
+from .retention_api import show_retention
 from .trash_api import list_trash, restore
 from .typedefs import Handler
 
@@ -70,6 +71,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/export", export, Policy.API),
     Route("GET", "/api/v1/trash", list_trash, Policy.API),
     Route("POST", "/api/v1/trash:restore", restore, Policy.API),
+    Route("GET", "/api/v1/retention", show_retention, Policy.API),
 )
 
 # Unknown paths and methods get the strictest policy: a token first, then the JSON 404/405.
