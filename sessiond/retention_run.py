@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SAMPLE = 10  # keys shown per rule in a preview
 PREVIEW_TTL = 5.0  # seconds a preview is reused while the index does not change
+RECHECK = 1.0  # seconds between looks at retention_interval while waiting (a reload may shorten it)
 
 
 @dataclass(slots=True)
@@ -135,14 +136,22 @@ class Retention:
         """Run every retention_interval, never before the first index is whole."""
         await self.ready.wait()
         while True:
-            interval = self.runtime.settings.retention_interval
-            self.next_at = time.time() + interval
-            await asyncio.sleep(interval)
+            await self._until_due(time.monotonic())
             if self.runtime.settings.retention:
                 try:
                     await self.run_once()
                 except Exception:  # a failed run is reported; the next one still comes
                     log.exception("retention run failed")
+
+    async def _until_due(self, since: float) -> None:
+        # The interval is read again every RECHECK seconds, so a reload that shortens
+        # it takes effect at once (not after the wait already under way, up to an hour).
+        while True:
+            remaining = since + self.runtime.settings.retention_interval - time.monotonic()
+            self.next_at = time.time() + max(remaining, 0.0)
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, RECHECK))
 
     def preview(self) -> dict[str, Any]:
         """What the next run would delete now: per rule, a count and a sample (cached a few seconds)."""

@@ -178,3 +178,23 @@ def test_rules_parse_with_the_first_match_deciding() -> None:
     )
     with pytest.raises(ValueError, match="already has a rule"):
         parse_rules([{"prefix": "a", "idle_days": 1}, {"prefix": "a", "keep_at_most": 2}])
+
+
+def test_a_reload_that_shortens_the_interval_applies_at_once(workspace: Path, tmp_path: Path) -> None:
+    """A wait already under way does not hold a shorter interval back (it was up to an hour)."""
+    sessions = workspace / "sessions"
+    aged(sessions, "telegram:old", 40)
+    conf = tmp_path / "sessiond.toml"
+    rule = '[[retention]]\nprefix = "telegram:"\nidle_days = 30\n'
+    conf.write_text("retention_interval = 3600\n" + rule)
+    with Daemon(workspace, "--config", str(conf)) as d:
+        d.wait_ready()
+        before = json.loads(d.get("/api/v1/retention")[1])
+        assert before["next_run_at"] > time.time() + 3000
+        conf.write_text("retention_interval = 1\n" + rule)
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 8
+        while (sessions / "telegram_old.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not (sessions / "telegram_old.json").exists()
+        assert json.loads(d.get("/api/v1/retention")[1])["next_run_at"] < time.time() + 5
