@@ -133,6 +133,14 @@ def test_saved_then_asked_at_once_is_found_every_time(workspace: Path) -> None:
             status, _, body = d.request("DELETE", f"/api/v1/sessions/gone:{i}")
             if status != 200 or path.exists():
                 missed.append((f"DELETE gone:{i}", status, body))
+            agent_save(folder, {"key": f"out:{i}", "messages": [{"role": "user", "content": "q"}] * 2})
+            status, body = d.get(f"/api/v1/export?key=out:{i}")
+            if status != 200 or json.loads(body)["key"] != f"out:{i}":
+                missed.append((f"export out:{i}", status, body))
+            path = agent_save(folder, {"key": f"bulk:{i}", "messages": []})
+            status, _, body = d.request("POST", "/api/v1/sessions:batchDelete", json.dumps({"keys": [f"bulk:{i}"]}).encode())
+            if status != 200 or path.exists():
+                missed.append((f"batchDelete bulk:{i}", status, body))
         assert missed == []
         assert d.stop() == 0
 
