@@ -187,6 +187,37 @@ def test_a_client_cannot_forge_a_log_line(workspace: Path) -> None:
     assert any("\\x0a2026-11-30" in line for line in lines)  # the path is logged, its line break escaped
 
 
+def test_headers_a_client_sends_cannot_forge_or_colour_a_log_line(workspace: Path) -> None:
+    """Header values reach the access log only through the request id (a strict pattern) and
+    the client address (forwarding headers count only from trusted proxies)."""
+    import socket
+
+    from .daemon import Daemon
+
+    with Daemon(workspace) as d:
+        d.wait_ready()
+        for name, value in (
+            (b"X-Request-ID", b"ok\x1b[2J\x1b[31mCRITICAL forged"),
+            (b"X-Request-ID", "rid\u2028CRITICAL forged".encode()),
+            (b"X-Forwarded-For", b"6.6.6.6\x0bCRITICAL forged"),
+            (b"Forwarded", b'for="\x1b[2Jforged"'),
+        ):
+            with socket.create_connection(("127.0.0.1", d.port), timeout=5) as sock:
+                sock.sendall(
+                    b"GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\n" + name + b": " + value + b"\r\nConnection: close\r\n\r\n"
+                )
+                reply = b""
+                while chunk := sock.recv(65536):
+                    reply += chunk
+            assert reply.split(b" ", 2)[1].startswith(b"4"), reply[:100]  # refused by the parser, or 401
+        assert d.stop() == 0
+        log = d.output()
+    assert "\x1b" not in log and "\u2028" not in log and "\x0b" not in log  # escaped, never raw
+    lines = log.splitlines()
+    assert [line for line in lines if not re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ", line)] == []
+    assert not [line for line in lines if "CRITICAL" in line.split(" ", 3)[2]]
+
+
 def test_clients_that_stop_reading_never_hold_the_stop_past_its_timeout(workspace: Path) -> None:
     import signal as signals
     import socket
