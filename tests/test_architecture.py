@@ -98,3 +98,37 @@ def test_the_import_graph_has_no_cycles() -> None:
     for module in sorted(GRAPH):
         if module not in state:
             visit(module, [])
+
+
+def test_the_tested_floors_are_the_floors_setup_cfg_allows() -> None:
+    """constraints/floor.txt pins each runtime dependency at setup.cfg's minimum, or
+    `make test-floor` tests versions nobody installs."""
+    import configparser
+    import re
+
+    from packaging.version import Version
+
+    root = Path(__file__).resolve().parent.parent
+    cfg = configparser.ConfigParser()
+    cfg.read(root / "setup.cfg")
+    minimums = {}
+    for line in cfg["options"]["install_requires"].strip().splitlines():
+        name, floor = re.fullmatch(r"([A-Za-z0-9_.-]+)>=([0-9][^,<]*)(?:,<.*)?", line.strip()).groups()  # type: ignore[union-attr]
+        minimums[name.lower()] = Version(floor)
+    pins = {}
+    for line in (root / "constraints" / "floor.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.strip().lower()] = Version(version.strip())
+    assert pins == minimums
+
+
+def test_force_polling_is_left_to_watchfiles_unless_configured(tmp_path: Path) -> None:
+    """None lets watchfiles honour WATCHFILES_FORCE_POLLING and its own WSL/network-FS detection."""
+    from sessiond import config
+
+    (tmp_path / "sessions").mkdir()
+    base = {"workspace": str(tmp_path), "token": "t" * 20}
+    assert config.validate(base, env={}).force_polling is None
+    assert config.validate({**base, "force_polling": False}, env={}).force_polling is False
+    assert config.validate({**base, "force_polling": True}, env={}).force_polling is True
