@@ -22,6 +22,7 @@ from sessiond.demo import demo_session, write_session
 from sessiond.logsetup import priority
 from sessiond.systemd import SystemdNotifier
 
+from .conftest import as_nobody
 from .daemon import TOKEN, Daemon, free_port
 from .test_service import NotifySocket
 
@@ -172,6 +173,32 @@ def test_check_config_fails_with_the_daemons_one_line_errors(workspace: Path, tm
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == ["sessiond: rate_limit_per_ip: -1 is not a whole number from 0 to 1000000"]
+
+
+def test_check_config_checks_access_with_the_users_own_rights(open_workspace: Path) -> None:
+    """As the service user (here nobody, through setpriv): a sessions folder it cannot
+    change, a socket folder it cannot write, each named on its own line."""
+    workspace = open_workspace / "workspace"  # sessions/ is root's, mode 755
+    locked = open_workspace / "locked"
+    locked.mkdir(mode=0o755)
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIOND_", "NOTIFY_SOCKET", "JOURNAL_STREAM"))}
+    command = [*as_nobody(), sys.executable, "-m", "sessiond", "check-config", "--workspace", str(workspace)]
+    refused = subprocess.run(
+        [*command, "--unix", str(locked / "api.sock")],
+        env={**base, "SESSIOND_TOKEN": TOKEN},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"sessiond: workspace: {workspace / 'sessions'} is not readable and writable by this user; "
+        "give the service user read/write access (the shared group, mode 2770)",
+        f"sessiond: unix: cannot create a socket in {locked}; fix --unix or the folder's permissions",
+    ]
+    (workspace / "sessions").chmod(0o777)
+    fine = subprocess.run(command, env={**base, "SESSIOND_TOKEN": TOKEN}, capture_output=True, text=True, timeout=30)
+    assert fine.returncode == 0, fine.stderr
 
 
 def test_check_config_tells_systemd_when_it_refuses(workspace: Path, notify: NotifySocket) -> None:
