@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,8 +18,9 @@ from sessiond import config
 from sessiond.appkeys import RETENTION
 from sessiond.errors import SessionChanged
 from sessiond.retention import RetentionRule, parse_rules
+from sessiond.retention_run import Retention
 
-from .conftest import AUTH, eventually, open_store, store_of, write_atomic
+from .conftest import AUTH, eventually, immutable, open_store, store_of, write_atomic
 from .daemon import Daemon
 
 DAY = 86400.0
@@ -118,6 +120,47 @@ async def test_the_timer_runs_the_rules_once_the_index_is_whole(start_client: An
     client = await start_client(retention=RULES, retention_interval=1)
     await eventually(lambda: "api:stale" not in store_of(client).index, timeout=4)
     assert not (sessions / "api_stale.json").exists()
+
+
+async def test_no_run_before_the_first_index_is_whole(start_client: Any, sessions: Path) -> None:
+    aged(sessions, "api:stale", 30)
+    client = await start_client(retention=RULES, retention_interval=3600)
+    await settle(client, 1)
+    running = await runs(client)
+    whole = asyncio.Event()  # the first index, not yet whole
+    early = Retention(running.store, running.runtime, whole)
+    task = asyncio.create_task(early.forever())
+    try:
+        await asyncio.sleep(0.2)
+        assert early.next_at is None and early.last is None  # not even counting down
+        whole.set()
+        await eventually(lambda: early.next_at is not None)
+        assert early.next_at > time.time() + 3000 and early.last is None
+        assert (sessions / "api_stale.json").exists()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_delete_the_file_system_refuses_is_reported_and_the_rest_goes_on(
+    start_client: Any, sessions: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    aged(sessions, "api:stuck", 30)
+    aged(sessions, "api:old", 30)
+    with immutable(sessions / "api_stuck.json"):  # before the scan: chattr moves the file's ctime
+        client = await start_client(retention=RULES)
+        await settle(client, 2)
+        report = await (await runs(client)).run_once()
+    assert report.outcome == "deleted" and report.deleted == {"api:": 1}
+    assert [failure["key"] for failure in report.failed] == ["api:stuck"]
+    assert (sessions / "api_stuck.json").exists() and not (sessions / "api_old.json").exists()
+    shown = await (await client.get("/api/v1/retention", headers=AUTH)).json()
+    assert shown["last_run"]["failed"][0]["key"] == "api:stuck" and "/" not in shown["last_run"]["failed"][0]["reason"]
+    assert any("1 failed" in r.message and r.levelname == "WARNING" for r in caplog.records)
+    metrics = await (await client.get("/metrics", headers=AUTH)).text()
+    stamp = next(line for line in metrics.splitlines() if line.startswith("sessiond_retention_last_run_timestamp_seconds "))
+    assert abs(float(stamp.split()[1]) - report.started_at) < 1
 
 
 async def test_a_session_rewritten_after_it_was_judged_stays(sessions: Path) -> None:
