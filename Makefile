@@ -40,7 +40,8 @@ test-floor: $(FLOOR)/.installed
 e2e: $(VENV)/.installed
 	$(BIN)/python -m pytest e2e -v -rs
 
-# make bench BENCH_ARGS=--quick   (10k only, about a minute); the full run takes ~20 min.
+# make bench BENCH_ARGS=--quick   (10k only, about 2 minutes); the full run (issue 14's targets, up to 1M)
+# takes ~15 min once bench/.cache holds its workspaces. Options: python -m bench.run --help.
 bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)

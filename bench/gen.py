@@ -2,9 +2,16 @@
 
 Every session is a pure function of ``(seed, index)``, so a workspace is the
 same on every machine and for any number of worker processes. Workspaces are
-cached under ``bench/.cache/ws-<N>`` and reused while their manifest matches.
+cached under ``bench/.cache/ws-<N>`` (the default profile of N) or
+``bench/.cache/ws-<N>-<profile>`` and reused while their manifest matches.
+
+The profiles (issue 14): ``small`` (0-30 messages, ~3.4 KB a file),
+``typical`` (0-40 messages, ~7 KB) and ``1m-small`` (0-12 messages, ~1.2 KB),
+the one that keeps a million sessions to a few GB. Up to 200k sessions the
+default is ``typical``, above it ``1m-small``.
 
     python -m bench.gen 100000
+    python -m bench.gen --profile small 100000
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 GENERATOR_VERSION = 1
 DEFAULT_SEED = 20240501
 CHUNK = 2000
-# Up to this many sessions use the realistic profile (~7 KB per file); above
-# it the small profile keeps 1M sessions to a few GB on disk and in the cache.
+# Up to this many sessions the default profile is the typical one (~7 KB per
+# file); above it the 1M-small profile keeps 1M sessions to a few GB on disk.
 FULL_PROFILE_MAX = 200_000
 
 _BASE_TIME = 1_735_689_600.0  # 2025-01-01T00:00:00Z
@@ -133,18 +140,32 @@ _ODD_WORDS = ["Zürich", "東京", "café", "Ålesund", "Мир", "naïve", "Kra
 
 @dataclass(frozen=True)
 class Profile:
-    """How large a generated session is."""
+    """How large a generated session is.
+
+    ``stored_as`` is the name a cached workspace's manifest gives the profile
+    when it predates the profile's current name (so the 3.9 GB 1M cache and the
+    100k cache stay valid).
+    """
 
     name: str
     max_messages: int
     user_chars: tuple[int, int]
     assistant_chars: tuple[int, int]
     tool_chars: tuple[int, int]
+    stored_as: str | None = None
+
+    def manifest(self) -> dict[str, Any]:
+        """The profile as a workspace's manifest records it."""
+        fields = asdict(self)
+        del fields["stored_as"]
+        fields["name"] = self.stored_as or self.name
+        return json.loads(json.dumps(fields))  # as it reads back: tuples become lists
 
 
-FULL = Profile("full", 40, (20, 280), (60, 560), (80, 760))
-SMALL = Profile("small", 12, (10, 120), (20, 200), (40, 240))
-PROFILES = {p.name: p for p in (FULL, SMALL)}
+SMALL = Profile("small", 30, (10, 160), (30, 280), (40, 320))  # ~3.4 KB
+TYPICAL = Profile("typical", 40, (20, 280), (60, 560), (80, 760), stored_as="full")  # ~7 KB
+SMALL_1M = Profile("1m-small", 12, (10, 120), (20, 200), (40, 240), stored_as="small")  # ~1.2 KB
+PROFILES = {p.name: p for p in (SMALL, TYPICAL, SMALL_1M)}
 Log = Callable[[str], None]
 
 
@@ -154,8 +175,17 @@ def safe_file_name(key: str) -> str:
 
 
 def profile_for(count: int) -> Profile:
-    """The profile used for a workspace of ``count`` sessions."""
-    return FULL if count <= FULL_PROFILE_MAX else SMALL
+    """The default profile of a workspace of ``count`` sessions."""
+    return TYPICAL if count <= FULL_PROFILE_MAX else SMALL_1M
+
+
+def profile_named(manifest: dict[str, Any]) -> str:
+    """The current name of the profile a manifest records (its stored name if unknown)."""
+    stored = manifest.get("profile", {})
+    for profile in PROFILES.values():
+        if profile.manifest() == stored:
+            return profile.name
+    return str(stored.get("name"))
 
 
 def make_key(index: int, rng: random.Random) -> str:
@@ -284,19 +314,20 @@ def _write_chunk(job: tuple[Path, int, str, int, int]) -> tuple[int, int]:
     return stop - start, total
 
 
-def workspace_path(count: int) -> Path:
-    """Where the cached workspace of ``count`` sessions lives."""
-    return CACHE_DIR / f"ws-{count}"
+def workspace_path(count: int, profile: Profile | None = None) -> Path:
+    """Where the cached workspace of ``count`` sessions (of ``profile``) lives."""
+    if profile is None or profile == profile_for(count):
+        return CACHE_DIR / f"ws-{count}"
+    return CACHE_DIR / f"ws-{count}-{profile.name}"
 
 
 def _manifest(count: int, seed: int, profile: Profile) -> dict[str, Any]:
-    manifest = {
+    return {
         "version": GENERATOR_VERSION,
         "count": count,
         "seed": seed,
-        "profile": asdict(profile),
+        "profile": profile.manifest(),
     }
-    return json.loads(json.dumps(manifest))  # as it reads back: tuples become lists
 
 
 def read_manifest(workspace: Path) -> dict[str, Any] | None:
@@ -314,10 +345,10 @@ def _is_cached(workspace: Path, wanted: dict[str, Any]) -> bool:
     return {k: found.get(k) for k in wanted} == wanted
 
 
-def generate(count: int, seed: int = DEFAULT_SEED, workers: int = 2, log: Log = print) -> Path:
-    """Return the workspace of ``count`` sessions, generating it if not cached."""
-    profile = profile_for(count)
-    target = workspace_path(count)
+def generate(count: int, seed: int = DEFAULT_SEED, workers: int = 2, log: Log = print, profile: Profile | None = None) -> Path:
+    """Return the workspace of ``count`` sessions (default profile: ``profile_for``), generating it if not cached."""
+    profile = profile or profile_for(count)
+    target = workspace_path(count, profile)
     wanted = _manifest(count, seed, profile)
     if _is_cached(target, wanted):
         return target
@@ -359,9 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("counts", nargs="+", type=int, help="sessions per workspace")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--profile", choices=sorted(PROFILES), help="default: typical up to 200k, 1m-small above")
     args = parser.parse_args(argv)
     for count in args.counts:
-        print(generate(count, args.seed, args.workers))
+        print(generate(count, args.seed, args.workers, profile=PROFILES.get(args.profile)))
     return 0
 
 

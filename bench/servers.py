@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,6 +39,11 @@ class Server:
     spawned_at: float
     listening_seconds: float | None = None
     ready_seconds: float | None = None
+    # While listening but not ready: how often each status was answered, by /health
+    # and by the API probe (a path under the token, when one is given).
+    health_before_ready: dict[int, int] = field(default_factory=dict)
+    api_before_ready: dict[int, int] = field(default_factory=dict)
+    api_after_ready: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -53,7 +58,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _environment(extra: dict[str, str]) -> dict[str, str]:
+def environment(extra: dict[str, str]) -> dict[str, str]:
     """This environment without any sessiond setting, plus ``extra``."""
     env = {
         k: v
@@ -75,7 +80,7 @@ def spawn(name: str, module_args: list[str], log_dir: Path, env: dict[str, str])
         process = subprocess.Popen(
             argv,
             cwd=REPO,
-            env=_environment(env),
+            env=environment(env),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -83,34 +88,53 @@ def spawn(name: str, module_args: list[str], log_dir: Path, env: dict[str, str])
     return Server(name, process, port, log_path, spawned_at)
 
 
-def _health_status(port: int) -> int | None:
-    """The status of ``GET /health``, or None while nothing listens."""
+def _status(port: int, path: str = "/health", token: bool = False) -> int | None:
+    """The status of ``GET path``, or None while nothing listens."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("GET", "/health")
-        return conn.getresponse().status
+        conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"} if token else {})
+        response = conn.getresponse()
+        response.read()
+        return response.status
     except OSError:
         return None
     finally:
         conn.close()
 
 
-def wait_ready(server: Server, timeout: float) -> float:
+def _count(counts: dict[int, int], status: int | None) -> None:
+    if status is not None:
+        counts[status] = counts.get(status, 0) + 1
+
+
+def wait_ready(server: Server, timeout: float, api_probe: str | None = None) -> float:
     """Poll ``/health`` until 200; return seconds from spawn to ready.
 
     The poll interval grows with the wait (1% of it, 5-100 ms), so the
     resolution stays near 1% without flooding a daemon busy with its scan.
+    While the server listens but is not ready, ``api_probe`` (a path under the
+    token) is asked too, and what both answered is counted: the 503 window.
     """
     deadline = server.spawned_at + timeout
     while time.perf_counter() < deadline:
         check_alive(server)
-        status = _health_status(server.port)
+        status = _status(server.port)
         now = time.perf_counter() - server.spawned_at
         if status is not None and server.listening_seconds is None:
             server.listening_seconds = now
         if status == 200:
             server.ready_seconds = now
+            if api_probe is not None:
+                server.api_after_ready = _status(server.port, api_probe, token=True)
             return now
+        _count(server.health_before_ready, status)
+        if status is not None and api_probe is not None:
+            api = _status(server.port, api_probe, token=True)
+            if api != 503 and _status(server.port) == 200:  # it became ready in between
+                server.ready_seconds = time.perf_counter() - server.spawned_at
+                server.api_after_ready = api
+                return server.ready_seconds
+            _count(server.api_before_ready, api)
         time.sleep(min(0.1, max(0.005, now / 100)))
     raise ServerFailed(_failure(server, f"not ready after {timeout:.0f} s"))
 
@@ -195,11 +219,13 @@ class Fleet:
         self.log_dir = log_dir
         self.running: list[Server] = []
 
-    def start(self, name: str, module_args: list[str], env: dict[str, str], timeout: float) -> Server:
-        """Spawn a server and wait until ``/health`` answers 200."""
+    def start(
+        self, name: str, module_args: list[str], env: dict[str, str], timeout: float, api_probe: str | None = None
+    ) -> Server:
+        """Spawn a server and wait until ``/health`` answers 200 (see ``wait_ready``)."""
         server = spawn(name, module_args, self.log_dir, env)
         self.running.append(server)
-        wait_ready(server, timeout)
+        wait_ready(server, timeout, api_probe)
         return server
 
     def stop(self, server: Server) -> float:
