@@ -17,7 +17,7 @@ churn     at --churn-size (default 100k, typical profile): list and detail
           alone. The writes are the agent's (temp file, then os.replace): nine
           in ten rewrite one of --churn-pool sessions, one in ten is new; see
           bench/lag.py for how visibility is timed.
-million   at --million (default 1M, the 1M-small profile, ~1.2 KB a file): cold
+million   at --million (default 1M, the 1M-small profile, ~2.3 KB a file): cold
           start to ready, RSS at ready and once the snapshot is written, SIGTERM
           → exit; then a restart from that snapshot: ready, its 503 window (the
           time the listening daemon answered 503, counted for /health and an API
@@ -30,7 +30,7 @@ sessiond starts unpinned (its scan may use both CPUs); for wrk it is pinned to
 CPU 0 and wrk (and the churn writer) to CPU 1 (--no-pin: none).
 
 Workspaces are generated once and cached under bench/.cache: ws-10000,
-ws-100000 (typical), ws-100000-small, ws-1000000 (3.9 GB, ~3 minutes to
+ws-100000 (typical), ws-100000-small, ws-1000000 (~4 GB on disk, a few minutes to
 generate). The full run takes ~15 minutes once they exist.
 
     python -m bench.run                          # every phase at the sizes
