@@ -408,6 +408,9 @@ def test_a_bad_config_fails_instead_of_restarting_forever(box: Container) -> Non
 
 def test_a_clean_stop_exits_0_and_keeps_the_snapshot(box: Container) -> None:
     since = box.sh("date +%s").stdout.strip()
+    agent_writes(box, "last:words")  # a change the stop must keep (an unchanged index is not written again)
+    tok = token(box)
+    wait_for(lambda: curl(box, "/sessions/last:words", tok)[0] == 200, what="indexed")
     box.sh("systemctl stop sessiond.socket sessiond-metrics.socket sessiond.service")
     state = box.show("sessiond", "ActiveState", "Result", "ExecMainStatus")
     assert state == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}

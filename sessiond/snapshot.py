@@ -133,9 +133,9 @@ def _checksum(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
-def save(path: Path, folder: str, states: Iterable[tuple[str, FileState]]) -> int:
+def save(path: Path, folder: str, records: Iterable[SessionRecord]) -> int:
     """Write a snapshot atomically (temp file + rename); return the record count. Blocking."""
-    data, count = encode(folder, time.time(), (state for _, state in states if isinstance(state, SessionRecord)))
+    data, count = encode(folder, time.time(), records)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")  # never shared
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:

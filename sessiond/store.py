@@ -102,6 +102,7 @@ class SessionStore:
         if self.scans == 0:
             await loop.run_in_executor(None, self._tidy_after_crash, folder)
         kept: list[tuple[str, FileState]] = []
+        unchanged = False
         if self.snapshot_path is None or not self.snapshot_path.exists():
             names = await loop.run_in_executor(None, _names_in, folder)  # no stat: reads fstat anyway
             total = len(names)
@@ -117,10 +118,13 @@ class SessionStore:
                 names = list(disk)
             else:
                 names = await loop.run_in_executor(None, previous.split, disk, kept)
+                unchanged = not names and len(kept) == len(previous)
             del previous, disk
         counts = len(names), len(kept)
         kept.extend(await self._read_all(folder, names, total, progress))
         self._load(kept, started, *counts)
+        if unchanged:
+            self.snapshot_version = self.index.version  # the file on disk says exactly this: no save
 
     def _tidy_after_crash(self, folder: Folder) -> None:
         if self.snapshot_path is not None and (count := snapshot.remove_leftovers(self.snapshot_path)):
@@ -194,10 +198,10 @@ class SessionStore:
             version = self.index.version
             if version == self.snapshot_version:
                 return
-            states = self.index.file_states()  # a cheap copy on the loop; encoding happens in a thread
+            records = self.index.file_records()  # a cheap copy on the loop; encoding happens in a thread
             loop = asyncio.get_running_loop()
             try:
-                count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.path, states)
+                count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.path, records)
             except OSError as exc:
                 log.warning("cannot write snapshot %s: %s", self.snapshot_path, exc)
                 return

@@ -182,3 +182,23 @@ async def test_a_truncated_snapshot_means_full_scan(sessions: Path, tmp_path: Pa
     snap.write_bytes(data[: data.index(b"\n") + 1] if cut == "body" else data[: len(data) - int(cut)])
     store = await scanned(sessions, snap)
     assert store.last_scan_counts == (3, 0) and store.index.get("t:2").message_count == 2
+
+
+async def test_a_restart_that_finds_nothing_changed_leaves_the_snapshot_as_it_is(sessions: Path, tmp_path: Path) -> None:
+    """Writing 100 MB again (at 1M sessions) to say what the file already says is a stall for nothing."""
+    snap = tmp_path / "snap"
+    for i in range(3):
+        age(write_atomic(sessions, f"u:{i}"))
+    await scanned(sessions, snap)
+    before = snap.stat()
+    store = open_store(sessions, snapshot_path=snap)
+    await store.scan()
+    await store.save_snapshot()
+    assert store.last_scan_counts == (0, 3)
+    assert (snap.stat().st_ino, snap.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    age(write_atomic(sessions, "u:new"))
+    again = open_store(sessions, snapshot_path=snap)
+    await again.scan()
+    await again.save_snapshot()
+    assert again.last_scan_counts == (1, 3) and snap.stat().st_ino != before.st_ino
+    assert snapshot.load(snap, str(sessions)) is not None and len(snapshot.load(snap, str(sessions)) or []) == 4
