@@ -1,7 +1,8 @@
 """Everything beyond the seed's three calls, wired into the app in one place.
 
 The list's query parameters live in the list handler itself (listing.py); the rest is
-here: bulk delete, the trash, the change feed, export and the OpenAPI document. New
+here: bulk delete, the trash, the change feed, export, the overview's figures, the
+operators' web page and the OpenAPI document. New
 resources sit beside the collection, never under it: below /api/v1/sessions/ every
 path is a session key.
 """
@@ -13,10 +14,12 @@ from aiohttp import web
 from .bulk import batch_delete
 from .events import EventFeed, FeedMetrics, stream_events
 from .export import export
-from .keys import EVENTS, METRICS, SETTINGS, STORE, TRASH
+from .keys import EVENTS, METRICS, SETTINGS, STATS, STORE, TRASH
 from .openapi import openapi_document
+from .stats import StatsKeeper, stats
 from .trash import Trash
 from .trash_api import list_trash, purge_trash, restore
+from .webui import setup_web_page
 
 
 def setup_features(app: web.Application) -> None:
@@ -25,6 +28,9 @@ def setup_features(app: web.Application) -> None:
     feed = EventFeed(settings.events_buffer)
     store.listeners.append(feed.publish)
     app[EVENTS] = feed
+    keeper = StatsKeeper(store)
+    store.listeners.append(keeper.on_changes)
+    app[STATS] = keeper
     app[METRICS].registry.register(FeedMetrics(feed))
     trash = None
     if settings.trash_days > 0:
@@ -37,7 +43,9 @@ def setup_features(app: web.Application) -> None:
     app.router.add_get("/api/v1/export", export)
     app.router.add_get("/api/v1/trash", list_trash)
     app.router.add_post("/api/v1/trash:restore", restore)
+    app.router.add_get("/api/v1/stats", stats)
     app.router.add_get("/api/v1/openapi.json", openapi_document)
+    setup_web_page(app)
 
     app.cleanup_ctx.append(purge_trash)
     app.on_shutdown.append(_close_streams)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from .metrics import Metrics
     from .middlewares.request_id import RequestInfo
     from .runtime import Runtime
+    from .stats import StatsKeeper
     from .store import SessionStore
     from .trash import Trash
     from .watcher import SessionWatcher
@@ -26,6 +27,7 @@ METRICS = web.AppKey("metrics", "Metrics")
 STARTED_AT = web.AppKey("started_at", float)
 EVENTS = web.AppKey("events", "EventFeed")
 TRASH = web.AppKey("trash", "Trash | None")  # None while trash_days is 0
+STATS = web.AppKey("stats", "StatsKeeper")
 
 # Per-request state (one mutable object; see RequestInfo).
 REQUEST_INFO = web.RequestKey("info", "RequestInfo")

@@ -8,6 +8,9 @@ from .middlewares.forwarded import TrustedProxies
 from .middlewares.ratelimit import RateLimiter
 
 PROBES = ("/health", "/livez", "/readyz")
+# The operators' web page: static files, public (the data it shows needs the token).
+PAGE_PREFIX = "/ui/"
+PAGE_PATHS = ("/ui",)
 # Settings that only take effect at start: a reload that changes them says so.
 RESTART_ONLY = (
     "workspace", "host", "port", "unix", "unix_mode", "debounce_ms", "force_polling", "max_file_bytes", "shutdown_timeout",
@@ -16,6 +19,8 @@ RESTART_ONLY = (
 
 class Runtime:
     """Live configuration read by the middlewares on every request."""
+
+    public_prefix = PAGE_PREFIX  # every path below it is public too
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -26,7 +31,7 @@ class Runtime:
     def _configure(self, settings: Settings) -> None:
         self.token = settings.token.encode("ascii")
         self.token_id = token_id(self.token)
-        public = set(PROBES)
+        public = set(PROBES) | set(PAGE_PATHS)
         if not settings.metrics_require_token:
             public.add("/metrics")
         self.public_paths = frozenset(public)

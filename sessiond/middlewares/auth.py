@@ -44,7 +44,7 @@ def auth_middleware(runtime: Runtime) -> Middleware:
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in runtime.public_paths:
+        if request.path in runtime.public_paths or request.path.startswith(runtime.public_prefix):
             return await handler(request)
         token = presented_token(request)
         # compare_digest on bytes runs in time independent of where they differ.

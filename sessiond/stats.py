@@ -1,0 +1,185 @@
+"""GET /api/v1/stats: the overview page's figures, kept up to date from the index alone.
+
+`SessionStats` is pure: aggregates over the served sessions (by channel, by day, by
+message count, bytes on disk). `StatsKeeper` keeps one in step with the index: a full
+pass the first time it is asked (the first scan announces nothing), then every change
+the store announces is applied by key. Announcements are hints, as the watcher's are:
+for each key the record the index holds *now* replaces the one counted before, so a
+change applied twice, or announced after the full pass already saw it, counts once.
+A request therefore costs O(changes since the last one), never a walk of 100k records.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any
+
+from aiohttp import web
+
+from .index import Change, SessionIndex, SessionRecord
+from .keys import SETTINGS, STATS, STORE, WATCHER
+from .responses import error_response, json_response
+from .store import SessionStore
+
+DAY = 86_400
+DAYS = 30
+TOP_CHANNELS = 50
+
+
+def channel_of(key: str) -> str:
+    """The key's prefix up to its first `:`; "" for a key without one."""
+    head, colon, _ = key.partition(":")
+    return head if colon else ""
+
+
+def day_of(timestamp: float) -> int | None:
+    """Days since the epoch (UTC) of a Unix time; None for NaN, infinities and non-numbers."""
+    try:
+        return int(timestamp // DAY)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def bucket_of(message_count: int) -> int:
+    """Histogram bucket: 0 holds 0 messages, b holds 2**(b-1) to 2**b - 1."""
+    return message_count.bit_length()
+
+
+def bucket_bounds(bucket: int) -> tuple[int, int]:
+    """The smallest and largest message count in *bucket*."""
+    return (0, 0) if bucket == 0 else (1 << (bucket - 1), (1 << bucket) - 1)
+
+
+def _decrement(counter: Counter[Any], item: Any) -> None:
+    left = counter[item] - 1
+    if left:
+        counter[item] = left
+    else:
+        del counter[item]  # a counter of every day or channel ever seen would only grow
+
+
+class SessionStats:
+    """Aggregates over a set of session records, updated one key at a time. Pure."""
+
+    def __init__(self, records: Iterable[SessionRecord] = ()) -> None:
+        self.bytes = 0
+        self.channels: Counter[str] = Counter()
+        self.created: Counter[int] = Counter()
+        self.updated: Counter[int] = Counter()
+        self.buckets: Counter[int] = Counter()
+        self._counted: dict[str, SessionRecord] = {}  # key -> the record these figures include
+        for record in records:
+            self.sync(record.key, record)
+
+    def __len__(self) -> int:
+        return len(self._counted)
+
+    def sync(self, key: str, record: SessionRecord | None) -> None:
+        """Make the figures count *record* for *key* (None: the key is gone)."""
+        old = self._counted.get(key)
+        if old is record:
+            return
+        if old is not None:
+            self._count(old, -1)
+            del self._counted[key]
+        if record is not None:
+            self._count(record, 1)
+            self._counted[record.key] = record  # record.key: the index's own string, not a copy
+
+    def _count(self, r: SessionRecord, sign: int) -> None:
+        self.bytes += sign * r.stat.size
+        created, updated = day_of(r.created_at), day_of(r.updated_at)
+        if sign > 0:
+            self.channels[channel_of(r.key)] += 1
+            self.buckets[bucket_of(r.message_count)] += 1
+            if created is not None:
+                self.created[created] += 1
+            if updated is not None:
+                self.updated[updated] += 1
+            return
+        _decrement(self.channels, channel_of(r.key))
+        _decrement(self.buckets, bucket_of(r.message_count))
+        if created is not None:
+            _decrement(self.created, created)
+        if updated is not None:
+            _decrement(self.updated, updated)
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """The figures as the API shows them; *now* picks the 30 days (UTC) ending today."""
+        top = heapq.nsmallest(TOP_CHANNELS, self.channels.items(), key=lambda item: (-item[1], item[0]))
+        shown = sum(count for _, count in top)
+        today = int(now // DAY)
+        days = []
+        for day in range(today - DAYS + 1, today + 1):
+            start = day * DAY
+            days.append({
+                "date": datetime.fromtimestamp(start, timezone.utc).date().isoformat(),
+                "start": start,
+                "created": self.created.get(day, 0),
+                "updated": self.updated.get(day, 0),
+            })
+        highest = max(self.buckets, default=0)
+        messages = []
+        for bucket in range(highest + 1):
+            low, high = bucket_bounds(bucket)
+            messages.append({"min": low, "max": high, "sessions": self.buckets.get(bucket, 0)})
+        return {
+            "sessions": len(self._counted),
+            "bytes": self.bytes,
+            "channels": [{"channel": name, "sessions": count} for name, count in top],
+            "other_channels": {"channels": len(self.channels) - len(top), "sessions": len(self._counted) - shown},
+            "days": days,
+            "messages": messages,
+        }
+
+
+class StatsKeeper:
+    """A SessionStats kept in step with a store's index (a store listener)."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+        self.full_passes = 0
+        self._stats: SessionStats | None = None
+        self._index: SessionIndex | None = None  # the index the figures were built from
+
+    def on_changes(self, changes: list[Change]) -> None:
+        """Store listener: re-count each changed key from what the index holds now."""
+        stats = self._stats
+        index = self.store.index
+        if stats is None or index is not self._index:
+            return  # nothing built yet (or a new index): the next read starts afresh
+        for change in changes:
+            stats.sync(change.key, index.get(change.key))
+
+    def current(self) -> SessionStats:
+        """Figures that match the index now; a full pass only on first use or a replaced index."""
+        index = self.store.index
+        if self._stats is None or index is not self._index or len(self._stats) != len(index):
+            # The length check is a cheap guard against any change that was never announced.
+            self._stats = SessionStats(index.records())
+            self._index = index
+            self.full_passes += 1
+        return self._stats
+
+
+async def stats(request: web.Request) -> web.Response:
+    """GET /api/v1/stats: counts by channel, per day, by message count; bytes; health."""
+    app = request.app
+    watcher = app[WATCHER]
+    if not watcher.ready.is_set():
+        return error_response(503, f"Starting: {watcher.state}", headers={"Retry-After": "1"})
+    index = app[STORE].index
+    body = app[STATS].current().summary(time.time())
+    trash_days = app[SETTINGS].trash_days
+    body.update({
+        "invalid_files": len(index.invalid),
+        "collisions": index.collision_count,
+        "watcher": watcher.state,
+        "problem": watcher.problem,
+        "trash": {"enabled": trash_days > 0, "days": trash_days},
+    })
+    return json_response(body)
