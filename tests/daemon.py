@@ -26,8 +26,10 @@ def free_port() -> int:
 class Daemon:
     """A sessiond child process with its stderr kept in a file."""
 
-    def __init__(self, workspace: Path, *args: str, env: dict[str, str | None] | None = None, **popen: Any) -> None:
-        self.port = free_port()
+    def __init__(
+        self, workspace: Path, *args: str, env: dict[str, str | None] | None = None, port: int | None = None, **popen: Any
+    ) -> None:
+        self.port = port or free_port()
         self.log_path = workspace.parent / f"sessiond-{self.port}.log"
         full_env = {
             k: v for k, v in os.environ.items() if not k.startswith(("SESSIOND_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))
