@@ -33,7 +33,7 @@ function showStatus() {
   if (state.waiting) {
     const { kind, detail, seconds } = state.waiting;
     const what = { starting: "Starting", limited: "Rate limited", offline: "Offline" }[kind];
-    parts.push(`${what}: ${detail} — retrying in ${Math.round(seconds * 10) / 10} s`);
+    parts.push(`${what}: ${withoutStarting(detail)} — retrying in ${Math.round(seconds * 10) / 10} s`);
   } else if (state.health && state.health !== "ok") {
     parts.push(state.health);
   }
@@ -43,6 +43,9 @@ function showStatus() {
   ui.status.dataset.live = state.live;
   ui.status.dataset.waiting = state.waiting ? state.waiting.kind : "";
 }
+
+// "starting: indexing" (the daemon's words) reads "indexing" after our own "Starting".
+const withoutStarting = (text) => String(text).replace(/^starting:\s*/i, "");
 
 const hooks = {
   waiting(kind, detail, seconds) {
@@ -166,7 +169,7 @@ async function checkToken(api) {
     const reason = body && body.reason;
     if (resp instanceof ApiError && typeof reason === "string" && reason.startsWith("starting")) {
       hooks.waiting("starting", reason, 1);
-      ui.view.replaceChildren(h("p", { class: "notice starting" }, "sessiond is starting (", reason,
+      ui.view.replaceChildren(h("p", { class: "notice starting" }, "sessiond is starting (", withoutStarting(reason),
         "). This page carries on as soon as every session is indexed."));
       ui.view.hidden = false;
       await sleep(1000);
