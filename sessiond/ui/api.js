@@ -26,7 +26,8 @@ export function keySegment(key) {
 }
 
 export function apiUrl(path, query) {
-  const url = new URL(path, API_BASE);
+  // "./": a path like "sessions:batchDelete" would otherwise read as a URL scheme.
+  const url = new URL(`./${path}`, API_BASE);
   for (const [name, value] of Object.entries(query || {})) {
     if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
   }
