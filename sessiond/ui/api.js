@@ -20,11 +20,6 @@ export class ApiError extends Error {
   }
 }
 
-/** A session key as one path segment ("." and ".." must not look like dot segments). */
-export function keySegment(key) {
-  return encodeURIComponent(key).replace(/\./g, "%2E");
-}
-
 export function apiUrl(path, query) {
   // "./": a path like "sessions:batchDelete" would otherwise read as a URL scheme.
   const url = new URL(`./${path}`, API_BASE);
@@ -114,5 +109,18 @@ export class Api {
   async json(method, path, options) {
     const resp = await this.fetch(method, path, options);
     return resp.json();
+  }
+}
+
+/**
+ * Delete one session. Through sessions:batchDelete with the key in the JSON body, not
+ * DELETE /sessions/{key}: a browser rewrites "." and ".." path segments (even as %2E),
+ * so a key like "..", "a/../b" or "x/." could not be named in a path at all.
+ */
+export async function deleteSession(api, key) {
+  const answer = await api.json("POST", "sessions:batchDelete", { body: { keys: [key] } });
+  if (!answer.deleted.includes(key)) {
+    const reason = answer.failed.length ? answer.failed[0].reason : "Session not found";
+    throw new ApiError(reason === "Session not found" ? 404 : 409, reason, answer);
   }
 }

@@ -266,6 +266,11 @@ ui.form.addEventListener("submit", async (event) => {
 });
 
 ui.signOut.addEventListener("click", () => signOut("Signed out. The token is forgotten."));
+// The skip link moves the focus only: the URL's hash belongs to the views.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  $("main").focus();
+});
 window.addEventListener("hashchange", route);
 
 const saved = sessionStorage.getItem(TOKEN_KEY);

@@ -1,7 +1,7 @@
 // One session: its metadata and its conversation, from the export endpoint (the file as
 // stored), with long contents and tool calls folded; download and delete.
 
-import { ApiError, keySegment } from "./api.js";
+import { ApiError, deleteSession } from "./api.js";
 import { channelOf, finite, formatBytes, formatCount, formatDuration, h, timeElement } from "./dom.js";
 
 const FOLD_CHARS = 600;
@@ -214,7 +214,7 @@ export class SessionView {
     });
     if (!ok) return;
     try {
-      await this.ctx.api.fetch("DELETE", `sessions/${keySegment(this.key)}`);
+      await deleteSession(this.ctx.api, this.key);
       this.ctx.toast(`Deleted ${this.key}`);
       location.hash = this.ctx.lastListHash || "#/sessions";
     } catch (err) {

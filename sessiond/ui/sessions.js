@@ -1,6 +1,6 @@
 // The sessions view: filters, sort, cursor paging, live rows, delete one, delete by filter.
 
-import { ApiError, keySegment } from "./api.js";
+import { ApiError, deleteSession } from "./api.js";
 import { channelOf, formatBytes, formatCount, formatTime, fromLocalInput, h, newId, timeElement, toLocalInput } from "./dom.js";
 import { PAGE_SIZES, PageModel, filterIsEmpty, listParams, readQuery, writeQuery } from "./rows.js";
 
@@ -224,7 +224,8 @@ export class SessionsView {
     const page = query.pages.length + 1;
     const count = formatCount(model.count);
     const filtered = !filterIsEmpty(query.filter);
-    this.summary.textContent = `${count} ${model.count === 1 ? "session" : "sessions"}${filtered ? " match" : ""} · page ${page}`;
+    const one = model.count === 1;
+    this.summary.textContent = `${count} ${one ? "session" : "sessions"}${filtered ? (one ? " matches" : " match") : ""} · page ${page}`;
     this.pager.first.disabled = page === 1;
     this.pager.previous.disabled = page === 1;
     this.pager.next.disabled = !model.next;
@@ -349,7 +350,7 @@ export class SessionsView {
     });
     if (!ok) return;
     try {
-      await this.ctx.api.fetch("DELETE", `sessions/${keySegment(key)}`);
+      await deleteSession(this.ctx.api, key);
       this.ctx.toast(`Deleted ${key}`);
       if (this.model && !this.controller) {
         this.model.apply("deleted", { key });

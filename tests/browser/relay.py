@@ -38,7 +38,7 @@ class Relay:
         self._run(self._cut())
 
     def close(self) -> None:
-        self.cut()
+        self._run(self._shutdown())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
@@ -53,6 +53,13 @@ class Relay:
         for transport in list(self._transports):
             transport.abort()
         self._transports.clear()
+
+    async def _shutdown(self) -> None:
+        await self._cut()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
