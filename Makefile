@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUNDIR := .run
 PORT   ?= 8080
 
-.PHONY: run test bench clean lint
+.PHONY: run test test-browser bench bench-ui clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,14 @@ run: $(VENV)/.installed
 	@mkdir -p $(RUNDIR)/state
 	SESSIOND_STATE_DIR=$(RUNDIR)/state exec $(BIN)/sessiond --workspace $(RUNDIR)/workspace --token-file $(RUNDIR)/token --port $(PORT)
 
+# Everything, the browser tests included (they skip, saying why, without chromium).
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# Only the web page's tests: Playwright driving Debian's chromium (installed here if missing).
+test-browser: $(VENV)/.installed
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+	$(BIN)/python -m pytest tests/browser
 
 # make bench BENCH_ARGS=--quick   (10k only, about a minute); the full run takes ~20 min.
 bench: $(VENV)/.installed
