@@ -27,6 +27,7 @@ import os
 import shutil
 import statistics
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -94,7 +95,7 @@ def first_paint(browser: Any, base: str, runs: int) -> list[float]:
         context.add_init_script(f"sessionStorage.setItem('sessiond.token', {json.dumps(servers.TOKEN)})")
         page = context.new_page()
         page.goto(base + "/ui/")
-        page.wait_for_function(f"performance.getEntriesByName({json.dumps(PAINTED)}).length > 0", timeout=120_000)
+        page.wait_for_function(f"() => performance.getEntriesByName({json.dumps(PAINTED)}).length > 0", timeout=120_000)
         times.append(page.evaluate(f"performance.getEntriesByName({json.dumps(PAINTED)})[0].startTime"))
         context.close()
     return times
@@ -111,7 +112,7 @@ def filter_to_table(page: Any, hash_: str | None, fields: dict[str, str]) -> flo
     else:
         # A view reached by its hash (a sort, a link): the same path as a submitted filter.
         page.evaluate(f"() => {{ performance.mark({json.dumps(SUBMITTED)}); location.hash = {json.dumps(hash_)}; }}")
-    page.wait_for_function(f"performance.getEntriesByName({json.dumps(PAINTED)}).length > 0", timeout=120_000)
+    page.wait_for_function(f"() => performance.getEntriesByName({json.dumps(PAINTED)}).length > 0", timeout=120_000)
     return page.evaluate(
         f"performance.getEntriesByName({json.dumps(PAINTED)})[0].startTime"
         f" - performance.getEntriesByName({json.dumps(SUBMITTED)})[0].startTime"
@@ -121,7 +122,7 @@ def filter_to_table(page: Any, hash_: str | None, fields: dict[str, str]) -> flo
 def reset(page: Any) -> None:
     """Back to an unfiltered first page, so the next run really changes the view."""
     page.evaluate("performance.clearMarks(); location.hash = '#/sessions?prefix=zz-none'")
-    page.wait_for_function(f"performance.getEntriesByName({json.dumps(PAINTED)}).length > 0", timeout=120_000)
+    page.wait_for_function(f"() => performance.getEntriesByName({json.dumps(PAINTED)}).length > 0", timeout=120_000)
 
 
 def stats_figures(daemon: servers.Server, workspace: Path) -> dict[str, Any]:
@@ -178,7 +179,7 @@ def bench_size(size: int, args: argparse.Namespace, log_dir: Path) -> dict[str, 
             context.add_init_script(f"sessionStorage.setItem('sessiond.token', {json.dumps(servers.TOKEN)})")
             page = context.new_page()
             page.goto(daemon.base_url + "/ui/")
-            page.wait_for_function(f"performance.getEntriesByName({json.dumps(PAINTED)}).length > 0", timeout=120_000)
+            page.wait_for_function(f"() => performance.getEntriesByName({json.dumps(PAINTED)}).length > 0", timeout=120_000)
             views = {}
             for name, hash_, fields in VIEWS:
                 timings, server = [], []
@@ -191,6 +192,13 @@ def bench_size(size: int, args: argparse.Namespace, log_dir: Path) -> dict[str, 
                 views[name] = {"page": summary(timings), "api_alone": summary(server), "rows": rows, "summary": count}
                 log(f"  {name}: {views[name]['page']['median_ms']} ms (API alone {views[name]['api_alone']['median_ms']} ms)")
             result["filter_to_table"] = views
+            if args.screenshot:
+                reset(page)
+                page.evaluate("performance.clearMarks(); location.hash = '#/sessions?sort=updated_at&order=desc&limit=25'")
+                page.wait_for_function(f"() => performance.getEntriesByName({json.dumps(PAINTED)}).length > 0")
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(args.screenshot))
+                log(f"  screenshot: {args.screenshot}")
             context.close()
             browser.close()
         result["rss_mb_after"] = servers.memory_mb(daemon.process.pid)["rss_mb"]
@@ -223,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="repetitions of each measurement")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--screenshot", type=Path, help="also save the sessions view (1280x800) here")
     args = parser.parse_args(argv)
     if not os.path.exists(args.chromium):
         parser.error(f"no chromium at {args.chromium}: apt-get install chromium")
@@ -233,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         version = probe.version
         probe.close()
     stamp = time.strftime("%Y%m%dT%H%M%S")
-    log_dir = args.output / f"ui-{stamp}.logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = Path(tempfile.mkdtemp(prefix="sessiond-bench-ui-"))  # the daemon's log, if it fails
+    args.output.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "cpus": os.cpu_count(), "chromium": version, "runs": args.runs,
         "loadavg": Path("/proc/loadavg").read_text().split()[0],

@@ -20,14 +20,16 @@ from .middlewares.errors import error_middleware
 from .middlewares.forwarded import forwarded_middleware
 from .middlewares.ratelimit import per_ip, per_token, rate_limit_middleware
 from .middlewares.request_id import request_id_middleware, stamp_response
-from .runtime import PROBES, Runtime
+from .runtime import PAGE_PATHS, PAGE_PREFIX, PROBES, Runtime
 from .store import SessionStore
 from .watcher import SessionWatcher
 
 log = logging.getLogger(__name__)
 
-# Monitoring must never be starved by API clients sharing its address.
-UNLIMITED = (*PROBES, "/metrics")
+# Monitoring must never be starved by API clients sharing its address; the web page's
+# static files (a dozen on a first visit, served from memory) must not use up the
+# per-IP allowance its own API calls need.
+UNLIMITED = (*PROBES, "/metrics", *PAGE_PATHS)
 # aiohttp's 8 KiB request line is too short for the keys the contract allows: a
 # 4096-character key percent-encoded as 4-byte UTF-8 is 48 KiB, and a longer line
 # is refused in plain text before any middleware could answer it as JSON.
@@ -64,7 +66,7 @@ def create_app(settings: Settings) -> web.Application:
         metrics.middleware(),
         error_middleware,
         forwarded_middleware(lambda: runtime.proxies),
-        rate_limit_middleware(lambda: runtime.ip_limiter, per_ip, UNLIMITED),
+        rate_limit_middleware(lambda: runtime.ip_limiter, per_ip, UNLIMITED, (PAGE_PREFIX,)),
         auth_middleware(runtime),
         rate_limit_middleware(lambda: runtime.token_limiter, per_token, UNLIMITED),
     ]

@@ -16,7 +16,7 @@ from .events import EventFeed, FeedMetrics, stream_events
 from .export import export
 from .keys import EVENTS, METRICS, SETTINGS, STATS, STORE, TRASH
 from .openapi import openapi_document
-from .stats import StatsKeeper, stats
+from .stats import StatsKeeper, count_when_ready, stats
 from .trash import Trash
 from .trash_api import list_trash, purge_trash, restore
 from .webui import setup_web_page
@@ -48,6 +48,7 @@ def setup_features(app: web.Application) -> None:
     setup_web_page(app)
 
     app.cleanup_ctx.append(purge_trash)
+    app.cleanup_ctx.append(count_when_ready)
     app.on_shutdown.append(_close_streams)
 
 

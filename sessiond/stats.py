@@ -1,21 +1,25 @@
 """GET /api/v1/stats: the overview page's figures, kept up to date from the index alone.
 
 `SessionStats` is pure: aggregates over the served sessions (by channel, by day, by
-message count, bytes on disk). `StatsKeeper` keeps one in step with the index: a full
-pass the first time it is asked (the first scan announces nothing), then every change
-the store announces is applied by key. Announcements are hints, as the watcher's are:
-for each key the record the index holds *now* replaces the one counted before, so a
-change applied twice, or announced after the full pass already saw it, counts once.
-A request therefore costs O(changes since the last one), never a walk of 100k records.
+message count, bytes on disk). `StatsKeeper` keeps one in step with the index: one
+full pass once the first index is complete (the first scan announces nothing), done in
+chunks that give the event loop back between them, then every change the store
+announces is applied by key. Announcements are hints, as the watcher's are: for each
+key the record the index holds *now* replaces the one counted before, so a change
+applied twice, or announced after the full pass already saw it, counts once. A request
+therefore costs O(changes since the last one), never a walk of 100k records.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
+import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
-from datetime import datetime, timezone
+from collections.abc import AsyncIterator, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +29,10 @@ from .keys import SETTINGS, STATS, STORE, WATCHER
 from .responses import error_response, json_response
 from .store import SessionStore
 
+log = logging.getLogger(__name__)
+
 DAY = 86_400
+BUILD_CHUNK = 10_000  # records per step of the full pass (~10-20 ms of the loop)
 DAYS = 30
 TOP_CHANNELS = 50
 
@@ -72,11 +79,22 @@ class SessionStats:
         self.updated: Counter[int] = Counter()
         self.buckets: Counter[int] = Counter()
         self._counted: dict[str, SessionRecord] = {}  # key -> the record these figures include
-        for record in records:
-            self.sync(record.key, record)
+        self.add_new(list(records))
 
     def __len__(self) -> int:
         return len(self._counted)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._counted
+
+    def add_new(self, records: list[SessionRecord]) -> None:
+        """Count *records*, none of whose keys is counted yet: a full pass's bulk path."""
+        self._counted.update((r.key, r) for r in records)
+        self.bytes += sum(r.stat.size for r in records)
+        self.channels.update(channel_of(r.key) for r in records)
+        self.buckets.update(r.message_count.bit_length() for r in records)
+        self.created.update(day for day in map(day_of, [r.created_at for r in records]) if day is not None)
+        self.updated.update(day for day in map(day_of, [r.updated_at for r in records]) if day is not None)
 
     def sync(self, key: str, record: SessionRecord | None) -> None:
         """Make the figures count *record* for *key* (None: the key is gone)."""
@@ -117,7 +135,7 @@ class SessionStats:
         for day in range(today - DAYS + 1, today + 1):
             start = day * DAY
             days.append({
-                "date": datetime.fromtimestamp(start, timezone.utc).date().isoformat(),
+                "date": datetime.fromtimestamp(start, UTC).date().isoformat(),
                 "start": start,
                 "created": self.created.get(day, 0),
                 "updated": self.updated.get(day, 0),
@@ -143,27 +161,56 @@ class StatsKeeper:
     def __init__(self, store: SessionStore) -> None:
         self.store = store
         self.full_passes = 0
-        self._stats: SessionStats | None = None
-        self._index: SessionIndex | None = None  # the index the figures were built from
+        self._stats = SessionStats()
+        self._index: SessionIndex | None = None  # the index being (or been) counted
+        self._pass: asyncio.Future[None] | None = None
 
     def on_changes(self, changes: list[Change]) -> None:
         """Store listener: re-count each changed key from what the index holds now."""
-        stats = self._stats
         index = self.store.index
-        if stats is None or index is not self._index:
-            return  # nothing built yet (or a new index): the next read starts afresh
+        if index is not self._index:
+            return  # no pass over this index has begun: the next one will see it all
+        stats = self._stats
         for change in changes:
             stats.sync(change.key, index.get(change.key))
 
-    def current(self) -> SessionStats:
-        """Figures that match the index now; a full pass only on first use or a replaced index."""
+    async def current(self) -> SessionStats:
+        """Figures that match the index now; a full pass only the first time (or for a new index)."""
         index = self.store.index
-        if self._stats is None or index is not self._index or len(self._stats) != len(index):
-            # The length check is a cheap guard against any change that was never announced.
-            self._stats = SessionStats(index.records())
-            self._index = index
-            self.full_passes += 1
+        stale = self._pass is None or index is not self._index
+        if not stale and self._pass is not None and self._pass.done() and len(self._stats) != len(index):
+            log.warning("stats: %d sessions counted for %d indexed; counting again", len(self._stats), len(index))
+            stale = True  # some change was never announced; cheap to notice, rare to happen
+        if stale:
+            self._pass = asyncio.ensure_future(self._full_pass(index))
+        assert self._pass is not None
+        await asyncio.shield(self._pass)
         return self._stats
+
+    async def _full_pass(self, index: SessionIndex) -> None:
+        stats = SessionStats()
+        self._stats, self._index = stats, index  # changes are applied from now on, during the pass too
+        keys = list(index.keys())
+        for start in range(0, len(keys), BUILD_CHUNK):
+            # A key a change has counted meanwhile is already current; a key gone is skipped.
+            chunk = [r for r in map(index.get, keys[start : start + BUILD_CHUNK]) if r is not None and r.key not in stats]
+            stats.add_new(chunk)
+            await asyncio.sleep(0)
+        self.full_passes += 1
+
+
+async def count_when_ready(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: make the full pass as soon as the first index is complete, not on a request."""
+
+    async def count() -> None:
+        await app[WATCHER].ready.wait()
+        await app[STATS].current()
+
+    task = asyncio.create_task(count(), name="sessiond-stats-first-pass")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -173,7 +220,7 @@ async def stats(request: web.Request) -> web.Response:
     if not watcher.ready.is_set():
         return error_response(503, f"Starting: {watcher.state}", headers={"Retry-After": "1"})
     index = app[STORE].index
-    body = app[STATS].current().summary(time.time())
+    body = (await app[STATS].current()).summary(time.time())
     trash_days = app[SETTINGS].trash_days
     body.update({
         "invalid_files": len(index.invalid),

@@ -125,7 +125,7 @@ async def test_figures_follow_changes_without_another_full_pass(client: TestClie
     for step in steps:
         version = index.version
         step()
-        await eventually(lambda: index.version != version)
+        await eventually(lambda version=version: index.version != version)  # type: ignore[misc]
         await asyncio.sleep(0.05)  # let the rest of the batch land
         body = await stats_of(client)
         fresh = _fresh(client)
@@ -141,7 +141,9 @@ def _fresh(client: TestClient) -> dict[str, Any]:
     return SessionStats(store_of(client).index.records()).summary(time.time())
 
 
-async def test_figures_stay_true_when_the_sessions_folder_goes_and_comes_back(client: TestClient, sessions: Path, tmp_path: Path) -> None:
+async def test_figures_stay_true_when_the_sessions_folder_goes_and_comes_back(
+    client: TestClient, sessions: Path, tmp_path: Path
+) -> None:
     for i in range(5):
         write_atomic(sessions, f"x:{i}", messages=i)
     index = store_of(client).index
@@ -157,7 +159,9 @@ async def test_figures_stay_true_when_the_sessions_folder_goes_and_comes_back(cl
     assert client.server.app[STATS].full_passes == 1  # type: ignore[union-attr]
 
 
-async def test_stats_answer_503_with_retry_after_until_indexed(aiohttp_client: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_stats_answer_503_with_retry_after_until_indexed(
+    aiohttp_client: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from sessiond import store as store_mod
     from sessiond.app import create_app
     from sessiond.keys import WATCHER
@@ -178,3 +182,32 @@ async def test_stats_answer_503_with_retry_after_until_indexed(aiohttp_client: A
     gate.set()
     await asyncio.wait_for(app[WATCHER].ready.wait(), 5)
     assert (await stats_of(client))["sessions"] == 0
+
+
+async def test_the_full_pass_gives_the_loop_back_and_misses_no_change_made_during_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sessiond import stats as stats_mod
+    from sessiond.stats import StatsKeeper
+    from sessiond.store import SessionStore
+
+    store = SessionStore(tmp_path, 1 << 20)
+    store.index.load([(f"k{i:03d}.json", record(f"k{i:03d}", messages=i % 5)) for i in range(100)])
+    keeper = StatsKeeper(store)
+    monkeypatch.setattr(stats_mod, "BUILD_CHUNK", 10)  # ten steps instead of one
+    steps = 0
+    counting = asyncio.ensure_future(keeper.current())
+    while not counting.done():
+        steps += 1
+        # The store changes the index between two steps and announces it, as the watcher does.
+        index, n = store.index, steps
+        changes = index.set_file(f"k{n * 7:03d}.json", None)  # one already counted or still to come
+        changes += index.set_file(f"new{n}.json", record(f"new{n}", messages=50))
+        changes += index.set_file(f"k{99 - n:03d}.json", record(f"k{99 - n:03d}", messages=9))
+        keeper.on_changes(changes)
+        await asyncio.sleep(0)
+    assert steps >= 10  # the loop ran in between
+    await counting
+    figures = await keeper.current()
+    assert keeper.full_passes == 1  # no second pass was needed to catch up
+    assert figures.summary(NOW) == full_count(store.index.records())

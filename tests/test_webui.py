@@ -8,12 +8,13 @@ import sys
 import zipfile
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from sessiond.webui import CSP, PageAssets
 
-from .conftest import eventually, store_of, write_atomic
+from .conftest import AUTH, eventually, store_of, write_atomic
 
 UI = Path(resources.files("sessiond").joinpath("ui"))  # type: ignore[arg-type]
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,8 @@ async def test_page_and_its_files_are_public_with_strict_security_headers(client
     assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Referrer-Policy"] == "no-referrer" and headers["Cache-Control"] == "no-cache"
     urls = asset_urls(html)
-    assert {url.rsplit("/", 1)[1] for url in urls} == {"favicon.svg", "style.css", "app.js"}
+    names = {path.name for path in UI.iterdir()} - {"index.html"}
+    assert {url.rsplit("/", 1)[1] for url in urls} == names  # every module preloaded, none missing
     types = {"js": "text/javascript", "css": "text/css", "svg": "image/svg+xml"}
     for url in urls:
         asset = await client.get("/ui/" + url)
@@ -114,3 +116,14 @@ def test_the_wheel_ships_every_file_of_the_page(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("sessiond-*.whl")
     shipped = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("sessiond/ui/")}
     assert shipped == {path.name for path in UI.iterdir()}
+
+
+async def test_the_page_files_are_not_rate_limited_but_the_api_is(start_client: Any) -> None:
+    client = await start_client(rate_limit_per_ip=2)
+    html = await (await client.get("/ui/")).text()
+    for _ in range(3):  # a few first visits: a dozen files each, far past the per-IP allowance
+        for path in ["/ui", "/ui/", *("/ui/" + url for url in asset_urls(html))]:
+            resp = await client.get(path, allow_redirects=False)
+            assert resp.status in (200, 308), (path, resp.status)
+    statuses = [(await client.get("/api/v1/stats", headers=AUTH)).status for _ in range(3)]
+    assert statuses == [200, 200, 429]

@@ -77,18 +77,20 @@ def rate_limit_middleware(
     limiter_of: Callable[[], RateLimiter | None],
     key_of: Callable[[web.Request], str | None],
     exempt_paths: Collection[str],
+    exempt_prefixes: tuple[str, ...] = (),
 ) -> Middleware:
     """Reject with 429 when the bucket that *key_of* names is full.
 
     *limiter_of* is asked on every request (a reload may switch a limit on or
-    off); None from it, or from *key_of*, means "not limited".
+    off); None from it, or from *key_of*, means "not limited". Paths in
+    *exempt_paths*, or starting with one of *exempt_prefixes*, are never limited.
     """
     exempt = frozenset(exempt_paths)
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         limiter = limiter_of()
-        if limiter is not None and request.path not in exempt:
+        if limiter is not None and request.path not in exempt and not request.path.startswith(exempt_prefixes):
             key = key_of(request)
             if key is not None and not await limiter.allow(key):
                 return _too_many(limiter)

@@ -59,10 +59,11 @@ export class Api {
   }
 
   /**
-   * Send a request and return the Response (2xx or 304). Waits and tries again on 503
-   * and 429 (and, for GET, when the daemon cannot be reached) up to `attempts` times.
+   * Send a request and return the Response (2xx, 304, or a status in `accept`). Waits and
+   * tries again on 503 and 429 (and, for GET, when the daemon cannot be reached) up to
+   * `attempts` times.
    */
-  async fetch(method, path, { query, body, signal, headers, attempts = Infinity } = {}) {
+  async fetch(method, path, { query, body, signal, headers, attempts = Infinity, accept = [] } = {}) {
     let offlineDelay = 500;
     for (let attempt = 1; ; attempt += 1) {
       let resp;
@@ -90,6 +91,10 @@ export class Api {
       if (resp.status === 401) {
         this.hooks.authLost();
         throw new AuthError((await bodyOf(resp))?.detail || "Authentication required");
+      }
+      if (accept.includes(resp.status)) {
+        this.hooks.waiting(null);
+        return resp;
       }
       if ((resp.status === 503 || resp.status === 429) && attempt < attempts) {
         const seconds = retryAfter(resp);

@@ -158,16 +158,17 @@ const context = {
 
 // -- sign-in and out ------------------------------------------------------------------
 
-/** Ask /api/v1/health with *api*: true when the token is good (waits while starting). */
-async function checkToken(api) {
+/**
+ * Ask /api/v1/health with *api*: resolves once the token is known good and the first
+ * index is complete (waiting while the daemon starts), throws AuthError for a bad token.
+ * A 503 for another reason (the watcher is down, say) is shown, not waited out.
+ */
+async function checkToken(api, attempts) {
   for (;;) {
-    const resp = await api.fetch("GET", "health", { attempts: 1 }).catch((err) => {
-      if (err instanceof ApiError && err.status === 503) return err;
-      throw err;
-    });
-    const body = resp instanceof ApiError ? resp.body : await resp.json();
-    const reason = body && body.reason;
-    if (resp instanceof ApiError && typeof reason === "string" && reason.startsWith("starting")) {
+    const resp = await api.fetch("GET", "health", { attempts, accept: [503] });
+    const body = await resp.json().catch(() => null);
+    const reason = body && typeof body.reason === "string" ? body.reason : null;
+    if (resp.status === 503 && reason && reason.startsWith("starting")) {
       hooks.waiting("starting", reason, 1);
       ui.view.replaceChildren(h("p", { class: "notice starting" }, "sessiond is starting (", withoutStarting(reason),
         "). This page carries on as soon as every session is indexed."));
@@ -176,8 +177,8 @@ async function checkToken(api) {
       continue;
     }
     hooks.waiting(null);
-    state.health = reason ? `Unhealthy: ${reason}` : "ok";
-    return true;
+    state.health = resp.status === 503 ? `Unhealthy: ${reason}` : "ok";
+    return;
   }
 }
 
@@ -189,7 +190,8 @@ async function start(token, remember) {
     },
   });
   try {
-    await checkToken(api);
+    // A saved token (a reload) waits for as long as it takes; a typed one reports soon.
+    await checkToken(api, remember ? 5 : Infinity);
   } catch (err) {
     if (err instanceof AuthError) {
       if (!remember) signOut("The token was refused: it is wrong, or it was changed on the server. Sign in again.");

@@ -35,10 +35,7 @@ export class OverviewView {
       const [stats, health] = await Promise.all([
         this.ctx.api.json("GET", "stats", { signal }),
         // /api/v1/health answers 503 with its figures when unhealthy: show them all the same.
-        this.ctx.api.fetch("GET", "health", { signal, attempts: 1 }).then((resp) => resp.json(), (err) => {
-          if (err.status === 503 && err.body) return err.body;
-          throw err;
-        }),
+        this.ctx.api.fetch("GET", "health", { signal, accept: [503] }).then((resp) => resp.json()),
       ]);
       if (!signal.aborted) this.show(stats, health);
     } catch (err) {

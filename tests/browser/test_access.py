@@ -104,7 +104,8 @@ def test_each_view_fits_the_window_without_sideways_scrolling(
         write_atomic(sessions, f"user:someone-with-a-long-name-{i}@example.com/project/{'x' * 40}", messages=i)
     ui = open_page(daemon.url, viewport={"width": width, "height": height})
     ui.sign_in()
-    for view in ("#/sessions", "#/overview", "#/trash", f"#/session/{'user%3Asomeone-with-a-long-name-1%40example.com%2Fproject%2F' + 'x' * 40}"):
+    one = "#/session/user%3Asomeone-with-a-long-name-1%40example.com%2Fproject%2F" + "x" * 40
+    for view in ("#/sessions", "#/overview", "#/trash", one):
         ui.page.goto(f"{daemon.url}/ui/{view}")
         settled(ui.page)
         overflow = ui.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")

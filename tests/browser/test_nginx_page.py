@@ -12,7 +12,8 @@ from ..conftest import write_atomic
 from ..nginx import NGINX, Nginx, daemon_behind_nginx
 from .conftest import DEFAULT_ENV, PageUnderTest, needs_browser
 
-pytestmark = [needs_browser, pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run does)")]
+needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run does)")
+pytestmark = [needs_browser, needs_nginx]
 
 
 @pytest.fixture
@@ -21,7 +22,9 @@ def proxy(workspace: Path, tmp_path: Path) -> Iterator[Nginx]:
         yield nginx
 
 
-def test_the_page_works_through_the_shipped_nginx_site(proxy: Nginx, open_page: Callable[..., PageUnderTest], sessions: Path) -> None:
+def test_the_page_works_through_the_shipped_nginx_site(
+    proxy: Nginx, open_page: Callable[..., PageUnderTest], sessions: Path
+) -> None:
     write_atomic(sessions, "via:nginx:1")
     ui = open_page(proxy.url)
     response = ui.page.goto(f"{proxy.url}/ui")  # nginx passes the redirect to /ui/ through

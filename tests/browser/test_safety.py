@@ -46,7 +46,9 @@ def no_markup_ran(ui: PageUnderTest) -> None:
     assert ui.page.locator("img, script:not([src]), [onerror], [onload]").count() == 0
 
 
-def test_hostile_keys_and_contents_render_as_text(open_page: Callable[..., PageUnderTest], daemon: Daemon, sessions: Path) -> None:
+def test_hostile_keys_and_contents_render_as_text(
+    open_page: Callable[..., PageUnderTest], daemon: Daemon, sessions: Path
+) -> None:
     for n, key in enumerate(HOSTILE_KEYS):
         (sessions / f"hostile{n}.json").write_text(json.dumps(hostile_session(key)))
     # With the CSP bypassed, only the way the page builds its DOM stands between these
@@ -105,9 +107,11 @@ def test_the_page_refuses_inline_script_eval_and_html_sinks(ui: PageUnderTest) -
         pass  # refused outright is as good as refused silently
     assert ui.page.evaluate("window.__injected") is None
     # (Code that page.evaluate runs itself may eval; a later task of the page may not.)
-    ui.page.evaluate("() => setTimeout(() => { try { eval('1'); window.__eval = 'ran'; } catch (e) { window.__eval = e.name; } })")
+    ui.page.evaluate(
+        "() => setTimeout(() => { try { eval('1'); window.__eval = 'ran'; } catch (e) { window.__eval = e.name; } })"
+    )
     expect(ui.page.locator("body")).to_be_visible()
-    ui.page.wait_for_function("window.__eval !== undefined")
+    ui.page.wait_for_function("() => window.__eval !== undefined")
     assert ui.page.evaluate("window.__eval") == "EvalError"
     assert ui.page.evaluate(
         "() => { try { document.createElement('button').setAttribute('onclick', 'window.__inline = 1'); return 'set'; }"

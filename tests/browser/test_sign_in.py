@@ -118,3 +118,24 @@ def _wait_listening(daemon: Daemon) -> None:
         except OSError:
             time.sleep(0.02)
     raise AssertionError(daemon.output())
+
+
+def test_rate_limited_requests_are_waited_out_and_the_page_itself_never_is(
+    open_page: Callable[..., PageUnderTest], start_daemon: Callable[..., Daemon], sessions: Path
+) -> None:
+    write_atomic(sessions, "a:1")
+    # 60 a minute per token and address: an empty bucket refills one request a second (Retry-After: 1).
+    daemon = start_daemon(SESSIOND_RATE_LIMIT_PER_TOKEN="60", SESSIOND_RATE_LIMIT_PER_IP="60")
+    ui = open_page(daemon.url)
+    ui.expect_console(r"status of 429")
+    ui.sign_in()
+    expect(ui.row("a:1")).to_be_visible()
+    while daemon.get("/api/v1/health")[0] != 429:  # the same token and address as the page
+        pass
+    ui.page.reload()  # the page's own files are never limited: it loads, then waits for the API
+    status = ui.page.get_by_role("status").first
+    expect(status).to_contain_text("Rate limited")
+    expect(status).to_contain_text("retrying in 1 s")
+    ui.shot("rate-limited")
+    expect(ui.row("a:1")).to_be_visible(timeout=20_000)
+    expect(status).not_to_contain_text("Rate limited")
