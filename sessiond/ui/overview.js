@@ -5,6 +5,8 @@ import { formatBytes, formatCount, formatDuration, h } from "./dom.js";
 import { barChart, columnChart, lineChart } from "./charts.js";
 
 const REFRESH_MS = 3000; // at most one refresh this often while changes go on
+// Health, invalid files and the watcher change without a session changing: look again now and then.
+const POLL_MS = 30_000;
 const SHOWN_CHANNELS = 15;
 
 function tile(label, value, state) {
@@ -22,6 +24,7 @@ export class OverviewView {
     this.controller = new AbortController();
     this.timer = null;
     this.lastLoad = 0;
+    this.poll = setInterval(() => this.onEvent(), POLL_MS);
     this.content = h("div", {}, h("p", { class: "muted" }, "Loading…"));
     this.el = h("section", { class: "view overview-view", "aria-labelledby": "overview-title" },
       h("h1", { id: "overview-title" }, "Overview"), this.content);
@@ -87,5 +90,6 @@ export class OverviewView {
   destroy() {
     this.controller.abort();
     clearTimeout(this.timer);
+    clearInterval(this.poll);
   }
 }

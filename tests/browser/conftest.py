@@ -9,9 +9,11 @@ Screenshots go to the test's tmp_path/screens.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,14 @@ import pytest
 from ..daemon import TOKEN, Daemon
 
 try:
-    from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+    from playwright.sync_api import (
+        Browser,
+        BrowserContext,
+        Locator,
+        Page,
+        expect,
+        sync_playwright,
+    )
 except ImportError:  # pragma: no cover - the test extra installs it
     sync_playwright = None
 
@@ -77,6 +86,14 @@ def start_daemon(workspace: Path) -> Iterator[Callable[..., Daemon]]:
 @pytest.fixture
 def daemon(start_daemon: Callable[..., Daemon]) -> Daemon:
     return start_daemon()
+
+
+def wait_indexed(daemon: Daemon, count: int, timeout: float = 10) -> None:
+    """Wait until the daemon lists *count* sessions: files written just before the page looks."""
+    deadline = time.monotonic() + timeout
+    while json.loads(daemon.get("/api/v1/sessions")[1])["count"] != count:
+        assert time.monotonic() < deadline, f"the daemon never listed {count} sessions"
+        time.sleep(0.02)
 
 
 class PageUnderTest:

@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from ..conftest import write_atomic
 from ..daemon import Daemon
-from .conftest import PageUnderTest, needs_browser
+from .conftest import PageUnderTest, needs_browser, wait_indexed
 
 pytestmark = needs_browser
 
@@ -43,12 +43,13 @@ def test_delete_one_asks_first_and_cancel_keeps_it(ui: PageUnderTest, sessions: 
     expect(ui.page.get_by_role("log", name="Notifications")).to_contain_text("Deleted telegram:1")
 
 
-def test_bulk_delete_by_filter_shows_count_and_sample_then_deletes(ui: PageUnderTest, sessions: Path) -> None:
+def test_bulk_delete_by_filter_shows_count_and_sample_then_deletes(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
     for i in range(14):
         write_atomic(sessions, f"old:{i:02d}", updated=1_600_000_000.0 + i)
     for i in range(3):
         write_atomic(sessions, f"old:new{i}", updated=1_800_000_000.0)
         write_atomic(sessions, f"keep:{i}", updated=1_600_000_000.0)
+    wait_indexed(daemon, 20)
     ui.sign_in()
     bulk = ui.page.get_by_role("button", name="Delete all matching…")
     expect(bulk).to_be_disabled()  # never without a filter

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from ..conftest import write_atomic
 from ..daemon import Daemon
-from .conftest import PageUnderTest, needs_browser
+from .conftest import PageUnderTest, needs_browser, wait_indexed
 from .relay import Relay
 
 pytestmark = needs_browser
@@ -42,10 +42,11 @@ def test_rows_appear_change_and_vanish_as_files_do(ui: PageUnderTest, sessions: 
     assert ui.page.evaluate("window.__sameDocument") is True
 
 
-def test_live_rows_keep_the_sort_and_the_filter(ui: PageUnderTest, sessions: Path) -> None:
+def test_live_rows_keep_the_sort_and_the_filter(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
     for i in range(3):
         write_atomic(sessions, f"t:{i}", updated=1_700_000_000.0 + i)
     write_atomic(sessions, "other:x", updated=1_700_000_000.0)
+    wait_indexed(daemon, 4)
     ui.sign_in("#/sessions?prefix=t%3A&sort=updated_at&order=desc")
     expect(ui.summary()).to_have_text("3 sessions match · page 1")
     assert ui.keys() == ["t:2", "t:1", "t:0"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from playwright.sync_api import Locator, expect
 
 from ..conftest import write_atomic
-from .conftest import PageUnderTest, needs_browser
+from ..daemon import Daemon
+from .conftest import PageUnderTest, needs_browser, wait_indexed
 
 pytestmark = needs_browser
 
@@ -21,7 +23,9 @@ def numbers(chart: Locator) -> list[list[str]]:
     return [row.locator("th, td").all_text_contents() for row in rows.all()]
 
 
-def test_overview_draws_channels_days_and_message_counts_with_health(ui: PageUnderTest, sessions: Path) -> None:
+def test_overview_draws_channels_days_and_message_counts_with_health(
+    ui: PageUnderTest, daemon: Daemon, sessions: Path
+) -> None:
     now = time.time()
     for i in range(5):
         write_atomic(sessions, f"telegram:{i}", messages=i, created=now - 86400, updated=now)
@@ -29,6 +33,11 @@ def test_overview_draws_channels_days_and_message_counts_with_health(ui: PageUnd
         write_atomic(sessions, f"slack:{i}", messages=8, created=now - 40 * 86400, updated=now - 2 * 86400)
     write_atomic(sessions, "loose-key", messages=1, created=now, updated=now)
     (sessions / "broken.json").write_text("{")
+    wait_indexed(daemon, 9)
+    deadline = time.monotonic() + 5
+    while json.loads(daemon.get("/api/v1/health")[1])["invalid_files"] != 1:  # re-read a few times first
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     ui.sign_in("#/overview")
     page = ui.page
     tiles = page.locator(".tiles")

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from ..conftest import write_atomic
 from ..daemon import Daemon
-from .conftest import PageUnderTest, needs_browser
+from .conftest import PageUnderTest, needs_browser, wait_indexed
 
 pytestmark = needs_browser
 
@@ -33,8 +33,9 @@ def hash_params(ui: PageUnderTest) -> dict[str, list[str]]:
     return parse_qs(ui.page.url.partition("#/sessions?")[2])
 
 
-def test_lists_filters_sorts_and_pages_through_sessions(ui: PageUnderTest, sessions: Path) -> None:
+def test_lists_filters_sorts_and_pages_through_sessions(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
     made = populate(sessions)
+    wait_indexed(daemon, 30)
     ui.sign_in()
     expect(ui.summary()).to_have_text("30 sessions · page 1")
     assert ui.keys() == sorted(made)
@@ -89,6 +90,7 @@ def test_the_hash_keeps_the_view_through_a_reload_and_a_shared_link(
     ui: PageUnderTest, sessions: Path, daemon: Daemon, open_page: Callable[..., PageUnderTest]
 ) -> None:
     made = populate(sessions)
+    wait_indexed(daemon, 30)
     ui.sign_in()
     ui.filter(prefix="slack:", limit="25")
     ui.page.get_by_role("columnheader", name="Updated").get_by_role("button").click()
@@ -111,10 +113,11 @@ def test_the_hash_keeps_the_view_through_a_reload_and_a_shared_link(
     expect(colleague.page.get_by_role("columnheader", name="Updated")).to_have_attribute("aria-sort", "descending")
 
 
-def test_paging_a_large_list_by_cursor_reaches_every_session_once(ui: PageUnderTest, sessions: Path) -> None:
+def test_paging_a_large_list_by_cursor_reaches_every_session_once(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
     keys = {f"k:{i:04d}" for i in range(450)}
     for key in keys:
         write_atomic(sessions, key)
+    wait_indexed(daemon, 450)
     ui.sign_in("#/sessions?limit=200&sort=updated_at&order=desc")
     seen: list[str] = []
     for page in (1, 2, 3):
