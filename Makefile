@@ -35,5 +35,10 @@ bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# The web page at 100k sessions (first table paint, filter-to-table, /api/v1/stats); ~5 min.
+bench-ui: $(VENV)/.installed
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+	$(BIN)/python -m bench.ui $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(RUNDIR) .pytest_cache .hypothesis *.egg-info
