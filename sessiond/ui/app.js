@@ -154,6 +154,11 @@ const context = {
   trashInfo,
   failure,
   lastListHash: "#/sessions",
+  /** The overview saw the daemon's health: keep the status line in step. */
+  health(healthy, reason) {
+    state.health = healthy ? "ok" : `Unhealthy: ${reason}`;
+    showStatus();
+  },
 };
 
 // -- sign-in and out ------------------------------------------------------------------

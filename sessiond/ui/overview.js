@@ -48,6 +48,7 @@ export class OverviewView {
 
   show(stats, health) {
     const healthy = health.status === "ok";
+    this.ctx.health(healthy, health.reason);
     const tiles = h("div", { class: "tiles" },
       tile("Status", healthy ? "ok" : `unavailable: ${health.reason}`, healthy ? "good" : "bad"),
       tile("Sessions", formatCount(stats.sessions)),
