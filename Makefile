@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUNDIR := .run
 PORT   ?= 8080
 
-.PHONY: run test test-browser bench bench-ui clean lint
+.PHONY: run test test-browser e2e bench bench-ui clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(VENV)/.installed
 test-browser: $(VENV)/.installed
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 	$(BIN)/python -m pytest tests/browser
+
+# The shipped units under a real systemd in a Debian container (root; a few minutes,
+# plus ~2 min once to build the cached root). See "Tested under a real systemd" in the README.
+e2e: $(VENV)/.installed
+	$(BIN)/python -m pytest e2e -v -rs
 
 # make bench BENCH_ARGS=--quick   (10k only, about a minute); the full run takes ~20 min.
 bench: $(VENV)/.installed

@@ -116,6 +116,7 @@ def _startup_lines(size: dict) -> list[str]:
         speedup = _ratio(scan["stdlib_json_s"], daemon["ready_s"])
         lines.append(
             f"  ready {daemon['ready_s']:.2f} s (listening {_num(daemon.get('listening_s'), 2)} s,"
+            f" 503 window {_num(_window(daemon), 2)} s,"
             f" other CPU {_num(daemon['foreign_cpu_pct'], 0)}%)"
             f" · stdlib-json scan {scan['stdlib_json_s']:.2f} s (scan/ready {_num(speedup, 2)}×,"
             f" other CPU {_num(scan['foreign_cpu_pct'], 0)}%)"
@@ -135,9 +136,17 @@ def _startup_lines(size: dict) -> list[str]:
     if restart:
         lines.append(
             f"  restart: SIGTERM → exit {restart['stop_s']:.2f} s, start → ready {restart['ready_s']:.2f} s"
+            f" (503 window {_num(_window(restart), 2)} s)"
             f" (other CPU {_num(restart['foreign_cpu_pct'], 0)}%), RSS {restart['memory']['total_rss_mb']:,.1f} MB"
         )
     return lines
+
+
+def _window(started: dict) -> float | None:
+    """Seconds the API answered 503 while the first index was built (listening to ready)."""
+    if started.get("listening_s") is None:
+        return None
+    return started["ready_s"] - started["listening_s"]
 
 
 def _lag_line(lag: dict) -> str:

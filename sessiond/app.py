@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -19,6 +20,7 @@ from .middlewares.auth import auth_middleware
 from .middlewares.errors import error_middleware
 from .middlewares.forwarded import forwarded_middleware
 from .middlewares.ratelimit import per_ip, per_token, rate_limit_middleware
+from .middlewares.readiness import readiness_middleware
 from .middlewares.request_id import request_id_middleware, stamp_response
 from .runtime import PAGE_PATHS, PAGE_PREFIX, PROBES, Runtime
 from .store import SessionStore
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 # static files (a dozen on a first visit, served from memory) must not use up the
 # per-IP allowance its own API calls need.
 UNLIMITED = (*PROBES, "/metrics", *PAGE_PATHS)
+# API paths that answer while the index is not whole: they say why, or need no index.
+ALWAYS_SERVED = ("/api/v1/health", "/api/v1/openapi.json")
 # aiohttp's 8 KiB request line is too short for the keys the contract allows: a
 # 4096-character key percent-encoded as 4-byte UTF-8 is 48 KiB, and a longer line
 # is refused in plain text before any middleware could answer it as JSON.
@@ -60,7 +64,8 @@ def create_app(settings: Settings) -> web.Application:
     # 3. errors wraps the rest, so whatever they raise leaves as JSON;
     # 4. forwarded settles who the client is before anything keys on it;
     # 5. the per-IP limit runs before auth, so guessing tokens is rate limited too;
-    # 6. auth, then the per-token limit, which needs to know the token is genuine.
+    # 6. auth, then the per-token limit, which needs to know the token is genuine;
+    # 7. readiness last: only a genuine, admitted client learns the index is not whole.
     middlewares = [
         request_id_middleware,
         metrics.middleware(),
@@ -69,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
         rate_limit_middleware(lambda: runtime.ip_limiter, per_ip, UNLIMITED, (PAGE_PREFIX,)),
         auth_middleware(runtime),
         rate_limit_middleware(lambda: runtime.token_limiter, per_token, UNLIMITED),
+        readiness_middleware(lambda: watcher.not_serving, ALWAYS_SERVED),
     ]
     app = web.Application(
         middlewares=middlewares,
@@ -92,10 +98,12 @@ def create_app(settings: Settings) -> web.Application:
 async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     folder = settings.sessions_dir
-    if not folder.is_dir():
+    if not os.path.lexists(folder):
         # The workspace is checked at start; the agent may simply not have written yet.
-        folder.mkdir(mode=0o750, exist_ok=True)
-        log.info("created %s", folder)
+        # Only when nothing is there: a symlink in its place is refused, never followed.
+        with contextlib.suppress(FileExistsError):
+            folder.mkdir(mode=0o750)
+            log.info("created %s", folder)
     watcher = app[WATCHER]
     store = app[STORE]
     watcher.start()

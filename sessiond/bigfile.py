@@ -21,6 +21,7 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .folder import Folder
     from .index import FileState
 
 TIMEOUT = 300.0
@@ -34,15 +35,22 @@ class ChildFailed(RuntimeError):
     """The child died or timed out; the message is a short reason, safe to show."""
 
 
-def read_in_child(folder: str, name: str, max_bytes: int) -> FileState:
-    """loader.read_state(folder, name) run in a child process. Blocking: call from a thread."""
+def read_in_child(folder: Folder, name: str, max_bytes: int) -> FileState:
+    """loader.read_state of *name* run in a child process. Blocking: call from a thread.
+
+    The child opens the folder itself and checks it is still the one verified.
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_SOURCE_ROOT, os.environ.get("PYTHONPATH")]))}
-    cmd = [sys.executable, "-m", __name__, folder, name, str(max_bytes)]
+    dev, ino = folder.ident
+    # The name goes as bytes through argv (os.fsencode), so any file name survives the trip.
+    cmd = [sys.executable, "-m", __name__, folder.path, str(dev), str(ino), os.fsencode(name), str(max_bytes)]
     with _one_at_a_time:
         try:
             proc = subprocess.run(cmd, capture_output=True, env=env, timeout=TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
             raise ChildFailed(f"parse took over {TIMEOUT:.0f}s") from None
+    if proc.returncode == CHANGED:
+        raise ChildFailed("sessions folder changed")
     if proc.returncode != 0:
         # A negative code is a signal: SIGKILL here is almost always the out-of-memory killer.
         why = "killed (out of memory?)" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
@@ -51,14 +59,21 @@ def read_in_child(folder: str, name: str, max_bytes: int) -> FileState:
     return state
 
 
+CHANGED = 4
+
+
 def _main(argv: list[str]) -> None:
+    from .folder import Folder, FolderUnusable
     from .loader import read_state
 
-    folder, name, max_bytes = argv[0], argv[1], int(argv[2])
+    path, dev, ino, name, max_bytes = argv[0], int(argv[1]), int(argv[2]), argv[3], int(argv[4])
     try:
-        state = read_state(folder, name, max_bytes, inline_bytes=max_bytes)
+        with Folder(path, (dev, ino)).open() as dir_fd:
+            state = read_state(dir_fd, name, max_bytes, inline_bytes=max_bytes)
     except MemoryError:
         sys.exit(3)
+    except FolderUnusable:
+        sys.exit(CHANGED)
     sys.stdout.buffer.write(pickle.dumps(state))
 
 

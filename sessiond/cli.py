@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import faulthandler
 import logging
 import os
@@ -12,91 +13,107 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from . import __version__, config
 from .accesslog import AccessLogger
 from .app import create_app
-from .keys import RUNTIME, WATCHER
-from .systemd import SystemdNotifier, listen_fds, run_watchdog
+from .capacity import AcceptErrors, CappedRunner, CappedServer, ConnectionMetrics, connection_cap, raise_fd_limit
+from .handlers import probe_answer
+from .checkconfig import check_config
+from .keys import METRICS, RUNTIME, WATCHER
+from .logsetup import apply_logging, setup_logging, stream_is_journal
+from .metrics_site import METRICS_FD_NAME, create_metrics_app
+from .systemd import SystemdNotifier, listen_fds_with_names, run_watchdog
 
 log = logging.getLogger("sessiond")
+# A first scan that takes longer than this logs its progress this often.
+PROGRESS_EVERY = 5.0
+# After the listeners close on SIGTERM: time for requests already sent to arrive.
+STOP_GRACE = 0.25
+CUT_AFTER = 0.5  # past shutdown_timeout, before connections still busy are cut
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line, like every other bad setting."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see --help\n")
+
+
+def _flag_type(setting: config.Setting) -> Callable[[str], object]:
+    parse = setting.parse
+
+    def convert(text: str) -> object:
+        try:
+            return parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {config.expected(parse)}") from None
+
+    convert.__name__ = setting.name  # argparse names it in "invalid ... value"
+    return convert
+
+
+def settings_help() -> str:
+    """Every setting with its config-file key, environment variable and flag."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config.Settings)}
+    lines = ["settings (config file key / environment variable / flag; flag beats env beats file):"]
+    for setting in config.SETTINGS:
+        flag = f" / --{setting.name.replace('_', '-')}" if setting.flag else ""
+        default = defaults.get(setting.name, dataclasses.MISSING)
+        shown = "" if default in (dataclasses.MISSING, None, ()) else f" (default {default!r})"
+        lines.append(f"  {setting.name} / {config.env_name(setting.name)}{flag}")
+        lines.append(f"      {setting.help}{shown}")
+    lines += [
+        "  (config file) / SESSIOND_CONFIG / --config",
+        "",
+        "sessiond check-config [flags]: load the settings as the daemon would, check the token,",
+        "workspace and state dir as this user, print the effective settings; exit 0 or 2.",
+    ]
+    return "\n".join(lines)
+
+
+def build_parser(prog: str = "sessiond") -> argparse.ArgumentParser:
     """Flags; each overrides SESSIOND_<NAME> and the config file."""
-    p = argparse.ArgumentParser(prog="sessiond", description="Serve agent session files over HTTP.")
+    p = _Parser(
+        prog=prog,
+        description="Serve agent session files over HTTP.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"sessiond {__version__}")
     p.add_argument("--config", metavar="FILE", help="TOML config file (env SESSIOND_CONFIG)")
-    p.add_argument("--workspace", metavar="DIR", help="agent workspace; sessions are in DIR/sessions")
-    p.add_argument("--host", help="TCP address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="TCP port (default 8080)")
-    p.add_argument("--unix", metavar="PATH", help="also listen on this unix socket")
-    p.add_argument("--unix-mode", dest="unix_mode", metavar="OCTAL", help="unix socket mode (default 660)")
-    p.add_argument("--token-file", dest="token_file", metavar="FILE", help="read the API token from FILE")
-    p.add_argument("--rate-limit-per-ip", dest="rate_limit_per_ip", type=int, metavar="N", help="requests/min per client IP (0: off)")
-    p.add_argument("--rate-limit-per-token", dest="rate_limit_per_token", type=int, metavar="N", help="requests/min per token (0: off)")
-    p.add_argument("--trusted-proxies", dest="trusted_proxies", metavar="LIST", help="comma-separated proxy addresses/CIDRs")
-    p.add_argument("--log-level", dest="log_level", help="DEBUG, INFO, WARNING, ERROR")
-    p.add_argument("--access-log", dest="access_log", type=config._bool, metavar="0|1", help="one line per request")
-    p.add_argument("--force-polling", dest="force_polling", type=config._bool, metavar="0|1", help="poll instead of inotify")
+    for setting in config.SETTINGS:
+        if setting.flag:
+            p.add_argument(
+                "--" + setting.name.replace("_", "-"), dest=setting.name, type=_flag_type(setting),
+                metavar=setting.name.upper(), help=setting.help,
+            )
+    if prog.endswith("check-config"):
+        p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all is well")
     return p
-
-
-class MalformedRequestFilter(logging.Filter):
-    """aiohttp logs every unparseable request at ERROR with a traceback; a hostile
-    client could flood the journal that way. Keep one short warning a minute."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dropped = 0
-        self._last = 0.0
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError) or isinstance(exc, ConnectionError):
-            return True
-        self.dropped += 1
-        now = time.monotonic()
-        if now - self._last < 60:
-            return False
-        self._last = now
-        record.msg, record.args, record.exc_info, record.exc_text = (
-            "malformed HTTP requests refused (%d so far; latest: %s)", (self.dropped, exc.message), None, None
-        )
-        record.levelno, record.levelname = logging.WARNING, "WARNING"
-        return True
-
-
-def setup_logging(level: str) -> None:
-    """Plain lines to stderr: journald adds the time and the unit."""
-    fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else "%(asctime)s %(levelname)s %(name)s: %(message)s"
-    logging.basicConfig(level=level, format=fmt, stream=sys.stderr, force=True)
-    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
-
-
-def apply_logging(settings: config.Settings) -> None:
-    """Log level and the access-log switch (at start and on every reload)."""
-    logging.getLogger().setLevel(settings.log_level)
-    logging.getLogger("watchfiles").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
-    # The access logger is always installed; its level switches it on and off.
-    logging.getLogger("sessiond.access").setLevel(logging.INFO if settings.access_log else logging.CRITICAL + 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = build_parser().parse_args(argv)
-    flags = vars(args)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check-config"]:
+        args = build_parser("sessiond check-config").parse_args(argv[1:])
+        flags = vars(args)
+        return check_config(flags, quiet=bool(flags.pop("quiet")))
+    flags = vars(build_parser().parse_args(argv))
     try:
         settings = config.load(flags)
     except config.ConfigError as exc:
-        print(f"sessiond: {exc}", file=sys.stderr)
+        print(f"{'<3>' if stream_is_journal(sys.stderr) else ''}sessiond: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
-    apply_logging(settings)
+    setup_logging(settings.log_level, settings.log_format)
+    apply_logging(settings.log_level, settings.log_format, settings.access_log)
+    for line in config.unknown_variables(os.environ):
+        log.warning("%s", line)
     # A watchdog timeout ends us with SIGABRT: leave the stuck stack in the journal.
     faulthandler.enable()
     try:
@@ -105,6 +122,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     return 0
+
+
+class ScanProgress:
+    """Progress of the first scan: systemd's status line at every step, a log line every few seconds."""
+
+    def __init__(self, notifier: SystemdNotifier, every: float = PROGRESS_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        self.notifier = notifier
+        self.every = every
+        self.clock = clock
+        self.last_logged = clock()
+
+    def __call__(self, done: int, total: int) -> None:
+        self.notifier.status(f"indexing {done:,}/{total:,}")
+        now = self.clock()
+        if now - self.last_logged >= self.every and done < total:
+            self.last_logged = now
+            log.info("indexing: %d of %d files read", done, total)
 
 
 class StartupError(Exception):
@@ -120,39 +154,58 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.app = create_app(settings)
         self.watcher = self.app[WATCHER]
-        self.watcher.progress = self._indexing
+        self.watcher.progress = ScanProgress(self.notifier)
         self.stop = asyncio.Event()
         self.reloading: asyncio.Task[None] | None = None
-
-    def _indexing(self, done: int, total: int) -> None:
-        self.notifier.status(f"indexing {done:,}/{total:,}")
 
     async def serve(self) -> None:
         """Run until SIGTERM/SIGINT, then stop gracefully."""
         settings = self.settings
-        runner = web.AppRunner(
+        fd_limit = raise_fd_limit()
+        cap = connection_cap(settings.max_connections, fd_limit)
+        log.info("serving at most %d connections at once (open-file limit %d)", cap, fd_limit)
+        runner = CappedRunner(
             self.app,
+            cap=cap,
+            probe=probe_answer(self.app),
             access_log_class=AccessLogger,
             access_log=logging.getLogger("sessiond.access"),
             shutdown_timeout=settings.shutdown_timeout,
             handle_signals=False,
         )
         loop = asyncio.get_running_loop()
+        loop.set_exception_handler(AcceptErrors())
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
         try:
             # Taken before anything starts a worker process, which must not inherit them.
-            activated = listen_fds()
+            activated = listen_fds_with_names()
         except ValueError as exc:
             raise StartupError(f"socket activation: {exc}") from None
         try:
             await runner.setup()
         except OSError as exc:
             raise StartupError(f"cannot prepare {settings.sessions_dir}: {exc.strerror}") from None
+        if isinstance(runner.server, CappedServer):
+            self.app[METRICS].registry.register(ConnectionMetrics(runner.server))
         watchdog = asyncio.create_task(run_watchdog(self.notifier, lambda: self.watcher.alive), name="sessiond-watchdog")
+        scrape: web.AppRunner | None = None
         try:
-            for where in await _start_sites(runner, settings, activated):
+            scrape_socks = [sock for sock, name in activated if name == METRICS_FD_NAME]
+            if scrape_socks:
+                # Its own runner: the API's middlewares (auth, limits) do not apply to scrapes.
+                scrape = web.AppRunner(create_metrics_app(self.app), access_log=None, handle_signals=False)
+                await scrape.setup()
+                for sock in scrape_socks:
+                    await web.SockSite(scrape, sock).start()
+                    log.info("metrics on systemd socket %s", _describe(sock))
+            api_socks = [sock for sock, name in activated if name != METRICS_FD_NAME]
+            # Accepting at once, also on systemd's sockets: until the first index is
+            # whole every API route answers 503 with Retry-After and the probes say
+            # why ("starting: indexing 41,000/100,000 files"), instead of clients and
+            # monitoring waiting in the listen queue with no word for a long scan.
+            for where in await _start_sites(runner, settings, api_socks):
                 log.info("listening on %s", where)
             await _wait_first(self.watcher.ready.wait(), self.stop.wait())
             if self.watcher.ready.is_set():
@@ -167,8 +220,19 @@ class Daemon:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-            # Stops accepting, gives in-flight requests shutdown_timeout, then stops the watcher.
-            await runner.cleanup()
+            if scrape is not None:
+                await scrape.cleanup()
+            # Stop accepting first, then give connections accepted a moment ago the
+            # time to deliver their request: aiohttp alone yields only once before it
+            # closes every connection without a request in progress, which a client
+            # that connected just before a restart sees as a dropped connection.
+            # Under socket activation, connections not yet accepted wait for the
+            # next process.
+            for site in list(runner.sites):
+                await site.stop()
+            await asyncio.sleep(STOP_GRACE)
+            # Gives in-flight requests shutdown_timeout, then stops the watcher.
+            await _cleanup_within(runner, settings.shutdown_timeout)
             self.notifier.close()
 
     def _reload_soon(self) -> None:
@@ -176,26 +240,43 @@ class Daemon:
             self.reloading = asyncio.create_task(self.reload(), name="sessiond-reload")
 
     async def reload(self) -> None:
-        """SIGHUP: re-read the config (a bad one keeps the old), rescan, then READY=1 again."""
+        """SIGHUP: re-read the config (a bad one keeps the old), rescan, then READY=1 again.
+
+        A refused config is not a reload: it is logged as an error and stays in
+        systemd's status line (`systemctl status`) until the next good reload.
+        """
         self.notifier.reloading()
         log.info("reloading")
+        refused: str | None = None
+        pending: list[str] = []
         try:
             settings = config.load(self.flags)
         except config.ConfigError as exc:
+            refused = str(exc)
             log.error("reload refused, keeping the running configuration: %s", exc)
         else:
             pending = self.app[RUNTIME].reload(settings)
-            apply_logging(settings)
+            apply_logging(settings.log_level, settings.log_format, settings.access_log)
+            for line in config.unknown_variables(os.environ):
+                log.warning("%s", line)
             if pending:
                 log.warning("changed settings need a restart to apply: %s", ", ".join(pending))
         store = self.watcher.store
         # The rescan is the store's reconcile: a stat walk that re-reads only what
-        # differs, applied in small locked chunks, so DELETEs are not held up by a
+        # differs (and every file found invalid before: a permission may have been
+        # fixed), applied in small locked chunks, so DELETEs are not held up by a
         # full re-read of every file. A missing folder holds nothing; the watcher
         # reports it and resyncs when it returns.
-        await store.reconcile(expect_changes=True)
-        self.notifier.ready(f"serving {len(store.index):,} sessions")
-        log.info("reloaded: serving %d sessions", len(store.index))
+        await store.reconcile(expect_changes=True, recheck_invalid=True)
+        count = len(store.index)
+        if refused is not None:
+            self.notifier.ready(f"reload refused ({refused}); serving {count:,} sessions with the previous configuration")
+            return
+        status = f"serving {count:,} sessions"
+        if pending:
+            status += f"; restart to apply {', '.join(pending)}"
+        self.notifier.ready(status)
+        log.info("reloaded: serving %d sessions", count)
 
 
 async def _start_sites(runner: web.AppRunner, settings: config.Settings, activated: list[socket.socket]) -> list[str]:
@@ -216,22 +297,51 @@ async def _start_sites(runner: web.AppRunner, settings: config.Settings, activat
         host = settings.host
         url_host = f"[{host}]" if ":" in host else host
         sites.append((web.TCPSite(runner, host, settings.port), f"http://{url_host}:{settings.port}"))
+    wheres = []
     for site, where in sites:
+        before = len(runner.addresses)
         try:
             await site.start()
         except OSError as exc:
             raise StartupError(f"cannot listen on {where}: {exc.strerror}; fix --host/--port/--unix") from None
         if isinstance(site, web.UnixSite) and settings.unix:
             os.chmod(settings.unix, settings.unix_mode)
-    return [where for _, where in sites]
+            wheres.append(where)
+        else:
+            # The addresses really bound: port 0 becomes the port the kernel chose.
+            wheres.extend(_url(address) for address in runner.addresses[before:])
+    return wheres
 
 
 def _describe(sock: socket.socket) -> str:
     name = sock.getsockname()
     if sock.family == socket.AF_UNIX:
         return f"unix:{name or '(unnamed)'}"
-    host, port = name[0], name[1]
+    return _url(name)
+
+
+def _url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
+    host, port = address[0], address[1]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _cleanup_within(runner: web.AppRunner, timeout: float) -> None:
+    """runner.cleanup(), but never much past *timeout*.
+
+    aiohttp gives each busy handler the timeout, then cancels it and waits the
+    timeout again; a handler blocked writing to a client that stopped reading
+    sits through both. So once the first timeout is over, every connection
+    still open is cut, and the handlers blocked on them end at once.
+    """
+    server = runner.server
+    cleanup = asyncio.ensure_future(runner.cleanup())
+    done, _ = await asyncio.wait({cleanup}, timeout=timeout + CUT_AFTER)
+    if not done and server is not None:
+        stalled = [conn for conn in server.connections if conn.transport is not None]
+        log.warning("stop: cutting %d connection(s) still busy after %.1fs", len(stalled), timeout)
+        for conn in stalled:
+            conn.transport.abort()  # type: ignore[union-attr]
+    await cleanup
 
 
 async def _wait_first(*aws: object) -> None:

@@ -1,8 +1,10 @@
 """`sessionctl`: a small operator's client for a running sessiond, over its HTTP API.
 
     sessionctl ls --prefix telegram: --older-than 30d
+    sessionctl show user:alice:x
     sessionctl rm --dry-run --prefix telegram: --older-than 30d
     sessionctl restore user:alice:x
+    sessionctl --unix /run/sessiond/sessiond.sock health
 
 The token comes from SESSIOND_TOKEN or a file (--token-file, SESSIOND_TOKEN_FILE),
 never from the command line, where other users could read it.
@@ -11,23 +13,36 @@ never from the command line, where other users could read it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import http.client
 import json
 import os
+import socket
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import IO, Any
+
+from . import __version__
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 PAGE = 1000
+TIMEOUT = 60.0
 
 
 class ClientError(Exception):
     """The daemon could not be reached or refused the request; the message says why."""
+
+
+class HttpError(ClientError):
+    """The daemon answered with an error status."""
+
+    def __init__(self, status: int, detail: str, body: Any = None) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.body = body
 
 
 def duration(text: str) -> float:
@@ -39,32 +54,78 @@ def duration(text: str) -> float:
     return number * unit
 
 
-class Api:
-    """Blocking JSON calls to one daemon."""
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket (the shipped deployment listens on nothing else)."""
 
-    def __init__(self, url: str, token: str) -> None:
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class Api:
+    """Blocking JSON calls to one daemon, over TCP (url) or a unix socket (unix)."""
+
+    def __init__(self, url: str, token: str, unix: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.unix = unix
         self.token = token
+        self.where = f"unix:{unix}" if unix else self.url
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self.unix:
+            return _UnixConnection(self.unix, TIMEOUT)
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ClientError(f"--url {self.url!r} is not an http:// or https:// address")
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        return cls(parts.hostname, parts.port, timeout=TIMEOUT)
+
+    @contextlib.contextmanager
+    def open(
+        self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None
+    ) -> Iterator[http.client.HTTPResponse]:
+        """Send one request; the open response (2xx/3xx), or HttpError with the daemon's detail."""
+        prefix = "" if self.unix else urllib.parse.urlsplit(self.url).path
+        target = prefix + path + ("?" + urllib.parse.urlencode(params) if params else "")
+        headers = {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn = self._connection()
+        try:
+            try:
+                conn.request(method, target, body=data, headers=headers)
+                resp = conn.getresponse()
+            except (OSError, http.client.HTTPException) as exc:
+                raise ClientError(f"cannot reach {self.where}: {getattr(exc, 'strerror', None) or exc}") from None
+            if resp.status < 400:
+                yield resp
+                return
+            raw = resp.read()
+            try:
+                answer = json.loads(raw)
+                detail = answer.get("detail") or answer.get("reason") or resp.reason
+            except (ValueError, AttributeError):
+                answer, detail = None, resp.reason
+            raise HttpError(resp.status, str(detail), answer)
+        finally:
+            conn.close()
 
     def call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
-        """One request; the decoded JSON answer, or ClientError with the daemon's detail."""
-        query = "?" + urllib.parse.urlencode(params) if params else ""
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.url + path + query, data=data, method=method)
-        request.add_header("Authorization", f"Bearer {self.token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as resp:
-                return json.load(resp)
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = json.load(exc).get("detail", exc.reason)
-            except ValueError:
-                detail = exc.reason
-            raise ClientError(f"{exc.code}: {detail}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            raise ClientError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from None
+        """One request; the decoded JSON answer."""
+        with self.open(method, path, params, body) as resp:
+            return json.loads(resp.read())
 
     def sessions(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """Every matching session's metadata, page by page."""
@@ -75,6 +136,21 @@ class Api:
             if not page["next_cursor"]:
                 return
             params["cursor"] = page["next_cursor"]
+
+    def trash_on(self) -> bool:
+        """Whether a DELETE here can be undone (the trash answers only when trash_days > 0)."""
+        try:
+            self.call("GET", "/api/v1/trash")
+        except HttpError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+
+def key_path(key: str) -> str:
+    """The path of one session: the key percent-encoded once (slashes too)."""
+    return "/api/v1/sessions/" + urllib.parse.quote(key, safe=":@")
 
 
 def _filter(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,15 +169,56 @@ def _filter(args: argparse.Namespace) -> dict[str, Any]:
     return flt
 
 
+def _when(stamp: float) -> str:
+    return datetime.datetime.fromtimestamp(stamp).isoformat(timespec="seconds")
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
 def _ls(api: Api, args: argparse.Namespace) -> int:
     params = {**_filter(args), "sort": args.sort, "order": "desc" if args.desc else "asc"}
-    for item in api.sessions(params):
+    items = list(api.sessions(params))
+    if args.output == "json":
+        _print_json(items)
+        return 0
+    if not items:
+        print("no sessions matched", file=sys.stderr)
+    for item in items:
         if args.long:
-            updated = datetime.datetime.fromtimestamp(item["updated_at"]).isoformat(timespec="seconds")
-            print(f"{item['key']}\t{item['message_count']}\t{updated}\t{item['size']}")
+            print(f"{item['key']}\t{item['message_count']}\t{_when(item['updated_at'])}\t{item['size']}")
         else:
             print(item["key"])
     return 0
+
+
+def _show(api: Api, args: argparse.Namespace) -> int:
+    failed = 0
+    shown = []
+    for key in args.keys:
+        try:
+            shown.append(api.call("GET", key_path(key)))
+        except HttpError as exc:
+            print(f"sessionctl: {key}: {exc}", file=sys.stderr)
+            failed = 1
+    if args.output == "json":
+        _print_json(shown if len(args.keys) > 1 else (shown[0] if shown else None))
+        return failed
+    for item in shown:
+        print(f"key\t{item['key']}\nmessages\t{item['message_count']}\n"
+              f"created\t{_when(item['created_at'])}\nupdated\t{_when(item['updated_at'])}\nage_seconds\t{item['age_seconds']}")
+    return failed
+
+
+def _confirm(api: Api, args: argparse.Namespace, count: int) -> bool:
+    """A delete that cannot be undone needs --yes, or a "y" typed at a terminal."""
+    if args.yes or api.trash_on():
+        return True
+    if not sys.stdin.isatty():
+        raise ClientError(f"refusing to delete {count} session(s) for good (the trash is off) without --yes")
+    answer = input(f"Delete {count} session(s) for good? The trash is off, this cannot be undone. [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
 
 
 def _rm(api: Api, args: argparse.Namespace) -> int:
@@ -109,16 +226,60 @@ def _rm(api: Api, args: argparse.Namespace) -> int:
     if bool(args.keys) == bool(flt):
         raise ClientError("give either keys or filter options (--prefix, --older-than, ...)")
     body: dict[str, Any] = {"keys": args.keys} if args.keys else {"filter": flt}
-    body.update(dry_run=args.dry_run, max=args.max)
-    answer = api.call("POST", "/api/v1/sessions:batchDelete", body=body)
-    if args.dry_run:
-        return _report("would delete", answer["matched"], answer["failed"])
-    return _report("deleted", answer["deleted"], answer["failed"])
+    preview = api.call("POST", "/api/v1/sessions:batchDelete", body={**body, "dry_run": True, "max": args.max})
+    matched = preview["matched"]
+    if args.dry_run or not matched:
+        answer = preview
+    elif not _confirm(api, args, len(matched)):
+        print("nothing deleted", file=sys.stderr)
+        return 1
+    else:
+        # Exactly what was shown (and confirmed): a filter could match more by now.
+        answer = api.call("POST", "/api/v1/sessions:batchDelete", body={"keys": matched, "max": args.max})
+        answer["failed"] = preview["failed"] + answer["failed"]
+    if args.output == "json":
+        _print_json(answer)
+        return 1 if answer["failed"] else 0
+    if not matched:
+        print("no sessions matched; nothing deleted", file=sys.stderr)
+    verb, keys = ("would delete", matched) if args.dry_run else ("deleted", answer["deleted"])
+    return _report(verb, keys, answer["failed"])
 
 
 def _restore(api: Api, args: argparse.Namespace) -> int:
     answer = api.call("POST", "/api/v1/trash:restore", body={"keys": args.keys})
+    if args.output == "json":
+        _print_json(answer)
+        return 1 if answer["failed"] else 0
     return _report("restored", [item["key"] for item in answer["restored"]], answer["failed"])
+
+
+def _export(api: Api, args: argparse.Namespace) -> int:
+    flt = _filter(args)
+    if bool(args.key) == bool(flt):
+        raise ClientError("give either one key (the file as stored) or filter options (NDJSON)")
+    params = {"key": args.key} if args.key else flt
+    out: IO[bytes] = sys.stdout.buffer
+    with api.open("GET", "/api/v1/export", params) as resp:
+        while chunk := resp.read(65536):
+            out.write(chunk)
+    out.flush()
+    return 0
+
+
+def _health(api: Api, args: argparse.Namespace) -> int:
+    try:
+        answer, status = api.call("GET", "/api/v1/health"), 0
+    except HttpError as exc:
+        if exc.status != 503 or not isinstance(exc.body, dict):
+            raise
+        answer, status = exc.body, 1  # unavailable: the body says why
+    if args.output == "json":
+        _print_json(answer)
+    else:
+        for name, value in answer.items():
+            print(f"{name}\t{value}")
+    return status
 
 
 def _report(verb: str, keys: list[str], failed: list[dict[str, str]]) -> int:
@@ -130,30 +291,44 @@ def _report(verb: str, keys: list[str], failed: list[dict[str, str]]) -> int:
     return 1 if failed else 0
 
 
+def _filter_options(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--prefix", help="keys starting with this")
+    sub.add_argument("--older-than", type=duration, metavar="AGE", help="not updated for AGE (e.g. 30d)")
+    sub.add_argument("--newer-than", type=duration, metavar="AGE", help="updated within AGE")
+    sub.add_argument("--min-messages", type=int, metavar="N")
+    sub.add_argument("--max-messages", type=int, metavar="N")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The commands and their options."""
-    p = argparse.ArgumentParser(prog="sessionctl", description="List, delete and restore sessions on a sessiond.")
+    p = argparse.ArgumentParser(prog="sessionctl", description="List, show, delete, restore and export sessions on a sessiond.")
+    p.add_argument("--version", action="version", version=f"sessionctl {__version__}")
     p.add_argument("--url", default=os.environ.get("SESSIOND_URL", "http://127.0.0.1:8080"),
                    help="daemon address (env SESSIOND_URL; default http://127.0.0.1:8080)")
+    p.add_argument("--unix", metavar="PATH", help="talk to the daemon's unix socket instead (e.g. /run/sessiond/sessiond.sock)")
     p.add_argument("--token-file", default=os.environ.get("SESSIOND_TOKEN_FILE"),
                    help="file holding the API token (env SESSIOND_TOKEN_FILE; or set SESSIOND_TOKEN)")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format (default text)")
     commands = p.add_subparsers(dest="command", required=True)
     ls = commands.add_parser("ls", help="list sessions")
-    rm = commands.add_parser("rm", help="delete sessions by key or by filter")
-    for sub in (ls, rm):
-        sub.add_argument("--prefix", help="keys starting with this")
-        sub.add_argument("--older-than", type=duration, metavar="AGE", help="not updated for AGE (e.g. 30d)")
-        sub.add_argument("--newer-than", type=duration, metavar="AGE", help="updated within AGE")
-        sub.add_argument("--min-messages", type=int, metavar="N")
-        sub.add_argument("--max-messages", type=int, metavar="N")
+    _filter_options(ls)
     ls.add_argument("--sort", choices=("key", "created_at", "updated_at", "message_count"), default="key")
     ls.add_argument("--desc", action="store_true", help="descending order")
     ls.add_argument("-l", "--long", action="store_true", help="key, messages, updated, bytes (tab-separated)")
+    show = commands.add_parser("show", help="one session's metadata")
+    show.add_argument("keys", nargs="+", metavar="KEY")
+    rm = commands.add_parser("rm", help="delete sessions by key or by filter")
+    _filter_options(rm)
     rm.add_argument("keys", nargs="*", metavar="KEY")
     rm.add_argument("--dry-run", action="store_true", help="show what would be deleted")
+    rm.add_argument("-y", "--yes", action="store_true", help="do not ask before deleting for good (trash off)")
     rm.add_argument("--max", type=int, default=1000, help="refuse if more than this many match (default 1000)")
     restore = commands.add_parser("restore", help="bring trashed sessions back (newest version of each key)")
     restore.add_argument("keys", nargs="+", metavar="KEY")
+    export = commands.add_parser("export", help="one session's file as stored, or NDJSON of a filter, to stdout")
+    _filter_options(export)
+    export.add_argument("key", nargs="?", metavar="KEY")
+    commands.add_parser("health", help="version, uptime and index figures")
     return p
 
 
@@ -161,24 +336,33 @@ def _token(args: argparse.Namespace) -> str:
     if args.token_file:
         try:
             with open(args.token_file, encoding="utf-8") as fh:
-                return fh.read().strip()
+                token = fh.read().strip()
         except OSError as exc:
             raise ClientError(f"cannot read token file {args.token_file}: {exc.strerror}") from None
+        if not token:
+            raise ClientError(f"token file {args.token_file} is empty")
+        return token
     token = os.environ.get("SESSIOND_TOKEN", "")
     if not token:
         raise ClientError("no token: set SESSIOND_TOKEN or pass --token-file")
     return token
 
 
+COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
+    "ls": _ls, "show": _show, "rm": _rm, "restore": _restore, "export": _export, "health": _health,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `sessionctl` console script."""
     args = build_parser().parse_args(argv)
-    run = {"ls": _ls, "rm": _rm, "restore": _restore}[args.command]
     try:
-        return run(Api(args.url, _token(args)), args)
+        return COMMANDS[args.command](Api(args.url, _token(args), args.unix), args)
     except ClientError as exc:
         print(f"sessionctl: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `sessionctl ls | head`
+        return 0
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +33,24 @@ class Settings:
     rate_limit_max_clients: int = 100_000
     trusted_proxies: tuple[IPNetwork, ...] = ()
     log_level: str = "INFO"
+    log_format: str = "text"
     access_log: bool = True
     metrics_require_token: bool = True
     debounce_ms: int = 20
-    force_polling: bool = False
+    # None: let watchfiles decide (its WATCHFILES_FORCE_POLLING and its WSL/network
+    # file system detection); true or false only when the operator says so.
+    force_polling: bool | None = None
     reconcile_interval: float = 300.0
     max_file_bytes: int = 256 * 1024 * 1024
     shutdown_timeout: float = 10.0
+    max_connections: int = 0  # 0: what the open-file limit leaves room for (capacity.py), at most 10,000
     trash_days: float = 0.0
     events_buffer: int = 10_000
     events_keepalive: float = 15.0
     state_dir: Path | None = None
     snapshot_interval: float = 60.0
     config_file: Path | None = None
+    token_source: str = "token"  # where the token came from (never the token itself)
 
     @property
     def sessions_dir(self) -> Path:
@@ -57,7 +63,6 @@ class Settings:
         return self.state_dir / "index.snapshot.json" if self.state_dir else None
 
 
-# name -> (parser for strings from env/flags, description of what is valid)
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -75,37 +80,53 @@ def _proxies(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-_FROM_TEXT: dict[str, Any] = {
-    "workspace": str,
-    "token": str,
-    "token_file": str,
-    "host": str,
-    "port": int,
-    "unix": str,
-    "unix_mode": _octal,
-    "rate_limit_per_ip": int,
-    "rate_limit_per_token": int,
-    "rate_limit_max_clients": int,
-    "trusted_proxies": _proxies,
-    "log_level": str,
-    "access_log": _bool,
-    "metrics_require_token": _bool,
-    "debounce_ms": int,
-    "force_polling": _bool,
-    "reconcile_interval": float,
-    "max_file_bytes": int,
-    "shutdown_timeout": float,
-    "trash_days": float,
-    "events_buffer": int,
-    "events_keepalive": float,
-    "state_dir": str,
-    "snapshot_interval": float,
-}
-KNOWN = frozenset(_FROM_TEXT)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Setting:
+    """One setting, described once: how env/flag text becomes a value, and what it is."""
+
+    name: str
+    parse: Callable[[str], Any]
+    help: str
+    flag: bool = False  # also a command-line flag (--name-with-dashes)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("workspace", str, "agent workspace; sessions are read from DIR/sessions", flag=True),
+    Setting("token", str, "API token, 16+ printable ASCII characters (prefer token_file)"),
+    Setting("token_file", str, "file holding the API token; re-read on reload", flag=True),
+    Setting("host", str, "TCP address to listen on; empty: unix socket only", flag=True),
+    Setting("port", int, "TCP port (0: any free port, logged once bound)", flag=True),
+    Setting("unix", str, "also listen on this unix socket", flag=True),
+    Setting("unix_mode", _octal, "unix socket permissions, octal", flag=True),
+    Setting("rate_limit_per_ip", int, "requests/min per client IP (0: off)", flag=True),
+    Setting("rate_limit_per_token", int, "requests/min per token (0: off)", flag=True),
+    Setting("rate_limit_max_clients", int, "rate-limit buckets kept per limit"),
+    Setting("trusted_proxies", _proxies, "comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed", flag=True),
+    Setting("log_level", str, "DEBUG, INFO, WARNING, ERROR or CRITICAL", flag=True),
+    Setting("log_format", str, "text, or json: one JSON object per line", flag=True),
+    Setting("access_log", _bool, "one log line per request (0/1)", flag=True),
+    Setting("metrics_require_token", _bool, "whether /metrics on the API listener needs the token"),
+    Setting("debounce_ms", int, "file-event batch window in milliseconds"),
+    Setting("force_polling", _bool, "poll the folder instead of inotify (NFS, SMB)", flag=True),
+    Setting("reconcile_interval", float, "seconds between stat-only checks of index against disk (0: off)"),
+    Setting("max_file_bytes", int, "larger session files are reported invalid unread"),
+    Setting("shutdown_timeout", float, "seconds in-flight requests get on SIGTERM"),
+    Setting("max_connections", int, "connections served at once; past it, probes are answered and the rest 503 (0: from the open-file limit)"),
+    Setting("trash_days", float, "days a deleted session stays restorable (0: DELETE is permanent)"),
+    Setting("events_buffer", int, "changes kept for Last-Event-ID resumes of the event feed"),
+    Setting("events_keepalive", float, "seconds between keep-alive comments on event streams"),
+    Setting("state_dir", str, "where the index snapshot is kept (default: $STATE_DIRECTORY)"),
+    Setting("snapshot_interval", float, "seconds between snapshot refreshes"),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+KNOWN = frozenset(BY_NAME)
+# SESSIOND_* variables that are not settings of the daemon but are expected beside them.
+OTHER_VARIABLES = frozenset({"SESSIOND_CONFIG", "SESSIOND_URL"})
 # An empty variable usually means "unset"; for these it is a deliberate value
 # (no token: refuse to start; no host: unix socket only; no proxies; no socket).
 _EMPTY_IS_A_VALUE = frozenset({"token", "host", "trusted_proxies", "unix"})
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("text", "json")
 
 
 def env_name(name: str) -> str:
@@ -136,15 +157,37 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for name, parse in _FROM_TEXT.items():
+    for name, setting in BY_NAME.items():
+        parse = setting.parse
         raw = env.get(env_name(name))
         if raw is None or (raw == "" and name not in _EMPTY_IS_A_VALUE):
             continue
         try:
             out[name] = parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{env_name(name)}: invalid value {_show(name, raw)} ({exc})") from None
+        except ValueError:
+            raise ConfigError(f"{env_name(name)}: {_show(name, raw)} is not {expected(parse)}") from None
     return out
+
+
+def expected(parse: Callable[[str], Any]) -> str:
+    """What text *parse* accepts, for error messages."""
+    return {
+        int: "a whole number",
+        float: "a number",
+        _bool: "a switch (0/1, true/false, yes/no, on/off)",
+        _octal: "an octal mode like 660",
+    }.get(parse, "valid")
+
+
+def unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """One line per SESSIOND_* variable that names no setting (a typo is otherwise silent)."""
+    known = {env_name(name) for name in KNOWN} | OTHER_VARIABLES
+    lines = []
+    for var in sorted(v for v in env if v.startswith("SESSIOND_") and v not in known):
+        close = difflib.get_close_matches(var, sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else f"; known: {', '.join(sorted(known))}"
+        lines.append(f"{var}: not a sessiond setting, ignored{hint}")
+    return lines
 
 
 def _show(name: str, value: object) -> str:
@@ -169,16 +212,20 @@ def load(
     return validate(merged, env)
 
 
-def _token(values: dict[str, Any], env: Mapping[str, str]) -> str:
+def _token(values: dict[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
     token = values.pop("token", None)
     token_file = values.pop("token_file", None)
-    source = "token"
+    source = "token setting"
     if token is None and token_file:
         source = f"token_file {token_file}"
         try:
             token = Path(token_file).read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"token_file: cannot read {token_file} ({exc}); fix SESSIOND_TOKEN_FILE") from None
+        except OSError as exc:
+            raise ConfigError(f"token_file: cannot read {token_file} ({exc.strerror}); fix the path or its permissions") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"token_file: {token_file} is not UTF-8 text; write the token into it as text") from None
+        if not token:
+            raise ConfigError(f"token_file: {token_file} is empty; write the token (16+ printable ASCII characters) into it")
     if token is None and env.get("CREDENTIALS_DIRECTORY"):
         cred = Path(env["CREDENTIALS_DIRECTORY"]) / "token"
         if cred.exists():
@@ -187,6 +234,8 @@ def _token(values: dict[str, Any], env: Mapping[str, str]) -> str:
                 token = cred.read_text(encoding="utf-8").strip()
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"token: cannot read systemd credential {cred} ({exc})") from None
+            if not token:
+                raise ConfigError(f"token: the systemd credential {cred} is empty; put the token in its source file")
     if not token:
         raise ConfigError(
             "token: no API token configured; set SESSIOND_TOKEN, SESSIOND_TOKEN_FILE "
@@ -196,7 +245,7 @@ def _token(values: dict[str, Any], env: Mapping[str, str]) -> str:
         raise ConfigError(f"token: the {source} must be printable ASCII without spaces")
     if len(token) < 16:
         raise ConfigError(f"token: the {source} is too short ({len(token)} chars); use at least 16")
-    return token
+    return token, source
 
 
 def _int(values: dict[str, Any], name: str, low: int, high: int) -> None:
@@ -220,7 +269,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     """Check every setting once; the first problem raises ConfigError."""
     values = dict(values)
     env = os.environ if env is None else env
-    token = _token(values, env)
+    token, values["token_source"] = _token(values, env)
 
     raw_ws = values.pop("workspace", None)
     if not raw_ws:
@@ -237,6 +286,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _int(values, "max_file_bytes", 1024, 1 << 40)
     _float(values, "reconcile_interval", 0, 86400 * 7)
     _float(values, "shutdown_timeout", 0, 3600)
+    _int(values, "max_connections", 0, 1_000_000)
     _float(values, "trash_days", 0, 3650)
     _int(values, "events_buffer", 1, 10_000_000)
     _float(values, "events_keepalive", 0.01, 3600)
@@ -268,6 +318,11 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
         if level not in LOG_LEVELS:
             raise ConfigError(f"log_level: {values['log_level']!r} is not one of {', '.join(LOG_LEVELS)}")
         values["log_level"] = level
+    if "log_format" in values:
+        fmt = str(values["log_format"]).lower()
+        if fmt not in LOG_FORMATS:
+            raise ConfigError(f"log_format: {values['log_format']!r} is not one of {', '.join(LOG_FORMATS)}")
+        values["log_format"] = fmt
     for name in ("access_log", "metrics_require_token", "force_polling"):
         if name in values and not isinstance(values[name], bool):
             raise ConfigError(f"{name}: {values[name]!r} is not true or false")

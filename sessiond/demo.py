@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import secrets
 import time
 from pathlib import Path
 
 import orjson
+
+from .loader import file_name_for
 
 DEMO_KEYS = (
     "api:a3f9c2e8b1d4",
@@ -19,11 +20,13 @@ DEMO_KEYS = (
     "discord:987654321",
     "slack:U01234ABCDE",
 )
+# The README's examples need old sessions as well as new ones: these three last
+# changed in 2025 (before updated_before=1764000000, and older than 30 days),
+# with fixed times so their files are the same on every `make run`.
+OLD_KEYS = {"telegram:123456789": 1_762_000_000.0, "discord:987654321": 1_761_000_000.0, "slack:U01234ABCDE": 1_760_000_000.0}
 
 
-def file_name(key: str) -> str:
-    """The agent's file name for a session key (lossy; the key inside the file is the truth)."""
-    return re.sub(r"[^\w\-.]", "_", key) + ".json"
+file_name = file_name_for
 
 
 def write_session(folder: Path, session: dict[str, object]) -> Path:
@@ -36,7 +39,7 @@ def write_session(folder: Path, session: dict[str, object]) -> Path:
 
 
 def demo_session(key: str, n: int, now: float) -> dict[str, object]:
-    """A small, plausible conversation."""
+    """A small, plausible conversation of 2*n messages, last updated n minutes before *now*."""
     messages: list[dict[str, object]] = []
     for i in range(n):
         messages.append({"role": "user", "content": f"Question {i + 1} for {key}?"})
@@ -52,7 +55,7 @@ def prepare(root: Path) -> tuple[Path, Path, bool]:
     now = time.time()
     if not any(sessions.glob("*.json")):
         for i, key in enumerate(DEMO_KEYS):
-            write_session(sessions, demo_session(key, i + 1, now))
+            write_session(sessions, demo_session(key, i + 1, OLD_KEYS.get(key, now)))
     token_path = root / "token"
     created = not token_path.exists()
     if created:

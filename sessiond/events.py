@@ -17,10 +17,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .index import Change
-from .keys import EVENTS, SETTINGS, WATCHER
+from .keys import EVENTS, SETTINGS
 from .loader import MAX_KEY_LENGTH
 from .params import bad_parameter
 from .query import QueryError, meta, single_values, whole_number
+from .responses import WRITE_TIMEOUT
 
 PARAMS = frozenset({"prefix", "since"})
 
@@ -121,11 +122,9 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     prefix = values.get("prefix", "")
     if len(prefix) > MAX_KEY_LENGTH:
         return bad_parameter(QueryError("prefix", f"must be at most {MAX_KEY_LENGTH} characters"))
-    # The first load announces nothing (it would be every session): a stream opened
-    # before it ends gets a resync once the index is ready.
-    ready = request.app[WATCHER].ready
-    loaded = None if ready.is_set() else asyncio.ensure_future(ready.wait())
-    response = EventSourceResponse(sep="\n", ping_interval=request.app[SETTINGS].events_keepalive)
+    response = EventSourceResponse(
+        sep="\n", ping_interval=request.app[SETTINGS].events_keepalive, send_timeout=WRITE_TIMEOUT
+    )
     response.headers["Cache-Control"] = "no-store"
     await response.prepare(request)
     wakeup = feed.subscribe()  # nothing is missed meanwhile: `last` is fixed, the buffer keeps the rest
@@ -135,8 +134,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         while not feed.closed:
             wakeup.clear()
             batch = feed.since(last)
-            if batch is None or (loaded is not None and loaded.done()):
-                loaded = None
+            if batch is None:
                 data = {"seq": feed.seq, "reason": "events were missed; list the sessions again"}
                 await response.send(orjson.dumps(data).decode(), id=str(feed.seq), event="resync")
                 last = feed.seq
@@ -146,7 +144,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
                     await response.send(event.data, id=str(event.seq), event=event.kind)
                 last = event.seq
             waiter = asyncio.ensure_future(wakeup.wait())
-            await asyncio.wait({waiter, gone, loaded} - {None}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({waiter, gone}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()
             if gone.done():
                 break
@@ -154,8 +152,6 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         pass  # the client went away, or stalled past the send timeout (the transport is aborted)
     finally:
         feed.unsubscribe(wakeup)
-        if loaded is not None:
-            loaded.cancel()
         response.stop_streaming()
         with contextlib.suppress(asyncio.CancelledError):
             await gone

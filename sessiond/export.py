@@ -1,26 +1,34 @@
 """GET /api/v1/export: one session's file as stored, or NDJSON of every session a filter matches.
 
-Both stream: a file is read in chunks off the event loop, never whole into memory, and
-NDJSON goes out a few files at a time. Paths come from the index, never from a key.
+Both stream: a file is read in chunks off the event loop (aiofiles), never whole into
+memory, and NDJSON goes out a few files at a time. Paths come from the index, never
+from a key, and every file is opened relative to the verified sessions folder.
+No read goes past the file's size when it was opened, nor past max_file_bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
+import json
 import logging
 import os
 import stat as stat_mod
+from collections.abc import Callable
 from urllib.parse import quote
 
+import aiofiles.threadpool
 import orjson
 from aiohttp import web
 
+from .folder import Folder, FolderUnusable
 from .keys import SETTINGS, STORE
-from .loader import OPEN_FLAGS
+from .loader import OPEN_FLAGS, InvalidSession, parse_session, read_at_most
 from .params import bad_parameter
 from .query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
-from .responses import NOT_FOUND, error_response, etag_matches
+from .responses import NOT_FOUND, error_response, etag_matches, write_or_drop
 
 log = logging.getLogger(__name__)
 
@@ -45,31 +53,40 @@ async def export(request: web.Request) -> web.StreamResponse:
     return await _ndjson(request, query)
 
 
-def open_regular(folder: str, name: str) -> tuple[int, os.stat_result] | None:
-    """An open descriptor and stat of *folder/name*, or None if it is gone or not a regular file."""
-    try:
-        fd = os.open(os.path.join(folder, name), OPEN_FLAGS)
-    except OSError:
-        return None
-    st = os.fstat(fd)
-    if not stat_mod.S_ISREG(st.st_mode):
-        os.close(fd)
-        return None
-    return fd, st
+def opener_in(folder: Folder) -> Callable[[str, int], int]:
+    """An `open(..., opener=)` that opens a session file inside *folder*, never through a symlink.
+
+    Refuses anything but a regular file (a FIFO or device named `*.json` is no session).
+    """
+
+    def open_session(name: str, flags: int) -> int:
+        with folder.open() as dir_fd:
+            fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise IsADirectoryError(f"{name!r} is not a regular file")
+        return fd
+
+    return open_session
 
 
 def _etag(st: os.stat_result) -> str:
-    return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'
+    return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}-{st.st_size:x}"'
 
 
 async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
-    record = request.app[STORE].index.get(key)
-    loop = asyncio.get_running_loop()
-    opened = None if record is None else await loop.run_in_executor(None, open_regular, request.app[STORE].folder, record.name)
-    if record is None or opened is None:
+    store = request.app[STORE]
+    record = await store.find(key)
+    folder = store.folder
+    if record is None or folder is None:
         return error_response(404, NOT_FOUND)
-    fd, st = opened
     try:
+        raw = await _open(record.name, opener_in(folder))
+    except (OSError, FolderUnusable):
+        return error_response(404, NOT_FOUND)  # gone (or replaced by something that is not a file) meanwhile
+    fh = aiofiles.threadpool.wrap(raw)  # reads go to the executor, a chunk at a time
+    try:
+        st = os.fstat(fh.fileno())
         etag = _etag(st)
         if etag_matches(request.headers.get("If-None-Match", ""), etag):
             return web.Response(status=304, headers={"ETag": etag})
@@ -80,65 +97,105 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
                 "Content-Disposition": f"attachment; filename*=UTF-8''{quote(record.name)}",
             }
         )
-        # Chunked, not Content-Length: a file rewritten in place while we read cannot
-        # make us break a promised length; the agent's renames never touch our open file.
+        # Chunked, not Content-Length: if the file is rewritten in place while we read,
+        # the stream is cut instead of passing off a mix as the file. The agent's renames
+        # never touch the file we hold open.
         response.enable_chunked_encoding()
         await response.prepare(request)
-        if request.method != "HEAD":
-            with contextlib.suppress(ConnectionResetError):  # the client went away
-                while chunk := await loop.run_in_executor(None, os.read, fd, CHUNK):
-                    await response.write(chunk)
+        if request.method == "HEAD":
+            return response
+        left = min(st.st_size, request.app[SETTINGS].max_file_bytes)
+        with contextlib.suppress(ConnectionResetError):  # the client went away
+            while left > 0 and (chunk := await fh.read(min(CHUNK, left))):
+                await write_or_drop(request, response, chunk)
+                left -= len(chunk)
+            if _etag(os.fstat(fh.fileno())) != etag and request.transport is not None:
+                log.warning("export of %r cut: the file changed while it was sent", record.name)
+                request.transport.abort()
+                return response
+            await response.write_eof()
         return response
     finally:
-        os.close(fd)
+        raw.close()  # at once, even when the client went away and the handler is cancelled
 
 
-def read_lines(folder: str, names: list[str], max_bytes: int) -> bytes:
-    """Each named session file as one compact JSON line; files gone or no longer valid are skipped."""
+async def _open(name: str, opener: Callable[[str, int], int]) -> io.FileIO:
+    """open() in the executor; a file opened for a handler cancelled meanwhile is closed, not leaked."""
+    opening = asyncio.get_running_loop().run_in_executor(None, functools.partial(io.FileIO, name, "rb", opener=opener))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(lambda done: done.exception() is None and done.result().close())
+        raise
+
+
+def read_lines(folder: Folder, files: list[tuple[str, str]], max_bytes: int) -> bytes:
+    """Each (name, key) session file as one JSON line, exactly as stored; files gone or no longer that session are skipped."""
     lines = []
-    for name in names:
-        opened = open_regular(folder, name)
-        if opened is None:
-            continue
-        fd, st = opened
-        try:
-            data = _read_all(fd) if st.st_size <= max_bytes else b""
-        except OSError as exc:
-            log.warning("export: cannot read %s: %s", name, exc.strerror)
-            continue
-        finally:
-            os.close(fd)
-        try:
-            lines.append(orjson.dumps(orjson.loads(data)) + b"\n")
-        except orjson.JSONDecodeError:
-            log.debug("export: %s is no longer valid JSON; skipped", name)
+    with folder.open() as dir_fd:
+        for name, key in files:
+            try:
+                fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat_mod.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+                    continue
+                data = read_at_most(fd, st.st_size, max_bytes + 1)
+            except OSError as exc:
+                log.warning("export: cannot read %r: %s", name, exc.strerror)
+                continue
+            finally:
+                os.close(fd)
+            if len(data) <= max_bytes and (line := _one_line(data, key)) is not None:
+                lines.append(line)
     return b"".join(lines)
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, CHUNK):
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _one_line(data: bytes, key: str) -> bytes | None:
+    try:
+        if parse_session(data).key != key:
+            return None  # another session took the file since the index matched it
+    except InvalidSession:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # UTF-16 and the like, which json.loads reads too: written out again, values unchanged.
+        return json.dumps(json.loads(data)).encode() + b"\n"
+    # In valid JSON a line break can only be whitespace between tokens (inside a string
+    # it must be escaped), so the stored document, NaN and big integers included,
+    # becomes one line without being parsed and written again.
+    return text.replace("\r", " ").replace("\n", " ").encode() + b"\n"
 
 
 async def _ndjson(request: web.Request, query: Query) -> web.StreamResponse:
     store = request.app[STORE]
     max_bytes = request.app[SETTINGS].max_file_bytes
     records = run(store.index, query).records  # a snapshot of who matches now
+    folder = store.folder
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     response.enable_chunked_encoding()
     await response.prepare(request)
-    if request.method == "HEAD":
+    if request.method == "HEAD" or folder is None:
         return response
     loop = asyncio.get_running_loop()
-    batch: list[str] = []
+    batch: list[tuple[str, str]] = []
     size = 0
     with contextlib.suppress(ConnectionResetError):  # the client went away
         for i, record in enumerate(records):
-            batch.append(record.name)
+            batch.append((record.name, record.key))
             size += record.stat.size
             if len(batch) >= BATCH_FILES or size >= BATCH_BYTES or i == len(records) - 1:
-                await response.write(await loop.run_in_executor(None, read_lines, store.folder, batch, max_bytes))
+                try:
+                    lines = await loop.run_in_executor(None, read_lines, folder, batch, max_bytes)
+                except FolderUnusable as exc:
+                    # The folder was replaced: what follows would not be these sessions.
+                    # A stream that simply ended would pass for the whole export, so it
+                    # ends with an error record (documented in the OpenAPI description).
+                    await response.write(orjson.dumps({"error": {"detail": f"Export cut short: {exc}"}}) + b"\n")
+                    return response
+                await write_or_drop(request, response, lines)
                 batch, size = [], 0
     return response

@@ -34,8 +34,8 @@ def setup_features(app: web.Application) -> None:
     app[METRICS].registry.register(FeedMetrics(feed))
     trash = None
     if settings.trash_days > 0:
-        trash = Trash(store.folder, settings.trash_days, lambda name: store.index.file_state(name), settings.max_file_bytes)
-        store.remove_file = trash.move
+        trash = Trash(settings.trash_days)
+        store.destination = trash
     app[TRASH] = trash
 
     app.router.add_post("/api/v1/sessions:batchDelete", batch_delete)

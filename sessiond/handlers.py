@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from . import __version__
-from .keys import METRICS, SETTINGS, STARTED_AT, STORE, WATCHER
+from .keys import METRICS, STARTED_AT, STORE, WATCHER
 from .listing import query_response
 from .loader import MAX_KEY_LENGTH
 from .responses import NOT_FOUND, error_response, etag_matches, json_response
-from .store import SessionNotFound
-
+from .store import DeleteFailed, SessionNotFound
+from .watcher import WatchState
 
 
 def _key(request: web.Request) -> str | web.Response:
@@ -44,7 +46,7 @@ async def get_session(request: web.Request) -> web.Response:
     key = _key(request)
     if isinstance(key, web.Response):
         return key
-    record = request.app[STORE].index.get(key)
+    record = await request.app[STORE].find(key)
     if record is None:
         return error_response(404, NOT_FOUND)
     return json_response(
@@ -63,34 +65,62 @@ async def delete_session(request: web.Request) -> web.Response:
     key = _key(request)
     if isinstance(key, web.Response):
         return key
+    store = request.app[STORE]
     try:
-        record = await request.app[STORE].delete(key)
+        if await store.find(key) is None:  # a session the agent saved a moment ago is found
+            raise SessionNotFound(key)
+        record = await store.delete(key)
     except SessionNotFound:
         return error_response(404, NOT_FOUND)
+    except DeleteFailed as exc:
+        return error_response(503, f"Session not deleted: {exc}")
     return json_response({"deleted": True, "key": record.key})
 
 
 def _problem(app: web.Application) -> str | None:
     watcher = app[WATCHER]
     if not watcher.ready.is_set():
-        return f"starting: {watcher.state}"
+        return f"starting: {watcher.describe()}"
     return watcher.problem  # e.g. "sessions folder gone", "degraded: watcher restarting ..."
+
+
+def readiness(app: web.Application) -> tuple[int, dict[str, Any]]:
+    """What /health and /readyz answer: 200 once indexed with a live watcher, else 503 and why."""
+    problem = _problem(app)
+    if problem:
+        return 503, {"status": "unavailable", "reason": problem}
+    return 200, {"status": "ok", "sessions": len(app[STORE].index)}
+
+
+def liveness(app: web.Application) -> tuple[int, dict[str, Any]]:
+    """What /livez answers: 200 while the process can serve at all; 503 means "restart me"."""
+    if app[WATCHER].state is WatchState.FAILED:
+        return 503, {"status": "failed", "reason": "watcher failed"}
+    return 200, {"status": "ok"}
+
+
+def probe_answer(app: web.Application) -> Callable[[str], tuple[int, dict[str, Any]] | None]:
+    """The probes' answers by path, for a responder outside aiohttp (capacity.py)."""
+    probes = {"/health": readiness, "/readyz": readiness, "/livez": liveness}
+
+    def answer(path: str) -> tuple[int, dict[str, Any]] | None:
+        probe = probes.get(path)
+        return probe(app) if probe is not None else None
+
+    return answer
 
 
 async def health(request: web.Request) -> web.Response:
     """GET /health (public): 200 once indexed with a live watcher, else 503 and why."""
-    problem = _problem(request.app)
-    if problem:
-        return json_response({"status": "unavailable", "reason": problem}, status=503)
-    return json_response({"status": "ok", "sessions": len(request.app[STORE].index)})
+    status, body = readiness(request.app)
+    return json_response(body, status=status)
 
 
 async def livez(request: web.Request) -> web.Response:
     """GET /livez (public): 200 while the process can serve at all (the loop answers and
     the watcher has not failed for good); a failure here means "restart me"."""
-    if request.app[WATCHER].state == "failed":
-        return json_response({"status": "failed", "reason": "watcher failed"}, status=503)
-    return json_response({"status": "ok"})
+    status, body = liveness(request.app)
+    return json_response(body, status=status)
 
 
 async def api_health(request: web.Request) -> web.Response:
@@ -107,7 +137,7 @@ async def api_health(request: web.Request) -> web.Response:
             "sessions": len(index),
             "invalid_files": len(index.invalid),
             "collisions": index.collision_count,
-            "watcher": app[WATCHER].state,
+            "watcher": app[WATCHER].state.value,
         },
         status=200 if problem is None else 503,
     )
@@ -129,6 +159,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/health", api_health)
     app.router.add_get("/api/v1/sessions", list_sessions)
-    app.router.add_get("/api/v1/sessions/{key:.+}", get_session)
-    app.router.add_delete("/api/v1/sessions/{key:.+}", delete_session)
+    # [\s\S], not ".": a key may hold a newline (%0A), and "." stops at one.
+    app.router.add_get(r"/api/v1/sessions/{key:[\s\S]+}", get_session)
+    app.router.add_delete(r"/api/v1/sessions/{key:[\s\S]+}", delete_session)
 

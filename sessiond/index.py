@@ -11,11 +11,17 @@ from sortedcontainers import SortedList
 
 
 class FileStat(NamedTuple):
-    """What a cheap stat tells about a file; equal stats mean an unchanged file."""
+    """What a cheap stat tells about a file; equal stats mean an unchanged file.
+
+    The change time is part of it because user space cannot set it back: `touch -r`,
+    `cp -p` or `rsync -t` can restore size and mtime over new content, and a new
+    file can reuse an inode, but every one of them moves the ctime.
+    """
 
     size: int
     mtime_ns: int
     inode: int
+    ctime_ns: int
 
 
 class SessionRecord:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .keys import STORE
+from .keys import RUNTIME, STORE
 from .query import LIST_PARAMS, QueryError, meta, parse_query, run, single_values
 from .params import bad_parameter
 from .responses import json_response
@@ -20,7 +20,7 @@ def query_response(request: web.Request) -> web.Response | None:
         values = single_values(request.query.items(), LIST_PARAMS)
         if not values:
             return None
-        query = parse_query(values)
+        query = parse_query(values, request.app[RUNTIME].cursor_key)
     except QueryError as exc:
         return bad_parameter(exc)
     page = run(request.app[STORE].index, query)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 import itertools
+import platform
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Info, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from . import __version__
 from .typedefs import Handler
 
 if TYPE_CHECKING:
@@ -67,6 +69,9 @@ def _task_count() -> int:
         return 0
 
 
+# Label values come from bounded sets only: a client may send any method it likes.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -106,6 +111,22 @@ class _RequestStats(Collector):
         yield duration
 
 
+class SandboxedProcessCollector(ProcessCollector):
+    """prometheus-client's process_* figures, also under systemd's ProcSubset=pid.
+
+    The stock collector reads the boot time from /proc/stat and, where that is
+    hidden, silently exports nothing. The boot time is also now minus
+    CLOCK_BOOTTIME, which needs no file at all.
+    """
+
+    def _boot_time(self) -> float:
+        try:
+            btime = super()._boot_time()
+        except OSError:
+            btime = None
+        return float(btime) if btime else time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 class Metrics:
     """The app's metrics: collectors plus request figures fed by a middleware."""
 
@@ -113,6 +134,10 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = _RequestStats()
         self.registry.register(self.requests)
+        # The contract: every name starts with sessiond_, process figures included.
+        SandboxedProcessCollector(namespace="sessiond", registry=self.registry)
+        build = Info("sessiond_build", "The running sessiond and Python", registry=self.registry)
+        build.info({"version": __version__, "python": platform.python_version()})
 
     def watch(
         self, store: SessionStore, watcher: SessionWatcher, limiters: Callable[[], dict[str, RateLimiter]]
@@ -142,6 +167,7 @@ class Metrics:
             finally:
                 resource = request.match_info.route.resource
                 route = resource.canonical if resource is not None else "unmatched"
-                record(route, request.method, status, time.perf_counter() - started)
+                method = request.method if request.method in METHODS else "other"
+                record(route, method, status, time.perf_counter() - started)
 
         return observe

@@ -106,7 +106,8 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "oneOf": [{"required": ["keys"]}, {"required": ["filter"]}],
         "properties": {
-            "keys": {"type": "array", "items": KEY, "minItems": 1},
+            "keys": {"type": "array", "items": KEY, "minItems": 1, "maxItems": 10_000,
+                     "description": "At most 10,000 keys; the body at most 2 MiB."},
             "filter": _ref("Filter"),
             "dry_run": {"type": "boolean", "default": False},
             "max": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1000,
@@ -243,7 +244,11 @@ PATHS: dict[str, Any] = {
     )},
     "/api/v1/export": {"get": _op(
         "With key: that session's file as stored. Otherwise: NDJSON of every session the filter matches.",
-        {"200": {"description": "The file (application/json, with ETag) or NDJSON, streamed.",
+        {"200": {"description": "The file (application/json, with ETag) or NDJSON, streamed: each line a "
+                                "session file exactly as stored (NaN and big integers included). A file that "
+                                "changes while it is sent cuts the connection instead of being passed off as "
+                                "whole; an NDJSON export that cannot go on ends with the line "
+                                '{"error": {"detail": "..."}}.',
                  "content": {JSON: {"schema": {"type": "object"}},
                              "application/x-ndjson": {"schema": {"type": "string"}}}},
          "304": {"description": "If-None-Match matched the file's ETag."}, **BAD, **NOT_FOUND},

@@ -17,10 +17,24 @@ def bad_parameter(exc: QueryError) -> web.Response:
     return json_response({"detail": str(exc), "parameter": exc.param}, status=400)
 
 
-async def read_object(request: web.Request, fields: frozenset[str]) -> dict[str, Any]:
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refused with 413 past *limit* bytes (which may exceed the app's own limit)."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_object(request: web.Request, fields: frozenset[str], limit: int | None = None) -> dict[str, Any]:
     """The request's JSON object body; unknown fields are refused, never ignored."""
+    raw = await request.read() if limit is None else await read_body(request, limit)
     try:
-        body = orjson.loads(await request.read())
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise QueryError("body", "is not valid JSON") from None
     if not isinstance(body, dict):

@@ -11,6 +11,7 @@ import binascii
 import dataclasses
 import hashlib
 import heapq
+import hmac
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -28,7 +29,9 @@ PAGE_PARAMS = frozenset({"limit", "cursor", "include"})
 LIST_PARAMS = FILTER_PARAMS | ORDER_PARAMS | PAGE_PARAMS
 SORTS = ("key", "created_at", "updated_at", "message_count")
 MAX_LIMIT = 10_000
-MAX_CURSOR = 512
+# A cursor holds the last key served (up to 4096 characters, JSON-escaped), base64'd.
+MAX_CURSOR = 48 * 1024
+NOT_OURS = "is not a cursor this service made; start again without it"
 
 
 class QueryError(ValueError):
@@ -80,6 +83,7 @@ class Query:
     limit: int | None = None
     after: tuple[Any, str] | None = None  # the sort position of the last item already seen
     include_meta: bool = False
+    cursor_key: bytes = b""  # signs the cursors this query hands out (see _encode_cursor)
 
 
 class Page(NamedTuple):
@@ -163,8 +167,11 @@ def parse_filter(values: Mapping[str, object]) -> Filter:
     return Filter(**fields)
 
 
-def parse_query(values: Mapping[str, str]) -> Query:
-    """The query named by list or export parameters (already reduced by `single_values`)."""
+def parse_query(values: Mapping[str, str], cursor_key: bytes = b"") -> Query:
+    """The query named by list or export parameters (already reduced by `single_values`).
+
+    *cursor_key* signs the cursors handed out, and checks the one given.
+    """
     flt = parse_filter({k: v for k, v in values.items() if k in FILTER_PARAMS})
     sort = values.get("sort", "key")
     if sort not in SORTS:
@@ -176,7 +183,7 @@ def parse_query(values: Mapping[str, str]) -> Query:
     include = values.get("include")
     if include not in (None, "meta"):
         raise QueryError("include", "must be meta")
-    query = Query(flt, sort, order == "desc", limit, None, include == "meta")
+    query = Query(flt, sort, order == "desc", limit, None, include == "meta", cursor_key)
     if "cursor" in values:
         query = dataclasses.replace(query, after=_decode_cursor(values["cursor"], query))
     return query
@@ -185,6 +192,8 @@ def parse_query(values: Mapping[str, str]) -> Query:
 # -- cursors ---------------------------------------------------------------------
 # A cursor is the sort position (value, key) of the last item served, so the next page
 # starts strictly after it: sessions added or removed between pages shift nothing.
+# It is signed (HMAC-SHA256 with a key derived from the API token), so a cursor is
+# either one this service made or a 400; its values are checked all the same.
 
 
 def _fingerprint(query: Query) -> str:
@@ -192,22 +201,52 @@ def _fingerprint(query: Query) -> str:
     return hashlib.sha256(orjson.dumps(shape)).hexdigest()[:12]
 
 
-def _encode_cursor(query: Query, position: tuple[Any, str]) -> str:
-    raw = orjson.dumps([1, _fingerprint(query), position[0], position[1]])
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(key: bytes, payload: bytes) -> bytes:
+    return hmac.new(key, payload, hashlib.sha256).digest()[:16]
+
+
+def _encode_cursor(query: Query, position: tuple[Any, str]) -> str:
+    payload = orjson.dumps([1, _fingerprint(query), position[0], position[1]])
+    return _b64(payload) + "." + _b64(_signature(query.cursor_key, payload))
+
+
+_VALUE_TYPES: dict[str, Callable[[object], bool]] = {
+    "key": lambda v: isinstance(v, str),
+    "created_at": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "updated_at": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "message_count": lambda v: type(v) is int,
+}
+
+
 def _decode_cursor(text: str, query: Query) -> tuple[Any, str]:
-    if len(text) > MAX_CURSOR:
-        raise QueryError("cursor", "is not a cursor this service made; start again without it")
+    if len(text) > MAX_CURSOR or text.count(".") != 1:
+        raise QueryError("cursor", NOT_OURS)
+    body, _, mac = text.partition(".")
     try:
-        version, fingerprint, value, key = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (binascii.Error, ValueError, TypeError):
-        raise QueryError("cursor", "is not a cursor this service made; start again without it") from None
-    if version != 1 or not isinstance(key, str):
-        raise QueryError("cursor", "is not a cursor this service made; start again without it")
+        payload, signature = _unb64(body), _unb64(mac)
+    except (binascii.Error, ValueError):
+        raise QueryError("cursor", NOT_OURS) from None
+    if not hmac.compare_digest(signature, _signature(query.cursor_key, payload)):
+        raise QueryError("cursor", NOT_OURS)
+    try:
+        decoded = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise QueryError("cursor", NOT_OURS) from None
+    if not (isinstance(decoded, list) and len(decoded) == 4 and decoded[0] == 1 and isinstance(decoded[3], str)):
+        raise QueryError("cursor", NOT_OURS)
+    _, fingerprint, value, key = decoded
     if fingerprint != _fingerprint(query):
         raise QueryError("cursor", "belongs to another query; repeat the same filter, sort and order with it")
+    if not _VALUE_TYPES[query.sort](value):
+        raise QueryError("cursor", NOT_OURS)
     return (value, key)
 
 

@@ -29,6 +29,8 @@ class ReconcileSchedule:
         self._last_event = -math.inf
         self._not_before = now
         self._periodic_due = now + interval if interval > 0 else math.inf
+        self._soon = False
+        self._duty_after = now
 
     def saw_events(self, now: float) -> None:
         """A batch of events arrived."""
@@ -36,18 +38,29 @@ class ReconcileSchedule:
             self._burst_start = now
         self._last_event = now
 
+    def soon(self, now: float) -> None:
+        """Events were lost just now (a watch had to be set up again): check as soon as allowed."""
+        self._soon = True
+        self.saw_events(now)
+
     def due_at(self) -> float:
         """Monotonic time of the next reconcile (inf: none planned)."""
         due = self._periodic_due
+        if self._soon:
+            # Lost events are known, not suspected: only the duty cycle holds the check back.
+            return min(due, self._duty_after)
         if self._burst_start is not None:
             burst_over = min(self._last_event + SETTLE, self._burst_start + MAX_DEFER)
             due = min(due, max(burst_over, self._not_before))
         return due
 
-    def done(self, started: float, finished: float) -> None:
-        """A reconcile ran from *started* to *finished*."""
+    def done(self, started: float, finished: float, cost: float | None = None) -> None:
+        """A reconcile ran from *started* to *finished*, of which *cost* seconds were work (default: all)."""
+        cost = finished - started if cost is None else cost
         # Events that arrived while it ran may have been lost after its walk: check them too.
         self._burst_start = started if self._last_event >= started else None
-        self._not_before = finished + max(MIN_GAP, DUTY * (finished - started))
+        self._soon = False
+        self._duty_after = finished + DUTY * cost
+        self._not_before = max(self._duty_after, finished + MIN_GAP)
         if self.interval > 0:
             self._periodic_due = finished + self.interval

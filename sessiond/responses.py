@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 NOT_FOUND = "Session not found"
+# A client that takes no byte of a streamed response for this long is dropped, so a
+# stalled reader cannot hold a handler (or a stop) for ever.
+WRITE_TIMEOUT = 30.0
 
 
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -28,3 +32,14 @@ def etag_matches(if_none_match: str, etag: str) -> bool:
 def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> web.Response:
     """The contract's error shape: `{"detail": ...}`."""
     return json_response({"detail": detail}, status=status, headers=headers)
+
+
+async def write_or_drop(request: web.BaseRequest, response: web.StreamResponse, data: bytes) -> None:
+    """Write *data*; a client that takes none of it within WRITE_TIMEOUT is cut (ConnectionResetError)."""
+    try:
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await response.write(data)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("client stopped reading") from None

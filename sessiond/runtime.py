@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
+
 from .config import Settings
 from .middlewares.auth import token_id
 from .middlewares.forwarded import TrustedProxies
@@ -11,9 +15,15 @@ PROBES = ("/health", "/livez", "/readyz")
 # The operators' web page: static files, public (the data it shows needs the token).
 PAGE_PREFIX = "/ui/"
 PAGE_PATHS = ("/ui",)
-# Settings that only take effect at start: a reload that changes them says so.
-RESTART_ONLY = (
-    "workspace", "host", "port", "unix", "unix_mode", "debounce_ms", "force_polling", "max_file_bytes", "shutdown_timeout",
+# What a reload applies: Runtime (below) and the CLI's logging set-up read these.
+LIVE = frozenset({
+    "token", "rate_limit_per_ip", "rate_limit_per_token", "rate_limit_max_clients", "trusted_proxies",
+    "metrics_require_token", "log_level", "log_format", "access_log",
+})
+# Every other setting is read once, at start: a reload that changes one says so.
+# Derived, so that a new setting is never silently ignored by a reload.
+RESTART_ONLY = tuple(
+    field.name for field in dataclasses.fields(Settings) if field.name not in LIVE | {"config_file", "token_source"}
 )
 
 
@@ -26,11 +36,18 @@ class Runtime:
         self.settings = settings
         self.ip_limiter: RateLimiter | None = None
         self.token_limiter: RateLimiter | None = None
+        # Wrong tokens per client address, at the per-IP rate, on every path that needs
+        # a token: /metrics is exempt from the per-IP limit (monitoring must not starve),
+        # so guessing there is limited by this one.
+        self.auth_failure_limiter: RateLimiter | None = None
         self._configure(settings)
 
     def _configure(self, settings: Settings) -> None:
         self.token = settings.token.encode("ascii")
         self.token_id = token_id(self.token)
+        # Signs list cursors: stable across restarts and instances sharing the token,
+        # void once the token is rotated.
+        self.cursor_key = hmac.new(self.token, b"sessiond list cursor", hashlib.sha256).digest()
         public = set(PROBES) | set(PAGE_PATHS)
         if not settings.metrics_require_token:
             public.add("/metrics")
@@ -38,6 +55,9 @@ class Runtime:
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.ip_limiter = _limiter(self.ip_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients)
         self.token_limiter = _limiter(self.token_limiter, settings.rate_limit_per_token, settings.rate_limit_max_clients)
+        self.auth_failure_limiter = _limiter(
+            self.auth_failure_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients
+        )
         self.settings = settings
 
     def reload(self, settings: Settings) -> list[str]:
@@ -48,7 +68,7 @@ class Runtime:
 
     def limiters(self) -> dict[str, RateLimiter]:
         """The active limiters by name (for metrics)."""
-        active = {"ip": self.ip_limiter, "token": self.token_limiter}
+        active = {"ip": self.ip_limiter, "token": self.token_limiter, "auth_failure": self.auth_failure_limiter}
         return {name: limiter for name, limiter in active.items() if limiter is not None}
 
 

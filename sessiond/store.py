@@ -1,17 +1,19 @@
-"""SessionStore: the index plus the I/O around it (scan, re-read, delete)."""
+"""SessionStore: the index plus the I/O around it (scan, re-read, look up, delete)."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from . import loader, snapshot
+from . import loader, removal, snapshot
+from .folder import Folder, FolderChanged, FolderUnusable
 from .index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,20 @@ class SessionNotFound(LookupError):
     """No session is indexed under that key."""
 
 
+class DeleteFailed(Exception):
+    """The session could not be deleted and nothing was changed; the message is safe to show."""
+
+
 ChangeListener = Callable[[list[Change]], None]
-# Removes one session file (folder, name); True if it was there. Blocking: runs in an executor.
-FileRemover = Callable[[str, str], bool]
+
+
+class _Big:
+    """Marks a file to be parsed in a child process, off the hint loop."""
+
+    __slots__ = ()
+
+
+BIG = _Big()
 
 
 class SessionStore:
@@ -40,24 +53,27 @@ class SessionStore:
 
     def __init__(
         self,
-        folder: os.PathLike[str] | str,
+        path: os.PathLike[str] | str,
         max_file_bytes: int,
-        remove_file: FileRemover | None = None,
         snapshot_path: Path | None = None,
     ) -> None:
-        self.folder = os.fspath(folder)
+        self.path = os.fspath(path)
+        # The verified folder (folder.py); None while it is gone or unusable, when it holds nothing.
+        self.folder: Folder | None = None
         self.snapshot_path = snapshot_path
         self.snapshot_version = -1
         self._snapshot_lock = asyncio.Lock()
         self.last_scan_counts = (0, 0)  # (files read, files kept from the snapshot)
         self.max_file_bytes = max_file_bytes
-        self.remove_file: FileRemover = remove_file or unlink_if_present
+        self.destination: removal.Destination = removal.Unlink()
         self.index = SessionIndex()
-        # Serialises "read a file, then update the index" against DELETE, so a
-        # read that started before an unlink cannot put the session back.
+        # Serialises "read files, then update the index" and DELETE's "check, move,
+        # update", so a read that started before an unlink cannot put the session back.
         self.lock = asyncio.Lock()
         self.listeners: list[ChangeListener] = []
         self._retries: dict[str, int] = {}
+        self._big: dict[str, asyncio.Task[None]] = {}
+        self._big_again: set[str] = set()
         self._reported_invalid: set[tuple[str, str]] = set()
         self._reported_collisions: set[tuple[str, ...]] = set()
         self.last_change = time.monotonic()
@@ -68,54 +84,76 @@ class SessionStore:
         # One set per running reconcile: names re-read meanwhile came through an event, not lost.
         self._applied_during_walks: list[set[str]] = []
         self.drift_files = 0  # files a reconcile found out of date that no event had reported
+        self.last_walk_seconds = 0.0  # what the last reconcile's stat walk took (its cost, without waits)
 
     # -- whole-folder --------------------------------------------------------
 
     async def scan(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Read every session file off the event loop and replace the index with the result.
 
-        With a snapshot, only files whose stat differs from it are read.
+        With a snapshot, only files whose stat differs from it are read, and every
+        file it does not vouch for (new, changed, or invalid before) is read.
         """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
+        folder = self.folder
+        if folder is None:
+            self._load([], started, 0, 0)
+            return
+        if self.scans == 0:
+            await loop.run_in_executor(None, self._tidy_after_crash, folder)
         previous = None
         if self.snapshot_path is not None:
-            previous = await loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.folder)
+            previous = await loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
         kept: list[tuple[str, FileState]] = []
         if previous is None:
-            names = await loop.run_in_executor(None, _names_in, self.folder)  # no stat: reads fstat anyway
+            names = await loop.run_in_executor(None, _names_in, folder)  # no stat: reads fstat anyway
             total = len(names)
         else:
-            taken_at, states = previous
-            listing = await loop.run_in_executor(None, _listing, self.folder)
+            taken_at, records = previous
+            listing = await loop.run_in_executor(None, _listing, folder)
             names = []
             for name, st in listing:
-                state = states.get(name)
-                if state is not None and snapshot.still_valid(state, st, taken_at):
-                    kept.append((name, state))
+                record = records.get(name)
+                if record is not None and snapshot.still_valid(record, st, taken_at):
+                    kept.append((name, record))
                 else:
                     names.append(name)
             total = len(listing)
-            del states, listing
-        results = kept + await self._read_all(names, total, progress)
-        self.last_scan_counts = (len(names), len(kept))
+            del records, listing
+        results = kept + await self._read_all(folder, names, total, progress)
+        self._load(results, started, len(names), len(kept))
+
+    def _tidy_after_crash(self, folder: Folder) -> None:
+        if self.snapshot_path is not None and (count := snapshot.remove_leftovers(self.snapshot_path)):
+            log.info("removed %d unfinished snapshot file(s) of an earlier run", count)
+        removal.recover_interrupted(folder, self.max_file_bytes)
+
+    def _load(self, results: list[tuple[str, FileState]], started: float, read: int, kept: int) -> None:
+        self.last_scan_counts = (read, kept)
         changes = self.index.load(results)
         self.scans += 1
         self._retries.clear()
-        for name, state in results:
+        for _, state in results:
             if isinstance(state, InvalidFile):
                 self._report_invalid(state)
         self._report_collisions()
         self.last_change = time.monotonic()
         log.info(
             "indexed %d sessions from %d files in %.2fs (%d read, %d unchanged since the snapshot, %d invalid)",
-            len(self.index), total, time.monotonic() - started, len(names), len(kept), len(self.index.invalid),
+            len(self.index), len(results), time.monotonic() - started, read, kept, len(self.index.invalid),
         )
         if changes:
             self._notify(changes)
 
+    async def clear(self) -> None:
+        """Forget every file: the folder is gone or unusable, so it holds nothing we may serve."""
+        async with self.lock:
+            self.folder = None
+            self._load([], time.monotonic(), 0, 0)
+
     async def _read_all(
-        self, names: list[str], total: int, progress: Callable[[int, int], None] | None
+        self, folder: Folder, names: list[str], total: int, progress: Callable[[int, int], None] | None
     ) -> list[tuple[str, FileState]]:
         loop = asyncio.get_running_loop()
         chunks = [names[i : i + SCAN_CHUNK] for i in range(0, len(names), SCAN_CHUNK)]
@@ -129,7 +167,7 @@ class SessionStore:
                 max_workers=os.cpu_count() or 2, mp_context=multiprocessing.get_context("forkserver")
             )
         try:
-            futures = [loop.run_in_executor(pool, _read_flat, self.folder, chunk, self.max_file_bytes) for chunk in chunks]
+            futures = [loop.run_in_executor(pool, _read_flat, folder, chunk, self.max_file_bytes) for chunk in chunks]
             for future in asyncio.as_completed(futures):
                 flats = await future
                 results.extend(snapshot.unflatten(flat) for flat in flats)
@@ -155,7 +193,7 @@ class SessionStore:
             states = self.index.file_states()  # a cheap copy on the loop; encoding happens in a thread
             loop = asyncio.get_running_loop()
             try:
-                count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.folder, states)
+                count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.path, states)
             except OSError as exc:
                 log.warning("cannot write snapshot %s: %s", self.snapshot_path, exc)
                 return
@@ -170,21 +208,24 @@ class SessionStore:
             await asyncio.sleep(interval)
 
     async def reconcile(
-        self, *, in_flight: Container[str] = (), grace: float = 0.0, expect_changes: bool = False
+        self, *, in_flight: Callable[[str], bool] | None = None, grace: float = 0.0, expect_changes: bool = False,
+        recheck_invalid: bool = False,
     ) -> int:
         """Stat-walk the folder and re-read only the files whose stat differs from the index.
 
         Returns the drift: files that disagreed with the index and still did *grace*
-        seconds after the walk, not counting names in *in_flight* (a live set the
-        watcher fills meanwhile). With *expect_changes* (a new folder) differences are
-        not drift.
+        seconds after the walk, not counting names *in_flight* says the watcher has
+        been told about meanwhile. With *expect_changes* (a new folder)
+        differences are not drift. With *recheck_invalid*, every invalid file is read
+        again whatever its stat (a limit raised, a permission granted).
         """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         applied: set[str] = set()
         self._applied_during_walks.append(applied)
         try:
-            stale = await loop.run_in_executor(None, loader.stale_names, self.folder, self.index.file_stats())
+            stale = await loop.run_in_executor(None, _stale, self.folder, self.index.file_stats())
+            self.last_walk_seconds = time.monotonic() - started
             # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
             stale = [(name, st) for name, st in stale if name not in self._retries]
             drift = 0
@@ -194,12 +235,16 @@ class SessionStore:
                 drift = sum(
                     1
                     for name, st in stale
-                    if name not in in_flight and name not in applied and self._recorded_stat(name) != st
+                    if not (in_flight and in_flight(name)) and name not in applied and self._recorded_stat(name) != st
+                    and loader.name_is_text(name)  # such names are never reported by the watch
                 )
         finally:
             self._applied_during_walks.remove(applied)
-        if stale:
-            await self.refresh([name for name, _ in stale])
+        names = [name for name, _ in stale]
+        if recheck_invalid:
+            names.extend(name for name in list(self.index.invalid) if name not in set(names))
+        if names:
+            await self.refresh(names)
         self.reconciles += 1
         self.drift_files += drift
         if drift:
@@ -214,23 +259,75 @@ class SessionStore:
     # -- single files --------------------------------------------------------
 
     async def refresh(self, names: Iterable[str]) -> list[Change]:
-        """Re-read each named file and record what is on disk now (the watcher's hints)."""
+        """Re-read each named file and record what is on disk now (the watcher's hints).
+
+        Files too big to parse in the daemon are handed to a child process in the
+        background, so the names after them do not wait.
+        """
         loop = asyncio.get_running_loop()
         names = [n for n in names if loader.is_session_name(n)]
         changes: list[Change] = []
         for i in range(0, len(names), APPLY_CHUNK):
             chunk = names[i : i + APPLY_CHUNK]
             async with self.lock:
-                states = await loop.run_in_executor(None, loader.scan_names, self.folder, chunk, self.max_file_bytes)
+                folder = self.folder
+                if folder is None:
+                    break  # gone or unusable: the watcher empties the index and resyncs
+                try:
+                    states = await loop.run_in_executor(None, _read_inline, folder, chunk, self.max_file_bytes)
+                except FolderUnusable:
+                    break  # replaced under us: the watcher sees it and resyncs
                 for name, state in states:
-                    changes.extend(self._apply(name, state))
+                    if state is BIG:
+                        self._parse_in_child(name)
+                    else:
+                        changes.extend(self._apply(name, state))  # type: ignore[arg-type]
                 self.files_applied += len(states)
                 for seen in self._applied_during_walks:
                     seen.update(chunk)
+        self._publish(changes)
+        return changes
+
+    def _publish(self, changes: list[Change]) -> None:
         if changes:
             self._report_collisions()
             self._notify(changes)
-        return changes
+
+    def _parse_in_child(self, name: str) -> None:
+        if name in self._big:
+            self._big_again.add(name)  # changed again while being parsed: parse once more after
+            return
+        task = asyncio.create_task(self._parse_big(name), name="sessiond-big-parse")
+        self._big[name] = task
+        task.add_done_callback(lambda _: self._big.pop(name, None))
+
+    async def _parse_big(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._big_again.discard(name)
+            folder = self.folder
+            if folder is None:
+                return
+            try:
+                state = await loop.run_in_executor(None, _read_big, folder, name, self.max_file_bytes)
+            except FolderUnusable:
+                return
+            async with self.lock:
+                # Applied only if the file is still what the child read: otherwise a newer
+                # event (or the re-run below) has the truth.
+                now = await loop.run_in_executor(None, _stat_in, folder, name)
+                if name not in self._big_again and (state.stat if state is not None else None) == now:
+                    changes = self._apply(name, state)
+                    self.files_applied += 1
+                else:
+                    changes = []
+                    self._big_again.add(name)
+            self._publish(changes)
+            if name not in self._big_again:
+                return
+            await self.refresh([name])  # small again, or still big: refresh decides
+            if name not in self._big_again:
+                return
 
     def _apply(self, name: str, state: FileState) -> list[Change]:
         if isinstance(state, InvalidFile) and self._should_retry(name, state):
@@ -249,46 +346,68 @@ class SessionStore:
         self.retry_hook(name, RETRY_DELAYS[attempt])
         return True
 
+    async def find(self, key: str) -> SessionRecord | None:
+        """The record for *key*; on a miss, the agent's file for it is looked at first.
+
+        Read-your-writes: the agent may have saved the session a moment ago and the
+        watch not have reported it yet. One stat of the file the agent's naming rule
+        gives; a read only if that file is not what the index already knows.
+        """
+        record = self.index.get(key)
+        folder = self.folder
+        if record is not None or folder is None:
+            return record
+        name = loader.file_name_for(key)
+        if len(os.fsencode(name)) > removal.NAME_MAX:
+            return None
+        now = await asyncio.get_running_loop().run_in_executor(None, _stat_in, folder, name)
+        if (record := self.index.get(key)) is not None:
+            return record  # the watcher got there while we looked
+        if now is None or now == self._recorded_stat(name):
+            return None
+        await self.refresh([name])
+        return self.index.get(key)
+
     async def delete(self, key: str) -> SessionRecord:
         """Remove every file claiming *key* and drop it from the index before returning.
 
         Raises SessionNotFound when no file on disk still holds the session (see
-        _remove_claimant for what counts); the index then records what is there.
+        removal.py for what counts; the index then records what is there), and
+        DeleteFailed when a file could not be removed (nothing else was changed).
         """
-        async with self.lock:
-            record = self.index.get(key)
-            if record is None:
-                raise SessionNotFound(key)
-            loop = asyncio.get_running_loop()
-            changes: list[Change] = []
-            removed = 0
-            for name in self.index.files_for(key):
-                indexed = self._recorded_stat(name)
-                gone, now = await loop.run_in_executor(None, self._remove_claimant, name, key, indexed)
-                removed += gone
-                changes.extend(self.index.set_file(name, None if gone else now))
-        self._notify(changes)
+        loop = asyncio.get_running_loop()
+        changes: list[Change] = []
+        removed = 0
+        try:
+            async with self.lock:
+                record = self.index.get(key)
+                folder = self.folder
+                if record is None or folder is None:
+                    raise SessionNotFound(key)
+                for name in self.index.files_for(key):
+                    indexed = self.index.file_state(name)
+                    outcome = await loop.run_in_executor(
+                        None, removal.remove_claimant, folder, name, key,
+                        indexed if isinstance(indexed, SessionRecord) else None, self.max_file_bytes, self.destination,
+                    )
+                    removed += outcome.removed
+                    changes.extend(self.index.set_file(name, None if outcome.removed else outcome.now))
+                    for seen in self._applied_during_walks:
+                        seen.add(name)
+        except FolderChanged:
+            raise DeleteFailed("the sessions folder changed meanwhile; try again") from None
+        except FolderUnusable as exc:
+            raise DeleteFailed(f"the sessions folder {exc}") from None
+        except removal.RemovalFailed as exc:
+            raise DeleteFailed(str(exc)) from None
+        except OSError as exc:
+            log.warning("cannot delete session %r: %s", key, exc.strerror)
+            raise DeleteFailed(f"{exc.strerror or 'the file system refused'}; nothing was changed") from None
+        finally:
+            self._publish(changes)
         if not removed:
             raise SessionNotFound(key)  # someone else removed it first; the index has healed
         return record
-
-    def _remove_claimant(self, name: str, key: str, indexed: FileStat | None) -> tuple[bool, FileState]:
-        """Remove file *name* if it still holds session *key*; blocking.
-
-        The same inode is the indexed file (perhaps mid-way through an in-place
-        rewrite): removed. A new inode is an atomic rewrite that landed after
-        indexing: removed only if it still claims *key*, else left alone and
-        returned so the index can record it. Returns (removed, state now).
-        """
-        try:
-            inode = os.lstat(os.path.join(self.folder, name)).st_ino
-        except FileNotFoundError:
-            return False, None
-        if indexed is None or inode != indexed.inode:
-            now = loader.read_state(self.folder, name, self.max_file_bytes)
-            if not (isinstance(now, SessionRecord) and now.key == key):
-                return False, now
-        return self.remove_file(self.folder, name), None
 
     # -- reporting -----------------------------------------------------------
 
@@ -302,45 +421,71 @@ class SessionStore:
         if marker not in self._reported_invalid:
             self._reported_invalid.add(marker)
             log.warning("ignoring %r: %s", bad.name, bad.reason)  # %r: a name may hold newlines
-        if len(self._reported_invalid) > 10_000:
-            self._reported_invalid = {(n, b.reason) for n, b in self.index.invalid.items()}
+        # Pruned with the files it describes: a file fixed or gone is forgotten.
+        if len(self._reported_invalid) > 2 * len(self.index.invalid) + 64:
+            self._reported_invalid = {(n, b.reason) for n, b in self.index.invalid.items()} | {marker}
 
     def _report_collisions(self) -> None:
-        for key, names in self.index.collisions().items():
-            marker = (key, *names)
-            if marker not in self._reported_collisions:
-                self._reported_collisions.add(marker)
-                log.warning("key %r is claimed by %d files; serving %r", key, len(names), names[0])
+        if not self.index.collision_count and not self._reported_collisions:
+            return
+        current = {(key, *names) for key, names in self.index.collisions().items()}
+        for key, *names in current - self._reported_collisions:
+            log.warning("key %r is claimed by %d files; serving %r", key, len(names), names[0])
+        self._reported_collisions = current  # what the disk holds now, nothing more
 
 
-def _names_in(folder: str) -> list[str]:
-    with os.scandir(folder) as entries:
+# -- blocking helpers (executor threads and worker processes) ---------------------------
+
+
+def _names_in(folder: Folder) -> list[str]:
+    with folder.open() as dir_fd, os.scandir(dir_fd) as entries:
         return [entry.name for entry in entries if loader.is_session_name(entry.name)]
 
 
-def _listing(folder: str) -> list[tuple[str, FileStat]]:
-    return list(loader.list_session_files(folder))
+def _listing(folder: Folder) -> list[tuple[str, FileStat]]:
+    with folder.open() as dir_fd:
+        return list(loader.list_session_files(dir_fd))
 
 
-def _read_flat(folder: str, names: list[str], max_bytes: int) -> list[snapshot.Flat]:
+def _stale(folder: Folder | None, known: dict[str, FileStat]) -> list[tuple[str, FileStat | None]]:
+    if folder is None:
+        return loader.stale_names(None, known)
+    try:
+        with folder.open() as dir_fd:
+            return loader.stale_names(dir_fd, known)
+    except FolderUnusable:
+        return []  # replaced or gone: the watcher resyncs against the new folder
+
+
+def _stat_in(folder: Folder, name: str) -> FileStat | None:
+    with contextlib.suppress(OSError, FolderUnusable), folder.open() as dir_fd:
+        return loader.stat_of(os.lstat(name, dir_fd=dir_fd))
+    return None
+
+
+def _read_inline(folder: Folder, names: list[str], max_bytes: int) -> list[tuple[str, FileState | _Big]]:
+    out: list[tuple[str, FileState | _Big]] = []
+    with folder.open() as dir_fd:
+        for name in names:
+            try:
+                out.append((name, loader.read_state(dir_fd, name, max_bytes)))
+            except loader.NeedsChild:
+                out.append((name, BIG))
+    return out
+
+
+def _read_big(folder: Folder, name: str, max_bytes: int) -> FileState:
+    with folder.open() as dir_fd:
+        return loader.read_fully(folder, dir_fd, name, max_bytes)
+
+
+def _read_flat(folder: Folder, names: list[str], max_bytes: int) -> list[snapshot.Flat]:
     # Runs in a worker process for big scans: plain tuples pickle several times faster
     # than record objects. A file gone since the listing is simply left out.
     flats = []
-    for name in names:
-        flat = snapshot.flatten(name, loader.read_state(folder, name, max_bytes))
-        if flat is not None:
-            flats.append(flat)
+    with folder.open() as dir_fd:
+        for name in names:
+            flat = snapshot.flatten(name, loader.read_fully(folder, dir_fd, name, max_bytes))
+            if flat is not None:
+                flats.append(flat)
     return flats
-
-
-def unlink_if_present(folder: str, name: str) -> bool:
-    """Unlink a session file; False if it was already gone."""
-    # Names come from the index, which only holds top-level `*.json` names found in
-    # this folder, so this never reaches outside it.
-    if not loader.is_session_name(name):
-        raise ValueError(f"refusing to delete {name!r}")
-    try:
-        os.unlink(os.path.join(folder, name))
-    except FileNotFoundError:
-        return False
-    return True

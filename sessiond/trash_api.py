@@ -15,6 +15,8 @@ from .keys import STORE, TRASH
 from .params import bad_parameter, read_object, string_list
 from .query import QueryError
 from .responses import error_response, json_response
+from .folder import FolderUnusable
+from .removal import RemovalFailed
 from .trash import RestoreError, Trash, TrashEntry
 
 log = logging.getLogger(__name__)
@@ -42,8 +44,28 @@ async def list_trash(request: web.Request) -> web.Response:
     trash = request.app[TRASH]
     if trash is None:
         return error_response(404, TRASH_OFF)
-    entries = await asyncio.get_running_loop().run_in_executor(None, trash.entries)
+    try:
+        entries = await _entries(request.app, trash)
+    except TrashUnavailable as exc:
+        return error_response(503, str(exc))
     return json_response({"items": [_show(trash, e) for e in reversed(entries)], "count": len(entries)})
+
+
+class TrashUnavailable(Exception):
+    """The trash cannot be read now; the message says why (no paths)."""
+
+
+async def _entries(app: web.Application, trash: Trash) -> list[TrashEntry]:
+    folder = app[STORE].folder
+    if folder is None:
+        return []  # no sessions folder, no trash in it
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, trash.entries, folder)
+    except (FolderUnusable, RemovalFailed) as exc:
+        raise TrashUnavailable(f"Trash unavailable: {exc}") from None
+    except OSError as exc:
+        log.warning("cannot read the trash: %s", exc.strerror)
+        raise TrashUnavailable(f"Trash unavailable: {exc.strerror}") from None
 
 
 async def restore(request: web.Request) -> web.Response:
@@ -59,7 +81,10 @@ async def restore(request: web.Request) -> web.Response:
         ids = string_list(body, "ids", MOST) if "ids" in body else []
     except QueryError as exc:
         return bad_parameter(exc)
-    entries = await asyncio.get_running_loop().run_in_executor(None, trash.entries)
+    try:
+        entries = await _entries(request.app, trash)
+    except TrashUnavailable as exc:
+        return error_response(503, str(exc))
     newest = {e.key: e for e in entries}  # oldest first, so the newest of a key is kept
     by_id = {e.id: e for e in entries}
     wanted = [("key", k, newest.get(k)) for k in keys] + [("id", i, by_id.get(i)) for i in ids]
@@ -81,9 +106,12 @@ async def _put_back(app: web.Application, entry: TrashEntry | None) -> str | Non
     store = app[STORE]
     if entry.key is not None and entry.key in store.index:
         return "A session with this key exists; delete it first"
+    folder = store.folder
+    if folder is None:
+        return "The sessions folder is gone"
     try:
-        name = await asyncio.get_running_loop().run_in_executor(None, app[TRASH].restore, entry.id)
-    except RestoreError as exc:
+        name = await asyncio.get_running_loop().run_in_executor(None, app[TRASH].restore, folder, entry.id)
+    except (RestoreError, FolderUnusable, RemovalFailed) as exc:
         return str(exc)
     except OSError as exc:
         log.warning("cannot restore trash entry %s: %s", entry.id, exc.strerror)
@@ -95,7 +123,7 @@ async def _put_back(app: web.Application, entry: TrashEntry | None) -> str | Non
 async def purge_trash(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: purge expired trash now and then, while the app runs (if the trash is on)."""
     trash = app[TRASH]
-    task = asyncio.create_task(_purge_forever(trash), name="sessiond-trash-purge") if trash else None
+    task = asyncio.create_task(_purge_forever(app, trash), name="sessiond-trash-purge") if trash else None
     yield
     if task is not None:
         task.cancel()
@@ -103,12 +131,17 @@ async def purge_trash(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-async def _purge_forever(trash: Trash) -> None:
+async def _purge_forever(app: web.Application, trash: Trash) -> None:
     loop = asyncio.get_running_loop()
     every = min(PURGE_EVERY, max(1.0, trash.retention / 10))
+    store = app[STORE]
     while True:
+        folder = store.folder
         try:
-            await loop.run_in_executor(None, trash.purge, time.time())
+            if folder is not None:
+                await loop.run_in_executor(None, trash.purge, folder, time.time())
+        except (FolderUnusable, RemovalFailed) as exc:
+            log.warning("trash purge skipped: %s", exc)
         except OSError as exc:
             log.warning("trash purge failed: %s", exc.strerror)
         await asyncio.sleep(every)

@@ -6,6 +6,8 @@ folder that is removed or replaced is dead without a word. So the task
 
 - also watches the workspace (not recursively), to see the sessions folder go,
   come back or be replaced, and then re-establishes the watch and resyncs;
+- uses the folder only while it is a real directory (folder.py): a symlink or
+  anything else in its place is "unusable", and the index is emptied;
 - reconciles (a stat-only walk, SessionStore.reconcile) after every burst of
   events, after any restart, and on a slow timer (see reconcile.py);
 - restarts a failed watch with backoff, reporting why through `problem`
@@ -16,40 +18,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import math
 import os
-import stat
 import time
 from collections.abc import AsyncIterator, Callable
 
 from watchfiles import BaseFilter, Change, awatch
 
+from .folder import Folder, FolderUnusable, identity, verify
 from .loader import is_session_name
 from .reconcile import ReconcileSchedule
 from .store import SessionStore
 
 log = logging.getLogger(__name__)
 
-FOLDER_POLL = 0.2  # seconds between looks for a missing sessions folder
+FOLDER_POLL = 0.2  # seconds between looks for a missing or unusable sessions folder
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 HEALTHY_AFTER = 30.0  # a watch that ran this long before failing starts the backoff afresh
 
-FolderId = tuple[int, int]
+
+class WatchState(enum.Enum):
+    """Where the watch is; `SessionWatcher.problem` turns every state but READY into a reason."""
+
+    STARTING = "starting"
+    INDEXING = "indexing"  # the first scan runs
+    READY = "ready"
+    RESYNCING = "resyncing"  # a new sessions folder is being indexed
+    DEGRADED = "degraded"  # the watch failed and is being restarted
+    GONE = "sessions folder gone"
+    UNUSABLE = "sessions folder unusable"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+# The API answers 503 in these states: its index is not (yet) the whole truth of a
+# folder it may read. GONE serves the empty truth; DEGRADED serves an index that may
+# lag (misses are looked up on disk).
+NOT_SERVING = frozenset({WatchState.STARTING, WatchState.INDEXING, WatchState.RESYNCING, WatchState.UNUSABLE})
 
 
 class WatchLost(RuntimeError):
     """The file watch ended without being asked to."""
-
-
-def folder_identity(path: str) -> FolderId | None:
-    """(device, inode) of the directory at *path*, or None if there is none."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 class SessionFileFilter(BaseFilter):
@@ -68,6 +80,14 @@ class SessionFileFilter(BaseFilter):
         return path in (self.folder, self.workspace)
 
 
+def _undecodable(exc: BaseException) -> bool:
+    # watchfiles raises its internal error, wrapped in an ExceptionGroup by anyio, and
+    # keeps raising it on every later event: its core cannot turn such a name into text.
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_undecodable(inner) for inner in exc.exceptions)
+    return type(exc).__name__ == "WatchfilesRustInternalError" and "Unable to decode path" in str(exc)
+
+
 class SessionWatcher:
     """Keeps a SessionStore equal to its folder: watch first, then scan, then apply hints."""
 
@@ -76,24 +96,30 @@ class SessionWatcher:
         store: SessionStore,
         *,
         debounce_ms: int = 20,
-        force_polling: bool = False,
+        force_polling: bool | None = None,
         reconcile_interval: float = 0.0,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.store = store
-        self.folder = os.path.normpath(store.folder)
+        self.folder = os.path.normpath(store.path)
         self.debounce_ms = debounce_ms
         self.force_polling = force_polling
         self.progress = progress
         self.schedule = ReconcileSchedule(reconcile_interval, time.monotonic())
         self.ready = asyncio.Event()
-        self.state = "starting"
+        self.state = WatchState.STARTING
+        self.why = ""  # the detail of DEGRADED and UNUSABLE
         self.batches = 0
         self.files_seen = 0
         self.restarts = 0
+        self.undecodable_restarts = 0
+        self.indexed = (0, 0)  # (files done, files in all) of the first scan
         self._hints: set[str] = set()
         self._folder_touched = False
         self._new_folder = False
+        self._quiet_restart = False
+        self._batch_lost = False
+        self._checking: asyncio.Task[None] | None = None  # a reconcile beside the hint loop
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         store.retry_hook = self._retry_later
@@ -108,7 +134,7 @@ class SessionWatcher:
 
     def _log_end(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self.state = "failed"
+            self._enter(WatchState.FAILED)
             log.error("file watcher stopped: %r", task.exception())
 
     async def stop(self) -> None:
@@ -123,17 +149,43 @@ class SessionWatcher:
         """True while the watch task runs."""
         return self._task is not None and not self._task.done()
 
+    def _enter(self, state: WatchState, why: str = "") -> None:
+        self.state, self.why = state, why
+
+    def describe(self) -> str:
+        """The state in words, e.g. "sessions folder unusable: is a symlink (not followed)"."""
+        if self.state is WatchState.INDEXING and self.indexed[1]:
+            return f"indexing {self.indexed[0]:,}/{self.indexed[1]:,} files"
+        return f"{self.state.value}: {self.why}" if self.why else self.state.value
+
+    def _indexing(self, done: int, total: int) -> None:
+        self.indexed = (done, total)
+        if self.progress is not None:
+            self.progress(done, total)
+
     @property
     def problem(self) -> str | None:
         """Why the index may not equal the disk right now, or None when it is in step."""
         if not self.alive:
             return "watcher down"
-        return None if self.state == "ready" else self.state
+        return None if self.state is WatchState.READY else self.describe()
+
+    @property
+    def not_serving(self) -> str | None:
+        """Why the API must answer 503 now (its index is not the whole truth), or None."""
+        if not self.ready.is_set() or self.state in NOT_SERVING:
+            if self.state in (WatchState.STARTING, WatchState.INDEXING):
+                return f"starting: {self.describe()}"
+            return self.describe()
+        return None
 
     def hint(self, name: str) -> None:
         """Ask for *name* to be re-read soon."""
         self._hints.add(name)
         self._wake.set()
+
+    def _hinted(self, name: str) -> bool:
+        return name in self._hints
 
     def _retry_later(self, name: str, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.hint, name)
@@ -148,32 +200,65 @@ class SessionWatcher:
                 try:
                     await self._watch(await self._await_folder())
                 except Exception as exc:
+                    if _undecodable(exc):
+                        # Not a failure of the watch: one file name it cannot report. Watch
+                        # again at once; a reconcile soon (it survives the restart) finds what
+                        # the lost batch held, and sees that file by its stat.
+                        self.undecodable_restarts += 1
+                        self._quiet_restart = True
+                        log.debug("a file name that is not UTF-8 changed; watching again")
+                        await asyncio.sleep(self.debounce_ms / 1000)  # a writer that never stops cannot spin us
+                        continue
+                    await self._stop_checking()
                     failures = 1 if time.monotonic() - began > HEALTHY_AFTER else failures + 1
                     self.restarts += 1
                     delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
-                    self.state = f"degraded: watcher restarting after {type(exc).__name__}"
+                    self._enter(WatchState.DEGRADED, f"watcher restarting after {type(exc).__name__}")
                     log.error("file watch failed (%r); restarting it in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
         finally:
-            self.state = "stopped"
+            await self._stop_checking()
+            self._enter(WatchState.STOPPED)
 
-    async def _await_folder(self) -> FolderId:
-        """The folder's identity once it exists; until then the index holds nothing."""
-        ident = folder_identity(self.folder)
-        if ident is not None:
-            return ident
-        log.warning("sessions folder %s is gone; serving nothing until it is back", self.folder)
-        await self.store.reconcile(expect_changes=True)  # every file went with it
-        self.state = "sessions folder gone"  # only now: while health says so, nothing is served
-        while (ident := folder_identity(self.folder)) is None:
+    async def _stop_checking(self) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._checking
+            self._checking = None
+
+    async def _await_folder(self) -> Folder:
+        """The verified folder once there is one; until then the index holds nothing."""
+        announced = None
+        while True:
+            try:
+                folder = verify(self.folder)
+                why = None if folder is not None else ""
+            except FolderUnusable as exc:
+                folder, why = None, str(exc)
+            if folder is not None:
+                break
+            if announced != why:
+                announced = why
+                if why:
+                    log.error("sessions folder %s %s; serving nothing until it is a real directory", self.folder, why)
+                else:
+                    log.warning("sessions folder %s is gone; serving nothing until it is back", self.folder)
+                await self.store.clear()  # every file went with it, or must not be read
+                self._enter(WatchState.UNUSABLE, why) if why else self._enter(WatchState.GONE)
+                self.ready.set()  # started: the truth is "nothing to serve", and the state says why
             await asyncio.sleep(FOLDER_POLL)
-        log.info("sessions folder %s is back", self.folder)
-        self._new_folder = True
-        return ident
+        if announced is not None:
+            log.info("sessions folder %s is a usable directory again", self.folder)
+            self._new_folder = True
+        elif self.store.folder is not None and self.store.folder.ident != folder.ident:
+            self._new_folder = True  # replaced by another directory between two looks
+        self.store.folder = folder
+        return folder
 
     # -- one watch -----------------------------------------------------------
 
-    async def _watch(self, ident: FolderId) -> None:
+    async def _watch(self, folder: Folder) -> None:
         """Watch the folder until it is removed or replaced (return) or the watch fails (raise)."""
         stop = asyncio.Event()  # one per watch: awatch sets it when its reader is cancelled
         events = awatch(
@@ -193,9 +278,9 @@ class SessionWatcher:
             # reader reach that point, so nothing written during the catch-up is missed.
             await asyncio.sleep(0)
             _raise_if_ended(reader)
-            await self._catch_up(ident)
-            self.state = "ready"
-            await self._apply_until_moved(reader, ident)
+            await self._catch_up()
+            self._enter(WatchState.READY)
+            await self._apply_until_moved(reader, folder)
         finally:
             stop.set()
             reader.cancel()
@@ -203,17 +288,26 @@ class SessionWatcher:
                 await reader
             await events.aclose()
 
-    async def _catch_up(self, ident: FolderId) -> None:
+    async def _catch_up(self) -> None:
         if not self.ready.is_set():
-            self.state = "indexing"
-            await self.store.scan(self.progress)
+            self._enter(WatchState.INDEXING)
+            await self.store.scan(self._indexing)
             self.ready.set()
             return
-        self.state = "resyncing"
-        # A new folder differs from the index by design; after a failed watch, any
-        # difference is an event that was lost while it was down.
-        await self._reconcile(expect_changes=self._new_folder)
-        self._new_folder = False
+        if self._new_folder:
+            # A new folder differs from the index by design: index it whole before serving.
+            self._enter(WatchState.RESYNCING)
+            await self._reconcile(expect_changes=True)
+            self._new_folder = False
+            return
+        if self._quiet_restart:
+            # Only the events of one batch were lost: a reconcile soon, the hints meanwhile.
+            self._quiet_restart = False
+            self._batch_lost = True
+            self.schedule.soon(time.monotonic())
+            return
+        # After a failed watch, any difference is an event that was lost while it was down.
+        await self._reconcile()
 
     async def _read(self, events: AsyncIterator[set[tuple[Change, str]]]) -> None:
         async for batch in events:
@@ -227,35 +321,30 @@ class SessionWatcher:
                     self._hints.add(os.path.basename(path))
             self._wake.set()
 
-    async def _apply_until_moved(self, reader: asyncio.Task[None], ident: FolderId) -> None:
+    async def _apply_until_moved(self, reader: asyncio.Task[None], folder: Folder) -> None:
         # A reconcile runs beside the hint loop, not in it: its stat walk takes seconds on
         # a huge folder, and new writes must not wait for it to become visible.
-        checking: asyncio.Task[None] | None = None
-        try:
-            while True:
-                await self._wait_for_work(reader, checking)
-                if checking is not None and checking.done():
-                    checking, done = None, checking
-                    done.result()  # a failed reconcile fails the watch, which restarts it
-                if self._folder_touched:
-                    self._folder_touched = False
-                    if folder_identity(self.folder) != ident:
-                        log.warning("sessions folder %s was removed or replaced; watching it afresh", self.folder)
-                        return
-                if self._hints:
-                    names, self._hints = self._hints, set()
-                    await self.store.refresh(sorted(names))
-                if checking is None and time.monotonic() >= self.schedule.due_at():
-                    if folder_identity(self.folder) != ident:
-                        return  # moved without an event saying so (polling can miss it)
-                    checking = asyncio.create_task(self._reconcile(), name="sessiond-reconcile")
-        finally:
-            if checking is not None:
-                checking.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await checking
+        while True:
+            await self._wait_for_work(reader)
+            if self._checking is not None and self._checking.done():
+                done, self._checking = self._checking, None
+                done.result()  # a failed reconcile fails the watch, which restarts it
+            if self._folder_touched:
+                self._folder_touched = False
+                if identity(self.folder) != folder.ident:
+                    log.warning("sessions folder %s was removed or replaced; watching it afresh", self.folder)
+                    await self._stop_checking()
+                    return
+            if self._hints:
+                names, self._hints = self._hints, set()
+                await self.store.refresh(sorted(names))
+            if self._checking is None and time.monotonic() >= self.schedule.due_at():
+                if identity(self.folder) != folder.ident:
+                    return  # moved without an event saying so (polling can miss it)
+                self._checking = asyncio.create_task(self._reconcile(), name="sessiond-reconcile")
 
-    async def _wait_for_work(self, reader: asyncio.Task[None], checking: asyncio.Task[None] | None) -> None:
+    async def _wait_for_work(self, reader: asyncio.Task[None]) -> None:
+        checking = self._checking
         timeout = math.inf if checking is not None else self.schedule.due_at() - time.monotonic()
         if not self._wake.is_set() and timeout > 0:
             waiter = asyncio.ensure_future(self._wake.wait())
@@ -267,9 +356,12 @@ class SessionWatcher:
 
     async def _reconcile(self, expect_changes: bool = False) -> None:
         started = time.monotonic()
+        # A batch lost to a name the watch could not report is known, not drift.
+        expect_changes, self._batch_lost = expect_changes or self._batch_lost, False
         # Names the watcher reports while the walk runs are in flight, not lost.
-        await self.store.reconcile(in_flight=self._hints, grace=3 * self.debounce_ms / 1000, expect_changes=expect_changes)
-        self.schedule.done(started, time.monotonic())
+        await self.store.reconcile(in_flight=self._hinted, grace=3 * self.debounce_ms / 1000, expect_changes=expect_changes)
+        # The duty cycle counts the walk, not the grace period spent waiting on the watch.
+        self.schedule.done(started, time.monotonic(), self.store.last_walk_seconds)
 
 
 def _raise_if_ended(reader: asyncio.Task[None]) -> None:

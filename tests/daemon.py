@@ -27,7 +27,13 @@ class Daemon:
     """A sessiond child process with its stderr kept in a file."""
 
     def __init__(
-        self, workspace: Path, *args: str, env: dict[str, str | None] | None = None, port: int | None = None, **popen: Any
+        self,
+        workspace: Path,
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        prefix: tuple[str, ...] = (),
+        port: int | None = None,
+        **popen: Any,
     ) -> None:
         self.port = port or free_port()
         self.log_path = workspace.parent / f"sessiond-{self.port}.log"
@@ -38,7 +44,8 @@ class Daemon:
         full_env.update(env or {})
         full_env = {k: v for k, v in full_env.items() if v is not None}  # None: unset it
         self.log = self.log_path.open("wb")
-        cmd = [sys.executable, "-m", "sessiond", "--workspace", str(workspace), "--port", str(self.port), *args]
+        # *prefix* runs the daemon through another command, e.g. setpriv as another user.
+        cmd = [*prefix, sys.executable, "-m", "sessiond", "--workspace", str(workspace), "--port", str(self.port), *args]
         self.proc = subprocess.Popen(cmd, env=full_env, stdout=self.log, stderr=subprocess.STDOUT, **popen)
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -50,14 +57,21 @@ class Daemon:
 
     def get(self, path: str, token: str | None = TOKEN, timeout: float = 5) -> tuple[int, bytes]:
         """A blocking GET (tests use it from threads or before an event loop exists)."""
-        request = urllib.request.Request(self.url + path)
+        status, _, body = self.request("GET", path, token=token, timeout=timeout)
+        return status, body
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, token: str | None = TOKEN, timeout: float = 5
+    ) -> tuple[int, dict[str, str], bytes]:
+        """A blocking request: (status, headers, body)."""
+        request = urllib.request.Request(self.url + path, data=body, method=method)
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:
-                return resp.status, resp.read()
+                return resp.status, dict(resp.headers), resp.read()
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+            return exc.code, dict(exc.headers), exc.read()
 
     def wait_ready(self, timeout: float = 15) -> None:
         """Poll /health until 200, or fail with the daemon's output."""

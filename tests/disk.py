@@ -21,7 +21,7 @@ def disk_model(folder: Path) -> dict[str, int]:
         return {}
     for name in names:
         path = folder / name
-        if not name.endswith(".json") or name.startswith(".") or path.is_symlink() or not path.is_file():
+        if not name.endswith(".json") or path.is_symlink() or not path.is_file():
             continue
         try:
             doc = json.loads(path.read_bytes())

@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sessiond.demo import file_name
+from sessiond.folder import Folder
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 
@@ -175,10 +176,10 @@ async def test_ignored_and_invalid_files(client: TestClient, sessions: Path, tmp
     (sessions / "nomsg.json").write_bytes(b'{"key": "nomsg", "messages": 3}')
     (sessions / "nokey.json").write_bytes(b'{"messages": []}')
     write_atomic(sessions, "good:1")
-    await eventually(lambda: "good:1" in store_of(client).index)
+    await eventually(lambda: {"good:1", "hidden:1"} <= set(store_of(client).index.keys()))
     await eventually(lambda: {"array.json", "empty.json", "nomsg.json", "nokey.json", "link.json"} <= set(store_of(client).index.invalid))
     listing = await (await client.get("/api/v1/sessions", headers=AUTH)).json()
-    assert listing == {"sessions": ["good:1"], "count": 1}
+    assert listing == {"sessions": ["good:1", "hidden:1"], "count": 2}  # a hidden name is a session like any other
     health = await (await client.get("/api/v1/health", headers=AUTH)).json()
     assert health["invalid_files"] == 5
     # an invalid file becomes a session when fixed
@@ -205,11 +206,11 @@ async def test_files_written_during_the_scan_are_seen(start_client, sessions: Pa
 
     original = store_mod._names_in
 
-    def slow_listing(folder: str) -> list[str]:
+    def slow_listing(folder: Folder) -> list[str]:
         names = original(folder)
         # a write lands after the scan listed the folder, before it is indexed
-        write_atomic(Path(folder), "during:scan")
-        os.unlink(os.path.join(folder, file_name("pre:0")))
+        write_atomic(Path(folder.path), "during:scan")
+        os.unlink(os.path.join(folder.path, file_name("pre:0")))
         return names
 
     monkeypatch.setattr(store_mod, "_names_in", slow_listing)
@@ -255,9 +256,9 @@ async def test_health_503_while_starting(aiohttp_client, make_settings, sessions
 
 async def test_unknown_route_and_wrong_method_are_json(client: TestClient) -> None:
     resp = await client.get("/api/v1/nothing-here", headers=AUTH)
-    assert resp.status == 404 and await resp.json() == {"detail": "Not found"}
+    assert resp.status == 404 and await resp.json() == {"detail": "Not Found"}
     resp = await client.post("/api/v1/sessions", headers=AUTH)
-    assert resp.status == 405 and (await resp.json())["detail"] == "Method not allowed"
+    assert resp.status == 405 and (await resp.json())["detail"] == "Method Not Allowed"
     assert "GET" in resp.headers["Allow"]
     resp = await client.put("/api/v1/sessions/x", headers=AUTH)
     assert resp.status == 405 and "detail" in await resp.json()

@@ -138,3 +138,13 @@ async def test_rejects_at_once_never_queues(aiohttp_client) -> None:
     resp = await client.get("/")
     assert resp.status == 429
     assert time.monotonic() - started < 0.5  # answered, not parked until capacity returns
+
+
+async def test_guessing_tokens_on_metrics_is_rate_limited_but_monitoring_is_not(start_client) -> None:
+    client = await start_client(rate_limit_per_ip=60)
+    statuses = [(await client.get("/metrics", headers={"Authorization": f"Bearer wrong-{i:04d}-guess"})).status for i in range(300)]
+    assert statuses.count(401) <= 61 and statuses.count(429) >= 239
+    limited = await client.get("/metrics", headers={"Authorization": "Bearer wrong"})
+    assert limited.headers["Retry-After"] and (await limited.json())["detail"] == "Rate limit exceeded"
+    for _ in range(100):  # the real token, from the same address, is never held up
+        assert (await client.get("/metrics", headers=AUTH)).status == 200

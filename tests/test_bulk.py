@@ -9,9 +9,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sessiond.demo import file_name
-from sessiond.store import unlink_if_present
 
-from .conftest import AUTH, eventually, store_of, write_atomic
+from .conftest import AUTH, eventually, immutable, store_of, write_atomic
 
 URL = "/api/v1/sessions:batchDelete"
 
@@ -61,25 +60,16 @@ async def test_max_guard_refuses_the_whole_batch(filled: TestClient) -> None:
     assert status == 200 and len(body["deleted"]) == 4
 
 
-async def test_failures_come_with_reasons(filled: TestClient) -> None:
+async def test_failures_come_with_reasons(filled: TestClient, sessions: Path) -> None:
     store = store_of(filled)
-
-    def remove(folder: str, name: str) -> bool:
-        if name == file_name("telegram:1"):
-            return False  # someone else removed it first
-        if name == file_name("telegram:2"):
-            raise PermissionError(13, "Permission denied", f"{folder}/{name}")
-        return unlink_if_present(folder, name)
-
-    store.remove_file = remove
-    status, body = await post(filled, {"filter": {"prefix": "telegram:"}})
+    with immutable(sessions / file_name("telegram:2")):  # the file system refuses, even root
+        status, body = await post(filled, {"keys": ["telegram:0", "nope", "telegram:2"]})
     assert status == 200
     assert body["deleted"] == ["telegram:0"]
-    assert body["failed"] == [
-        {"key": "telegram:1", "reason": "Session not found"},
-        {"key": "telegram:2", "reason": "Cannot delete: Permission denied"},
-    ]
-    assert "telegram:2" in store.index and "telegram:1" not in store.index
+    assert body["failed"][0] == {"key": "nope", "reason": "Session not found"}
+    assert body["failed"][1]["key"] == "telegram:2"
+    assert body["failed"][1]["reason"].startswith("Cannot delete: Operation not permitted")
+    assert "telegram:2" in store.index and (sessions / file_name("telegram:2")).exists()
 
 
 @pytest.mark.parametrize(
@@ -116,3 +106,14 @@ async def test_not_json_and_no_token(client: TestClient) -> None:
     assert resp.status == 401
     resp = await client.get(URL, headers=AUTH)
     assert resp.status == 405
+
+
+async def test_ten_thousand_keys_fit_and_more_are_refused_as_documented(client: TestClient, sessions: Path) -> None:
+    keys = [f"user:{i:05d}:" + "x" * 80 for i in range(10_000)]
+    status, body = await post(client, {"keys": keys, "dry_run": True})
+    assert status == 200, body
+    assert len(body["failed"]) == 10_000  # none exist: each is named, none is refused
+    status, body = await post(client, {"keys": [*keys, "one-more"], "dry_run": True})
+    assert status == 400 and body["parameter"] == "keys" and "10000" in body["detail"]
+    spec = await (await client.get("/api/v1/openapi.json", headers=AUTH)).json()
+    assert spec["components"]["schemas"]["BatchDelete"]["properties"]["keys"]["maxItems"] == 10_000

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,9 +13,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from sessiond import __version__
 from sessiond import client as sessionctl
 
 from .conftest import TOKEN, eventually, store_of, write_atomic
+from .daemon import Daemon
 
 DAY = 86400.0
 
@@ -48,7 +53,7 @@ async def test_rm_dry_run_then_for_real(aged: TestClient, capsys: pytest.Capture
     assert len(store_of(aged).index) == 3
     assert await run(aged, "rm", "--older-than", "30d", "--max", "1") == 2
     assert "more than max (1)" in capsys.readouterr().err
-    assert await run(aged, "rm", "telegram:new", "nope") == 1
+    assert await run(aged, "rm", "--yes", "telegram:new", "nope") == 1
     captured = capsys.readouterr()
     assert captured.out == "deleted telegram:new\n" and "failed nope: Session not found" in captured.err
 
@@ -61,7 +66,7 @@ async def test_restore_and_errors(start_client: Any, sessions: Path, tmp_path: P
     monkeypatch.delenv("SESSIOND_TOKEN", raising=False)
     write_atomic(sessions, "k")
     await eventually(lambda: "k" in store_of(client).index)
-    assert await run(client, "--token-file", str(token_file), "rm", "k") == 0
+    assert await run(client, "--token-file", str(token_file), "rm", "k") == 0  # the trash is on: no question
     assert await run(client, "--token-file", str(token_file), "restore", "k") == 0
     assert capsys.readouterr().out == "deleted k\nrestored k\n"
     assert "k" in store_of(client).index
@@ -80,3 +85,93 @@ def test_durations_and_unreachable(capsys: pytest.CaptureFixture[str], monkeypat
     monkeypatch.setenv("SESSIOND_TOKEN", TOKEN)
     assert sessionctl.main(["--url", "http://127.0.0.1:9", "ls"]) == 2
     assert "cannot reach" in capsys.readouterr().err
+
+
+class Terminal:
+    """stdin as a terminal where someone types *answer*."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.asked: list[str] = []
+
+    def isatty(self) -> bool:
+        return True
+
+    def readline(self) -> str:
+        return self.answer + "\n"
+
+
+async def test_a_permanent_delete_needs_yes_or_a_typed_y(aged: TestClient, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not a terminal (a script, CI): refused without --yes; nothing is gone.
+    assert await run(aged, "rm", "telegram:old") == 2
+    assert "for good (the trash is off) without --yes" in capsys.readouterr().err
+    assert "telegram:old" in store_of(aged).index
+    # At a terminal: a question; anything but y keeps the session.
+    monkeypatch.setattr("sys.stdin", Terminal("n"))
+    assert await run(aged, "rm", "--prefix", "telegram:", "--older-than", "30d") == 1
+    captured = capsys.readouterr()
+    assert "Delete 1 session(s) for good?" in captured.out and "nothing deleted" in captured.err
+    assert "telegram:old" in store_of(aged).index
+    monkeypatch.setattr("sys.stdin", Terminal("y"))
+    assert await run(aged, "rm", "--prefix", "telegram:", "--older-than", "30d") == 0
+    assert capsys.readouterr().out.endswith("deleted telegram:old\n")
+    assert "telegram:old" not in store_of(aged).index
+
+
+async def test_nothing_matched_is_said(aged: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run(aged, "ls", "--prefix", "nobody:") == 0
+    assert capsys.readouterr() == ("", "no sessions matched\n")
+    assert await run(aged, "rm", "--prefix", "nobody:") == 0
+    assert capsys.readouterr() == ("", "no sessions matched; nothing deleted\n")
+
+
+async def test_json_output_show_export_and_health(aged: TestClient, sessions: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await run(aged, "-o", "json", "ls", "--prefix", "telegram:") == 0
+    items = json.loads(capsys.readouterr().out)
+    assert [item["key"] for item in items] == ["telegram:new", "telegram:old"] and items[0]["message_count"] == 3
+    assert await run(aged, "-o", "json", "show", "telegram:old") == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["key"] == "telegram:old" and shown["message_count"] == 3
+    assert await run(aged, "show", "telegram:old", "nope") == 1
+    captured = capsys.readouterr()
+    assert "key\ttelegram:old\nmessages\t3\n" in captured.out and "nope: 404: Session not found" in captured.err
+    assert await run(aged, "-o", "json", "rm", "--dry-run", "--prefix", "slack:") == 0
+    assert json.loads(capsys.readouterr().out)["matched"] == ["slack:old"]
+    assert await run(aged, "-o", "json", "health") == 0
+    health = json.loads(capsys.readouterr().out)
+    assert health["status"] == "ok" and health["sessions"] == 3
+
+
+async def test_export_writes_the_file_as_stored(aged: TestClient, sessions: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert await run(aged, "export", "slack:old") == 0
+    assert capfdbinary.readouterr().out == (sessions / "slack_old.json").read_bytes()
+    assert await run(aged, "export", "--prefix", "telegram:") == 0
+    lines = capfdbinary.readouterr().out.decode().splitlines()
+    assert sorted(json.loads(line)["key"] for line in lines) == ["telegram:new", "telegram:old"]
+
+
+def test_version() -> None:
+    result = subprocess.run([sys.executable, "-m", "sessiond.client", "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and result.stdout.strip() == f"sessionctl {__version__}"
+
+
+def test_over_the_unix_socket(workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped deployment listens on a unix socket only; sessionctl reaches it there."""
+    write_atomic(workspace / "sessions", "user:alice:x")
+    sock = tmp_path / "s.sock"
+    monkeypatch.setenv("SESSIOND_TOKEN", TOKEN)
+    with Daemon(workspace, "--unix", str(sock), "--host", "") as d:
+        deadline = time.monotonic() + 15
+        while sessionctl.main(["--unix", str(sock), "health"]) != 0:  # ready: indexed
+            assert time.monotonic() < deadline and d.proc.poll() is None, d.output()
+            time.sleep(0.1)
+        capsys.readouterr()
+        assert sessionctl.main(["--unix", str(sock), "ls"]) == 0
+        assert capsys.readouterr().out == "user:alice:x\n"
+        assert sessionctl.main(["--unix", str(sock), "show", "user:alice:x"]) == 0
+        assert "key\tuser:alice:x" in capsys.readouterr().out
+        assert d.stop() == 0
+    assert sessionctl.main(["--unix", str(sock), "ls"]) == 2
+    assert f"cannot reach unix:{sock}" in capsys.readouterr().err

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from pathlib import Path
 
 import orjson
+import pytest
 from aiohttp.test_utils import TestClient
 
-from .conftest import AUTH, eventually, session_doc, store_of, write_atomic
+from .conftest import AUTH, NOBODY, as_nobody, eventually, immutable, session_doc, store_of, write_atomic
 from .disk import api_equals_disk
 
 
@@ -90,3 +92,66 @@ async def test_delete_while_the_agent_keeps_rewriting(client: TestClient, sessio
     await eventually(lambda: api_equals_disk(client, sessions), timeout=2)
     assert all(p.exists() for p in bystanders)
     assert (sessions / "notes.txt").exists() and (sessions / "half.tmp").exists() and outside.exists()
+
+
+def test_a_delete_interrupted_by_a_crash_is_undone_at_the_next_start(workspace: Path) -> None:
+    from .daemon import Daemon
+
+    sessions = workspace / "sessions"
+    # What a crash between "renamed out of the way" and "unlinked" leaves behind:
+    (sessions / ".sessiond-delete.0123abcd.custom name.json.tmp").write_bytes(orjson.dumps(session_doc("kept:1")))
+    (sessions / ".sessiond-delete.89abcdef.tmp").write_bytes(orjson.dumps(session_doc("kept:2")))
+    with Daemon(workspace) as d:
+        d.wait_ready()
+        status, body = d.get("/api/v1/sessions")
+        assert status == 200 and orjson.loads(body)["sessions"] == ["kept:1", "kept:2"]
+        assert d.stop() == 0
+    assert sorted(p.name for p in sessions.iterdir()) == ["custom name.json", "kept_2.json"]
+
+
+async def test_a_file_the_file_system_refuses_to_remove_is_a_503_and_nothing_changes(
+    client: TestClient, sessions: Path
+) -> None:
+    path = write_atomic(sessions, "stuck:1")
+    await eventually(lambda: "stuck:1" in store_of(client).index)
+    with immutable(path):
+        resp = await client.delete("/api/v1/sessions/stuck:1", headers=AUTH)
+        assert resp.status == 503
+        assert (await resp.json())["detail"].startswith("Session not deleted: Operation not permitted")
+        assert path.exists() and "stuck:1" in store_of(client).index
+    assert (await client.delete("/api/v1/sessions/stuck:1", headers=AUTH)).status == 200
+
+
+async def test_a_trash_folder_that_is_not_a_folder_is_a_503_not_a_crash(start_client, sessions: Path) -> None:
+    client = await start_client(trash_days=1)
+    write_atomic(sessions, "t:1")
+    await eventually(lambda: "t:1" in store_of(client).index)
+    (sessions / ".trash").write_text("a file where the trash folder should be")
+    resp = await client.delete("/api/v1/sessions/t:1", headers=AUTH)
+    assert resp.status == 503 and "trash folder" in (await resp.json())["detail"]
+    assert (sessions / "t_1.json").exists()
+    listing = await client.get("/api/v1/trash", headers=AUTH)
+    assert listing.status == 503 and "trash folder" in (await listing.json())["detail"]
+
+
+@pytest.mark.parametrize("mode", [0o555, 0o111], ids=["read-only folder", "unreadable folder"])
+def test_a_folder_the_daemon_may_not_change_is_a_503_never_a_traceback(open_workspace: Path, mode: int) -> None:
+    from .daemon import Daemon
+
+    workspace = open_workspace / "workspace"
+    sessions = workspace / "sessions"
+    write_atomic(sessions, "held:1")
+    write_atomic(sessions, "free:1")
+    os.chown(sessions, NOBODY, NOBODY)  # the daemon's own folder: it may delete in it
+    with Daemon(workspace, prefix=as_nobody()) as d:
+        d.wait_ready()
+        assert d.request("DELETE", "/api/v1/sessions/free:1")[0] == 200
+        sessions.chmod(mode)
+        try:
+            status, headers, body = d.request("DELETE", "/api/v1/sessions/held:1")
+        finally:
+            sessions.chmod(0o755)
+        assert status == 503, body
+        assert orjson.loads(body)["detail"].startswith("Session not deleted")
+        assert "Traceback" not in d.output() and str(sessions) not in body.decode()
+        assert (sessions / "held_1.json").exists()

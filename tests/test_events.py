@@ -11,21 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from sessiond.app import create_app
 from sessiond.events import EventFeed
 from sessiond.index import Change, FileStat, SessionRecord
-from sessiond.store import SessionStore
+from sessiond.keys import WATCHER
 
-from .conftest import AUTH, store_of, write_atomic
+from .conftest import AUTH, eventually, store_of, write_atomic
 from .daemon import TOKEN, Daemon
 
 
 def change(kind: str, key: str) -> Change:
-    record = None if kind == "deleted" else SessionRecord(key, key + ".json", 1, 1.0, 2.0, FileStat(5, 1, 1))
+    record = None if kind == "deleted" else SessionRecord(key, key + ".json", 1, 1.0, 2.0, FileStat(5, 1, 1, 1))
     return Change(kind, key, record)  # type: ignore[arg-type]
 
 
@@ -152,23 +151,18 @@ async def test_resync_when_too_far_behind(start_client: Any, sessions: Path) -> 
         resp.close()
 
 
-async def test_a_stream_opened_during_startup_resyncs_once_ready(
-    aiohttp_client: Any, make_settings: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+async def test_a_stream_is_refused_until_the_first_index_is_whole(
+    aiohttp_client: Any, make_settings: Any, sessions: Path, held_first_scan: asyncio.Event
 ) -> None:
-    gate = asyncio.Event()
-    original = SessionStore.scan
-
-    async def held_scan(self, progress=None):  # type: ignore[no-untyped-def]
-        await gate.wait()
-        await original(self, progress)
-
-    monkeypatch.setattr(SessionStore, "scan", held_scan)
+    gate = held_first_scan
     write_atomic(sessions, "already:there")
     client = await aiohttp_client(create_app(make_settings()))
+    refused = await client.get("/api/v1/events", headers=AUTH)
+    assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+    assert (await refused.json())["detail"].startswith("Service unavailable: starting")
+    gate.set()
+    await eventually(lambda: client.server.app[WATCHER].ready.is_set())  # type: ignore[union-attr]
     resp = await open_stream(client)
-    gate.set()  # the first load announces nothing, so the stream is told to list
-    (resync,) = await events(resp, 1)
-    assert resync["event"] == "resync"
     write_atomic(sessions, "later")
     assert [e["event"] for e in await events(resp, 1)] == ["created"]
     resp.close()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 from pathlib import Path
 
+import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
@@ -38,21 +39,16 @@ async def test_one_file_as_stored_with_etag(client: TestClient, sessions: Path) 
 
 async def test_big_file_is_streamed_in_chunks(client: TestClient, sessions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(export_mod, "CHUNK", 4096)
-    reads: list[int] = []
-    real_read = os.read
-
-    def counting_read(fd: int, n: int) -> bytes:
-        reads.append(n)
-        return real_read(fd, n)
-
     write_atomic(sessions, "big", messages=2000)
     await eventually(lambda: "big" in store_of(client).index)
     size = (sessions / "big.json").stat().st_size
-    monkeypatch.setattr(export_mod.os, "read", counting_read)
     resp = await client.get("/api/v1/export?key=big", headers=AUTH)
-    body = await resp.read()
+    body, http_chunks = b"", 0
+    async for data, end_of_chunk in resp.content.iter_chunks():
+        body += data
+        http_chunks += end_of_chunk
     assert len(body) == size and orjson.loads(body)["key"] == "big"
-    assert reads.count(4096) > size // 4096  # (other reads may be the watcher's)
+    assert http_chunks >= size // 4096  # one HTTP chunk per read: never the whole file at once
 
 
 async def test_path_comes_from_the_index_never_the_key(client: TestClient, sessions: Path, workspace: Path) -> None:
@@ -124,3 +120,34 @@ async def test_client_leaving_mid_export_is_quiet(client: TestClient, sessions: 
     resp.close()
     await asyncio.sleep(0.3)
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
+async def test_a_file_growing_while_exported_is_cut_never_read_past_its_size(
+    client: TestClient, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export_mod, "CHUNK", 4096)
+    path = write_atomic(sessions, "growing", messages=3000)
+    await eventually(lambda: "growing" in store_of(client).index)
+    size = path.stat().st_size
+    resp = await client.get("/api/v1/export?key=growing", headers=AUTH)
+    first = await resp.content.read(4096)  # the stream has begun: the file is open
+    with path.open("ab") as fh:  # a writer appends in place meanwhile
+        fh.write(b" " * (1 << 20))
+    received = len(first)
+    with pytest.raises(aiohttp.ClientPayloadError):  # cut: a changed file is not passed off as whole
+        async for chunk in resp.content.iter_any():
+            received += len(chunk)
+    assert received <= size  # never a byte past the size it had when opened
+
+
+async def test_a_deeply_nested_session_exports_whole(client: TestClient, sessions: Path) -> None:
+    depth = 255
+    nested = b'{"key": "deep:1", "messages": [' + b"[" * depth + b"1" + b"]" * depth + b', {"role": "user", "n": NaN, "wei": 100000000000000000000000000000}]}'
+    (sessions / "deep.json").write_bytes(nested)
+    await eventually(lambda: "deep:1" in store_of(client).index)
+    one = await client.get("/api/v1/export?key=deep:1", headers=AUTH)
+    assert one.status == 200 and await one.read() == nested
+    many = await client.get("/api/v1/export?prefix=deep", headers=AUTH)
+    assert many.status == 200
+    lines = (await many.read()).splitlines()
+    assert len(lines) == 1 and json.loads(lines[0]) == json.loads(nested)  # as stored, NaN and all

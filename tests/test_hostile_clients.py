@@ -9,6 +9,7 @@ few are 4xx text, not JSON. Everything that reaches the app is JSON.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 
@@ -151,3 +152,98 @@ async def test_flood_of_distinct_addresses_keeps_the_limiter_bounded(start_clien
     assert statuses == {200}
     # The oldest bucket was dropped to make room: bounded memory, and the first client starts afresh.
     assert status_of(await exchange(client, get(b"/api/v1/sessions"), source=first)) == 200
+
+
+async def test_made_up_methods_add_no_metric_series(client: TestClient) -> None:
+    # Methods the HTTP parser knows (WebDAV, UPnP, ...); with the pure-Python parser any token passes.
+    exotic = b"PROPFIND PROPPATCH MKCOL COPY MOVE LOCK UNLOCK SEARCH PURGE MKACTIVITY CHECKOUT MERGE NOTIFY SUBSCRIBE UNSUBSCRIBE REPORT ACL BIND REBIND UNBIND LINK UNLINK MKCALENDAR TRACE QUERY"
+    for method in exotic.split():
+        answer = await exchange(client, method + b" /api/v1/sessions HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", timeout=2)
+        assert status_of(answer) in (401, 405, 400, None)
+    metrics = await (await client.get("/metrics", headers=AUTH)).text()
+    methods = set(re.findall(r'sessiond_requests_total\{method="([^"]*)"', metrics))
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"}
+    assert "other" in methods
+
+
+def test_a_client_cannot_forge_a_log_line(workspace: Path) -> None:
+    from .daemon import Daemon
+
+    forged = "2026-11-30 12:00:00,000 CRITICAL sessiond: forged"
+    with Daemon(workspace) as d:
+        d.wait_ready()
+        for path in ("/api/v1/x%0A" + forged.replace(" ", "%20"), "/api/v1/sessions/k%0D%0A" + forged.replace(" ", "%20")):
+            status, _ = d.get(path, token=None)
+            assert status == 401
+            status, _ = d.get(path)
+            assert status == 404
+        assert d.stop() == 0
+        lines = d.output().splitlines()
+    assert not [line for line in lines if line.startswith(forged[:23])], lines
+    assert any("\\x0a2026-11-30" in line for line in lines)  # the path is logged, its line break escaped
+
+
+def test_clients_that_stop_reading_never_hold_the_stop_past_its_timeout(workspace: Path) -> None:
+    import socket
+    import signal as signals
+
+    from .daemon import Daemon
+
+    sessions = workspace / "sessions"
+    for i in range(40):  # an export big enough to fill every socket buffer on the way
+        write_atomic(sessions, f"big:{i}", messages=3000)
+    timeout = 3.0
+    env = {"SESSIOND_SHUTDOWN_TIMEOUT": str(timeout), "SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0"}
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready()
+        stalled = []
+        for target in (b"/api/v1/events", b"/api/v1/export?prefix=big", b"/api/v1/export?key=big:1"):
+            sock = socket.create_connection(("127.0.0.1", d.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+            sock.sendall(b"GET " + target + b" HTTP/1.1\r\nHost: t\r\n" + AUTH_LINE + b"\r\n")
+            stalled.append(sock)
+        time.sleep(1)  # the daemon is blocked writing to them
+        started = time.monotonic()
+        assert d.stop(signals.SIGTERM, timeout=60) == 0
+        took = time.monotonic() - started
+        for sock in stalled:
+            sock.close()
+    print(f"\nstop with 3 stalled clients took {took:.1f}s (shutdown_timeout {timeout:g}s)")
+    assert took < timeout + 3, d.output()
+
+
+def test_idle_connections_past_the_descriptor_limit_leave_probes_answered(workspace: Path) -> None:
+    import shutil
+    import socket
+
+    from .daemon import Daemon
+
+    if shutil.which("prlimit") is None:
+        pytest.skip("needs prlimit (util-linux)")
+    write_atomic(workspace / "sessions", "a:1")
+    # 256 descriptors in all (soft and hard), as a starved host or a careless unit would give.
+    with Daemon(workspace, prefix=("prlimit", "--nofile=256:256", "--")) as d:
+        d.wait_ready()
+        idle = []
+        try:
+            for _ in range(400):  # connections that never send a byte, without a token
+                idle.append(socket.create_connection(("127.0.0.1", d.port), timeout=5))
+            time.sleep(0.5)
+            started = time.monotonic()
+            assert d.get("/health", token=None, timeout=3)[0] == 200  # monitoring still gets through
+            assert d.get("/livez", token=None, timeout=3)[0] == 200
+            took = time.monotonic() - started
+            status, headers, body = d.request("GET", "/api/v1/sessions", timeout=3)
+            assert status == 503 and headers["Retry-After"] and b"Too many connections" in body
+        finally:
+            for sock in idle:
+                sock.close()
+        time.sleep(0.5)
+        assert d.get("/api/v1/sessions")[0] == 200  # and everything is served again
+        metrics = d.get("/metrics")[1].decode()
+        refused = next(line for line in metrics.splitlines() if line.startswith("sessiond_connections_refused_total"))
+        assert float(refused.split()[1]) > 0
+        assert d.stop() == 0
+        output = d.output()
+    assert took < 1.0
+    assert output.count("Traceback") == 0 and len(output.splitlines()) < 60, output[-3000:]

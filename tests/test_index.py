@@ -6,11 +6,11 @@ import orjson
 
 from sessiond.index import FileStat, InvalidFile, SessionIndex, SessionRecord
 
-ST = FileStat(100, 1, 1)
+ST = FileStat(100, 1, 1, 1)
 
 
 def rec(key: str, name: str | None = None, updated: float = 10.0, messages: int = 1, size: int = 100) -> SessionRecord:
-    return SessionRecord(key, name or key + ".json", messages, 1.0, updated, FileStat(size, 1, 1))
+    return SessionRecord(key, name or key + ".json", messages, 1.0, updated, FileStat(size, 1, 1, 1))
 
 
 def test_add_get_list_sorted() -> None:

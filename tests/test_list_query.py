@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import orjson
@@ -101,3 +102,35 @@ async def test_cursor_from_another_query_is_refused(filled: TestClient) -> None:
 async def test_list_needs_the_token_with_parameters_too(client: TestClient) -> None:
     resp = await client.get("/api/v1/sessions?prefix=a")
     assert resp.status == 401
+
+
+async def test_a_forged_cursor_is_a_400_whatever_it_holds(filled: TestClient) -> None:
+    _, page = await get(filled, "limit=1&sort=created_at")
+    genuine = page["next_cursor"]
+    body = genuine.split(".")[0] if "." in genuine else genuine
+    fingerprint = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))[1]
+    forged = [
+        [1, fingerprint, {"not": "a time"}, "k"],  # the right fingerprint, values of the wrong types
+        [1, fingerprint, 1.0, ["not", "a", "key"]],
+        [1, fingerprint, None, None],
+    ]
+    for content in forged:
+        raw = base64.urlsafe_b64encode(orjson.dumps(content)).rstrip(b"=").decode()
+        for cursor in (raw, raw + "." + genuine.partition(".")[2]):
+            status, answer = await get(filled, "limit=1&sort=created_at&cursor=" + cursor)
+            assert status == 400 and answer["parameter"] == "cursor", (content, answer)
+
+
+async def test_a_cursor_past_a_4096_character_key_pages_on(client: TestClient, sessions: Path) -> None:
+    keys = ["a" * 4096, "b" * 4096, "c"]
+    for i, key in enumerate(keys):
+        write_atomic(sessions, key, name=f"long{i}.json")
+    await eventually(lambda: len(store_of(client).index) == 3)
+    seen, cursor = [], None
+    while True:
+        status, page = await get(client, "limit=1" + (f"&cursor={cursor}" if cursor else ""))
+        assert status == 200, page
+        seen += page["sessions"]
+        if not (cursor := page["next_cursor"]):
+            break
+    assert seen == keys

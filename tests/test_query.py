@@ -22,7 +22,7 @@ from sessiond.query import (
 
 
 def rec(key: str, created: float = 1.0, updated: float = 2.0, messages: int = 1) -> SessionRecord:
-    return SessionRecord(key, key.replace(":", "_") + ".json", messages, created, updated, FileStat(10, 1, 1))
+    return SessionRecord(key, key.replace(":", "_") + ".json", messages, created, updated, FileStat(10, 1, 1, 1))
 
 
 def index_of(*records: SessionRecord) -> SessionIndex:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,9 +13,8 @@ import pytest
 
 from sessiond import reconcile, watcher as watcher_mod
 from sessiond.reconcile import ReconcileSchedule
-from sessiond.store import SessionStore
 
-from .conftest import AUTH, eventually, session_doc, store_of, write_atomic
+from .conftest import AUTH, eventually, open_store, session_doc, store_of, write_atomic
 from .disk import api_equals_disk, disk_model
 
 # -- the schedule (pure) -----------------------------------------------------
@@ -71,7 +69,7 @@ def test_events_during_a_reconcile_are_checked_after_it() -> None:
 async def test_reconcile_rereads_only_what_differs_and_counts_drift(sessions: Path) -> None:
     for i in range(20):
         write_atomic(sessions, f"s:{i}")
-    store = SessionStore(sessions, 1 << 20)
+    store = open_store(sessions)
     await store.scan()
     before = store.files_applied
     assert await store.reconcile() == 0
@@ -95,22 +93,25 @@ async def test_reconcile_rereads_only_what_differs_and_counts_drift(sessions: Pa
 
 
 async def test_reconcile_in_flight_names_are_not_drift(sessions: Path) -> None:
-    store = SessionStore(sessions, 1 << 20)
+    store = open_store(sessions)
     await store.scan()
     write_atomic(sessions, "a")
     write_atomic(sessions, "b")
-    assert await store.reconcile(in_flight={"a.json"}) == 1
+    assert await store.reconcile(in_flight={"a.json"}.__contains__) == 1
     assert {"a", "b"} <= set(store.index.keys())
 
 
-async def test_reconcile_of_missing_folder_empties_index(sessions: Path) -> None:
+async def test_a_vanished_folder_is_never_read_and_clear_empties_the_index(sessions: Path, tmp_path: Path) -> None:
     write_atomic(sessions, "a")
-    store = SessionStore(sessions, 1 << 20)
+    store = open_store(sessions)
     await store.scan()
-    os.unlink(sessions / "a.json")
-    sessions.rmdir()
-    await store.reconcile(expect_changes=True)
-    assert len(store.index) == 0 and store.drift_files == 0
+    sessions.rename(tmp_path / "elsewhere")
+    sessions.mkdir()
+    write_atomic(sessions, "b")  # another folder now: the handle refuses it
+    await store.reconcile()
+    assert list(store.index.keys()) == ["a"] and store.drift_files == 0
+    await store.clear()  # what the watcher does when it sees the folder go
+    assert len(store.index) == 0 and store.folder is None
 
 
 # -- through the daemon ----------------------------------------------------------
@@ -157,7 +158,7 @@ async def test_timer_alone_converges_a_deaf_watcher(start_client, sessions: Path
 async def test_names_applied_during_a_walk_are_not_drift(sessions: Path) -> None:
     """A reconcile runs beside the hint loop: what an event applied meanwhile was not lost."""
     write_atomic(sessions, "busy", messages=1)
-    store = SessionStore(sessions, 1 << 20)
+    store = open_store(sessions)
     await store.scan()
     write_atomic(sessions, "busy", messages=2)  # the walk will see this one
     walk = asyncio.create_task(store.reconcile(grace=0.3))

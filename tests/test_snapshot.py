@@ -5,16 +5,25 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from sessiond import snapshot
 from sessiond.index import FileStat, InvalidFile, SessionRecord
-from sessiond.store import SessionStore
 
-from .conftest import write_atomic
+from .conftest import open_store, write_atomic
 
 OLD = time.time() - 3600
+
+
+def later(snap: Path, seconds: float = 3600) -> None:
+    """Move the snapshot's own time forward (mocking time): every file then looks older than
+    the racy window, which a file's ctime cannot be made to look by any other means."""
+    doc = orjson.loads(snap.read_bytes())
+    doc["taken_at"] += seconds
+    snap.write_bytes(orjson.dumps(doc))
 
 
 def age(path: Path) -> None:
@@ -23,18 +32,19 @@ def age(path: Path) -> None:
 
 
 def test_flatten_round_trip() -> None:
-    rec = SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, FileStat(10, 20, 30))
-    bad = InvalidFile("bad.json", "empty file", FileStat(0, 1, 2))
+    rec = SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, FileStat(10, 20, 30, 20))
+    bad = InvalidFile("bad.json", "empty file", FileStat(0, 1, 2, 1))
     name, back = snapshot.unflatten(snapshot.flatten("k_1.json", rec))
     assert name == "k_1.json" and back.key == "k:1" and back.stat == rec.stat and back.same_content(rec)
     assert snapshot.unflatten(snapshot.flatten("bad.json", bad)) == ("bad.json", bad)
     assert snapshot.flatten("gone.json", None) is None
 
 
-async def scanned(folder: Path, snap: Path) -> SessionStore:
-    store = SessionStore(folder, 1 << 20, snapshot_path=snap)
+async def scanned(folder: Path, snap: Path) -> Any:
+    store = open_store(folder, snapshot_path=snap)
     await store.scan()
     await store.save_snapshot()  # what the daemon does once it is ready
+    later(snap)
     return store
 
 
@@ -54,7 +64,7 @@ async def test_restart_reads_only_changed_files(sessions: Path, tmp_path: Path) 
     write_atomic(sessions, "s:new")  # added
     age(sessions / "s_new.json")
     second = await scanned(sessions, snap)
-    assert second.last_scan_counts == (2, 19)
+    assert second.last_scan_counts == (3, 18)  # the changed, the new, and the invalid one again
     assert second.index.get("s:3").message_count == 99
     assert "s:4" not in second.index and "s:new" in second.index
     assert set(second.index.invalid) == {"bad.json"}
@@ -63,13 +73,14 @@ async def test_restart_reads_only_changed_files(sessions: Path, tmp_path: Path) 
 
 async def test_recent_files_are_not_trusted(sessions: Path, tmp_path: Path) -> None:
     snap = tmp_path / "snap.json"
-    write_atomic(sessions, "fresh")  # mtime is now: within the racy window
+    write_atomic(sessions, "fresh")
     await scanned(sessions, snap)
+    later(snap, -3600)  # back to the snapshot's real time: the file's ctime is within the racy window
     again = await scanned(sessions, snap)
     assert again.last_scan_counts == (1, 0)
 
 
-@pytest.mark.parametrize("content", [b"", b"{not json", b'{"format": "other"}', b'{"format": "sessiond-snapshot/1", "folder": "X"}'])
+@pytest.mark.parametrize("content", [b"", b"{not json", b'{"format": "other"}', b'{"format": "sessiond-snapshot/2", "folder": "X"}'])
 async def test_unusable_snapshot_means_full_scan(sessions: Path, tmp_path: Path, content: bytes) -> None:
     snap = tmp_path / "snap.json"
     age(write_atomic(sessions, "a"))
@@ -102,6 +113,7 @@ def test_daemon_restart_uses_its_snapshot(workspace: Path, tmp_path: Path) -> No
         d.wait_ready()
         assert d.stop() == 0
     assert (state / "index.snapshot.json").exists()
+    later(state / "index.snapshot.json")
     with Daemon(workspace, env=env) as d:
         d.wait_ready()
         assert d.get("/api/v1/sessions")[0] == 200
@@ -115,7 +127,7 @@ async def test_concurrent_saves_do_not_collide(sessions: Path, tmp_path: Path) -
     (tmp_path / "state").mkdir()
     snap = tmp_path / "state" / "snap.json"
     age(write_atomic(sessions, "a"))
-    store = SessionStore(sessions, 1 << 20, snapshot_path=snap)
+    store = open_store(sessions, snapshot_path=snap)
     await store.scan()
     await asyncio.gather(*(store.save_snapshot() for _ in range(5)))
     assert snapshot.load(snap, str(sessions)) is not None

@@ -135,9 +135,9 @@ async def test_purge_after_retention(trashy: TestClient, sessions: Path) -> None
     await eventually(lambda: "old" in store_of(trashy).index)
     await trashy.delete("/api/v1/sessions/old", headers=AUTH)
     trash = trash_of(trashy)
-    assert trash.purge(time.time()) == 0
+    assert trash.purge(store_of(trashy).folder, time.time()) == 0
     (sessions / ".trash" / "stray.txt").write_text("not ours")
-    assert trash.purge(time.time() + 7 * 86400 + 1) == 1
+    assert trash.purge(store_of(trashy).folder, time.time() + 7 * 86400 + 1) == 1
     assert await listing(trashy) == []
     assert [p.name for p in (sessions / ".trash").iterdir()] == ["stray.txt"]
 

@@ -12,6 +12,7 @@ import pytest
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
 SERVICE = UNITS / "sessiond.service"
 SOCKET = UNITS / "sessiond.socket"
+METRICS_SOCKET = UNITS / "sessiond-metrics.socket"
 # Lowered as the sandbox is tightened; never raised without saying why.
 # What is left: the host's root directory, AF_UNIX (the notify socket) and
 # ProtectClock='s implicit char-rtc read (0.1 each, 0.2 overall).
@@ -48,7 +49,7 @@ def root(tmp_path: Path) -> Path:
     """
     unit_dir = tmp_path / "etc/systemd/system"
     unit_dir.mkdir(parents=True)
-    for unit in (SERVICE, SOCKET):
+    for unit in (SERVICE, SOCKET, METRICS_SOCKET):
         shutil.copy(unit, unit_dir)
     # sysinit.target, sockets.target, ... which the default dependencies name.
     for vendor in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")):
@@ -75,15 +76,46 @@ def test_the_workspace_is_the_one_writable_path() -> None:
 
 def test_the_service_is_a_notify_service_with_a_watchdog() -> None:
     assert unit_values(SERVICE, "Type") == ["notify"]
-    assert unit_values(SERVICE, "NotifyAccess") == ["main"]
+    # exec: the config check of ExecReload= may set STATUS; the scan pool may not.
+    assert unit_values(SERVICE, "NotifyAccess") == ["exec"]
     assert unit_values(SERVICE, "WatchdogSec") == ["30s"]
-    assert unit_values(SERVICE, "ExecReload") == ["/bin/kill -HUP $MAINPID"]
-    assert unit_values(SERVICE, "LoadCredential") == ["token:/etc/sessiond/token"]
+
+
+def test_reload_checks_the_config_before_signalling() -> None:
+    """A broken config fails `systemctl reload` instead of looking like success."""
+    start = unit_values(SERVICE, "ExecStart")[0]
+    binary, config_args = start.split(" ", 1)
+    assert unit_values(SERVICE, "ExecReload") == [
+        f"{binary} check-config --quiet {config_args}",
+        "/bin/kill -HUP $MAINPID",
+    ]
+
+
+def test_the_token_is_read_again_on_reload() -> None:
+    """systemd 252 loads LoadCredential= only at start: a rotated credential would
+    need a restart. The token file named by the shipped config is read on reload."""
+    assert unit_values(SERVICE, "LoadCredential") == []
+    example = (UNITS.parent / "config" / "sessiond.toml").read_text()
+    assert 'token_file = "/etc/sessiond/token"' in example.splitlines()
+
+
+def test_a_config_error_is_not_restarted_forever() -> None:
+    """Exit 2 (a bad setting) is final; any other crash loop hits a start limit."""
+    assert unit_values(SERVICE, "Restart") == ["on-failure"]
+    assert unit_values(SERVICE, "RestartPreventExitStatus") == ["2"]
+    assert unit_values(SERVICE, "StartLimitBurst") and unit_values(SERVICE, "StartLimitIntervalSec")
+
+
+def test_the_scrape_socket_is_passed_by_name() -> None:
+    assert unit_values(METRICS_SOCKET, "FileDescriptorName") == ["metrics"]
+    assert unit_values(METRICS_SOCKET, "Service") == ["sessiond.service"]
+    assert unit_values(METRICS_SOCKET, "ListenStream") == ["127.0.0.1:9477"]
+    assert unit_values(SERVICE, "Sockets") == ["sessiond.socket sessiond-metrics.socket"]
 
 
 @needs_analyze
 def test_units_pass_systemd_analyze_verify(root: Path) -> None:
-    units = [str(root / "etc/systemd/system" / unit.name) for unit in (SOCKET, SERVICE)]
+    units = [str(root / "etc/systemd/system" / unit.name) for unit in (SOCKET, METRICS_SOCKET, SERVICE)]
     result = analyze("verify", "--man=no", f"--root={root}", *units)
     # verify exits 0 on mere warnings (an unknown key, a bad syscall group),
     # so any output at all is a failure.
@@ -109,3 +141,7 @@ def test_service_exposure_stays_low(root: Path) -> None:
     assert match, result.stdout
     exposure = float(match.group(1))
     assert exposure <= MAX_EXPOSURE, result.stdout
+
+
+def test_the_unit_gives_room_for_many_connections() -> None:
+    assert int(unit_values(SERVICE, "LimitNOFILE")[0]) >= 65536

@@ -11,6 +11,7 @@ from aiohttp.typedefs import Middleware
 
 from ..responses import error_response
 from ..typedefs import Handler
+from .ratelimit import client_key, too_many
 from .request_id import info_of
 
 if TYPE_CHECKING:
@@ -49,6 +50,9 @@ def auth_middleware(runtime: Runtime) -> Middleware:
         token = presented_token(request)
         # compare_digest on bytes runs in time independent of where they differ.
         if token is None or not hmac.compare_digest(token, runtime.token):
+            limiter = runtime.auth_failure_limiter
+            if limiter is not None and not await limiter.allow(client_key(request.remote)):
+                return too_many(limiter)  # guessing tokens, on any path, is rate limited
             return error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
         if (info := info_of(request)) is not None:
             info.token_id = runtime.token_id

@@ -13,15 +13,20 @@ from .request_id import request_id_of
 
 log = logging.getLogger(__name__)
 
-# Clear words for the errors aiohttp raises by itself (unknown route, wrong method, ...).
+# Words for the errors aiohttp raises by itself (unknown route, wrong method, ...):
+# the agent's API (FastAPI) says the standard phrase, "Not Found", "Method Not Allowed".
 _DETAILS = {
-    400: "Bad request",
-    404: "Not found",
-    405: "Method not allowed",
     413: "Request body too large",
-    414: "Request URI too long",
-    431: "Request headers too large",
 }
+
+
+def _detail(exc: web.HTTPException) -> str:
+    # A handler that raises with a text of its own (`HTTPNotFound(text="Session not
+    # found")`) keeps it; aiohttp's default text is "404: Not Found".
+    phrase = HTTPStatus(exc.status).phrase
+    if exc.text and exc.text != f"{exc.status}: {exc.reason}":
+        return exc.text
+    return _DETAILS.get(exc.status, phrase)
 
 
 @web.middleware
@@ -32,8 +37,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
-        detail = _DETAILS.get(exc.status) or HTTPStatus(exc.status).phrase
-        response = error_response(exc.status, detail)
+        response = error_response(exc.status, _detail(exc))
         for name in ("Allow", "WWW-Authenticate", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]

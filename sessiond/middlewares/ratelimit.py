@@ -69,7 +69,8 @@ def client_key(remote: str | None) -> str:
     return remote
 
 
-def _too_many(limiter: RateLimiter) -> web.Response:
+def too_many(limiter: RateLimiter) -> web.Response:
+    """The contract's 429: JSON, Retry-After in whole seconds, no-store."""
     return error_response(429, RATE_LIMITED, headers={"Retry-After": limiter.retry_after, "Cache-Control": "no-store"})
 
 
@@ -93,7 +94,7 @@ def rate_limit_middleware(
         if limiter is not None and request.path not in exempt and not request.path.startswith(exempt_prefixes):
             key = key_of(request)
             if key is not None and not await limiter.allow(key):
-                return _too_many(limiter)
+                return too_many(limiter)
         return await handler(request)
 
     return limit

@@ -65,13 +65,19 @@ async def request_id_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 async def stamp_response(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: X-Request-ID and Cache-Control on every response.
+    """on_response_prepare: X-Request-ID, Cache-Control and the security headers on every response.
 
     A signal, not the middleware, because streamed responses (SSE, exports)
     send their headers from inside the handler, before a middleware could.
+    The security headers are the ones the agent's own API sends: no sniffing,
+    no framing, and for JSON a policy that lets the body do nothing in a browser
+    (a page with a policy of its own, the UI, keeps it).
     """
+    headers = response.headers
     if (info := info_of(request)) is not None:
-        headers = response.headers
         headers[REQUEST_ID_HEADER] = info.id
-        if "Cache-Control" not in headers:
-            headers["Cache-Control"] = "no-store"
+    headers.setdefault("Cache-Control", "no-store")
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers.setdefault("X-Frame-Options", "DENY")
+    if "Content-Security-Policy" not in headers and headers.get("Content-Type", "").startswith("application/json"):
+        headers["Content-Security-Policy"] = "default-src 'none'"
