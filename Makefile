@@ -21,11 +21,12 @@ run: $(VENV)/.installed
 	@mkdir -p $(RUNDIR)/state
 	SESSIOND_STATE_DIR=$(RUNDIR)/state exec $(BIN)/sessiond --workspace $(RUNDIR)/workspace --token-file $(RUNDIR)/token --port $(PORT)
 
-# Everything, the browser tests included (they skip, saying why, without chromium).
+# Everything but the browser tests, which have their own target (they take a few
+# minutes on two cores, and make test must stay well under ten).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/browser
 
-# Only the web page's tests: Playwright driving Debian's chromium (installed here if missing).
+# The web page's tests: Playwright driving Debian's chromium (installed here if missing).
 test-browser: $(VENV)/.installed
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 	$(BIN)/python -m pytest tests/browser

@@ -141,7 +141,7 @@ def aggregation_cost(base: str) -> dict[str, Any]:
     while True:
         page = api_json(base, "/api/v1/sessions?include=meta&limit=10000" + (f"&cursor={cursor}" if cursor else ""))
         records += [SessionRecord(m["key"], m["key"], m["message_count"], m["created_at"], m["updated_at"],
-                                  FileStat(m["size"], 0, 0)) for m in page["sessions"]]
+                                  FileStat(m["size"], 0, 0, 0)) for m in page["sessions"]]
         cursor = page["next_cursor"]
         if not cursor:
             break

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from .index import Change, SessionIndex, SessionRecord
 from .keys import SETTINGS, STATS, STORE, WATCHER
-from .responses import error_response, json_response
+from .responses import json_response
 from .store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -214,18 +214,19 @@ async def count_when_ready(app: web.Application) -> AsyncIterator[None]:
 
 
 async def stats(request: web.Request) -> web.Response:
-    """GET /api/v1/stats: counts by channel, per day, by message count; bytes; health."""
+    """GET /api/v1/stats: counts by channel, per day, by message count; bytes; health.
+
+    Until the index is whole the readiness middleware answers 503 with Retry-After.
+    """
     app = request.app
     watcher = app[WATCHER]
-    if not watcher.ready.is_set():
-        return error_response(503, f"Starting: {watcher.state}", headers={"Retry-After": "1"})
     index = app[STORE].index
     body = (await app[STATS].current()).summary(time.time())
     trash_days = app[SETTINGS].trash_days
     body.update({
         "invalid_files": len(index.invalid),
         "collisions": index.collision_count,
-        "watcher": watcher.state,
+        "watcher": watcher.state.value,
         "problem": watcher.problem,
         "trash": {"enabled": trash_days > 0, "days": trash_days},
     })

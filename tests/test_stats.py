@@ -23,7 +23,7 @@ TODAY = int(NOW // DAY)
 
 
 def record(key: str, messages: int = 1, created: float = NOW, updated: float | None = None, size: int = 100) -> SessionRecord:
-    return SessionRecord(key, key + ".json", messages, created, created if updated is None else updated, FileStat(size, 1, 1))
+    return SessionRecord(key, key + ".json", messages, created, created if updated is None else updated, FileStat(size, 1, 1, 1))
 
 
 def full_count(records: Iterable[SessionRecord]) -> dict[str, Any]:
@@ -160,26 +160,17 @@ async def test_figures_stay_true_when_the_sessions_folder_goes_and_comes_back(
 
 
 async def test_stats_answer_503_with_retry_after_until_indexed(
-    aiohttp_client: Any, make_settings: Any, monkeypatch: pytest.MonkeyPatch
+    aiohttp_client: Any, make_settings: Any, held_first_scan: asyncio.Event
 ) -> None:
-    from sessiond import store as store_mod
     from sessiond.app import create_app
     from sessiond.keys import WATCHER
 
-    gate = asyncio.Event()
-    original = store_mod.SessionStore.scan
-
-    async def held_scan(self, progress=None):  # type: ignore[no-untyped-def]
-        await gate.wait()
-        await original(self, progress)
-
-    monkeypatch.setattr(store_mod.SessionStore, "scan", held_scan)
     app = create_app(make_settings())
     client = await aiohttp_client(app)
     resp = await client.get("/api/v1/stats", headers=AUTH)
     assert resp.status == 503 and resp.headers["Retry-After"] == "1"
-    assert (await resp.json())["detail"].startswith("Starting")
-    gate.set()
+    assert "starting" in (await resp.json())["detail"]
+    held_first_scan.set()
     await asyncio.wait_for(app[WATCHER].ready.wait(), 5)
     assert (await stats_of(client))["sessions"] == 0
 

@@ -8,7 +8,6 @@ export const FILTERS = ["prefix", "created_after", "created_before", "updated_af
 export const SORTS = ["key", "message_count", "created_at", "updated_at"];
 export const PAGE_SIZES = [25, 50, 100, 200];
 export const DEFAULT_LIMIT = 50;
-const CURSOR_SEPARATOR = "."; // never in a cursor (base64url)
 
 /** The list query that the hash's parameters describe. */
 export function readQuery(params) {
@@ -23,8 +22,9 @@ export function readQuery(params) {
   if (params.get("order") === "desc") query.order = "desc";
   const limit = Number(params.get("limit"));
   if (PAGE_SIZES.includes(limit)) query.limit = limit;
-  const pages = params.get("page");
-  if (pages) query.pages = pages.split(CURSOR_SEPARATOR).filter((cursor) => /^[A-Za-z0-9_-]+$/.test(cursor));
+  // One "page" parameter per cursor, oldest first: cursors are opaque (the daemon signs
+  // them and checks them), so no character in them can be taken as a separator.
+  query.pages = params.getAll("page").filter((cursor) => cursor !== "");
   return query;
 }
 
@@ -37,7 +37,7 @@ export function writeQuery(query) {
   if (query.sort !== "key") params.set("sort", query.sort);
   if (query.order !== "asc") params.set("order", query.order);
   if (query.limit !== DEFAULT_LIMIT) params.set("limit", String(query.limit));
-  if (query.pages.length) params.set("page", query.pages.join(CURSOR_SEPARATOR));
+  for (const cursor of query.pages) params.append("page", cursor);
   return params.toString();
 }
 

@@ -101,3 +101,12 @@ def test_json_as_python_writes_it_with_nan_and_infinity_is_read(ui: PageUnderTes
         [module, '{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN \\" Infinity", "d": 1.5}'],
     )
     assert parsed == {"a": None, "b": [None, None], "c": 'NaN " Infinity', "d": 1.5}
+
+
+def test_a_file_python_wrote_with_nan_and_infinity_opens(ui: PageUnderTest, sessions: Path) -> None:
+    doc = {**CONVERSATION, "key": "py:nan", "score": float("nan"), "limits": [float("inf"), float("-inf")]}
+    (sessions / "py_nan.json").write_text(json.dumps(doc))  # NaN, Infinity: what json.dumps writes by default
+    ui.sign_in()
+    ui.row("py:nan").get_by_role("link").click()
+    expect(ui.page.get_by_role("heading", level=1)).to_have_text("py:nan")
+    expect(ui.page.get_by_role("list", name="Messages").locator("article")).to_have_count(6)

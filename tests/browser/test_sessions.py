@@ -127,7 +127,7 @@ def test_paging_a_large_list_by_cursor_reaches_every_session_once(ui: PageUnderT
         if page < 3:
             ui.page.get_by_role("button", name="Next").click()
     assert sorted(seen) == sorted(keys) and len(seen) == 450
-    assert len(hash_params(ui)["page"][0].split(".")) == 2  # both cursors kept: Previous works after a reload
+    assert len(hash_params(ui)["page"]) == 2  # both cursors kept: Previous works after a reload
     ui.page.reload()
     expect(ui.rows).to_have_count(50)
     ui.page.get_by_role("button", name="Previous").click()
