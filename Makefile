@@ -46,5 +46,10 @@ bench-ui: $(VENV)/.installed
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 	$(BIN)/python -m bench.ui $(BENCH_ARGS)
 
+# ruff (lint) and mypy --strict over the package; .ci/run runs it before the tests.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check sessiond tests bench e2e
+	$(BIN)/mypy sessiond
+
 clean:
 	rm -rf $(VENV) $(RUNDIR) .pytest_cache .hypothesis *.egg-info

@@ -37,19 +37,11 @@ FULL_PROFILE_MAX = 200_000
 _BASE_TIME = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 # Coprime to every modulus below, so index -> index*M mod m is a bijection.
 _ODD_MULTIPLIER = 11_400_714_819_323_198_489
-_WORDS = (
-    "the a to of and in is it for on that with as this be are you can not at or "
-    "session agent tool user message file config deploy server request response "
-    "error timeout retry cache index token memory thread process queue database "
-    "schema migration query latency throughput benchmark python aiohttp asyncio "
-    "function return value list dict string bytes json yaml parse serialize "
-    "please could would should maybe sure thanks here there because however "
-    "café naïve résumé Zürich straße 日本語 東京 데이터 привет مرحبا ✓ 🚀"
-).split()
-_NAMES = "alice bob carol dave erin frank grace heidi ivan judy mallory nora".split()
-_PROJECTS = "project-x planning infra blog research taxes garden migration".split()
-_TOOLS = "web_search read_file write_file run_shell fetch_url list_dir".split()
-_ODD_WORDS = "Zürich 東京 café Ålesund Мир naïve Kraków".split()
+_WORDS = ["the", "a", "to", "of", "and", "in", "is", "it", "for", "on", "that", "with", "as", "this", "be", "are", "you", "can", "not", "at", "or", "session", "agent", "tool", "user", "message", "file", "config", "deploy", "server", "request", "response", "error", "timeout", "retry", "cache", "index", "token", "memory", "thread", "process", "queue", "database", "schema", "migration", "query", "latency", "throughput", "benchmark", "python", "aiohttp", "asyncio", "function", "return", "value", "list", "dict", "string", "bytes", "json", "yaml", "parse", "serialize", "please", "could", "would", "should", "maybe", "sure", "thanks", "here", "there", "because", "however", "café", "naïve", "résumé", "Zürich", "straße", "日本語", "東京", "데이터", "привет", "مرحبا", "✓", "🚀"]
+_NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "nora"]
+_PROJECTS = ["project-x", "planning", "infra", "blog", "research", "taxes", "garden", "migration"]
+_TOOLS = ["web_search", "read_file", "write_file", "run_shell", "fetch_url", "list_dir"]
+_ODD_WORDS = ["Zürich", "東京", "café", "Ålesund", "Мир", "naïve", "Kraków"]
 
 
 @dataclass(frozen=True)

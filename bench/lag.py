@@ -94,7 +94,7 @@ async def measure_lag(
     started = time.perf_counter()
     try:
         async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-            for i, (key, body) in enumerate(zip(keys, bodies)):
+            for i, (key, body) in enumerate(zip(keys, bodies, strict=True)):
                 await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
                 written.append(_write_atomically(sessions_dir, key, body))
                 renamed_at = time.perf_counter()

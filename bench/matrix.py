@@ -91,6 +91,6 @@ def ratios(http: dict, of: str = "sessiond", to: str = "bare") -> dict:
     out = {}
     for endpoint, by_server in http.items():
         if of in by_server and to in by_server:
-            pairs = zip(by_server[of]["rounds_rps"], by_server[to]["rounds_rps"])
+            pairs = zip(by_server[of]["rounds_rps"], by_server[to]["rounds_rps"], strict=False)
             out[endpoint] = round(statistics.median(a / b for a, b in pairs), 3)
     return out

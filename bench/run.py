@@ -89,7 +89,7 @@ def describe_run(args: argparse.Namespace, argv: list[str]) -> dict:
     wrk_version = subprocess.run([load.wrk_binary(), "-v"], capture_output=True, text=True)
     pinning = f"servers on CPU {SERVER_CPUS}, wrk on CPU {WRK_CPUS}" if args.pin else "no pinning"
     return {
-        "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.run", *argv]),
         "commit": _git("rev-parse", "--short", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "sessiond")),

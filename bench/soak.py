@@ -1,6 +1,7 @@
 """Soak: minutes of file churn plus API load against a real sessiond process.
 
-    python bench/soak.py --minutes 5
+    python -m bench.soak --minutes 10             # churn + list/detail/query/export/SSE/metrics + stalled clients
+    python -m bench.soak --minutes 10 --traced    # the same, with tracemalloc diffs in the workspace
 
 Every --sample seconds it prints the daemon's RSS, open file descriptors,
 threads and event-loop tasks, the requests answered and failed, and the
@@ -49,7 +50,7 @@ def disk_model(folder: Path) -> dict[str, int]:
     best: dict[str, tuple[tuple[float, str], int]] = {}
     for name in os.listdir(folder):
         path = folder / name
-        if not name.endswith(".json") or name.startswith(".") or path.is_symlink():
+        if not name.endswith(".json") or path.is_symlink():
             continue
         try:
             doc = json.loads(path.read_bytes())
@@ -95,7 +96,7 @@ class Soak:
         self.running = threading.Event()  # cleared while a drift check holds the churn still
         self.running.set()
         self.lock = threading.Lock()
-        self.requests = self.failures = self.churn_ops = self.checks = self.drift_seen = 0
+        self.requests = self.failures = self.churn_ops = self.checks = self.drift_seen = self.cut_exports = 0
         self.samples: list[dict[str, float]] = []
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -107,7 +108,10 @@ class Soak:
             SESSIOND_TOKEN=TOKEN, SESSIOND_RATE_LIMIT_PER_IP="0", SESSIOND_RATE_LIMIT_PER_TOKEN="0",
             SESSIOND_ACCESS_LOG="0", SESSIOND_LOG_LEVEL="WARNING", SESSIOND_RECONCILE_INTERVAL="60",
         )
-        cmd = [sys.executable, "-m", "sessiond", "--workspace", str(self.workspace), "--port", str(self.port)]
+        module = "bench.traced" if self.args.traced else "sessiond"
+        if self.args.traced:
+            env.update(TRACED_OUT=str(self.workspace / "traced.txt"), TRACED_EVERY=str(self.args.sample * 6))
+        cmd = [sys.executable, "-m", module, "--workspace", str(self.workspace), "--port", str(self.port)]
         self.log = (self.workspace / "sessiond.log").open("wb")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)
         api, deadline = Api(self.port), time.monotonic() + 30
@@ -171,17 +175,62 @@ class Soak:
         while not self.stop.is_set():
             self.running.wait()
             roll = rng.random()
-            if roll < 0.3:
+            if roll < 0.2:
                 status, _ = api.call("GET", "/api/v1/sessions")
-            elif roll < 0.9:
+            elif roll < 0.3:
+                status, _ = api.call("GET", f"/api/v1/sessions?prefix=soak:{rng.randrange(10)}&sort=updated_at&limit=50&include=meta")
+            elif roll < 0.75:
                 status, _ = api.call("GET", "/api/v1/sessions/" + quote(rng.choice(self.keys), safe=""))
-            elif roll < 0.97:
+            elif roll < 0.8:
                 status, _ = api.call("DELETE", "/api/v1/sessions/" + quote(rng.choice(self.keys), safe=""))
+            elif roll < 0.86:
+                status, _ = api.call("GET", f"/api/v1/export?prefix=soak:{rng.randrange(10)}")  # NDJSON
+            elif roll < 0.92:
+                status, _ = api.call("GET", "/api/v1/export?key=" + quote(rng.choice(self.keys), safe=""))
+                if status == 0:  # cut on purpose: the churn rewrote the file in place while it was sent
+                    with self.lock:
+                        self.cut_exports += 1
+                    status = 200
+                status = 200 if status == 404 else status  # churn deletes sessions
+            elif roll < 0.97:
+                status, _ = api.call("GET", "/metrics")
             else:
                 status, _ = api.call("GET", "/api/v1/sessions/..%2F..%2Fetc%2Fpasswd")
             with self.lock:
                 self.requests += 1
                 self.failures += status == 0 or status >= 500
+
+    def feeds(self, seed: int) -> None:
+        """A change-feed reader that reads everything, and reconnects now and then."""
+        rng = random.Random(seed)
+        while not self.stop.is_set():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)  # pings come every 15 s
+                conn.request("GET", "/api/v1/events", headers={"Authorization": f"Bearer {TOKEN}"})
+                resp = conn.getresponse()
+                until = time.monotonic() + rng.uniform(5, 30)
+                while time.monotonic() < until and not self.stop.is_set() and resp.fp is not None:
+                    resp.fp.readline()
+                conn.close()
+            except (OSError, http.client.HTTPException):
+                with self.lock:
+                    self.failures += 1
+            with self.lock:
+                self.requests += 1
+
+    def stalled(self, seed: int) -> None:
+        """Clients that ask for a feed or an export and never read: the daemon must drop them."""
+        rng = random.Random(seed)
+        while not self.stop.is_set():
+            target = rng.choice(["/api/v1/events", "/api/v1/export?prefix=soak:"])
+            try:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.sendall(f"GET {target} HTTP/1.1\r\nHost: soak\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+                self.stop.wait(rng.uniform(20, 60))
+                sock.close()
+            except OSError:
+                pass  # a hostile client's fate is not the daemon's failure
 
     # -- checks ------------------------------------------------------------------
 
@@ -201,16 +250,28 @@ class Soak:
                         status, body = api.call("GET", "/api/v1/sessions/" + quote(key, safe=""))
                         wrong += status != 200 or json.loads(body)["message_count"] != expected[key]
                 if not wrong or time.monotonic() > deadline:
+                    if wrong and self.args.explain:
+                        self.explain(api, expected, answered)
                     return wrong
                 time.sleep(0.05)
         finally:
             self.checks += 1
             self.running.set()
 
+    def explain(self, api: Api, expected: dict[str, int], answered: set[str]) -> None:
+        """Print what the disk and the API say of a few keys they disagree on."""
+        for key in sorted(answered ^ set(expected))[:5]:
+            path = self.folder / (key.replace(":", "_") + ".json")
+            status, body = api.call("GET", "/api/v1/sessions/" + quote(key, safe=""))
+            on_disk = path.read_bytes()[:60] if path.exists() else None
+            print(f"  disagree {key}: disk {expected.get(key)} {on_disk!r}; api {status} {body[:80]!r}", flush=True)
+
     def run(self) -> int:
         self.start_daemon()
         threads = [threading.Thread(target=self.churn, args=(i,), daemon=True) for i in range(self.args.writers)]
         threads += [threading.Thread(target=self.clients, args=(100 + i,), daemon=True) for i in range(self.args.clients)]
+        threads += [threading.Thread(target=self.feeds, args=(200 + i,), daemon=True) for i in range(self.args.feeds)]
+        threads += [threading.Thread(target=self.stalled, args=(300 + i,), daemon=True) for i in range(self.args.stalled)]
         for t in threads:
             t.start()
         api = Api(self.port)
@@ -254,7 +315,10 @@ class Soak:
             problems.append(f"RSS grew {growth['rss_mb']:.1f} MB")
         if growth["fds"] > 5 or growth["tasks"] > 10:
             problems.append(f"descriptors grew {growth['fds']:.0f}, tasks grew {growth['tasks']:.0f}")
-        print(json.dumps({"requests": self.requests, "errors": self.failures, "churn_ops": self.churn_ops, "drift_checks": self.checks,
+        cut = sum("cut: the file changed while it was sent" in line for line in (self.workspace / "sessiond.log").open(errors="replace"))
+        if self.cut_exports > cut:
+            problems.append(f"{self.cut_exports} single-file exports broke off, the daemon cut only {cut} on purpose")
+        print(json.dumps({"requests": self.requests, "errors": self.failures, "cut_exports": self.cut_exports, "churn_ops": self.churn_ops, "drift_checks": self.checks,
                           "drift_seen": self.drift_seen, "final_drift": final_drift, "growth_first_to_last_third": growth}))
         print("FAIL: " + "; ".join(problems) if problems else "PASS")
         return 1 if problems else 0
@@ -279,6 +343,10 @@ def main() -> int:
     p.add_argument("--clients", type=int, default=4, help="API client threads")
     p.add_argument("--sample", type=float, default=10, help="seconds between samples")
     p.add_argument("--check", type=float, default=30, help="seconds between drift checks")
+    p.add_argument("--feeds", type=int, default=2, help="change-feed readers")
+    p.add_argument("--stalled", type=int, default=3, help="clients that stop reading a feed or an export")
+    p.add_argument("--explain", action="store_true", help="print a few keys API and disk disagree on")
+    p.add_argument("--traced", action="store_true", help="run the daemon under tracemalloc (bench/traced.py)")
     soak = Soak(p.parse_args())
     try:
         return soak.run()

@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from .appkeys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
 from .config import Settings
 from .features import setup_features
-from .handlers import add_routes
-from .keys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
 from .metrics import Metrics
 from .middlewares.auth import auth_middleware
 from .middlewares.errors import error_middleware
@@ -22,18 +21,13 @@ from .middlewares.forwarded import forwarded_middleware
 from .middlewares.ratelimit import per_ip, per_token, rate_limit_middleware
 from .middlewares.readiness import readiness_middleware
 from .middlewares.request_id import request_id_middleware, stamp_response
-from .runtime import PAGE_PATHS, PAGE_PREFIX, PROBES, Runtime
+from .routes import Policy, add_routes, policy_of
+from .runtime import Runtime
 from .store import SessionStore
 from .watcher import SessionWatcher
 
 log = logging.getLogger(__name__)
 
-# Monitoring must never be starved by API clients sharing its address; the web page's
-# static files (a dozen on a first visit, served from memory) must not use up the
-# per-IP allowance its own API calls need.
-UNLIMITED = (*PROBES, "/metrics", *PAGE_PATHS)
-# API paths that answer while the index is not whole: they say why, or need no index.
-ALWAYS_SERVED = ("/api/v1/health", "/api/v1/openapi.json")
 # aiohttp's 8 KiB request line is too short for the keys the contract allows: a
 # 4096-character key percent-encoded as 4-byte UTF-8 is 48 KiB, and a longer line
 # is refused in plain text before any middleware could answer it as JSON.
@@ -71,10 +65,10 @@ def create_app(settings: Settings) -> web.Application:
         metrics.middleware(),
         error_middleware,
         forwarded_middleware(lambda: runtime.proxies),
-        rate_limit_middleware(lambda: runtime.ip_limiter, per_ip, UNLIMITED, (PAGE_PREFIX,)),
-        auth_middleware(runtime),
-        rate_limit_middleware(lambda: runtime.token_limiter, per_token, UNLIMITED),
-        readiness_middleware(lambda: watcher.not_serving, ALWAYS_SERVED),
+        rate_limit_middleware(lambda: runtime.ip_limiter, per_ip, _rate_limited),
+        auth_middleware(runtime, _public),
+        rate_limit_middleware(lambda: runtime.token_limiter, per_token, _rate_limited),
+        readiness_middleware(lambda: watcher.not_serving, _needs_whole_index),
     ]
     app = web.Application(
         middlewares=middlewares,
@@ -89,10 +83,24 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[STARTED_AT] = time.monotonic()
     metrics.watch(store, watcher, runtime.limiters)
-    add_routes(app)
     setup_features(app)
+    add_routes(app)
     app.cleanup_ctx.append(_run_watcher)
     return app
+
+
+# What the middlewares ask of each request: its route's policy (routes.py).
+def _rate_limited(request: web.Request) -> bool:
+    return policy_of(request).rate_limited
+
+
+def _needs_whole_index(request: web.Request) -> bool:
+    return policy_of(request).needs_whole_index
+
+
+def _public(request: web.Request, runtime: Runtime) -> bool:
+    policy = policy_of(request)
+    return policy in (Policy.PROBE, Policy.PAGE) or (policy is Policy.MONITORING and runtime.metrics_public)
 
 
 async def _run_watcher(app: web.Application) -> AsyncIterator[None]:

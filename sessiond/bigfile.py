@@ -43,7 +43,7 @@ def read_in_child(folder: Folder, name: str, max_bytes: int) -> FileState:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_SOURCE_ROOT, os.environ.get("PYTHONPATH")]))}
     dev, ino = folder.ident
     # The name goes as bytes through argv (os.fsencode), so any file name survives the trip.
-    cmd = [sys.executable, "-m", __name__, folder.path, str(dev), str(ino), os.fsencode(name), str(max_bytes)]
+    cmd: list[str | bytes] = [sys.executable, "-m", __name__, folder.path, str(dev), str(ino), os.fsencode(name), str(max_bytes)]
     with _one_at_a_time:
         try:
             proc = subprocess.run(cmd, capture_output=True, env=env, timeout=TIMEOUT, check=False)

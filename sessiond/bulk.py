@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from .appkeys import STORE
 from .index import SessionIndex
-from .keys import STORE
-from .params import bad_parameter, flag, read_object, string_list
-from .query import QueryError, whole_number, parse_filter, select
-from .responses import NOT_FOUND, error_response, json_response
+from .params import flag, read_object, string_list
+from .query import QueryError, parse_filter, select, whole_number
+from .responses import NOT_FOUND, json_response
 from .store import DeleteFailed, SessionNotFound
 
 log = logging.getLogger(__name__)
@@ -27,13 +27,10 @@ BODY_LIMIT = 2 * 1024 * 1024
 async def batch_delete(request: web.Request) -> web.Response:
     """Match keys or a filter; refuse more than `max`; unless `dry_run`, delete each one."""
     store = request.app[STORE]
-    try:
-        body = await read_object(request, FIELDS, BODY_LIMIT)
-        dry_run = flag(body, "dry_run")
-        most = whole_number("max", body["max"], 1, MOST) if "max" in body else DEFAULT_MAX
-        keys = _keys_or_filter(store.index, body)
-    except QueryError as exc:
-        return bad_parameter(exc)
+    body = await read_object(request, FIELDS, BODY_LIMIT)
+    dry_run = flag(body, "dry_run")
+    most = whole_number("max", body["max"], 1, MOST) if "max" in body else DEFAULT_MAX
+    keys = _keys_or_filter(store.index, body)
     matched: list[str] = []
     failed: list[dict[str, str]] = []
     for key in keys:
@@ -43,9 +40,7 @@ async def batch_delete(request: web.Request) -> web.Response:
         else:
             failed.append({"key": key, "reason": NOT_FOUND})
     if len(matched) > most:
-        return error_response(
-            409, f"{len(matched)} sessions match, more than max ({most}); narrow the filter or raise max"
-        )
+        raise web.HTTPConflict(text=f"{len(matched)} sessions match, more than max ({most}); narrow the filter or raise max")
     deleted: list[str] = []
     if not dry_run:
         for key in matched:

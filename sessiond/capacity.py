@@ -72,7 +72,7 @@ def connection_cap(configured: int, fd_limit: int) -> int:
 class OverCapacity(asyncio.Protocol):
     """Answers one request on a connection past the cap, in a few lines, then closes it."""
 
-    def __init__(self, probe: ProbeAnswer, served: Callable[[], None], done: Callable[["OverCapacity"], None]) -> None:
+    def __init__(self, probe: ProbeAnswer, served: Callable[[], None], done: Callable[[OverCapacity], None]) -> None:
         self.probe = probe
         self.served = served
         self.done = done
@@ -123,6 +123,7 @@ class _Refuse(asyncio.Protocol):
     """Past the overflow too: closed on arrival, holding a descriptor for no time at all."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         transport.abort()
 
 
@@ -136,7 +137,7 @@ class CappedServer(web.Server):
     live: int  # handlers made and not yet lost (counted here: a batch of accepts is
     # handed out before any of them reports connection_made)
 
-    def __call__(self) -> RequestHandler:  # type: ignore[override]
+    def __call__(self) -> RequestHandler:
         if self.live < self.cap:
             self.live += 1
             return super().__call__()

@@ -13,7 +13,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
 from aiohttp import web
@@ -21,10 +21,10 @@ from aiohttp import web
 from . import __version__, config
 from .accesslog import AccessLogger
 from .app import create_app
+from .appkeys import METRICS, RUNTIME, WATCHER
 from .capacity import AcceptErrors, CappedRunner, CappedServer, ConnectionMetrics, connection_cap, raise_fd_limit
-from .handlers import probe_answer
 from .checkconfig import check_config
-from .keys import METRICS, RUNTIME, WATCHER
+from .handlers import probe_answer
 from .logsetup import apply_logging, setup_logging, stream_is_journal
 from .metrics_site import METRICS_FD_NAME, create_metrics_app
 from .systemd import SystemdNotifier, listen_fds_with_names, run_watchdog
@@ -337,15 +337,15 @@ async def _cleanup_within(runner: web.AppRunner, timeout: float) -> None:
     cleanup = asyncio.ensure_future(runner.cleanup())
     done, _ = await asyncio.wait({cleanup}, timeout=timeout + CUT_AFTER)
     if not done and server is not None:
-        stalled = [conn for conn in server.connections if conn.transport is not None]
+        stalled = [conn.transport for conn in server.connections if conn.transport is not None]
         log.warning("stop: cutting %d connection(s) still busy after %.1fs", len(stalled), timeout)
-        for conn in stalled:
-            conn.transport.abort()  # type: ignore[union-attr]
+        for transport in stalled:
+            transport.abort()
     await cleanup
 
 
-async def _wait_first(*aws: object) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]  # type: ignore[arg-type]
+async def _wait_first(*aws: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(a) for a in aws]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

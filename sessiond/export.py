@@ -23,12 +23,12 @@ import aiofiles.threadpool
 import orjson
 from aiohttp import web
 
+from .appkeys import SETTINGS, STORE
 from .folder import Folder, FolderUnusable
-from .keys import SETTINGS, STORE
 from .loader import OPEN_FLAGS, InvalidSession, parse_session, read_at_most
-from .params import bad_parameter
 from .query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
-from .responses import NOT_FOUND, error_response, etag_matches, write_or_drop
+from .responses import etag_matches, write_or_drop
+from .store import SessionNotFound
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +41,12 @@ BATCH_BYTES = 4 * 1024 * 1024
 
 async def export(request: web.Request) -> web.StreamResponse:
     """`?key=K`: the file as stored, with an ETag. Otherwise NDJSON of the sessions the filter matches."""
-    try:
-        values = single_values(request.query.items(), PARAMS, strict=True)
-        if "key" in values:
-            if len(values) > 1:
-                raise QueryError("key", "exports one session; do not combine it with filter parameters")
-            return await _one_file(request, values["key"])
-        query = parse_query(values)
-    except QueryError as exc:
-        return bad_parameter(exc)
-    return await _ndjson(request, query)
+    values = single_values(request.query.items(), PARAMS, strict=True)
+    if "key" in values:
+        if len(values) > 1:
+            raise QueryError("key", "exports one session; do not combine it with filter parameters")
+        return await _one_file(request, values["key"])
+    return await _ndjson(request, parse_query(values))
 
 
 def opener_in(folder: Folder) -> Callable[[str, int], int]:
@@ -79,11 +75,11 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     record = await store.find(key)
     folder = store.folder
     if record is None or folder is None:
-        return error_response(404, NOT_FOUND)
+        raise SessionNotFound(key)
     try:
         raw = await _open(record.name, opener_in(folder))
     except (OSError, FolderUnusable):
-        return error_response(404, NOT_FOUND)  # gone (or replaced by something that is not a file) meanwhile
+        raise SessionNotFound(key) from None  # gone (or replaced by something that is not a file) meanwhile
     fh = aiofiles.threadpool.wrap(raw)  # reads go to the executor, a chunk at a time
     try:
         st = os.fstat(fh.fileno())
@@ -125,8 +121,13 @@ async def _open(name: str, opener: Callable[[str, int], int]) -> io.FileIO:
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
-        opening.add_done_callback(lambda done: done.exception() is None and done.result().close())
+        opening.add_done_callback(_close_unused)
         raise
+
+
+def _close_unused(opened: asyncio.Future[io.FileIO]) -> None:
+    if not opened.cancelled() and opened.exception() is None:
+        opened.result().close()
 
 
 def read_lines(folder: Folder, files: list[tuple[str, str]], max_bytes: int) -> bytes:

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .bulk import batch_delete
-from .events import EventFeed, FeedMetrics, stream_events
-from .export import export
-from .keys import EVENTS, METRICS, SETTINGS, STATS, STORE, TRASH
-from .openapi import openapi_document
-from .stats import StatsKeeper, count_when_ready, stats
+from .appkeys import EVENTS, METRICS, PAGE, SETTINGS, STATS, STORE, TRASH
+from .feed import EventFeed, FeedMetrics
+from .pagefiles import PageAssets
+from .stats import StatsKeeper
+from .stats_api import count_when_ready
 from .trash import Trash
-from .trash_api import list_trash, purge_trash, restore
-from .webui import setup_web_page
+from .trash_api import purge_trash
 
 
 def setup_features(app: web.Application) -> None:
-    """Register the routes, state and background work of the features beyond the seed."""
+    """Set up the state and background work of the features beyond the seed (routes: routes.py)."""
     settings, store = app[SETTINGS], app[STORE]
     feed = EventFeed(settings.events_buffer)
     store.listeners.append(feed.publish)
@@ -38,14 +36,7 @@ def setup_features(app: web.Application) -> None:
         store.destination = trash
     app[TRASH] = trash
 
-    app.router.add_post("/api/v1/sessions:batchDelete", batch_delete)
-    app.router.add_get("/api/v1/events", stream_events, allow_head=False)
-    app.router.add_get("/api/v1/export", export)
-    app.router.add_get("/api/v1/trash", list_trash)
-    app.router.add_post("/api/v1/trash:restore", restore)
-    app.router.add_get("/api/v1/stats", stats)
-    app.router.add_get("/api/v1/openapi.json", openapi_document)
-    setup_web_page(app)
+    app[PAGE] = PageAssets.from_package()  # read once: a request never touches the disk for it
 
     app.cleanup_ctx.append(purge_trash)
     app.cleanup_ctx.append(count_when_ready)

@@ -9,19 +9,19 @@ from typing import Any
 from aiohttp import web
 
 from . import __version__
-from .keys import METRICS, STARTED_AT, STORE, WATCHER
+from .appkeys import METRICS, STARTED_AT, STORE, WATCHER
 from .listing import query_response
 from .loader import MAX_KEY_LENGTH
-from .responses import NOT_FOUND, error_response, etag_matches, json_response
-from .store import DeleteFailed, SessionNotFound
+from .responses import etag_matches, json_response
+from .store import SessionNotFound
 from .watcher import WatchState
 
 
-def _key(request: web.Request) -> str | web.Response:
+def _key(request: web.Request) -> str:
     # The route's tail is decoded once by aiohttp (so %2F is a slash, %252F is "%2F").
     key = request.match_info["key"]
     if len(key) > MAX_KEY_LENGTH:
-        return error_response(400, f"Session key longer than {MAX_KEY_LENGTH} characters")
+        raise web.HTTPBadRequest(text=f"Session key longer than {MAX_KEY_LENGTH} characters")
     return key
 
 
@@ -44,11 +44,9 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     """GET /api/v1/sessions/{key}: one session's metadata."""
     key = _key(request)
-    if isinstance(key, web.Response):
-        return key
     record = await request.app[STORE].find(key)
     if record is None:
-        return error_response(404, NOT_FOUND)
+        raise SessionNotFound(key)
     return json_response(
         {
             "key": record.key,
@@ -63,17 +61,10 @@ async def get_session(request: web.Request) -> web.Response:
 async def delete_session(request: web.Request) -> web.Response:
     """DELETE /api/v1/sessions/{key}: remove the file; the index knows before we answer."""
     key = _key(request)
-    if isinstance(key, web.Response):
-        return key
     store = request.app[STORE]
-    try:
-        if await store.find(key) is None:  # a session the agent saved a moment ago is found
-            raise SessionNotFound(key)
-        record = await store.delete(key)
-    except SessionNotFound:
-        return error_response(404, NOT_FOUND)
-    except DeleteFailed as exc:
-        return error_response(503, f"Session not deleted: {exc}")
+    if await store.find(key) is None:  # a session the agent saved a moment ago is found
+        raise SessionNotFound(key)
+    record = await store.delete(key)  # SessionNotFound, DeleteFailed: mapped by the error middleware
     return json_response({"deleted": True, "key": record.key})
 
 
@@ -149,17 +140,3 @@ async def metrics(request: web.Request) -> web.Response:
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
     return response
-
-
-def add_routes(app: web.Application) -> None:
-    """Register every route of the API."""
-    app.router.add_get("/health", health)
-    app.router.add_get("/readyz", health)  # same answer as /health: ready to take traffic
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/api/v1/health", api_health)
-    app.router.add_get("/api/v1/sessions", list_sessions)
-    # [\s\S], not ".": a key may hold a newline (%0A), and "." stops at one.
-    app.router.add_get(r"/api/v1/sessions/{key:[\s\S]+}", get_session)
-    app.router.add_delete(r"/api/v1/sessions/{key:[\s\S]+}", delete_session)
-

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Literal, NamedTuple
 
 import orjson
@@ -27,7 +27,7 @@ class FileStat(NamedTuple):
 class SessionRecord:
     """Metadata of one valid session file."""
 
-    __slots__ = ("key", "name", "message_count", "created_at", "updated_at", "stat")
+    __slots__ = ("created_at", "key", "message_count", "name", "stat", "updated_at")
 
     def __init__(
         self, key: str, name: str, message_count: int, created_at: float, updated_at: float, stat: FileStat
@@ -81,6 +81,11 @@ class SessionIndex:
     """Session metadata by file and by key, with the list body cached between changes."""
 
     def __init__(self) -> None:
+        self.version = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        """Empty every table (not the version, which only ever grows)."""
         self._files: dict[str, SessionRecord] = {}
         self._invalid: dict[str, InvalidFile] = {}
         # key -> the one file claiming it, or the set of names when several do (rare;
@@ -91,7 +96,6 @@ class SessionIndex:
         self._keys: SortedList = SortedList()
         self._body: bytes | None = None
         self._etag = ""
-        self.version = 0
 
     # -- reading -----------------------------------------------------------
 
@@ -104,6 +108,11 @@ class SessionIndex:
     def get(self, key: str) -> SessionRecord | None:
         """The record served for *key*, or None."""
         return self._served.get(key)
+
+    @property
+    def served(self) -> Mapping[str, SessionRecord]:
+        """Key -> the record answered for it (a live read-only view)."""
+        return self._served
 
     def keys(self) -> SortedList:
         """All served keys, ascending (a live view; do not mutate)."""
@@ -195,9 +204,8 @@ class SessionIndex:
         Returns what changed for clients compared with before (nothing on a first load,
         so a start-up does not announce every session as created).
         """
-        version = self.version
         before = self._served
-        self.__init__()  # type: ignore[misc]
+        self._reset()
         for name, state in states:
             if isinstance(state, SessionRecord):
                 self._files[name] = state
@@ -207,7 +215,7 @@ class SessionIndex:
         for key in self._claims:
             self._served[key] = self._winner(key)  # type: ignore[assignment]
         self._keys = SortedList(self._served)
-        self.version = version + 1
+        self.version += 1
         if not before:
             return []
         changes = [Change("deleted", key, None) for key in before.keys() - self._served.keys()]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .keys import RUNTIME, STORE
-from .query import LIST_PARAMS, QueryError, meta, parse_query, run, single_values
-from .params import bad_parameter
+from .appkeys import RUNTIME, STORE
+from .query import LIST_PARAMS, meta, parse_query, run, single_values
 from .responses import json_response
 
 
@@ -16,13 +15,10 @@ def query_response(request: web.Request) -> web.Response | None:
     None sends the caller down the seed's cached fast path, so a request without
     parameters (or with only unknown ones, like a cache-buster) is answered as before.
     """
-    try:
-        values = single_values(request.query.items(), LIST_PARAMS)
-        if not values:
-            return None
-        query = parse_query(values, request.app[RUNTIME].cursor_key)
-    except QueryError as exc:
-        return bad_parameter(exc)
+    values = single_values(request.query.items(), LIST_PARAMS)  # QueryError: a 400, mapped at the edge
+    if not values:
+        return None
+    query = parse_query(values, request.app[RUNTIME].cursor_key)
     page = run(request.app[STORE].index, query)
     items = [meta(r) for r in page.records] if query.include_meta else [r.key for r in page.records]
-    return json_response({"sessions": items, "count": page.count, "next_cursor": page.next_cursor})
+    return json_response({"sessions": items, "count": page.total, "next_cursor": page.next_cursor})

@@ -141,7 +141,8 @@ def _parse_reference(data: bytes) -> ParsedSession:
     try:
         doc = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InvalidSession(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise InvalidSession(f"not valid JSON ({exc.msg} {where if exc.msg.endswith(' at') else 'at ' + where})") from None
     except UnicodeDecodeError as exc:
         raise InvalidSession(f"not valid JSON (not UTF-8 at byte {exc.start})") from None
     except RecursionError:
@@ -282,6 +283,6 @@ def stale_names(dir_fd: int | None, known: Mapping[str, FileStat]) -> list[tuple
     No folder (None) holds nothing, so then every known name is stale.
     """
     listing = dict(list_session_files(dir_fd)) if dir_fd is not None else {}
-    stale = [(name, st) for name, st in listing.items() if known.get(name) != st]
+    stale: list[tuple[str, FileStat | None]] = [(name, st) for name, st in listing.items() if known.get(name) != st]
     stale.extend((name, None) for name in known if name not in listing)
     return stale

@@ -121,7 +121,7 @@ class SandboxedProcessCollector(ProcessCollector):
 
     def _boot_time(self) -> float:
         try:
-            btime = super()._boot_time()
+            btime = super()._boot_time()  # type: ignore[no-untyped-call]
         except OSError:
             btime = None
         return float(btime) if btime else time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .keys import METRICS
+from .appkeys import METRICS
 from .middlewares.errors import error_middleware
 from .middlewares.request_id import request_id_middleware, stamp_response
 

@@ -34,11 +34,11 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-TIME = {"type": "number"}
-COUNT = {"type": "integer", "minimum": 0}
-KEY = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
+TIME: dict[str, Any] = {"type": "number"}
+COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+KEY: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
 
-_FILTER_DOCS = {
+_FILTER_DOCS: dict[str, tuple[dict[str, Any], str]] = {
     "prefix": ({"type": "string", "maxLength": MAX_KEY_LENGTH}, "Only keys starting with this text."),
     "created_after": (TIME, "Only sessions created after this time (Unix seconds, strict)."),
     "created_before": (TIME, "Only sessions created before this time (Unix seconds, strict)."),

@@ -9,12 +9,6 @@ from aiohttp import web
 
 from .loader import MAX_KEY_LENGTH
 from .query import QueryError
-from .responses import json_response
-
-
-def bad_parameter(exc: QueryError) -> web.Response:
-    """400 naming the parameter, in the contract's error shape (plus `parameter`)."""
-    return json_response({"detail": str(exc), "parameter": exc.param}, status=400)
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

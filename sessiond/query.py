@@ -90,7 +90,7 @@ class Page(NamedTuple):
     """One answer: the records of this page, how many match in all, and where to go on."""
 
     records: list[SessionRecord]
-    count: int
+    total: int  # how many match in all (the API's "count")
     next_cursor: str | None
 
 
@@ -280,10 +280,11 @@ def _key_range(index: SessionIndex, prefix: str) -> tuple[int, int]:
 def select(index: SessionIndex, flt: Filter) -> Iterator[SessionRecord]:
     """Every served record passing *flt*, in key order; a prefix only walks its own range."""
     lo, hi = _key_range(index, flt.prefix)
-    records = map(index.get, index.keys().islice(lo, hi))
+    served = index.served
+    records = (served[key] for key in index.keys().islice(lo, hi))
     if flt == Filter(prefix=flt.prefix):
-        return records  # type: ignore[return-value]
-    return (r for r in records if flt.matches(r))  # type: ignore[union-attr]
+        return records
+    return (r for r in records if flt.matches(r))
 
 
 def run(index: SessionIndex, query: Query) -> Page:

@@ -174,7 +174,8 @@ def recover_interrupted(folder: Folder, max_bytes: int) -> int:
     with folder.open() as dir_fd:
         with os.scandir(dir_fd) as entries:
             held = [(entry.name, m.group(1)) for entry in entries if (m := _HOLD.fullmatch(entry.name))]
-        for hold, original in held:
+        for hold, named in held:
+            original = named
             if original is None or not is_session_name(original):
                 state = read_fully(folder, dir_fd, hold, max_bytes)
                 original = file_name_for(state.key) if isinstance(state, SessionRecord) else None

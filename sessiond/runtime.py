@@ -11,10 +11,6 @@ from .middlewares.auth import token_id
 from .middlewares.forwarded import TrustedProxies
 from .middlewares.ratelimit import RateLimiter
 
-PROBES = ("/health", "/livez", "/readyz")
-# The operators' web page: static files, public (the data it shows needs the token).
-PAGE_PREFIX = "/ui/"
-PAGE_PATHS = ("/ui",)
 # What a reload applies: Runtime (below) and the CLI's logging set-up read these.
 LIVE = frozenset({
     "token", "rate_limit_per_ip", "rate_limit_per_token", "rate_limit_max_clients", "trusted_proxies",
@@ -29,8 +25,6 @@ RESTART_ONLY = tuple(
 
 class Runtime:
     """Live configuration read by the middlewares on every request."""
-
-    public_prefix = PAGE_PREFIX  # every path below it is public too
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -48,10 +42,7 @@ class Runtime:
         # Signs list cursors: stable across restarts and instances sharing the token,
         # void once the token is rotated.
         self.cursor_key = hmac.new(self.token, b"sessiond list cursor", hashlib.sha256).digest()
-        public = set(PROBES) | set(PAGE_PATHS)
-        if not settings.metrics_require_token:
-            public.add("/metrics")
-        self.public_paths = frozenset(public)
+        self.metrics_public = not settings.metrics_require_token
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.ip_limiter = _limiter(self.ip_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients)
         self.token_limiter = _limiter(self.token_limiter, settings.rate_limit_per_token, settings.rate_limit_max_clients)

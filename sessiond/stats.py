@@ -1,4 +1,4 @@
-"""GET /api/v1/stats: the overview page's figures, kept up to date from the index alone.
+"""The overview page's figures (GET /api/v1/stats, in stats_api.py), kept up to date from the index alone.
 
 `SessionStats` is pure: aggregates over the served sessions (by channel, by day, by
 message count, bytes on disk). `StatsKeeper` keeps one in step with the index: one
@@ -13,20 +13,14 @@ therefore costs O(changes since the last one), never a walk of 100k records.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
-import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
-
 from .index import Change, SessionIndex, SessionRecord
-from .keys import SETTINGS, STATS, STORE, WATCHER
-from .responses import json_response
 from .store import SessionStore
 
 log = logging.getLogger(__name__)
@@ -197,37 +191,3 @@ class StatsKeeper:
             stats.add_new(chunk)
             await asyncio.sleep(0)
         self.full_passes += 1
-
-
-async def count_when_ready(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: make the full pass as soon as the first index is complete, not on a request."""
-
-    async def count() -> None:
-        await app[WATCHER].ready.wait()
-        await app[STATS].current()
-
-    task = asyncio.create_task(count(), name="sessiond-stats-first-pass")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-async def stats(request: web.Request) -> web.Response:
-    """GET /api/v1/stats: counts by channel, per day, by message count; bytes; health.
-
-    Until the index is whole the readiness middleware answers 503 with Retry-After.
-    """
-    app = request.app
-    watcher = app[WATCHER]
-    index = app[STORE].index
-    body = (await app[STATS].current()).summary(time.time())
-    trash_days = app[SETTINGS].trash_days
-    body.update({
-        "invalid_files": len(index.invalid),
-        "collisions": index.collision_count,
-        "watcher": watcher.state.value,
-        "problem": watcher.problem,
-        "trash": {"enabled": trash_days > 0, "days": trash_days},
-    })
-    return json_response(body)

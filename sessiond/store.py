@@ -77,7 +77,8 @@ class SessionStore:
         self._reported_invalid: set[tuple[str, str]] = set()
         self._reported_collisions: set[tuple[str, ...]] = set()
         self.last_change = time.monotonic()
-        self.retry_hook: Callable[[str, float], None] | None = None
+        # Asks for a file to be re-read soon (the watcher's hint); the delays are ours.
+        self.reread: Callable[[str], None] | None = None
         self.files_applied = 0
         self.scans = 0
         self.reconciles = 0
@@ -340,10 +341,10 @@ class SessionStore:
     def _should_retry(self, name: str, state: InvalidFile) -> bool:
         attempt = self._retries.get(name, 0)
         recent = time.time() - state.stat.mtime_ns / 1e9 < 2.0
-        if attempt >= len(RETRY_DELAYS) or not recent or self.retry_hook is None:
+        if attempt >= len(RETRY_DELAYS) or not recent or self.reread is None:
             return False
         self._retries[name] = attempt + 1
-        self.retry_hook(name, RETRY_DELAYS[attempt])
+        asyncio.get_running_loop().call_later(RETRY_DELAYS[attempt], self.reread, name)
         return True
 
     async def find(self, key: str) -> SessionRecord | None:

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 
 TRASH_DIR = ".trash"
 _ID = re.compile(r"[0-9a-f]{16}[0-9a-f]{8}")
-_FIELDS = {"key": (str, type(None)), "name": str, "message_count": int, "created_at": (int, float),
+_FIELDS: dict[str, type | tuple[type, ...]] = {"key": (str, type(None)), "name": str, "message_count": int, "created_at": (int, float),
            "updated_at": (int, float), "size": int}
 
 

@@ -11,12 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from .keys import STORE, TRASH
-from .params import bad_parameter, read_object, string_list
-from .query import QueryError
-from .responses import error_response, json_response
+from .appkeys import STORE, TRASH
+from .errors import Unavailable
 from .folder import FolderUnusable
+from .params import read_object, string_list
+from .query import QueryError
 from .removal import RemovalFailed
+from .responses import json_response
 from .trash import RestoreError, Trash, TrashEntry
 
 log = logging.getLogger(__name__)
@@ -39,20 +40,18 @@ def _show(trash: Trash, entry: TrashEntry) -> dict[str, Any]:
     }
 
 
-async def list_trash(request: web.Request) -> web.Response:
-    """Every trashed session, newest first."""
+def _trash_of(request: web.Request) -> Trash:
     trash = request.app[TRASH]
     if trash is None:
-        return error_response(404, TRASH_OFF)
-    try:
-        entries = await _entries(request.app, trash)
-    except TrashUnavailable as exc:
-        return error_response(503, str(exc))
+        raise Unavailable(TRASH_OFF, status=404)
+    return trash
+
+
+async def list_trash(request: web.Request) -> web.Response:
+    """Every trashed session, newest first."""
+    trash = _trash_of(request)
+    entries = await _entries(request.app, trash)
     return json_response({"items": [_show(trash, e) for e in reversed(entries)], "count": len(entries)})
-
-
-class TrashUnavailable(Exception):
-    """The trash cannot be read now; the message says why (no paths)."""
 
 
 async def _entries(app: web.Application, trash: Trash) -> list[TrashEntry]:
@@ -62,29 +61,21 @@ async def _entries(app: web.Application, trash: Trash) -> list[TrashEntry]:
     try:
         return await asyncio.get_running_loop().run_in_executor(None, trash.entries, folder)
     except (FolderUnusable, RemovalFailed) as exc:
-        raise TrashUnavailable(f"Trash unavailable: {exc}") from None
+        raise Unavailable(f"Trash unavailable: {exc}") from None
     except OSError as exc:
         log.warning("cannot read the trash: %s", exc.strerror)
-        raise TrashUnavailable(f"Trash unavailable: {exc.strerror}") from None
+        raise Unavailable(f"Trash unavailable: {exc.strerror}") from None
 
 
 async def restore(request: web.Request) -> web.Response:
     """Put trashed sessions back: the newest version of each key in `keys`, and each id in `ids`."""
-    trash = request.app[TRASH]
-    if trash is None:
-        return error_response(404, TRASH_OFF)
-    try:
-        body = await read_object(request, frozenset({"keys", "ids"}))
-        if not body:
-            raise QueryError("keys", "give keys or ids to restore")
-        keys = string_list(body, "keys", MOST) if "keys" in body else []
-        ids = string_list(body, "ids", MOST) if "ids" in body else []
-    except QueryError as exc:
-        return bad_parameter(exc)
-    try:
-        entries = await _entries(request.app, trash)
-    except TrashUnavailable as exc:
-        return error_response(503, str(exc))
+    trash = _trash_of(request)
+    body = await read_object(request, frozenset({"keys", "ids"}))
+    if not body:
+        raise QueryError("keys", "give keys or ids to restore")
+    keys = string_list(body, "keys", MOST) if "keys" in body else []
+    ids = string_list(body, "ids", MOST) if "ids" in body else []
+    entries = await _entries(request.app, trash)
     newest = {e.key: e for e in entries}  # oldest first, so the newest of a key is kept
     by_id = {e.id: e for e in entries}
     wanted = [("key", k, newest.get(k)) for k in keys] + [("id", i, by_id.get(i)) for i in ids]
@@ -106,11 +97,11 @@ async def _put_back(app: web.Application, entry: TrashEntry | None) -> str | Non
     store = app[STORE]
     if entry.key is not None and entry.key in store.index:
         return "A session with this key exists; delete it first"
-    folder = store.folder
-    if folder is None:
+    folder, trash = store.folder, app[TRASH]
+    if folder is None or trash is None:
         return "The sessions folder is gone"
     try:
-        name = await asyncio.get_running_loop().run_in_executor(None, app[TRASH].restore, folder, entry.id)
+        name = await asyncio.get_running_loop().run_in_executor(None, trash.restore, folder, entry.id)
     except (RestoreError, FolderUnusable, RemovalFailed) as exc:
         return str(exc)
     except OSError as exc:

@@ -38,6 +38,11 @@ FOLDER_POLL = 0.2  # seconds between looks for a missing or unusable sessions fo
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
 HEALTHY_AFTER = 30.0  # a watch that ran this long before failing starts the backoff afresh
+GIVE_UP = 10  # failures in a row (no healthy watch between) and the watch has failed for good
+# watchfiles answers at least this often, with an empty batch if nothing changed: the
+# first answer proves the watch is set up (so the scan after it misses nothing), and
+# the rest show its thread is alive.
+HEARTBEAT_MS = 200
 
 
 class WatchState(enum.Enum):
@@ -117,12 +122,11 @@ class SessionWatcher:
         self._hints: set[str] = set()
         self._folder_touched = False
         self._new_folder = False
-        self._quiet_restart = False
         self._batch_lost = False
         self._checking: asyncio.Task[None] | None = None  # a reconcile beside the hint loop
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        store.retry_hook = self._retry_later
+        store.reread = self.hint
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -187,9 +191,6 @@ class SessionWatcher:
     def _hinted(self, name: str) -> bool:
         return name in self._hints
 
-    def _retry_later(self, name: str, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.hint, name)
-
     # -- the supervisor ------------------------------------------------------
 
     async def _run(self) -> None:
@@ -205,20 +206,28 @@ class SessionWatcher:
                         # again at once; a reconcile soon (it survives the restart) finds what
                         # the lost batch held, and sees that file by its stat.
                         self.undecodable_restarts += 1
-                        self._quiet_restart = True
+                        self._batch_lost = True
+                        self.schedule.soon(time.monotonic())
+                        self._check_if_due()  # from here: the watch may die again before it gets to it
                         log.debug("a file name that is not UTF-8 changed; watching again")
                         await asyncio.sleep(self.debounce_ms / 1000)  # a writer that never stops cannot spin us
                         continue
                     await self._stop_checking()
                     failures = 1 if time.monotonic() - began > HEALTHY_AFTER else failures + 1
                     self.restarts += 1
+                    if failures >= GIVE_UP:
+                        # /livez turns 503 and the watchdog stops: a restart of the process is the remedy left.
+                        self._enter(WatchState.FAILED, f"{failures} failures in a row, the last {type(exc).__name__}")
+                        log.critical("file watch failed %d times in a row (%r); giving up, restart sessiond", failures, exc)
+                        return
                     delay = min(BACKOFF_FIRST * 2 ** (failures - 1), BACKOFF_MAX)
                     self._enter(WatchState.DEGRADED, f"watcher restarting after {type(exc).__name__}")
                     log.error("file watch failed (%r); restarting it in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
         finally:
             await self._stop_checking()
-            self._enter(WatchState.STOPPED)
+            if self.state is not WatchState.FAILED:
+                self._enter(WatchState.STOPPED)
 
     async def _stop_checking(self) -> None:
         if self._checking is not None:
@@ -268,15 +277,22 @@ class SessionWatcher:
             debounce=max(self.debounce_ms, 1),
             step=max(self.debounce_ms // 4, 1),
             stop_event=stop,
+            rust_timeout=HEARTBEAT_MS,
+            yield_on_timeout=True,
             recursive=False,
             force_polling=self.force_polling,
             ignore_permission_denied=True,
         )
-        reader = asyncio.create_task(self._read(events), name="sessiond-watch-reader")
+        watching = asyncio.Event()
+        reader = asyncio.create_task(self._read(events, watching), name="sessiond-watch-reader")
         try:
-            # awatch sets its watch up on first iteration; one pass of the loop lets the
-            # reader reach that point, so nothing written during the catch-up is missed.
-            await asyncio.sleep(0)
+            # The first batch (empty, after HEARTBEAT_MS at most) proves the watch is set up:
+            # only then the catch-up, so nothing written meanwhile is missed.
+            first = asyncio.ensure_future(watching.wait())
+            try:
+                await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                first.cancel()
             _raise_if_ended(reader)
             await self._catch_up()
             self._enter(WatchState.READY)
@@ -300,17 +316,16 @@ class SessionWatcher:
             await self._reconcile(expect_changes=True)
             self._new_folder = False
             return
-        if self._quiet_restart:
-            # Only the events of one batch were lost: a reconcile soon, the hints meanwhile.
-            self._quiet_restart = False
-            self._batch_lost = True
-            self.schedule.soon(time.monotonic())
-            return
+        if self._batch_lost:
+            return  # only one batch was lost: the reconcile asked for when it was covers it
         # After a failed watch, any difference is an event that was lost while it was down.
         await self._reconcile()
 
-    async def _read(self, events: AsyncIterator[set[tuple[Change, str]]]) -> None:
+    async def _read(self, events: AsyncIterator[set[tuple[Change, str]]], watching: asyncio.Event) -> None:
         async for batch in events:
+            watching.set()
+            if not batch:
+                continue  # a heartbeat
             self.batches += 1
             self.files_seen += len(batch)
             self.schedule.saw_events(time.monotonic())
@@ -341,6 +356,14 @@ class SessionWatcher:
             if self._checking is None and time.monotonic() >= self.schedule.due_at():
                 if identity(self.folder) != folder.ident:
                     return  # moved without an event saying so (polling can miss it)
+                self._check_if_due()
+
+    def _check_if_due(self) -> None:
+        """Start a reconcile beside the hint loop if one is due and none runs."""
+        if self._checking is None or self._checking.done():
+            if self._checking is not None and not self._checking.cancelled() and self._checking.exception():
+                return  # a failed reconcile is raised by the hint loop, which restarts the watch
+            if time.monotonic() >= self.schedule.due_at():
                 self._checking = asyncio.create_task(self._reconcile(), name="sessiond-reconcile")
 
     async def _wait_for_work(self, reader: asyncio.Task[None]) -> None:

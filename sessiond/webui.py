@@ -1,102 +1,24 @@
-"""The operators' web page at /ui/: files shipped inside the package, served from memory.
+"""The operators' web page at /ui/: the files of sessiond/ui/, served from memory.
 
 Not `web.static`: the page needs index.html at /ui/, its own security headers on every
 answer, and its files read through importlib.resources, so they are found in a wheel or
-a zip as well as in a checkout. The set of files is fixed when the app is built, so a
-request can only ever name one of them: there is no path to traverse.
+a zip as well as in a checkout (pagefiles.py). The set of files is fixed when the app is
+built, so a request can only ever name one of them: there is no path to traverse.
 
-The scripts, styles and icon live under /ui/v/<version>/, the version being a hash of
-their content: browsers keep them for a year without asking again (each page load costs
-one request, for index.html, against the rate limits) and a new release changes the URL.
-index.html is revalidated with its ETag.
-
-The page itself is public; everything it shows comes from the API with the operator's
-token, which the page keeps in sessionStorage and sends as a Bearer header.
+The page is public (routes.py: Policy.PAGE); everything it shows comes from the API
+with the operator's token, which the page keeps in sessionStorage and sends as a
+Bearer header.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-from importlib import resources
-from typing import NamedTuple
-
 from aiohttp import web
 
+from .appkeys import PAGE
+from .pagefiles import IMMUTABLE, SECURITY_HEADERS, Asset
 from .responses import etag_matches
 
 PAGE_PATH = "/ui/"
-ASSET_TYPES = {
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".svg": "image/svg+xml",
-}
-INDEX = "index.html"
-PLACEHOLDER = b"{assets}"
-
-# No inline script or style, no eval, nothing from elsewhere; the page talks only to
-# its own origin. Trusted Types make every HTML-parsing sink (innerHTML and friends)
-# throw, so no code path can turn a session's text into markup, even by mistake.
-CSP = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self'",
-    "connect-src 'self'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-    "require-trusted-types-for 'script'",
-    "trusted-types 'none'",
-])
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CSP,
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-IMMUTABLE = "public, max-age=31536000, immutable"
-
-
-class Asset(NamedTuple):
-    """One file of the page, ready to send."""
-
-    body: bytes
-    content_type: str
-    etag: str
-
-
-def _etag(body: bytes) -> str:
-    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
-
-
-class PageAssets:
-    """The page's files by name, with the content version that their URLs carry."""
-
-    def __init__(self, files: Mapping[str, bytes]) -> None:
-        if INDEX not in files:
-            raise ValueError("the web page has no index.html")
-        names = sorted(name for name in files if name != INDEX)
-        unknown = [name for name in names if not name.endswith(tuple(ASSET_TYPES))]
-        if unknown:
-            raise ValueError(f"no content type for {unknown[0]!r}")
-        digest = hashlib.blake2b(digest_size=8)
-        for name in names:
-            digest.update(name.encode() + b"\0" + hashlib.blake2b(files[name]).digest())
-        self.version = digest.hexdigest()
-        self.assets = {
-            name: Asset(files[name], ASSET_TYPES["." + name.rpartition(".")[2]], _etag(files[name])) for name in names
-        }
-        index = files[INDEX].replace(PLACEHOLDER, b"v/" + self.version.encode())
-        self.index = Asset(index, "text/html; charset=utf-8", _etag(index))
-
-    @classmethod
-    def from_package(cls) -> PageAssets:
-        """The files in sessiond/ui/ as installed."""
-        folder = resources.files("sessiond").joinpath("ui")
-        return cls({item.name: item.read_bytes() for item in folder.iterdir() if item.is_file()})
 
 
 def _send(request: web.Request, asset: Asset, cache_control: str) -> web.Response:
@@ -106,22 +28,20 @@ def _send(request: web.Request, asset: Asset, cache_control: str) -> web.Respons
     return web.Response(body=asset.body, headers={**headers, "Content-Type": asset.content_type})
 
 
-def setup_web_page(app: web.Application, assets: PageAssets | None = None) -> None:
-    """Serve the page at /ui/ (and send /ui there)."""
-    page = assets or PageAssets.from_package()
+async def page_redirect(request: web.Request) -> web.Response:
+    """GET /ui: the page lives at /ui/."""
+    return web.Response(status=308, headers={**SECURITY_HEADERS, "Location": PAGE_PATH})
 
-    async def redirect(request: web.Request) -> web.Response:
-        return web.Response(status=308, headers={**SECURITY_HEADERS, "Location": PAGE_PATH})
 
-    async def index(request: web.Request) -> web.Response:
-        return _send(request, page.index, "no-cache")
+async def page_index(request: web.Request) -> web.Response:
+    """GET /ui/: index.html, revalidated with its ETag."""
+    return _send(request, request.app[PAGE].index, "no-cache")
 
-    async def asset(request: web.Request) -> web.Response:
-        found = page.assets.get(request.match_info["name"])
-        if found is None or request.match_info["version"] != page.version:
-            raise web.HTTPNotFound()
-        return _send(request, found, IMMUTABLE)
 
-    app.router.add_get("/ui", redirect)
-    app.router.add_get(PAGE_PATH, index)
-    app.router.add_get("/ui/v/{version}/{name}", asset)
+async def page_asset(request: web.Request) -> web.Response:
+    """GET /ui/v/{version}/{name}: a script, style sheet or icon, cacheable for a year."""
+    page = request.app[PAGE]
+    found = page.assets.get(request.match_info["name"])
+    if found is None or request.match_info["version"] != page.version:
+        raise web.HTTPNotFound()
+    return _send(request, found, IMMUTABLE)

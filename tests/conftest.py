@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient
 
 from sessiond import config
 from sessiond.app import create_app
+from sessiond.appkeys import STORE, WATCHER
 from sessiond.demo import file_name
-from sessiond.keys import STORE, WATCHER
 
 TOKEN = "test-token-0123456789abcdef"
 NOBODY = 65534

@@ -201,8 +201,8 @@ def agent_daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @given(batch=st.lists(st.tuples(_SESSIONS, st.booleans()), min_size=1, max_size=6))
 def test_the_api_answers_what_json_loads_reads_from_every_file(agent_daemon: Any, batch: list[tuple[dict[str, Any], bool]]) -> None:
     d, folder = agent_daemon
-    for doc, compact in batch:
-        doc = {k: v for k, v in doc.items() if v is not ...}  # ... leaves the member out
+    for drawn, compact in batch:
+        doc = {k: v for k, v in drawn.items() if v is not ...}  # ... leaves the member out
         agent_save(folder, doc, compact)
         # Asked at once, as a client of the agent would: the session is there, as json.loads reads it.
         status, body = d.get("/api/v1/sessions/" + quote(doc["key"], safe=""))

@@ -134,7 +134,7 @@ async def test_delete_removes_every_file_claiming_the_key(client: TestClient, se
     a = write_atomic(sessions, "dup", name="dup_a.json", updated=5)
     b = write_atomic(sessions, "dup", name="dup_b.json", updated=9)
     await eventually(lambda: store_of(client).index.collision_count == 1)
-    status, body = await detail(client, "dup")
+    _, body = await detail(client, "dup")
     assert body["updated_at"] == 9
     resp = await client.delete("/api/v1/sessions/dup", headers=AUTH)
     assert resp.status == 200

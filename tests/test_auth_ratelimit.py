@@ -128,7 +128,7 @@ async def test_rejects_at_once_never_queues(aiohttp_client) -> None:
     async def ok(request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
-    app = web.Application(middlewares=[rate_limit_middleware(lambda: limiter, lambda r: "one", ())])
+    app = web.Application(middlewares=[rate_limit_middleware(lambda: limiter, lambda r: "one", lambda r: True)])
     app.router.add_get("/", ok)
     client = await aiohttp_client(app)
     assert (await client.get("/")).status == 200

@@ -78,6 +78,7 @@ async def test_delete_while_the_agent_keeps_rewriting(client: TestClient, sessio
         while not stop.is_set():
             n += 1
             write_atomic(sessions, "busy", messages=n % 7 + 1)
+        write_atomic(sessions, "busy", messages=3)  # the agent has the last word, after every DELETE
 
     writer = threading.Thread(target=agent)
     writer.start()
@@ -148,7 +149,7 @@ def test_a_folder_the_daemon_may_not_change_is_a_503_never_a_traceback(open_work
         assert d.request("DELETE", "/api/v1/sessions/free:1")[0] == 200
         sessions.chmod(mode)
         try:
-            status, headers, body = d.request("DELETE", "/api/v1/sessions/held:1")
+            status, _, body = d.request("DELETE", "/api/v1/sessions/held:1")
         finally:
             sessions.chmod(0o755)
         assert status == 503, body

@@ -15,9 +15,9 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from sessiond.app import create_app
-from sessiond.events import EventFeed
+from sessiond.appkeys import WATCHER
+from sessiond.feed import EventFeed
 from sessiond.index import Change, FileStat, SessionRecord
-from sessiond.keys import WATCHER
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 from .daemon import TOKEN, Daemon
@@ -161,7 +161,7 @@ async def test_a_stream_is_refused_until_the_first_index_is_whole(
     assert refused.status == 503 and refused.headers["Retry-After"] == "1"
     assert (await refused.json())["detail"].startswith("Service unavailable: starting")
     gate.set()
-    await eventually(lambda: client.server.app[WATCHER].ready.is_set())  # type: ignore[union-attr]
+    await eventually(client.server.app[WATCHER].ready.is_set)  # type: ignore[union-attr]
     resp = await open_stream(client)
     write_atomic(sessions, "later")
     assert [e["event"] for e in await events(resp, 1)] == ["created"]

@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sessiond import watcher as watcher_mod
-from sessiond.keys import WATCHER
+from sessiond.appkeys import WATCHER
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 from .disk import api_equals_disk
@@ -141,3 +141,26 @@ async def test_watcher_task_dead_is_503_not_silent(start_client) -> None:
     assert watcher._task is not None
     watcher._task.cancel()
     await eventually(lambda: reason_is(client, "watcher down"), timeout=1)
+
+
+async def test_a_watch_that_fails_for_good_turns_livez_503(start_client, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = await start_client()
+    watcher = client.server.app[WATCHER]  # type: ignore[union-attr]
+
+    def broken(*args, **kwargs):  # the inotify limit reached, for good
+        raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(watcher_mod, "awatch", broken)
+    monkeypatch.setattr(watcher_mod, "BACKOFF_FIRST", 0.001)
+    monkeypatch.setattr(watcher_mod, "BACKOFF_MAX", 0.01)
+    assert (await client.get("/livez")).status == 200
+    reader = next(t for t in asyncio.all_tasks() if t.get_name() == "sessiond-watch-reader")
+    reader.cancel()
+
+    async def failed() -> bool:
+        return (await client.get("/livez")).status == 503
+
+    await eventually(failed, timeout=3)
+    assert watcher.restarts == watcher_mod.GIVE_UP and not watcher.alive
+    assert (await (await client.get("/livez")).json())["status"] == "failed"
+    assert (await client.get("/health")).status == 503  # and readiness says why: watcher down

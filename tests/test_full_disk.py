@@ -61,4 +61,4 @@ async def test_delete_without_the_trash_works_on_a_full_disk(start_client: Any, 
     resp = await client.delete("/api/v1/sessions/keep:me", headers=AUTH)
     assert resp.status == 200, await resp.text()
     assert not (workspace / "sessions" / "keep_me.json").exists()
-    assert [n for n in os.listdir(workspace / "sessions")] == []
+    assert os.listdir(workspace / "sessions") == []

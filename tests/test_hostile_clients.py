@@ -184,8 +184,8 @@ def test_a_client_cannot_forge_a_log_line(workspace: Path) -> None:
 
 
 def test_clients_that_stop_reading_never_hold_the_stop_past_its_timeout(workspace: Path) -> None:
-    import socket
     import signal as signals
+    import socket
 
     from .daemon import Daemon
 

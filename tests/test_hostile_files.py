@@ -244,7 +244,7 @@ async def test_what_is_remembered_about_bad_files_is_pruned_with_the_files(clien
         bad = sessions / f"bad-{i}.json"
         bad.write_bytes(b"{")
         os.utime(bad, (1e9, 1e9))  # an old file: reported at once, not retried as a write in progress
-        await eventually(lambda: store.index.collision_count == 1 and f"bad-{i}.json" in store.index.invalid)
+        await eventually(lambda bad=bad: store.index.collision_count == 1 and bad.name in store.index.invalid)
         other.unlink()
         bad.unlink()
     await eventually(lambda: store.index.collision_count == 0 and not store.index.invalid)

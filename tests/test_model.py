@@ -30,8 +30,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from sessiond import config
 from sessiond import store as store_mod
 from sessiond.app import create_app
+from sessiond.appkeys import STORE, WATCHER
 from sessiond.index import InvalidFile, SessionRecord
-from sessiond.keys import STORE, WATCHER
 
 from .conftest import TOKEN, session_doc
 

@@ -42,9 +42,8 @@ def stack(request: pytest.FixtureRequest, workspace: Path, tmp_path: Path) -> It
 
 async def fetch(url: str, source: str = "127.0.0.1", headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
     connector = aiohttp.TCPConnector(local_addr=(source, 0), force_close=True)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async with session.get(url, headers=headers or {}) as resp:
-            return resp.status, dict(resp.headers), json.loads(await resp.read())
+    async with aiohttp.ClientSession(connector=connector) as session, session.get(url, headers=headers or {}) as resp:
+        return resp.status, dict(resp.headers), json.loads(await resp.read())
 
 
 async def test_contract_through_nginx(stack: tuple[Daemon, Nginx]) -> None:

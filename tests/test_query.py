@@ -67,12 +67,12 @@ SAMPLE = index_of(
 def test_filters_and_orders(params: dict[str, str], expected: list[str]) -> None:
     page = run(SAMPLE, parse_query(params))
     assert keys(page) == expected
-    assert page.count == len(expected) and page.next_cursor is None
+    assert page.total == len(expected) and page.next_cursor is None
 
 
 def test_count_is_all_matching_not_the_page() -> None:
     page = run(SAMPLE, parse_query({"prefix": "tele", "limit": "2"}))
-    assert keys(page) == ["tele", "telegram:1"] and page.count == 4 and page.next_cursor
+    assert keys(page) == ["tele", "telegram:1"] and page.total == 4 and page.next_cursor
 
 
 def test_filter_accepts_json_values_and_knows_empty() -> None:
@@ -117,14 +117,14 @@ def test_bad_json_filter_values() -> None:
 
 def test_single_values_drops_unknown_and_refuses_repeats() -> None:
     assert single_values([("prefix", "a"), ("_", "1")], LIST_PARAMS) == {"prefix": "a"}
-    with pytest.raises(QueryError, match="^limit: given more than once"):
+    with pytest.raises(QueryError, match=r"^limit: given more than once"):
         single_values([("limit", "1"), ("limit", "2")], LIST_PARAMS)
 
 
 def test_cursor_belongs_to_its_query() -> None:
     cursor = run(SAMPLE, parse_query({"limit": "1", "sort": "updated_at"})).next_cursor
     assert cursor
-    with pytest.raises(QueryError, match="^cursor: belongs to another query"):
+    with pytest.raises(QueryError, match=r"^cursor: belongs to another query"):
         parse_query({"limit": "1", "sort": "created_at", "cursor": cursor})
     with pytest.raises(QueryError):
         parse_query({"limit": "1", "sort": "updated_at", "order": "desc", "cursor": cursor})
@@ -137,7 +137,7 @@ def test_cursor_belongs_to_its_query() -> None:
 def test_prefix_range_ends_at_the_highest_code_point() -> None:
     index = index_of(rec("a\U0010ffff"), rec("a\U0010ffffz"), rec("b"))
     assert [r.key for r in select(index, Filter(prefix="a\U0010ffff"))] == ["a\U0010ffff", "a\U0010ffffz"]
-    assert run(index, parse_query({"prefix": "\U0010ffff"})).count == 0
+    assert run(index, parse_query({"prefix": "\U0010ffff"})).total == 0
 
 
 def _walk(index: SessionIndex, params: dict[str, str], between=None) -> list[str]:  # type: ignore[no-untyped-def]

@@ -55,3 +55,19 @@ async def test_every_key_the_contract_allows_is_reachable(client: TestClient, se
     assert (await client.delete(path, headers=AUTH)).status == 200
     resp = await client.get("/api/v1/sessions/" + quote("é" * 4097, safe=""), headers=AUTH)
     assert resp.status == 400 and "detail" in await resp.json()
+
+
+async def test_every_route_has_a_policy_and_an_openapi_entry(client) -> None:
+    from sessiond.routes import ROUTES, UNMATCHED, canonical
+
+    spec = await (await client.get("/api/v1/openapi.json", headers=AUTH)).json()
+    table = {(route.method, canonical(route.path)) for route in ROUTES}
+    registered = {
+        (route.method, route.resource.canonical)
+        for route in client.server.app.router.routes()  # type: ignore[union-attr]
+        if route.method != "HEAD" and route.resource is not None
+    }
+    assert registered == table  # nothing registered past the table, nothing in it left out
+    for method, path in table:
+        assert method.lower() in spec["paths"].get(path, {}), (method, path)
+    assert UNMATCHED.needs_whole_index and UNMATCHED.rate_limited  # the strictest, for unknown paths

@@ -159,9 +159,11 @@ def test_unix_socket_listener_and_mode(workspace: Path, tmp_path: Path) -> None:
         assert oct(sock.stat().st_mode & 0o777) == "0o600"
 
         async def over_unix() -> int:
-            async with aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock))) as s:
-                async with s.get("http://sessiond/api/v1/sessions", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
-                    return r.status
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock))) as s,
+                s.get("http://sessiond/api/v1/sessions", headers={"Authorization": f"Bearer {TOKEN}"}) as r,
+            ):
+                return r.status
 
         assert asyncio.run(over_unix()) == 200
         assert d.stop() == 0

@@ -10,7 +10,6 @@ import json
 import os
 from pathlib import Path
 
-
 from .conftest import as_nobody, session_doc
 from .daemon import Daemon
 

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from sessiond.app import create_app
-from sessiond.keys import WATCHER
+from sessiond.appkeys import WATCHER
 
 from .conftest import AUTH, eventually, session_doc, write_atomic
 from .daemon import TOKEN, Daemon
@@ -58,7 +57,7 @@ async def test_every_api_route_answers_503_until_the_first_index_is_whole(
     assert (await client.get("/api/v1/openapi.json", headers=AUTH)).status == 200
     assert (await client.get("/livez")).status == 200
     gate.set()
-    await eventually(lambda: client.server.app[WATCHER].ready.is_set())  # type: ignore[union-attr]
+    await eventually(client.server.app[WATCHER].ready.is_set)  # type: ignore[union-attr]
     listing = await (await client.get("/api/v1/sessions", headers=AUTH)).json()
     assert listing == {"sessions": ["s:0", "s:1", "s:2"], "count": 3}
 

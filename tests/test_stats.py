@@ -13,7 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sessiond.index import FileStat, SessionRecord
-from sessiond.keys import STATS
+from sessiond.appkeys import STATS
 from sessiond.stats import DAY, SessionStats, bucket_bounds, bucket_of, channel_of, day_of
 
 from .conftest import AUTH, eventually, store_of, write_atomic
@@ -163,7 +163,7 @@ async def test_stats_answer_503_with_retry_after_until_indexed(
     aiohttp_client: Any, make_settings: Any, held_first_scan: asyncio.Event
 ) -> None:
     from sessiond.app import create_app
-    from sessiond.keys import WATCHER
+    from sessiond.appkeys import WATCHER
 
     app = create_app(make_settings())
     client = await aiohttp_client(app)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond.keys import TRASH
+from sessiond.appkeys import TRASH
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 
@@ -79,13 +79,13 @@ async def test_two_versions_of_one_key(trashy: TestClient, sessions: Path) -> No
     assert newer["key"] == older["key"] == "k" and newer["deleted_at"] >= older["deleted_at"]
     assert (newer["message_count"], older["message_count"]) == (2, 1)
 
-    status, body = await restore(trashy, {"keys": ["k"]})
+    _, body = await restore(trashy, {"keys": ["k"]})
     assert body["restored"] == [{"key": "k", "id": newer["id"]}]
     assert store_of(trashy).index.get("k").message_count == 2
-    status, body = await restore(trashy, {"ids": [older["id"]]})
+    _, body = await restore(trashy, {"ids": [older["id"]]})
     assert body == {"restored": [], "failed": [{"id": older["id"], "reason": "A session with this key exists; delete it first"}]}
     assert (await trashy.delete("/api/v1/sessions/k", headers=AUTH)).status == 200
-    status, body = await restore(trashy, {"ids": [older["id"]]})
+    _, body = await restore(trashy, {"ids": [older["id"]]})
     assert body["restored"] == [{"key": "k", "id": older["id"]}]
     assert store_of(trashy).index.get("k").message_count == 1
 
@@ -112,7 +112,7 @@ async def test_collision_and_batch_delete_trash_every_file(trashy: TestClient, s
     items = await listing(trashy)
     assert sorted(i["key"] for i in items) == ["dup", "dup", "other"]
     assert not list(sessions.glob("*.json"))
-    status, body = await restore(trashy, {"keys": ["dup"]})
+    await restore(trashy, {"keys": ["dup"]})
     assert store_of(trashy).index.get("dup") is not None and len(await listing(trashy)) == 2
 
 

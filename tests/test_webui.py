@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from sessiond.webui import CSP, PageAssets
+from sessiond.pagefiles import CSP, PageAssets
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 

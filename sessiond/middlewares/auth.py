@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -40,12 +41,12 @@ def token_id(token: bytes) -> str:
     return hashlib.sha256(token).hexdigest()[:16]
 
 
-def auth_middleware(runtime: Runtime) -> Middleware:
-    """Reject requests without the right bearer token, except on the public paths."""
+def auth_middleware(runtime: Runtime, public: Callable[[web.Request, Runtime], bool]) -> Middleware:
+    """Reject requests without the right bearer token, except where *public* says none is needed."""
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in runtime.public_paths or request.path.startswith(runtime.public_prefix):
+        if public(request, runtime):
             return await handler(request)
         token = presented_token(request)
         # compare_digest on bytes runs in time independent of where they differ.

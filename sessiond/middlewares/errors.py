@@ -1,4 +1,9 @@
-"""Every error leaves as JSON `{"detail": ...}`; the unexpected ones are logged with their request id."""
+"""Every error leaves as JSON `{"detail": ...}`; the unexpected ones are logged with their request id.
+
+Raise-and-map: handlers raise domain errors (SessionNotFound, QueryError,
+DeleteFailed, ...) or aiohttp's HTTP exceptions with the contract's text, and
+this one middleware turns each into its status and JSON body, keeping the text.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from ..responses import error_response
+from ..errors import Unavailable
+from ..query import QueryError
+from ..responses import NOT_FOUND, error_response, json_response
+from ..store import DeleteFailed, SessionNotFound
 from ..typedefs import Handler
-from .request_id import request_id_of
+from .request_id import info_of, request_id_of
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +39,17 @@ def _detail(exc: web.HTTPException) -> str:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn HTTP exceptions and crashes into JSON error responses."""
+    """Turn domain errors, HTTP exceptions and crashes into JSON error responses."""
     try:
         return await handler(request)
+    except SessionNotFound:
+        return error_response(404, NOT_FOUND)
+    except QueryError as exc:
+        return json_response({"detail": str(exc), "parameter": exc.param}, status=400)
+    except DeleteFailed as exc:
+        return error_response(503, f"Session not deleted: {exc}")
+    except Unavailable as exc:
+        return error_response(exc.status, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
@@ -42,6 +58,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
+    except ConnectionResetError:
+        raise  # the client went away (aiohttp's ClientConnectionResetError too): nothing to answer
     except Exception:
-        log.exception("unexpected error in %s %s (request id %s)", request.method, request.path, request_id_of(request))
+        log.exception("unexpected error in %s %r (request id %s)", request.method, request.path, request_id_of(request))
+        if (info := info_of(request)) is not None and info.prepared:
+            # Its status line is long gone: a second response would land inside the
+            # body. Cut the connection, so the client sees a broken response, not a whole one.
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("response cut after an error") from None
         return error_response(500, f"Internal server error (request id {request_id_of(request)})")

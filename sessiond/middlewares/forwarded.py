@@ -70,7 +70,7 @@ def forwarded_middleware(proxies_of: Callable[[], TrustedProxies]) -> Middleware
     async def forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
         peer = request.remote
         client = proxies_of().client_of(peer, request.headers.getall(hdrs.X_FORWARDED_FOR, ()))
-        if client == peer:
+        if client == peer or client is None:
             return await handler(request)
         if (info := info_of(request)) is not None:
             info.client = client

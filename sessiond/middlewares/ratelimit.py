@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -77,21 +77,19 @@ def too_many(limiter: RateLimiter) -> web.Response:
 def rate_limit_middleware(
     limiter_of: Callable[[], RateLimiter | None],
     key_of: Callable[[web.Request], str | None],
-    exempt_paths: Collection[str],
-    exempt_prefixes: tuple[str, ...] = (),
+    limited: Callable[[web.Request], bool],
 ) -> Middleware:
     """Reject with 429 when the bucket that *key_of* names is full.
 
     *limiter_of* is asked on every request (a reload may switch a limit on or
-    off); None from it, or from *key_of*, means "not limited". Paths in
-    *exempt_paths*, or starting with one of *exempt_prefixes*, are never limited.
+    off); None from it, or from *key_of*, means "not limited". *limited* says
+    whether the request's route is rate limited at all (the route table's policy).
     """
-    exempt = frozenset(exempt_paths)
 
     @web.middleware
     async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
         limiter = limiter_of()
-        if limiter is not None and request.path not in exempt and not request.path.startswith(exempt_prefixes):
+        if limiter is not None and limited(request):
             key = key_of(request)
             if key is not None and not await limiter.allow(key):
                 return too_many(limiter)

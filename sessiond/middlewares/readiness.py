@@ -9,7 +9,7 @@ the metrics, `/api/v1/health` and the OpenAPI document keep answering, and say w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -20,13 +20,12 @@ from ..typedefs import Handler
 RETRY_AFTER = "1"
 
 
-def readiness_middleware(not_serving: Callable[[], str | None], always: Collection[str]) -> Middleware:
-    """503 for every `/api/` path but those in *always* while *not_serving* gives a reason."""
-    exempt = frozenset(always)
+def readiness_middleware(not_serving: Callable[[], str | None], gated: Callable[[web.Request], bool]) -> Middleware:
+    """503 for every request *gated* says needs the whole index, while *not_serving* gives a reason."""
 
     @web.middleware
     async def readiness(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/api/") and request.path not in exempt and (why := not_serving()):
+        if gated(request) and (why := not_serving()):
             return error_response(
                 503, f"Service unavailable: {why}", headers={"Retry-After": RETRY_AFTER}
             )

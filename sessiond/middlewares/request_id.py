@@ -12,8 +12,9 @@ import re
 
 from aiohttp import web
 
-from ..keys import REQUEST_ID_HEADER, REQUEST_INFO
 from ..typedefs import Handler
+
+REQUEST_ID_HEADER = "X-Request-ID"
 
 # Made-up ids: a random per-process prefix and a counter. Unique without a
 # syscall per request (getrandom costs more than the rest of this middleware).
@@ -36,12 +37,17 @@ class RequestInfo:
     shallowly: what a later middleware learns (the real client) reaches the log.
     """
 
-    __slots__ = ("id", "client", "token_id")
+    __slots__ = ("client", "id", "prepared", "token_id")
 
     def __init__(self, rid: str, client: str | None) -> None:
         self.id = rid
         self.client = client
         self.token_id: str | None = None  # set by auth once the token is known good
+        self.prepared = False  # headers sent: an error now can only cut the connection
+
+
+# Per-request state (one mutable object; see RequestInfo), beside the middleware that sets it.
+REQUEST_INFO = web.RequestKey("info", RequestInfo)
 
 
 def info_of(request: web.BaseRequest) -> RequestInfo | None:
@@ -76,6 +82,7 @@ async def stamp_response(request: web.Request, response: web.StreamResponse) -> 
     headers = response.headers
     if (info := info_of(request)) is not None:
         headers[REQUEST_ID_HEADER] = info.id
+        info.prepared = True
     headers.setdefault("Cache-Control", "no-store")
     headers["X-Content-Type-Options"] = "nosniff"
     headers.setdefault("X-Frame-Options", "DENY")
