@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond.index import FileStat, SessionRecord
 from sessiond.appkeys import STATS
+from sessiond.index import FileStat, SessionRecord
 from sessiond.stats import DAY, SessionStats, bucket_bounds, bucket_of, channel_of, day_of
 
 from .conftest import AUTH, eventually, store_of, write_atomic
@@ -120,7 +120,7 @@ async def test_figures_follow_changes_without_another_full_pass(client: TestClie
         lambda: write_atomic(sessions, "a:2", messages=4),
         lambda: write_atomic(sessions, "a:1", messages=30, created=1_600_000_000.0),
         lambda: write_atomic(sessions, "b:1", name="a_2.json", messages=2),  # a file changes key
-        lambda: (sessions / "a_1.json").unlink(),
+        (sessions / "a_1.json").unlink,
     ]
     for step in steps:
         version = index.version

@@ -112,7 +112,7 @@ class PageUnderTest:
     def _watch(self, page: Page) -> None:
         page.on("console", lambda msg: self.problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
         page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc}"))
-        page.on("request", lambda request: self.requests.append(request))
+        page.on("request", lambda request: self.requests.append(request))  # noqa: PLW0108 (Playwright cannot wrap a builtin method)
 
     def new_tab(self) -> Page:
         """Another tab in the same browser context (its own sessionStorage)."""
