@@ -66,10 +66,14 @@ async def test_page_and_files_revalidate_with_their_etags(client: TestClient) ->
 
 async def test_unknown_or_outdated_files_are_json_404s(client: TestClient) -> None:
     version = PageAssets.from_package().version
-    for path in (f"/ui/v/{version}/nope.js", f"/ui/v/{'0' * 16}/app.js", "/ui/app.js", f"/ui/v/{version}/index.html"):
+    for path in (f"/ui/v/{version}/nope.js", f"/ui/v/{'0' * 16}/app.js", f"/ui/v/{version}/index.html"):
         resp = await client.get(path)
         assert resp.status == 404, path
         assert "detail" in await resp.json()
+    # A path outside the page's routes is any unknown path: the token first, then the 404.
+    assert (await client.get("/ui/app.js")).status == 401
+    resp = await client.get("/ui/app.js", headers=AUTH)
+    assert resp.status == 404 and "detail" in await resp.json()
 
 
 async def test_paths_under_ui_never_reach_the_data_without_a_token(client: TestClient, sessions: Path) -> None:
