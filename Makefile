@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUNDIR := .run
 PORT   ?= 8080
 
-.PHONY: run test test-browser e2e bench bench-ui clean lint
+.PHONY: run test test-browser test-floor e2e bench bench-ui clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,17 @@ test-browser: $(VENV)/.installed
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 	$(BIN)/python -m pytest tests/browser
 
+# The suite on the lowest versions setup.cfg allows (constraints/floor.txt), in a venv of its own.
+FLOOR := .venv-floor
+$(FLOOR)/.installed: setup.cfg pyproject.toml constraints/floor.txt
+	$(PYTHON) -m venv $(FLOOR)
+	$(FLOOR)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOOR)/bin/python -m pip install --quiet -c constraints/floor.txt -e '.[test]'
+	touch $@
+
+test-floor: $(FLOOR)/.installed
+	$(FLOOR)/bin/python -m pytest -p no:cacheprovider --ignore=tests/browser
+
 # The shipped units under a real systemd in a Debian container (root; a few minutes,
 # plus ~2 min once to build the cached root). See "Tested under a real systemd" in the README.
 e2e: $(VENV)/.installed
@@ -46,10 +57,12 @@ bench-ui: $(VENV)/.installed
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 	$(BIN)/python -m bench.ui $(BENCH_ARGS)
 
-# ruff (lint) and mypy --strict over the package; .ci/run runs it before the tests.
+# ruff (lint and format) and mypy --strict over the package; .ci/run runs it before the tests.
+LINTED := sessiond tests bench e2e
 lint: $(VENV)/.installed
-	$(BIN)/ruff check sessiond tests bench e2e
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy sessiond
 
 clean:
-	rm -rf $(VENV) $(RUNDIR) .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(FLOOR) $(RUNDIR) .pytest_cache .hypothesis *.egg-info

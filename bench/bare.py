@@ -44,9 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--detail-body", type=Path, required=True)
     parser.add_argument("--content-type", required=True)
     args = parser.parse_args(argv)
-    app = create_app(
-        args.list_body.read_bytes(), args.detail_body.read_bytes(), args.content_type
-    )
+    app = create_app(args.list_body.read_bytes(), args.detail_body.read_bytes(), args.content_type)
     web.run_app(app, host=args.host, port=args.port, access_log=None, print=None)
 
 

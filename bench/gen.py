@@ -37,7 +37,94 @@ FULL_PROFILE_MAX = 200_000
 _BASE_TIME = 1_735_689_600.0  # 2025-01-01T00:00:00Z
 # Coprime to every modulus below, so index -> index*M mod m is a bijection.
 _ODD_MULTIPLIER = 11_400_714_819_323_198_489
-_WORDS = ["the", "a", "to", "of", "and", "in", "is", "it", "for", "on", "that", "with", "as", "this", "be", "are", "you", "can", "not", "at", "or", "session", "agent", "tool", "user", "message", "file", "config", "deploy", "server", "request", "response", "error", "timeout", "retry", "cache", "index", "token", "memory", "thread", "process", "queue", "database", "schema", "migration", "query", "latency", "throughput", "benchmark", "python", "aiohttp", "asyncio", "function", "return", "value", "list", "dict", "string", "bytes", "json", "yaml", "parse", "serialize", "please", "could", "would", "should", "maybe", "sure", "thanks", "here", "there", "because", "however", "café", "naïve", "résumé", "Zürich", "straße", "日本語", "東京", "데이터", "привет", "مرحبا", "✓", "🚀"]
+_WORDS = [
+    "the",
+    "a",
+    "to",
+    "of",
+    "and",
+    "in",
+    "is",
+    "it",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "this",
+    "be",
+    "are",
+    "you",
+    "can",
+    "not",
+    "at",
+    "or",
+    "session",
+    "agent",
+    "tool",
+    "user",
+    "message",
+    "file",
+    "config",
+    "deploy",
+    "server",
+    "request",
+    "response",
+    "error",
+    "timeout",
+    "retry",
+    "cache",
+    "index",
+    "token",
+    "memory",
+    "thread",
+    "process",
+    "queue",
+    "database",
+    "schema",
+    "migration",
+    "query",
+    "latency",
+    "throughput",
+    "benchmark",
+    "python",
+    "aiohttp",
+    "asyncio",
+    "function",
+    "return",
+    "value",
+    "list",
+    "dict",
+    "string",
+    "bytes",
+    "json",
+    "yaml",
+    "parse",
+    "serialize",
+    "please",
+    "could",
+    "would",
+    "should",
+    "maybe",
+    "sure",
+    "thanks",
+    "here",
+    "there",
+    "because",
+    "however",
+    "café",
+    "naïve",
+    "résumé",
+    "Zürich",
+    "straße",
+    "日本語",
+    "東京",
+    "데이터",
+    "привет",
+    "مرحبا",
+    "✓",
+    "🚀",
+]
 _NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory", "nora"]
 _PROJECTS = ["project-x", "planning", "infra", "blog", "research", "taxes", "garden", "migration"]
 _TOOLS = ["web_search", "read_file", "write_file", "run_shell", "fetch_url", "list_dir"]
@@ -156,15 +243,11 @@ def _messages(rng: random.Random, corpus: str, profile: Profile) -> list[dict[st
         messages.append({"role": "user", "content": _text(rng, corpus, profile.user_chars)})
         if rng.random() < 0.15:
             messages.extend(_tool_turn(rng, corpus, profile))
-        messages.append(
-            {"role": "assistant", "content": _text(rng, corpus, profile.assistant_chars)}
-        )
+        messages.append({"role": "assistant", "content": _text(rng, corpus, profile.assistant_chars)})
     return messages[:wanted]
 
 
-def make_session(
-    seed: int, index: int, profile: Profile, corpus: str, key: str | None = None
-) -> dict[str, Any]:
+def make_session(seed: int, index: int, profile: Profile, corpus: str, key: str | None = None) -> dict[str, Any]:
     """The session number ``index`` of the workspace generated from ``seed``."""
     rng = random.Random((seed << 32) | index)
     key = key if key is not None else make_key(index, rng)
@@ -257,13 +340,8 @@ def generate(count: int, seed: int = DEFAULT_SEED, workers: int = 2, log: Log = 
     return target
 
 
-def _write_all(
-    sessions_dir: Path, seed: int, profile: Profile, count: int, workers: int, log: Log
-) -> tuple[int, int]:
-    jobs = [
-        (sessions_dir, seed, profile.name, start, min(start + CHUNK, count))
-        for start in range(0, count, CHUNK)
-    ]
+def _write_all(sessions_dir: Path, seed: int, profile: Profile, count: int, workers: int, log: Log) -> tuple[int, int]:
+    jobs = [(sessions_dir, seed, profile.name, start, min(start + CHUNK, count)) for start in range(0, count, CHUNK)]
     files = size = 0
     step = max(count // 10, 1)
     with multiprocessing.get_context("fork").Pool(workers) as pool:

@@ -84,10 +84,7 @@ async def measure_lag(
     corpus = gen.make_corpus(gen.DEFAULT_SEED)
     run_id = uuid.uuid4().hex[:8]
     keys = [f"{LAG_PREFIX}:{run_id}:{i}" for i in range(writes)]
-    bodies = [
-        gen.encode_session(gen.make_session(gen.DEFAULT_SEED, i, gen.FULL, corpus, key=key))
-        for i, key in enumerate(keys)
-    ]
+    bodies = [gen.encode_session(gen.make_session(gen.DEFAULT_SEED, i, gen.FULL, corpus, key=key)) for i, key in enumerate(keys)]
     lags: list[float] = []
     polls: list[int] = []
     written: list[Path] = []

@@ -54,17 +54,23 @@ def wrk_binary() -> str:
     path = shutil.which("wrk")
     if path is None:
         raise WrkMissing(
-            "wrk is not installed. Install Debian's package (`apt-get install wrk`) "
-            "or run `make bench`, which installs it."
+            "wrk is not installed. Install Debian's package (`apt-get install wrk`) or run `make bench`, which installs it."
         )
     return path
 
 
 def _command(url: str, spec: LoadSpec, seconds: int, cpus: str | None) -> list[str]:
     command = [
-        wrk_binary(), f"-t{spec.threads}", f"-c{spec.connections}", f"-d{seconds}s",
-        f"--timeout={spec.timeout}s", "-s", str(LUA_SCRIPT),
-        "-H", f"Authorization: Bearer {TOKEN}", url,
+        wrk_binary(),
+        f"-t{spec.threads}",
+        f"-c{spec.connections}",
+        f"-d{seconds}s",
+        f"--timeout={spec.timeout}s",
+        "-s",
+        str(LUA_SCRIPT),
+        "-H",
+        f"Authorization: Bearer {TOKEN}",
+        url,
     ]
     return ["taskset", "-c", cpus, *command] if cpus else command
 
@@ -73,7 +79,7 @@ def _parse(output: str, spec: LoadSpec) -> LoadResult:
     line = next((ln for ln in output.splitlines() if ln.startswith(_MARKER)), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{output}")
-    raw = json.loads(line[len(_MARKER):])
+    raw = json.loads(line[len(_MARKER) :])
     seconds = raw["duration_us"] / 1e6
     return LoadResult(
         requests=raw["requests"],

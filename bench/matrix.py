@@ -26,8 +26,7 @@ class Plan:
     wrk_cpus: str | None
 
 
-def _measure(fleet: servers.Fleet, server: servers.Server, path: str, spec: load.LoadSpec,
-             cpus: str | None) -> dict:
+def _measure(fleet: servers.Fleet, server: servers.Server, path: str, spec: load.LoadSpec, cpus: str | None) -> dict:
     servers.check_alive(server)
     with noise.ForeignCpu(fleet.pids) as foreign:
         try:
@@ -53,12 +52,12 @@ def _log(endpoint: str, name: str, run: dict) -> None:
     print(
         f"  {endpoint:6} {name:8} {run['rps']:>10,.1f} req/s  p50 {run['p50_ms']:.2f} ms"
         f"  p99 {run['p99_ms']:.2f} ms  (other processes: {run['foreign_cpu_pct']:.0f}% CPU)",
-        file=sys.stderr, flush=True,
+        file=sys.stderr,
+        flush=True,
     )
 
 
-def _rounds(fleet: servers.Fleet, targets: list[servers.Server], path: str, plan: Plan,
-            endpoint: str) -> dict[str, list[dict]]:
+def _rounds(fleet: servers.Fleet, targets: list[servers.Server], path: str, plan: Plan, endpoint: str) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {server.name: [] for server in targets}
     for number in range(plan.rounds):
         # Warm up once per server, in the first round.
@@ -70,8 +69,7 @@ def _rounds(fleet: servers.Fleet, targets: list[servers.Server], path: str, plan
     return runs
 
 
-def drive(fleet: servers.Fleet, targets: list[servers.Server], detail_path: str,
-          plan: Plan) -> dict:
+def drive(fleet: servers.Fleet, targets: list[servers.Server], detail_path: str, plan: Plan) -> dict:
     """Results by endpoint, then by server name."""
     results: dict[str, dict] = {}
     for endpoint, path in (("list", LIST_PATH), ("detail", detail_path)):

@@ -40,11 +40,7 @@ def _known_seconds(server_pids: Iterable[int]) -> float:
     tree = [p for pid in server_pids for p in process_tree(pid)]
     own = os.times()
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once waited for
-    return (
-        sum(_process_seconds(p) for p in tree)
-        + own.user + own.system
-        + children.ru_utime + children.ru_stime
-    )
+    return sum(_process_seconds(p) for p in tree) + own.user + own.system + children.ru_utime + children.ru_stime
 
 
 class ForeignCpu:

@@ -33,28 +33,29 @@ def _targets_for(size: dict) -> list[Target]:
     if n == 10_000:
         for endpoint, limit in (("list", 0.80), ("detail", 0.70)):
             runs = http.get(endpoint, {})
-            checks.append(Target(
-                f"{endpoint} ≥ {limit:.2f}× bare at 10k", ratios.get(endpoint), ">=", limit,
-                (runs.get("sessiond", {}), runs.get("bare", {})),
-            ))
+            checks.append(
+                Target(
+                    f"{endpoint} ≥ {limit:.2f}× bare at 10k",
+                    ratios.get(endpoint),
+                    ">=",
+                    limit,
+                    (runs.get("sessiond", {}), runs.get("bare", {})),
+                )
+            )
     if "lag" in size:
-        checks.append(Target(
-            f"write→visible p99 ≤ 50 ms at {n:,}", size["lag"].get("p99_ms"), "<=", 50, (size["lag"],)
-        ))
+        checks.append(Target(f"write→visible p99 ≤ 50 ms at {n:,}", size["lag"].get("p99_ms"), "<=", 50, (size["lag"],)))
     if n == 100_000:
         scan_ratio = _ratio(scan.get("stdlib_json_s"), daemon.get("ready_s"))
         checks += [
             Target("ready ≤ 5 s at 100k", daemon.get("ready_s"), "<=", 5, (daemon,)),
-            Target("ready ≥ 1.5× faster than stdlib scan at 100k", scan_ratio, ">=", 1.5,
-                   (daemon, scan)),
+            Target("ready ≥ 1.5× faster than stdlib scan at 100k", scan_ratio, ">=", 1.5, (daemon, scan)),
             Target("RSS ≤ 200 MB at 100k", rss, "<=", 200),
         ]
     if n == 1_000_000:
         checks += [
             Target("ready ≤ 60 s at 1M", daemon.get("ready_s"), "<=", 60, (daemon,)),
             Target("RSS ≤ 1536 MB at 1M", rss, "<=", 1536),
-            Target(f"restart ≤ {RESTART_LIMIT_S:g} s at 1M", restart.get("ready_s"), "<=",
-                   RESTART_LIMIT_S, (restart,)),
+            Target(f"restart ≤ {RESTART_LIMIT_S:g} s at 1M", restart.get("ready_s"), "<=", RESTART_LIMIT_S, (restart,)),
         ]
     return checks
 
@@ -73,10 +74,15 @@ def check_targets(sizes: list[dict]) -> list[dict]:
             value, limit = target.value, target.limit
             met = None if value is None else (value >= limit if target.op == ">=" else value <= limit)
             foreign = [src["foreign_cpu_pct"] for src in target.sources if src.get("foreign_cpu_pct") is not None]
-            checks.append({
-                "target": target.name, "value": value, "limit": limit, "met": met,
-                "foreign_cpu_pct": max(foreign, default=None),
-            })
+            checks.append(
+                {
+                    "target": target.name,
+                    "value": value,
+                    "limit": limit,
+                    "met": met,
+                    "foreign_cpu_pct": max(foreign, default=None),
+                }
+            )
     return checks
 
 
@@ -85,10 +91,7 @@ def _num(value: float | None, digits: int = 1) -> str:
 
 
 def _http_lines(size: dict) -> list[str]:
-    lines = [
-        f"  {'endpoint':8} {'server':9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}"
-        f" {'other CPU':>9}  vs bare"
-    ]
+    lines = [f"  {'endpoint':8} {'server':9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'other CPU':>9}  vs bare"]
     for endpoint, by_server in size.get("http", {}).items():
         for server, result in by_server.items():
             note = ""
@@ -129,8 +132,7 @@ def _startup_lines(size: dict) -> list[str]:
         )
     else:
         lines.append(
-            f"  stdlib-json scan {scan['stdlib_json_s']:.2f} s"
-            f" · warm read-only pass {scan['read_only_passes_s'][-1]:.2f} s"
+            f"  stdlib-json scan {scan['stdlib_json_s']:.2f} s · warm read-only pass {scan['read_only_passes_s'][-1]:.2f} s"
         )
     restart = (daemon or {}).get("restart")
     if restart:

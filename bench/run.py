@@ -40,17 +40,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated session counts")
     p.add_argument("--duration", type=int, default=4, help="seconds of one wrk run (a round)")
-    p.add_argument("--rounds", type=int, default=3,
-                   help="wrk runs per server and endpoint, alternating between servers")
+    p.add_argument("--rounds", type=int, default=3, help="wrk runs per server and endpoint, alternating between servers")
     p.add_argument("--warmup", type=int, default=1, help="seconds of wrk before a server's first round")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--servers", default="sessiond,bare,naive",
-                   help="which to run; without sessiond the bare bytes come from naive")
-    p.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
-                   help=f"servers on CPU {SERVER_CPUS}, wrk on CPU {WRK_CPUS} (default: on)")
-    p.add_argument("--naive-list-max", type=int, default=10_000,
-                   help="largest size at which the naive list is driven (it rescans per request)")
+    p.add_argument(
+        "--servers", default="sessiond,bare,naive", help="which to run; without sessiond the bare bytes come from naive"
+    )
+    p.add_argument(
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"servers on CPU {SERVER_CPUS}, wrk on CPU {WRK_CPUS} (default: on)",
+    )
+    p.add_argument(
+        "--naive-list-max",
+        type=int,
+        default=10_000,
+        help="largest size at which the naive list is driven (it rescans per request)",
+    )
     p.add_argument("--naive-duration", type=int, default=10, help="seconds of naive list load")
     p.add_argument("--lag-writes", type=int, default=200)
     p.add_argument("--lag-rate", type=float, default=20, help="writes per second")
@@ -100,8 +108,8 @@ def describe_run(args: argparse.Namespace, argv: list[str]) -> dict:
         "aiohttp": aiohttp.__version__,
         "wrk": (wrk_version.stdout or wrk_version.stderr).split("Copyright")[0].strip(),
         "load": f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s,"
-                f" {args.rounds} rounds alternating between servers (+{args.warmup} s warm-up),"
-                f" {pinning}",
+        f" {args.rounds} rounds alternating between servers (+{args.warmup} s warm-up),"
+        f" {pinning}",
         "pinned": args.pin,
     }
 
@@ -126,7 +134,9 @@ def scan_baselines(workspace: Path) -> dict:
         sessions, seconds = scan.stdlib_json_scan(workspace / "sessions")
     log(f"  stdlib-json scan {seconds:.2f} s ({sessions:,} sessions)")
     return {
-        "sessions": sessions, "read_only_passes_s": passes, "stdlib_json_s": round(seconds, 3),
+        "sessions": sessions,
+        "read_only_passes_s": passes,
+        "stdlib_json_s": round(seconds, 3),
         "foreign_cpu_pct": foreign.percent,
     }
 
@@ -147,8 +157,11 @@ def fetch_bodies(reference: servers.Server, log_dir: Path) -> dict:
     (log_dir / "list.body").write_bytes(list_body)
     (log_dir / "detail.body").write_bytes(detail_body)
     return {
-        "count": len(keys), "key": key, "detail_path": detail_path,
-        "content_type": content_type, "list_bytes": len(list_body),
+        "count": len(keys),
+        "key": key,
+        "detail_path": detail_path,
+        "content_type": content_type,
+        "list_bytes": len(list_body),
         "detail_bytes": len(detail_body),
     }
 
@@ -157,8 +170,7 @@ def _ready_timeout(size: int) -> float:
     return 60 + size / 1000
 
 
-def start_sessiond(fleet: servers.Fleet, workspace: Path, size: int,
-                   state_dir: Path) -> tuple[servers.Server, dict]:
+def start_sessiond(fleet: servers.Fleet, workspace: Path, size: int, state_dir: Path) -> tuple[servers.Server, dict]:
     """Start the daemon unpinned (its scan may use both CPUs); time to ready and RSS.
 
     ``state_dir`` holds its index snapshot: empty for a cold start, kept for a restart.
@@ -178,19 +190,32 @@ def start_sessiond(fleet: servers.Fleet, workspace: Path, size: int,
     return daemon, facts
 
 
-def start_baselines(fleet: servers.Fleet, args: argparse.Namespace, workspace: Path,
-                    bodies: dict, log_dir: Path) -> list[servers.Server]:
+def start_baselines(
+    fleet: servers.Fleet, args: argparse.Namespace, workspace: Path, bodies: dict, log_dir: Path
+) -> list[servers.Server]:
     """The bare handler (sessiond's bytes) and the naive rescan, as asked."""
     started = []
     if "bare" in args.servers:
-        started.append(fleet.start("bare", [
-            "bench.bare", "--port", "{port}", "--list-body", str(log_dir / "list.body"),
-            "--detail-body", str(log_dir / "detail.body"), "--content-type", bodies["content_type"],
-        ], {}, 60))
+        started.append(
+            fleet.start(
+                "bare",
+                [
+                    "bench.bare",
+                    "--port",
+                    "{port}",
+                    "--list-body",
+                    str(log_dir / "list.body"),
+                    "--detail-body",
+                    str(log_dir / "detail.body"),
+                    "--content-type",
+                    bodies["content_type"],
+                ],
+                {},
+                60,
+            )
+        )
     if "naive" in args.servers:
-        started.append(fleet.start(
-            "naive", ["bench.naive", "--workspace", str(workspace), "--port", "{port}"], {}, 60
-        ))
+        started.append(fleet.start("naive", ["bench.naive", "--workspace", str(workspace), "--port", "{port}"], {}, 60))
     return started
 
 
@@ -207,8 +232,7 @@ def load_plan(args: argparse.Namespace, size: int) -> matrix.Plan:
     )
 
 
-def restart(fleet: servers.Fleet, daemon: servers.Server, workspace: Path, size: int,
-            state_dir: Path) -> dict:
+def restart(fleet: servers.Fleet, daemon: servers.Server, workspace: Path, size: int, state_dir: Path) -> dict:
     """SIGTERM the daemon, start it again with the snapshot it left, time it to ready."""
     stop_s = fleet.stop(daemon)
     again, facts = start_sessiond(fleet, workspace, size, state_dir)
@@ -233,8 +257,9 @@ def bench_size(size: int, args: argparse.Namespace, largest: bool, log_dir: Path
     return result
 
 
-def measure_servers(result: dict, fleet: servers.Fleet, workspace: Path,
-                    args: argparse.Namespace, largest: bool, log_dir: Path) -> None:
+def measure_servers(
+    result: dict, fleet: servers.Fleet, workspace: Path, args: argparse.Namespace, largest: bool, log_dir: Path
+) -> None:
     """Start the servers, drive them, and (sessiond) measure lag and restart, into ``result``."""
     size = result["sessions"]
     state_dir = Path(tempfile.mkdtemp(prefix=f"state-{size}-", dir=log_dir))
@@ -243,9 +268,7 @@ def measure_servers(result: dict, fleet: servers.Fleet, workspace: Path,
         # The stdlib scan at 1M takes longer than the cache keeps a page it read first.
         result["scan"]["read_only_before_start_s"] = warm_page_cache(workspace)
         daemon, result["sessiond"] = start_sessiond(fleet, workspace, size, state_dir)
-    reference = daemon or fleet.start(
-        "naive", ["bench.naive", "--workspace", str(workspace), "--port", "{port}"], {}, 60
-    )
+    reference = daemon or fleet.start("naive", ["bench.naive", "--workspace", str(workspace), "--port", "{port}"], {}, 60)
     bodies = result["bodies"] = fetch_bodies(reference, log_dir)
     if daemon is None:
         fleet.stop(reference)
@@ -261,9 +284,7 @@ def measure_servers(result: dict, fleet: servers.Fleet, workspace: Path,
     result["sessiond"]["indexed"] = bodies["count"]
     result["sessiond"]["rss_after_load_mb"] = servers.memory_mb(daemon.process.pid)["rss_mb"]
     with noise.ForeignCpu(fleet.pids) as foreign:
-        result["lag"] = asyncio.run(lag.measure_lag(
-            daemon.base_url, workspace, args.lag_writes, args.lag_rate
-        ))
+        result["lag"] = asyncio.run(lag.measure_lag(daemon.base_url, workspace, args.lag_writes, args.lag_rate))
     result["lag"]["foreign_cpu_pct"] = foreign.percent
     log(f"  lag p50 {result['lag'].get('p50_ms')} ms, p99 {result['lag'].get('p99_ms')} ms")
     if largest:

@@ -55,7 +55,8 @@ def free_port() -> int:
 def _environment(extra: dict[str, str]) -> dict[str, str]:
     """This environment without any sessiond setting, plus ``extra``."""
     env = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith("SESSIOND_") and k not in ("STATE_DIRECTORY", "CREDENTIALS_DIRECTORY")
     }
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -71,7 +72,11 @@ def spawn(name: str, module_args: list[str], log_dir: Path, env: dict[str, str])
     with open(log_path, "wb") as log:
         spawned_at = time.perf_counter()
         process = subprocess.Popen(
-            argv, cwd=REPO, env=_environment(env), stdout=log, stderr=subprocess.STDOUT,
+            argv,
+            cwd=REPO,
+            env=_environment(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
     return Server(name, process, port, log_path, spawned_at)
@@ -163,7 +168,9 @@ def pin(pid: int, cpus: str) -> None:
     for member in process_tree(pid):
         subprocess.run(
             ["taskset", "-a", "-p", "-c", cpus, str(member)],
-            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
 

@@ -105,8 +105,12 @@ class Soak:
     def start_daemon(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
         env.update(
-            SESSIOND_TOKEN=TOKEN, SESSIOND_RATE_LIMIT_PER_IP="0", SESSIOND_RATE_LIMIT_PER_TOKEN="0",
-            SESSIOND_ACCESS_LOG="0", SESSIOND_LOG_LEVEL="WARNING", SESSIOND_RECONCILE_INTERVAL="60",
+            SESSIOND_TOKEN=TOKEN,
+            SESSIOND_RATE_LIMIT_PER_IP="0",
+            SESSIOND_RATE_LIMIT_PER_TOKEN="0",
+            SESSIOND_ACCESS_LOG="0",
+            SESSIOND_LOG_LEVEL="WARNING",
+            SESSIOND_RECONCILE_INTERVAL="60",
         )
         module = "bench.traced" if self.args.traced else "sessiond"
         if self.args.traced:
@@ -178,13 +182,16 @@ class Soak:
             if roll < 0.2:
                 status, _ = api.call("GET", "/api/v1/sessions")
             elif roll < 0.3:
-                status, _ = api.call("GET", f"/api/v1/sessions?prefix=soak:{rng.randrange(10)}&sort=updated_at&limit=50&include=meta")
+                status, _ = api.call(
+                    "GET", f"/api/v1/sessions?prefix=soak:{rng.randrange(10)}&sort=updated_at&limit=50&include=meta"
+                )
             elif roll < 0.75:
                 status, _ = api.call("GET", "/api/v1/sessions/" + quote(rng.choice(self.keys), safe=""))
             elif roll < 0.8:
                 status, _ = api.call("DELETE", "/api/v1/sessions/" + quote(rng.choice(self.keys), safe=""))
             elif roll < 0.86:
-                status, _ = api.call("GET", f"/api/v1/export?prefix=soak:{rng.randrange(10)}")  # NDJSON
+                prefix = "soak:" if rng.random() < 0.3 else f"soak:{rng.randrange(10)}"  # all of them, or a tenth
+                status, _ = api.call("GET", f"/api/v1/export?prefix={prefix}")  # NDJSON
             elif roll < 0.92:
                 status, _ = api.call("GET", "/api/v1/export?key=" + quote(rng.choice(self.keys), safe=""))
                 if status == 0:  # cut on purpose: the churn rewrote the file in place while it was sent
@@ -278,7 +285,9 @@ class Soak:
         started = time.monotonic()
         end = started + self.args.minutes * 60
         next_check = started + self.args.check
-        print(f"{'t_s':>6} {'rss_mb':>7} {'fds':>4} {'thr':>4} {'tasks':>5} {'sessions':>8} {'requests':>9} {'errors':>6} {'churn':>7} {'reconc':>6} {'drift_ctr':>9} {'drift_chk':>9}")
+        print(
+            f"{'t_s':>6} {'rss_mb':>7} {'fds':>4} {'thr':>4} {'tasks':>5} {'sessions':>8} {'requests':>9} {'errors':>6} {'churn':>7} {'reconc':>6} {'drift_ctr':>9} {'drift_chk':>9}"
+        )
         while time.monotonic() < end:
             time.sleep(self.args.sample)
             drift_now = None
@@ -286,7 +295,9 @@ class Soak:
                 drift_now = self.check_drift(api)
                 self.drift_seen += drift_now
                 next_check = time.monotonic() + self.args.check
-            m = self.metric(api, "sessiond_asyncio_tasks", "sessiond_sessions", "sessiond_reconciles_total", "sessiond_reconcile_drift_total")
+            m = self.metric(
+                api, "sessiond_asyncio_tasks", "sessiond_sessions", "sessiond_reconciles_total", "sessiond_reconcile_drift_total"
+            )
             sample = {"t": time.monotonic() - started, **self.proc_figures(), "tasks": m.get("sessiond_asyncio_tasks", -1)}
             self.samples.append(sample)
             print(
@@ -304,7 +315,9 @@ class Soak:
     def verdict(self, final_drift: int) -> int:
         third = max(len(self.samples) // 3, 1)
         first, last = self.samples[:third], self.samples[-third:]
-        growth = {k: statistics.median(s[k] for s in last) - statistics.median(s[k] for s in first) for k in ("rss_mb", "fds", "tasks")}
+        growth = {
+            k: statistics.median(s[k] for s in last) - statistics.median(s[k] for s in first) for k in ("rss_mb", "fds", "tasks")
+        }
         base_rss = statistics.median(s["rss_mb"] for s in first)
         problems = []
         if self.failures:
@@ -315,11 +328,25 @@ class Soak:
             problems.append(f"RSS grew {growth['rss_mb']:.1f} MB")
         if growth["fds"] > 5 or growth["tasks"] > 10:
             problems.append(f"descriptors grew {growth['fds']:.0f}, tasks grew {growth['tasks']:.0f}")
-        cut = sum("cut: the file changed while it was sent" in line for line in (self.workspace / "sessiond.log").open(errors="replace"))
+        cut = sum(
+            "cut: the file changed while it was sent" in line for line in (self.workspace / "sessiond.log").open(errors="replace")
+        )
         if self.cut_exports > cut:
             problems.append(f"{self.cut_exports} single-file exports broke off, the daemon cut only {cut} on purpose")
-        print(json.dumps({"requests": self.requests, "errors": self.failures, "cut_exports": self.cut_exports, "churn_ops": self.churn_ops, "drift_checks": self.checks,
-                          "drift_seen": self.drift_seen, "final_drift": final_drift, "growth_first_to_last_third": growth}))
+        print(
+            json.dumps(
+                {
+                    "requests": self.requests,
+                    "errors": self.failures,
+                    "cut_exports": self.cut_exports,
+                    "churn_ops": self.churn_ops,
+                    "drift_checks": self.checks,
+                    "drift_seen": self.drift_seen,
+                    "final_drift": final_drift,
+                    "growth_first_to_last_third": growth,
+                }
+            )
+        )
         print("FAIL: " + "; ".join(problems) if problems else "PASS")
         return 1 if problems else 0
 

@@ -29,8 +29,17 @@ class Container:
         self.keep = keep
         subprocess.run(["cp", "-a", "--reflink=auto", str(cached_root), str(self.root)], check=True)
         self.console = self.dir / "console.log"
-        cmd = ["systemd-nspawn", "-D", str(self.root), "--boot", "--register=no", "--keep-unit",
-               "--private-network", "--console=passive", "--machine=sessiond-e2e"]
+        cmd = [
+            "systemd-nspawn",
+            "-D",
+            str(self.root),
+            "--boot",
+            "--register=no",
+            "--keep-unit",
+            "--private-network",
+            "--console=passive",
+            "--machine=sessiond-e2e",
+        ]
         cmd += [f"--bind-ro={host}:{inside}" for host, inside in binds.items()]
         with self.console.open("wb") as out:
             self.nspawn = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -54,27 +63,62 @@ class Container:
             time.sleep(0.05)
         raise RuntimeError("the container's init did not appear")
 
-    def sh(self, script: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None,
-           user: str | None = None) -> subprocess.CompletedProcess[str]:
+    def sh(
+        self, script: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None, user: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a shell script inside (as root, or *user* through runuser); output as text."""
         inner = ["/bin/sh", "-c", script]
         if user:
             inner = ["runuser", "-u", user, "--", *inner]
-        environment = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0",
-                       **(env or {})}
-        cmd = ["nsenter", "-t", str(self.pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w",
-               "env", "-i", *(f"{k}={v}" for k, v in environment.items()), *inner]
+        environment = {
+            "PATH": PATH,
+            "HOME": "/root",
+            "LANG": "C.UTF-8",
+            "SYSTEMD_PAGER": "",
+            "SYSTEMD_COLORS": "0",
+            **(env or {}),
+        }
+        cmd = [
+            "nsenter",
+            "-t",
+            str(self.pid),
+            "-m",
+            "-u",
+            "-i",
+            "-n",
+            "-p",
+            "-r",
+            "-w",
+            "env",
+            "-i",
+            *(f"{k}={v}" for k, v in environment.items()),
+            *inner,
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if check and result.returncode != 0:
-            raise AssertionError(
-                f"exit {result.returncode}: {script}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-            )
+            raise AssertionError(f"exit {result.returncode}: {script}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
         return result
 
     def popen(self, script: str) -> subprocess.Popen[str]:
         """Start a shell script inside and return at once (for load during a restart)."""
-        cmd = ["nsenter", "-t", str(self.pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w",
-               "env", "-i", f"PATH={PATH}", "/bin/sh", "-c", script]
+        cmd = [
+            "nsenter",
+            "-t",
+            str(self.pid),
+            "-m",
+            "-u",
+            "-i",
+            "-n",
+            "-p",
+            "-r",
+            "-w",
+            "env",
+            "-i",
+            f"PATH={PATH}",
+            "/bin/sh",
+            "-c",
+            script,
+        ]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
     def show(self, unit: str, *props: str) -> dict[str, str]:

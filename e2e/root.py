@@ -23,7 +23,15 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # minbase has no /bin/kill (procps), no init (systemd-sysv), no D-Bus for systemctl.
 PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "procps", "python3-venv", "nginx-light", "curl", "ca-certificates", "prometheus",
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "procps",
+    "python3-venv",
+    "nginx-light",
+    "curl",
+    "ca-certificates",
+    "prometheus",
 )
 # Bump when the steps after debootstrap change.
 RECIPE = 1
@@ -40,8 +48,15 @@ def _finish(root: Path) -> None:
     """What every test run needs and debootstrap does not do."""
     # No login prompt on the console, no network wait, nothing that starts by itself
     # and competes for the 2 CPUs.
-    for unit in ("getty@.service", "console-getty.service", "systemd-networkd-wait-online.service", "apt-daily.timer",
-                 "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer"):
+    for unit in (
+        "getty@.service",
+        "console-getty.service",
+        "systemd-networkd-wait-online.service",
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+        "e2scrub_all.timer",
+        "fstrim.timer",
+    ):
         (root / "etc/systemd/system" / unit).unlink(missing_ok=True)
         (root / "etc/systemd/system" / unit).symlink_to("/dev/null")
     (root / "etc/hostname").write_text("sessiond-e2e\n")
@@ -61,7 +76,9 @@ def build(cache: Path = CACHE) -> Path:
     started = time.monotonic()
     subprocess.run(
         ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(partial), MIRROR],
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     _finish(partial)
     (partial / ".complete").write_text(f"built in {time.monotonic() - started:.0f} s\n")

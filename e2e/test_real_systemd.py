@@ -52,8 +52,9 @@ def readme_block(after: str, lang: str = "sh") -> str:
 
 
 def source_files() -> list[str]:
-    out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
     return [name for name in out.splitlines() if (REPO / name).is_file()]
 
 
@@ -103,11 +104,20 @@ def journal(box: Container, *args: str) -> str:
 
 def agent_writes(box: Container, key: str, body: str | None = None) -> None:
     """The agent saves a session its way: <name>.tmp, renamed over <name>.json, umask 0027."""
-    doc = body or json.dumps({"key": key, "messages": [{"role": "user", "content": "hi"}], "summary": None,
-                              "created_at": 1_764_000_000.0, "updated_at": 1_764_000_100.0})
+    doc = body or json.dumps(
+        {
+            "key": key,
+            "messages": [{"role": "user", "content": "hi"}],
+            "summary": None,
+            "created_at": 1_764_000_000.0,
+            "updated_at": 1_764_000_100.0,
+        }
+    )
     name = re.sub(r"[^\w\-.]", "_", key)
-    box.sh(f"umask 0027 && printf %s {shlex.quote(doc)} > {SESSIONS}/{name}.tmp && mv {SESSIONS}/{name}.tmp {SESSIONS}/{name}.json",
-           user="agent")
+    box.sh(
+        f"umask 0027 && printf %s {shlex.quote(doc)} > {SESSIONS}/{name}.tmp && mv {SESSIONS}/{name}.tmp {SESSIONS}/{name}.json",
+        user="agent",
+    )
 
 
 def set_config(box: Container, **values: str) -> None:
@@ -115,8 +125,10 @@ def set_config(box: Container, **values: str) -> None:
     box.sh("test -e /root/good.toml || cp -p /etc/sessiond/sessiond.toml /root/good.toml")
     for name, value in values.items():
         line = f"{name} = {value}"
-        box.sh(f"grep -q '^{name} = ' /etc/sessiond/sessiond.toml && sed -i {shlex.quote(f's|^{name} = .*|{line}|')} "
-               f"/etc/sessiond/sessiond.toml || echo {shlex.quote(line)} >> /etc/sessiond/sessiond.toml")
+        box.sh(
+            f"grep -q '^{name} = ' /etc/sessiond/sessiond.toml && sed -i {shlex.quote(f's|^{name} = .*|{line}|')} "
+            f"/etc/sessiond/sessiond.toml || echo {shlex.quote(line)} >> /etc/sessiond/sessiond.toml"
+        )
 
 
 def restore_config(box: Container) -> None:
@@ -131,8 +143,13 @@ def test_the_readme_install_steps_bring_the_service_up(box: Container) -> None:
     install = readme_block("### Install").replace("/path/to/sessiond", SRC).replace("AGENT", "agent")
     box.sh(f"set -ex\ncd {SRC}\n{install}", env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheels"}, timeout=300)
     state = box.show("sessiond.service", "ActiveState", "SubState", "StatusText", "Type", "NRestarts")
-    assert state == {"ActiveState": "active", "SubState": "running", "StatusText": "serving 0 sessions",
-                     "Type": "notify", "NRestarts": "0"}
+    assert state == {
+        "ActiveState": "active",
+        "SubState": "running",
+        "StatusText": "serving 0 sessions",
+        "Type": "notify",
+        "NRestarts": "0",
+    }
     # The notification arrived because the daemon was listening and indexed: READY.
     assert "ready: serving 0 sessions" in journal(box)
 
@@ -250,12 +267,15 @@ def test_check_config_as_the_service_user(box: Container) -> None:
     finally:
         box.sh("chmod 0400 /etc/sessiond/token")
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "sessiond: token_file: cannot read /etc/sessiond/token (Permission denied); fix the path or its permissions"
+    assert (
+        bad.stderr.strip()
+        == "sessiond: token_file: cannot read /etc/sessiond/token (Permission denied); fix the path or its permissions"
+    )
 
 
 # -- restart under load ------------------------------------------------------------------
 
-LOAD = r'''
+LOAD = r"""
 import http.client, json, socket, sys, threading, time
 TOKEN, SECONDS, EXPECTED = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 class Unix(http.client.HTTPConnection):
@@ -283,7 +303,7 @@ def worker():
 threads = [threading.Thread(target=worker) for _ in range(4)]
 [t.start() for t in threads]; [t.join() for t in threads]
 print(json.dumps({"counts": counts, "wrong": wrong[:20]}))
-'''
+"""
 
 
 def test_restart_under_load_refuses_nothing_and_answers_right(box: Container) -> None:
@@ -325,11 +345,21 @@ def test_a_hung_daemon_is_killed_by_the_watchdog(box: Container) -> None:
     before = box.show("sessiond", "MainPID", "NRestarts")
     since = box.sh("date +%s").stdout.strip()
     box.sh(f"kill -STOP {before['MainPID']}")  # hung: no watchdog pings
-    wait_for(lambda: "Watchdog timeout" in box.sh(f"journalctl --no-pager -o cat --since=@{since} -u sessiond").stdout,
-             timeout=30, what="watchdog timeout")
+    wait_for(
+        lambda: "Watchdog timeout" in box.sh(f"journalctl --no-pager -o cat --since=@{since} -u sessiond").stdout,
+        timeout=30,
+        what="watchdog timeout",
+    )
     box.sh(f"kill -CONT {before['MainPID']}", check=False)  # lets the pending SIGABRT reach faulthandler
-    after = wait_for(lambda: (s := box.show("sessiond", "MainPID", "NRestarts", "ActiveState"))["ActiveState"] == "active"
-                     and s["MainPID"] not in ("0", before["MainPID"]) and s, timeout=60, what="restarted")
+    after = wait_for(
+        lambda: (
+            (s := box.show("sessiond", "MainPID", "NRestarts", "ActiveState"))["ActiveState"] == "active"
+            and s["MainPID"] not in ("0", before["MainPID"])
+            and s
+        ),
+        timeout=60,
+        what="restarted",
+    )
     assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
     errors = box.sh(f"journalctl --no-pager -o cat --since=@{since} -u sessiond -p err").stdout
     assert "Fatal Python error: Aborted" in errors and "File " in errors, errors
@@ -352,8 +382,9 @@ def test_a_bad_config_fails_instead_of_restarting_forever(box: Container) -> Non
         # Restart= never retries exit 2. Connections to the sockets (Prometheus scrapes
         # every second here) start it again until the start limit; then the sockets
         # fail too and nothing starts it any more.
-        wait_for(lambda: box.show("sessiond.socket", "ActiveState")["ActiveState"] == "failed", timeout=30,
-                 what="start limit hit")
+        wait_for(
+            lambda: box.show("sessiond.socket", "ActiveState")["ActiveState"] == "failed", timeout=30, what="start limit hit"
+        )
         attempts = starts()
         time.sleep(4)
         assert starts() == attempts <= 5
@@ -365,8 +396,10 @@ def test_a_bad_config_fails_instead_of_restarting_forever(box: Container) -> Non
         assert "Traceback" not in errors
     finally:
         restore_config(box)
-        box.sh("systemctl reset-failed sessiond.service sessiond.socket sessiond-metrics.socket && "
-               "systemctl start sessiond.socket sessiond-metrics.socket sessiond.service")
+        box.sh(
+            "systemctl reset-failed sessiond.service sessiond.socket sessiond-metrics.socket && "
+            "systemctl start sessiond.socket sessiond-metrics.socket sessiond.service"
+        )
     assert box.show("sessiond", "ActiveState")["ActiveState"] == "active"
 
 

@@ -30,8 +30,9 @@ def wheelhouse(repo: Path, cache: Path = CACHE) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "download", "--quiet", "--only-binary=:all:", "-d", str(partial), "setuptools>=68", "wheel"],
-                   check=True)
+    subprocess.run(
+        [*pip, "download", "--quiet", "--only-binary=:all:", "-d", str(partial), "setuptools>=68", "wheel"], check=True
+    )
     subprocess.run([*pip, "wheel", "--quiet", "-w", str(partial), str(repo)], check=True)
     for built in partial.glob("sessiond-*.whl"):
         built.unlink()  # the README installs sessiond itself from the source

@@ -21,7 +21,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         info = info_of(request)
         self.logger.info(
-            '%s %s %d %.1fms client=%s rid=%s',
+            "%s %s %d %.1fms client=%s rid=%s",
             request.method,
             request.path,
             response.status,

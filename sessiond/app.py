@@ -115,7 +115,9 @@ async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
     watcher = app[WATCHER]
     store = app[STORE]
     watcher.start()
-    saver = asyncio.create_task(store.keep_snapshot(watcher.ready, settings.snapshot_interval)) if settings.snapshot_path else None
+    saver = (
+        asyncio.create_task(store.keep_snapshot(watcher.ready, settings.snapshot_interval)) if settings.snapshot_path else None
+    )
     yield
     await watcher.stop()
     if saver is not None:

@@ -6,7 +6,7 @@ the event loop for seconds and leaves the heap bloated long after. Done in a
 child, the daemon only waits (in an executor thread) for a small pickled
 result, and the child's memory goes back to the system when it exits.
 
-A plain subprocess rather than a multiprocessing pool: `python -m sessiond` has
+The child runs sessiond/parse_child.py. A plain subprocess rather than a multiprocessing pool: `python -m sessiond` has
 no `__main__` guard for a spawned worker to respect, and a fork would copy the
 locks of the daemon's threads.
 """
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .index import FileState
 
 TIMEOUT = 300.0
+CHILD = "sessiond.parse_child"  # the child's entry point (it imports the loader; this module must not)
+CHANGED = 4  # the child's exit code when the folder is no longer the one verified
 # One child at a time: big parses queue instead of multiplying their memory.
 _one_at_a_time = threading.Lock()
 # The folder this sessiond package was imported from, so the child imports the same code.
@@ -43,7 +45,7 @@ def read_in_child(folder: Folder, name: str, max_bytes: int) -> FileState:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_SOURCE_ROOT, os.environ.get("PYTHONPATH")]))}
     dev, ino = folder.ident
     # The name goes as bytes through argv (os.fsencode), so any file name survives the trip.
-    cmd: list[str | bytes] = [sys.executable, "-m", __name__, folder.path, str(dev), str(ino), os.fsencode(name), str(max_bytes)]
+    cmd: list[str | bytes] = [sys.executable, "-m", CHILD, folder.path, str(dev), str(ino), os.fsencode(name), str(max_bytes)]
     with _one_at_a_time:
         try:
             proc = subprocess.run(cmd, capture_output=True, env=env, timeout=TIMEOUT, check=False)
@@ -57,25 +59,3 @@ def read_in_child(folder: Folder, name: str, max_bytes: int) -> FileState:
         raise ChildFailed(f"parse worker {why}")
     state: FileState = pickle.loads(proc.stdout)
     return state
-
-
-CHANGED = 4
-
-
-def _main(argv: list[str]) -> None:
-    from .folder import Folder, FolderUnusable
-    from .loader import read_state
-
-    path, dev, ino, name, max_bytes = argv[0], int(argv[1]), int(argv[2]), argv[3], int(argv[4])
-    try:
-        with Folder(path, (dev, ino)).open() as dir_fd:
-            state = read_state(dir_fd, name, max_bytes, inline_bytes=max_bytes)
-    except MemoryError:
-        sys.exit(3)
-    except FolderUnusable:
-        sys.exit(CHANGED)
-    sys.stdout.buffer.write(pickle.dumps(state))
-
-
-if __name__ == "__main__":
-    _main(sys.argv[1:])

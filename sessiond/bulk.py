@@ -8,11 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from .appkeys import STORE
+from .errors import DeleteFailed, SessionNotFound
 from .index import SessionIndex
 from .params import flag, read_object, string_list
 from .query import QueryError, parse_filter, select, whole_number
 from .responses import NOT_FOUND, json_response
-from .store import DeleteFailed, SessionNotFound
 
 log = logging.getLogger(__name__)
 

@@ -192,7 +192,9 @@ class AcceptErrors:
             exc = context.get("exception")
             log.warning(
                 "accept() failed %d time(s) in the last minute (%s): out of file descriptors; "
-                "lower max_connections or raise LimitNOFILE", self._since, getattr(exc, "strerror", exc),
+                "lower max_connections or raise LimitNOFILE",
+                self._since,
+                getattr(exc, "strerror", exc),
             )
             self._last, self._since = now, 0
 
@@ -207,6 +209,7 @@ class ConnectionMetrics(Collector):
         yield GaugeMetricFamily("sessiond_connections", "Client connections served now", value=self.server.live)
         yield GaugeMetricFamily("sessiond_connection_limit", "Connections served at once, at most", value=self.server.cap)
         yield CounterMetricFamily(
-            "sessiond_connections_refused", "Connections past the limit: answered 503 (or a probe) or closed",
+            "sessiond_connections_refused",
+            "Connections past the limit: answered 503 (or a probe) or closed",
             value=self.server.refused,
         )

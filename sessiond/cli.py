@@ -89,8 +89,11 @@ def build_parser(prog: str = "sessiond") -> argparse.ArgumentParser:
     for setting in config.SETTINGS:
         if setting.flag:
             p.add_argument(
-                "--" + setting.name.replace("_", "-"), dest=setting.name, type=_flag_type(setting),
-                metavar=setting.name.upper(), help=setting.help,
+                "--" + setting.name.replace("_", "-"),
+                dest=setting.name,
+                type=_flag_type(setting),
+                metavar=setting.name.upper(),
+                help=setting.help,
             )
     if prog.endswith("check-config"):
         p.add_argument("-q", "--quiet", action="store_true", help="print nothing when all is well")
@@ -127,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 class ScanProgress:
     """Progress of the first scan: systemd's status line at every step, a log line every few seconds."""
 
-    def __init__(self, notifier: SystemdNotifier, every: float = PROGRESS_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, notifier: SystemdNotifier, every: float = PROGRESS_EVERY, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.notifier = notifier
         self.every = every
         self.clock = clock

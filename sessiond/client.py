@@ -206,8 +206,10 @@ def _show(api: Api, args: argparse.Namespace) -> int:
         _print_json(shown if len(args.keys) > 1 else (shown[0] if shown else None))
         return failed
     for item in shown:
-        print(f"key\t{item['key']}\nmessages\t{item['message_count']}\n"
-              f"created\t{_when(item['created_at'])}\nupdated\t{_when(item['updated_at'])}\nage_seconds\t{item['age_seconds']}")
+        print(
+            f"key\t{item['key']}\nmessages\t{item['message_count']}\n"
+            f"created\t{_when(item['created_at'])}\nupdated\t{_when(item['updated_at'])}\nage_seconds\t{item['age_seconds']}"
+        )
     return failed
 
 
@@ -303,11 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
     """The commands and their options."""
     p = argparse.ArgumentParser(prog="sessionctl", description="List, show, delete, restore and export sessions on a sessiond.")
     p.add_argument("--version", action="version", version=f"sessionctl {__version__}")
-    p.add_argument("--url", default=os.environ.get("SESSIOND_URL", "http://127.0.0.1:8080"),
-                   help="daemon address (env SESSIOND_URL; default http://127.0.0.1:8080)")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("SESSIOND_URL", "http://127.0.0.1:8080"),
+        help="daemon address (env SESSIOND_URL; default http://127.0.0.1:8080)",
+    )
     p.add_argument("--unix", metavar="PATH", help="talk to the daemon's unix socket instead (e.g. /run/sessiond/sessiond.sock)")
-    p.add_argument("--token-file", default=os.environ.get("SESSIOND_TOKEN_FILE"),
-                   help="file holding the API token (env SESSIOND_TOKEN_FILE; or set SESSIOND_TOKEN)")
+    p.add_argument(
+        "--token-file",
+        default=os.environ.get("SESSIOND_TOKEN_FILE"),
+        help="file holding the API token (env SESSIOND_TOKEN_FILE; or set SESSIOND_TOKEN)",
+    )
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format (default text)")
     commands = p.add_subparsers(dest="command", required=True)
     ls = commands.add_parser("ls", help="list sessions")
@@ -349,7 +357,12 @@ def _token(args: argparse.Namespace) -> str:
 
 
 COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
-    "ls": _ls, "show": _show, "rm": _rm, "restore": _restore, "export": _export, "health": _health,
+    "ls": _ls,
+    "show": _show,
+    "rm": _rm,
+    "restore": _restore,
+    "export": _export,
+    "health": _health,
 }
 
 

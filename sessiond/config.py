@@ -111,7 +111,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("reconcile_interval", float, "seconds between stat-only checks of index against disk (0: off)"),
     Setting("max_file_bytes", int, "larger session files are reported invalid unread"),
     Setting("shutdown_timeout", float, "seconds in-flight requests get on SIGTERM"),
-    Setting("max_connections", int, "connections served at once; past it, probes are answered and the rest 503 (0: from the open-file limit)"),
+    Setting(
+        "max_connections",
+        int,
+        "connections served at once; past it, probes are answered and the rest 503 (0: from the open-file limit)",
+    ),
     Setting("trash_days", float, "days a deleted session stays restorable (0: DELETE is permanent)"),
     Setting("events_buffer", int, "changes kept for Last-Event-ID resumes of the event feed"),
     Setting("events_keepalive", float, "seconds between keep-alive comments on event streams"),
@@ -149,9 +153,7 @@ def _read_file(path: Path) -> dict[str, Any]:
         data = {**{k: v for k, v in data.items() if k != "sessiond"}, **data["sessiond"]}
     unknown = sorted(set(data) - KNOWN)
     if unknown:
-        raise ConfigError(
-            f"config: unknown setting {unknown[0]!r} in {path}; known settings: {', '.join(sorted(KNOWN))}"
-        )
+        raise ConfigError(f"config: unknown setting {unknown[0]!r} in {path}; known settings: {', '.join(sorted(KNOWN))}")
     return data
 
 
@@ -344,7 +346,5 @@ def _networks(raw: Any) -> tuple[IPNetwork, ...]:
         try:
             nets.append(ipaddress.ip_network(str(item).strip(), strict=False))
         except ValueError:
-            raise ConfigError(
-                f"trusted_proxies: {item!r} is not an IP address or CIDR (e.g. 127.0.0.1 or 10.0.0.0/8)"
-            ) from None
+            raise ConfigError(f"trusted_proxies: {item!r} is not an IP address or CIDR (e.g. 127.0.0.1 or 10.0.0.0/8)") from None
     return tuple(nets)

@@ -1,10 +1,18 @@
-"""Domain errors the HTTP edge maps to a status (middlewares/errors.py), beside those of their modules.
+"""The domain errors the HTTP edge maps to a status (middlewares/errors.py).
 
-SessionNotFound and DeleteFailed live in store.py, QueryError in query.py; what is
-here has no better home.
+The core raises them; only the error middleware knows their status codes.
+(QueryError, a 400, lives with the query language in query.py.)
 """
 
 from __future__ import annotations
+
+
+class SessionNotFound(LookupError):
+    """No session is indexed under that key (404)."""
+
+
+class DeleteFailed(Exception):
+    """The session could not be deleted and nothing was changed (503); the message is safe to show."""
 
 
 class Unavailable(Exception):

@@ -34,9 +34,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     prefix = values.get("prefix", "")
     if len(prefix) > MAX_KEY_LENGTH:
         raise QueryError("prefix", f"must be at most {MAX_KEY_LENGTH} characters")
-    response = EventSourceResponse(
-        sep="\n", ping_interval=request.app[SETTINGS].events_keepalive, send_timeout=WRITE_TIMEOUT
-    )
+    response = EventSourceResponse(sep="\n", ping_interval=request.app[SETTINGS].events_keepalive, send_timeout=WRITE_TIMEOUT)
     response.headers["Cache-Control"] = "no-store"
     await response.prepare(request)
     wakeup = feed.subscribe()  # nothing is missed meanwhile: `last` is fixed, the buffer keeps the rest

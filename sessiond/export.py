@@ -24,11 +24,11 @@ import orjson
 from aiohttp import web
 
 from .appkeys import SETTINGS, STORE
+from .errors import SessionNotFound
 from .folder import Folder, FolderUnusable
 from .loader import OPEN_FLAGS, InvalidSession, parse_session, read_at_most
 from .query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
 from .responses import etag_matches, write_or_drop
-from .store import SessionNotFound
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from aiohttp import web
 
 from . import __version__
 from .appkeys import METRICS, STARTED_AT, STORE, WATCHER
+from .errors import SessionNotFound
 from .listing import query_response
 from .loader import MAX_KEY_LENGTH
 from .responses import etag_matches, json_response
-from .store import SessionNotFound
 from .watcher import WatchState
 
 

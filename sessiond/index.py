@@ -29,9 +29,7 @@ class SessionRecord:
 
     __slots__ = ("created_at", "key", "message_count", "name", "stat", "updated_at")
 
-    def __init__(
-        self, key: str, name: str, message_count: int, created_at: float, updated_at: float, stat: FileStat
-    ) -> None:
+    def __init__(self, key: str, name: str, message_count: int, created_at: float, updated_at: float, stat: FileStat) -> None:
         self.key = key
         self.name = name
         self.message_count = message_count

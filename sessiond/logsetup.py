@@ -119,7 +119,10 @@ class MalformedRequestFilter(logging.Filter):
             return False
         self._last = now
         record.msg, record.args, record.exc_info, record.exc_text = (
-            "malformed HTTP requests refused (%d so far; latest: %s)", (self.dropped, exc.message), None, None
+            "malformed HTTP requests refused (%d so far; latest: %s)",
+            (self.dropped, exc.message),
+            None,
+            None,
         )
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True

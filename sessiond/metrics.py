@@ -29,9 +29,7 @@ if TYPE_CHECKING:
 class _IndexCollector(Collector):
     """Reads the index and watcher at scrape time, so the hot paths pay nothing."""
 
-    def __init__(
-        self, store: SessionStore, watcher: SessionWatcher, limiters: Callable[[], dict[str, RateLimiter]]
-    ) -> None:
+    def __init__(self, store: SessionStore, watcher: SessionWatcher, limiters: Callable[[], dict[str, RateLimiter]]) -> None:
         self.store = store
         self.watcher = watcher
         self.limiters = limiters
@@ -39,20 +37,29 @@ class _IndexCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         index, watcher = self.store.index, self.watcher
         yield GaugeMetricFamily("sessiond_sessions", "Sessions indexed and served", value=len(index))
-        yield GaugeMetricFamily("sessiond_invalid_files", "Files in the sessions folder that are not valid sessions", value=len(index.invalid))
+        yield GaugeMetricFamily(
+            "sessiond_invalid_files", "Files in the sessions folder that are not valid sessions", value=len(index.invalid)
+        )
         yield GaugeMetricFamily("sessiond_key_collisions", "Keys claimed by more than one file", value=index.collision_count)
         yield GaugeMetricFamily("sessiond_ready", "1 once the first scan is indexed", value=1 if watcher.ready.is_set() else 0)
         yield GaugeMetricFamily("sessiond_watcher_up", "1 while the file watcher runs", value=1 if watcher.alive else 0)
         yield GaugeMetricFamily(
-            "sessiond_seconds_since_last_change", "Seconds since the index last changed",
+            "sessiond_seconds_since_last_change",
+            "Seconds since the index last changed",
             value=time.monotonic() - self.store.last_change,
         )
         yield CounterMetricFamily("sessiond_watcher_batches", "File-system event batches received", value=watcher.batches)
         yield CounterMetricFamily("sessiond_watcher_files", "File events received", value=watcher.files_seen)
-        yield CounterMetricFamily("sessiond_files_applied", "Files re-read and applied to the index", value=self.store.files_applied)
+        yield CounterMetricFamily(
+            "sessiond_files_applied", "Files re-read and applied to the index", value=self.store.files_applied
+        )
         yield CounterMetricFamily("sessiond_rescans", "Full scans of the sessions folder", value=self.store.scans)
-        yield CounterMetricFamily("sessiond_reconciles", "Stat-only passes comparing the index with the disk", value=self.store.reconciles)
-        yield CounterMetricFamily("sessiond_reconcile_drift", "Files a reconcile found changed without an event", value=self.store.drift_files)
+        yield CounterMetricFamily(
+            "sessiond_reconciles", "Stat-only passes comparing the index with the disk", value=self.store.reconciles
+        )
+        yield CounterMetricFamily(
+            "sessiond_reconcile_drift", "Files a reconcile found changed without an event", value=self.store.drift_files
+        )
         yield CounterMetricFamily("sessiond_watcher_restarts", "File watches restarted after a failure", value=watcher.restarts)
         yield GaugeMetricFamily("sessiond_in_step", "1 while /health reports no problem", value=0 if watcher.problem else 1)
         yield GaugeMetricFamily("sessiond_asyncio_tasks", "Tasks on the event loop (for leak hunting)", value=_task_count())
@@ -101,9 +108,7 @@ class _RequestStats(Collector):
         for (route, method, status), count in sorted(self.counts.items()):
             requests.add_metric([route, method, str(status)], count)
         yield requests
-        duration = HistogramMetricFamily(
-            "sessiond_request_duration_seconds", "Time to produce a response", labels=["route"]
-        )
+        duration = HistogramMetricFamily("sessiond_request_duration_seconds", "Time to produce a response", labels=["route"])
         for route, slots in sorted(self.durations.items()):
             cumulative = list(itertools.accumulate(slots[:-1]))
             buckets = [(str(le), cumulative[i]) for i, le in enumerate(BUCKETS)] + [("+Inf", cumulative[-1])]
@@ -139,9 +144,7 @@ class Metrics:
         build = Info("sessiond_build", "The running sessiond and Python", registry=self.registry)
         build.info({"version": __version__, "python": platform.python_version()})
 
-    def watch(
-        self, store: SessionStore, watcher: SessionWatcher, limiters: Callable[[], dict[str, RateLimiter]]
-    ) -> None:
+    def watch(self, store: SessionStore, watcher: SessionWatcher, limiters: Callable[[], dict[str, RateLimiter]]) -> None:
         """Expose the index, watcher and limiter figures."""
         self.registry.register(_IndexCollector(store, watcher, limiters))
 

@@ -6,6 +6,7 @@ checks it against the app's routes, and schemathesis checks the app against it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -54,13 +55,21 @@ ORDER = [
 ]
 PAGE = [
     _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "Page size; the answer has next_cursor."),
-    _query("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": MAX_CURSOR},
-           "next_cursor of the previous page, "
-           "with the same filter, sort and order."),
+    _query(
+        "cursor",
+        {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": MAX_CURSOR},
+        "next_cursor of the previous page, with the same filter, sort and order.",
+    ),
     _query("include", {"type": "string", "enum": ["meta"]}, "meta: objects instead of bare keys."),
 ]
-KEY_PATH = {"name": "key", "in": "path", "required": True, "schema": KEY, "example": "telegram:123456789",
-            "description": "The session key: the rest of the path, percent-decoded once."}
+KEY_PATH = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "schema": KEY,
+    "example": "telegram:123456789",
+    "description": "The session key: the rest of the path, percent-decoded once.",
+}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -71,8 +80,13 @@ SCHEMAS: dict[str, Any] = {
     "SessionMeta": {
         "type": "object",
         "required": ["key", "message_count", "created_at", "updated_at", "size"],
-        "properties": {"key": {"type": "string"}, "message_count": COUNT, "created_at": TIME,
-                       "updated_at": TIME, "size": {**COUNT, "description": "File size in bytes."}},
+        "properties": {
+            "key": {"type": "string"},
+            "message_count": COUNT,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "size": {**COUNT, "description": "File size in bytes."},
+        },
     },
     "SessionList": {
         "type": "object",
@@ -86,8 +100,13 @@ SCHEMAS: dict[str, Any] = {
     "SessionDetail": {
         "type": "object",
         "required": ["key", "message_count", "created_at", "updated_at", "age_seconds"],
-        "properties": {"key": {"type": "string"}, "message_count": COUNT, "created_at": TIME,
-                       "updated_at": TIME, "age_seconds": {"type": "number"}},
+        "properties": {
+            "key": {"type": "string"},
+            "message_count": COUNT,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "age_seconds": {"type": "number"},
+        },
     },
     "Deleted": {
         "type": "object",
@@ -98,20 +117,32 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "minProperties": 1,
         "additionalProperties": False,
-        "properties": {**{name: schema for name, (schema, _) in _FILTER_DOCS.items()},
-                       "prefix": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}},
+        "properties": {
+            **{name: schema for name, (schema, _) in _FILTER_DOCS.items()},
+            "prefix": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+        },
     },
     "BatchDelete": {
         "type": "object",
         "additionalProperties": False,
         "oneOf": [{"required": ["keys"]}, {"required": ["filter"]}],
         "properties": {
-            "keys": {"type": "array", "items": KEY, "minItems": 1, "maxItems": 10_000,
-                     "description": "At most 10,000 keys; the body at most 2 MiB."},
+            "keys": {
+                "type": "array",
+                "items": KEY,
+                "minItems": 1,
+                "maxItems": 10_000,
+                "description": "At most 10,000 keys; the body at most 2 MiB.",
+            },
             "filter": _ref("Filter"),
             "dry_run": {"type": "boolean", "default": False},
-            "max": {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1000,
-                    "description": "Refuse (409) when more sessions than this match."},
+            "max": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1_000_000,
+                "default": 1000,
+                "description": "Refuse (409) when more sessions than this match.",
+            },
         },
     },
     "Failure": {
@@ -132,16 +163,25 @@ SCHEMAS: dict[str, Any] = {
     "TrashEntry": {
         "type": "object",
         "required": ["id", "key", "deleted_at", "purge_at", "message_count", "created_at", "updated_at", "size"],
-        "properties": {"id": {"type": "string"}, "key": {"type": ["string", "null"]}, "deleted_at": TIME,
-                       "purge_at": TIME, "message_count": COUNT, "created_at": TIME, "updated_at": TIME,
-                       "size": COUNT},
+        "properties": {
+            "id": {"type": "string"},
+            "key": {"type": ["string", "null"]},
+            "deleted_at": TIME,
+            "purge_at": TIME,
+            "message_count": COUNT,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "size": COUNT,
+        },
     },
     "Restore": {
         "type": "object",
         "additionalProperties": False,
         "minProperties": 1,
-        "properties": {"keys": {"type": "array", "items": KEY, "minItems": 1},
-                       "ids": {"type": "array", "items": KEY, "minItems": 1}},
+        "properties": {
+            "keys": {"type": "array", "items": KEY, "minItems": 1},
+            "ids": {"type": "array", "items": KEY, "minItems": 1},
+        },
     },
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
     "Stats": {
@@ -184,8 +224,13 @@ TRASH_OFF = {"404": _error("Trash is off (trash_days = 0).")}
 TOO_BIG = {"413": _error("Request body too large.")}
 
 
-def _op(summary: str, responses: dict[str, Any], parameters: list[Any] = (), body: str | None = None,  # type: ignore[assignment]
-        public: bool = False) -> dict[str, Any]:
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    parameters: Sequence[Any] = (),
+    body: str | None = None,
+    public: bool = False,
+) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": responses if public else {**responses, **GUARDED}}
     if parameters:
         op["parameters"] = list(parameters)
@@ -197,79 +242,176 @@ def _op(summary: str, responses: dict[str, Any], parameters: list[Any] = (), bod
 
 
 PATHS: dict[str, Any] = {
-    "/health": {"get": _op("Liveness and readiness (no token, never rate limited).", {
-        "200": _json(_ref("Health"), "Indexed, watcher running."),
-        "503": _json(_ref("Health"), "Starting, or the watcher is down; `reason` says which."),
-    }, public=True)},
-    "/readyz": {"get": _op("Readiness, the same answer as /health (no token, never rate limited).", {
-        "200": _json(_ref("Health"), "Indexed, watcher running."),
-        "503": _json(_ref("Health"), "Not ready; `reason` says why."),
-    }, public=True)},
-    "/livez": {"get": _op("Liveness: 503 means restart me (no token, never rate limited).", {
-        "200": _json(_ref("Health"), "The process can serve."),
-        "503": _json(_ref("Health"), "The watcher failed for good."),
-    }, public=True)},
-    "/metrics": {"get": _op("Prometheus metrics, every name sessiond_*.", {
-        "200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
-    })},
-    "/api/v1/health": {"get": _op("Version, uptime and index figures.", {
-        "200": _json(_ref("Health"), "Healthy."), "503": _json(_ref("Health"), "Not ready."),
-    })},
-    "/api/v1/sessions": {"get": _op(
-        "List sessions. Without parameters: every key, ascending, exactly as the seed, with an ETag.",
-        {"200": _json(_ref("SessionList"), "Keys (or metadata with include=meta) and the count."),
-         "304": {"description": "No parameters, and If-None-Match matched the list's ETag."}, **BAD},
-        FILTER + ORDER + PAGE,
-    )},
-    "/api/v1/sessions/{key}": {
-        "get": _op("One session's metadata.", {"200": _json(_ref("SessionDetail"), "Found."), **BAD, **NOT_FOUND},
-                   [KEY_PATH]),
-        "delete": _op("Delete a session (to the trash when trash_days > 0).",
-                      {"200": _json(_ref("Deleted"), "Deleted."), **BAD, **NOT_FOUND}, [KEY_PATH]),
+    "/health": {
+        "get": _op(
+            "Liveness and readiness (no token, never rate limited).",
+            {
+                "200": _json(_ref("Health"), "Indexed, watcher running."),
+                "503": _json(_ref("Health"), "Starting, or the watcher is down; `reason` says which."),
+            },
+            public=True,
+        )
     },
-    "/api/v1/sessions:batchDelete": {"post": _op(
-        "Delete sessions by explicit keys or by a non-empty filter, at most `max`.",
-        {"200": _json(_ref("BatchDeleteResult"), "What matched, was deleted, and failed (with reasons)."),
-         **BAD, "409": _error("More sessions match than `max`."), **TOO_BIG},
-        body="BatchDelete",
-    )},
-    "/api/v1/events": {"get": _op(
-        "Change feed (Server-Sent Events): created, updated, deleted, resync; keep-alive comments.",
-        {"200": {"description": "An endless event stream; each event's id resumes it (Last-Event-ID).",
-                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}, **BAD},
-        [_query("prefix", _FILTER_DOCS["prefix"][0], "Only events for keys starting with this text."),
-         _query("since", COUNT, "Resume after this event id (as Last-Event-ID does)."),
-         {"name": "Last-Event-ID", "in": "header", "required": False, "schema": {"type": "string"},
-          "description": "The id of the last event received; resumes from the buffer, else a resync event."}],
-    )},
-    "/api/v1/export": {"get": _op(
-        "With key: that session's file as stored. Otherwise: NDJSON of every session the filter matches.",
-        {"200": {"description": "The file (application/json, with ETag) or NDJSON, streamed: each line a "
-                                "session file exactly as stored (NaN and big integers included). A file that "
-                                "changes while it is sent cuts the connection instead of being passed off as "
-                                "whole; an NDJSON export that cannot go on ends with the line "
-                                '{"error": {"detail": "..."}}.',
-                 "content": {JSON: {"schema": {"type": "object"}},
-                             "application/x-ndjson": {"schema": {"type": "string"}}}},
-         "304": {"description": "If-None-Match matched the file's ETag."}, **BAD, **NOT_FOUND},
-        [_query("key", KEY, "Export this one session (alone: not with filter parameters). "
-                 "Answers If-None-Match with 304."), *FILTER, *ORDER],
-    )},
-    "/api/v1/trash": {"get": _op(
-        "Trashed sessions, newest first, with when each will be purged.",
-        {"200": _json({"type": "object", "required": ["items", "count"],
-                       "properties": {"items": {"type": "array", "items": _ref("TrashEntry")}, "count": COUNT}},
-                      "The trash."), **TRASH_OFF},
-    )},
-    "/api/v1/trash:restore": {"post": _op(
-        "Restore trashed sessions: the newest version of each key, and each id.",
-        {"200": _json({"type": "object", "required": ["restored", "failed"],
-                       "properties": {"restored": {"type": "array", "items": {
-                           "type": "object", "properties": {"key": {"type": ["string", "null"]}, "id": {"type": "string"}}}},
-                           "failed": {"type": "array", "items": _ref("Failure")}}},
-                      "What was restored and what failed (with reasons)."), **BAD, **TRASH_OFF, **TOO_BIG},
-        body="Restore",
-    )},
+    "/readyz": {
+        "get": _op(
+            "Readiness, the same answer as /health (no token, never rate limited).",
+            {
+                "200": _json(_ref("Health"), "Indexed, watcher running."),
+                "503": _json(_ref("Health"), "Not ready; `reason` says why."),
+            },
+            public=True,
+        )
+    },
+    "/livez": {
+        "get": _op(
+            "Liveness: 503 means restart me (no token, never rate limited).",
+            {
+                "200": _json(_ref("Health"), "The process can serve."),
+                "503": _json(_ref("Health"), "The watcher failed for good."),
+            },
+            public=True,
+        )
+    },
+    "/metrics": {
+        "get": _op(
+            "Prometheus metrics, every name sessiond_*.",
+            {
+                "200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            },
+        )
+    },
+    "/api/v1/health": {
+        "get": _op(
+            "Version, uptime and index figures.",
+            {
+                "200": _json(_ref("Health"), "Healthy."),
+                "503": _json(_ref("Health"), "Not ready."),
+            },
+        )
+    },
+    "/api/v1/sessions": {
+        "get": _op(
+            "List sessions. Without parameters: every key, ascending, exactly as the seed, with an ETag.",
+            {
+                "200": _json(_ref("SessionList"), "Keys (or metadata with include=meta) and the count."),
+                "304": {"description": "No parameters, and If-None-Match matched the list's ETag."},
+                **BAD,
+            },
+            FILTER + ORDER + PAGE,
+        )
+    },
+    "/api/v1/sessions/{key}": {
+        "get": _op("One session's metadata.", {"200": _json(_ref("SessionDetail"), "Found."), **BAD, **NOT_FOUND}, [KEY_PATH]),
+        "delete": _op(
+            "Delete a session (to the trash when trash_days > 0).",
+            {"200": _json(_ref("Deleted"), "Deleted."), **BAD, **NOT_FOUND},
+            [KEY_PATH],
+        ),
+    },
+    "/api/v1/sessions:batchDelete": {
+        "post": _op(
+            "Delete sessions by explicit keys or by a non-empty filter, at most `max`.",
+            {
+                "200": _json(_ref("BatchDeleteResult"), "What matched, was deleted, and failed (with reasons)."),
+                **BAD,
+                "409": _error("More sessions match than `max`."),
+                **TOO_BIG,
+            },
+            body="BatchDelete",
+        )
+    },
+    "/api/v1/events": {
+        "get": _op(
+            "Change feed (Server-Sent Events): created, updated, deleted, resync; keep-alive comments.",
+            {
+                "200": {
+                    "description": "An endless event stream; each event's id resumes it (Last-Event-ID).",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **BAD,
+            },
+            [
+                _query("prefix", _FILTER_DOCS["prefix"][0], "Only events for keys starting with this text."),
+                _query("since", COUNT, "Resume after this event id (as Last-Event-ID does)."),
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "The id of the last event received; resumes from the buffer, else a resync event.",
+                },
+            ],
+        )
+    },
+    "/api/v1/export": {
+        "get": _op(
+            "With key: that session's file as stored. Otherwise: NDJSON of every session the filter matches.",
+            {
+                "200": {
+                    "description": "The file (application/json, with ETag) or NDJSON, streamed: each line a "
+                    "session file exactly as stored (NaN and big integers included). A file that "
+                    "changes while it is sent cuts the connection instead of being passed off as "
+                    "whole; an NDJSON export that cannot go on ends with the line "
+                    '{"error": {"detail": "..."}}.',
+                    "content": {JSON: {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}},
+                },
+                "304": {"description": "If-None-Match matched the file's ETag."},
+                **BAD,
+                **NOT_FOUND,
+            },
+            [
+                _query(
+                    "key", KEY, "Export this one session (alone: not with filter parameters). Answers If-None-Match with 304."
+                ),
+                *FILTER,
+                *ORDER,
+            ],
+        )
+    },
+    "/api/v1/trash": {
+        "get": _op(
+            "Trashed sessions, newest first, with when each will be purged.",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["items", "count"],
+                        "properties": {"items": {"type": "array", "items": _ref("TrashEntry")}, "count": COUNT},
+                    },
+                    "The trash.",
+                ),
+                **TRASH_OFF,
+            },
+        )
+    },
+    "/api/v1/trash:restore": {
+        "post": _op(
+            "Restore trashed sessions: the newest version of each key, and each id.",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["restored", "failed"],
+                        "properties": {
+                            "restored": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"key": {"type": ["string", "null"]}, "id": {"type": "string"}},
+                                },
+                            },
+                            "failed": {"type": "array", "items": _ref("Failure")},
+                        },
+                    },
+                    "What was restored and what failed (with reasons).",
+                ),
+                **BAD,
+                **TRASH_OFF,
+                **TOO_BIG,
+            },
+            body="Restore",
+        )
+    },
     "/api/v1/stats": {"get": _op(
         "Figures for the overview, from the in-memory index only (no disk reads): by channel, "
         "per day, by message count; bytes, invalid files, collisions, watcher and trash state.",
@@ -298,10 +440,12 @@ PATHS: dict[str, Any] = {
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "sessiond", "version": __version__,
-             "description": "AI-agent sessions served from a watched in-memory index."},
-    "components": {"schemas": SCHEMAS,
-                   "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "info": {
+        "title": "sessiond",
+        "version": __version__,
+        "description": "AI-agent sessions served from a watched in-memory index.",
+    },
+    "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     "security": [{"bearer": []}],
     "paths": PATHS,
 }

@@ -12,10 +12,19 @@ from .middlewares.forwarded import TrustedProxies
 from .middlewares.ratelimit import RateLimiter
 
 # What a reload applies: Runtime (below) and the CLI's logging set-up read these.
-LIVE = frozenset({
-    "token", "rate_limit_per_ip", "rate_limit_per_token", "rate_limit_max_clients", "trusted_proxies",
-    "metrics_require_token", "log_level", "log_format", "access_log",
-})
+LIVE = frozenset(
+    {
+        "token",
+        "rate_limit_per_ip",
+        "rate_limit_per_token",
+        "rate_limit_max_clients",
+        "trusted_proxies",
+        "metrics_require_token",
+        "log_level",
+        "log_format",
+        "access_log",
+    }
+)
 # Every other setting is read once, at start: a reload that changes one says so.
 # Derived, so that a new setting is never silently ignored by a reload.
 RESTART_ONLY = tuple(

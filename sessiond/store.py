@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import loader, removal, snapshot
+from .errors import DeleteFailed, SessionNotFound
 from .folder import Folder, FolderChanged, FolderUnusable
 from .index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord
 
@@ -26,14 +27,6 @@ APPLY_CHUNK = 256
 # A file that fails to parse right after it changed may be half-written by a
 # writer that does not rename; look again after these delays before calling it invalid.
 RETRY_DELAYS = (0.05, 0.2, 0.5)
-
-
-class SessionNotFound(LookupError):
-    """No session is indexed under that key."""
-
-
-class DeleteFailed(Exception):
-    """The session could not be deleted and nothing was changed; the message is safe to show."""
 
 
 ChangeListener = Callable[[list[Change]], None]
@@ -142,7 +135,12 @@ class SessionStore:
         self.last_change = time.monotonic()
         log.info(
             "indexed %d sessions from %d files in %.2fs (%d read, %d unchanged since the snapshot, %d invalid)",
-            len(self.index), len(results), time.monotonic() - started, read, kept, len(self.index.invalid),
+            len(self.index),
+            len(results),
+            time.monotonic() - started,
+            read,
+            kept,
+            len(self.index.invalid),
         )
         if changes:
             self._notify(changes)
@@ -209,7 +207,11 @@ class SessionStore:
             await asyncio.sleep(interval)
 
     async def reconcile(
-        self, *, in_flight: Callable[[str], bool] | None = None, grace: float = 0.0, expect_changes: bool = False,
+        self,
+        *,
+        in_flight: Callable[[str], bool] | None = None,
+        grace: float = 0.0,
+        expect_changes: bool = False,
         recheck_invalid: bool = False,
     ) -> int:
         """Stat-walk the folder and re-read only the files whose stat differs from the index.
@@ -236,7 +238,9 @@ class SessionStore:
                 drift = sum(
                     1
                     for name, st in stale
-                    if not (in_flight and in_flight(name)) and name not in applied and self._recorded_stat(name) != st
+                    if not (in_flight and in_flight(name))
+                    and name not in applied
+                    and self._recorded_stat(name) != st
                     and loader.name_is_text(name)  # such names are never reported by the watch
                 )
         finally:
@@ -388,8 +392,14 @@ class SessionStore:
                 for name in self.index.files_for(key):
                     indexed = self.index.file_state(name)
                     outcome = await loop.run_in_executor(
-                        None, removal.remove_claimant, folder, name, key,
-                        indexed if isinstance(indexed, SessionRecord) else None, self.max_file_bytes, self.destination,
+                        None,
+                        removal.remove_claimant,
+                        folder,
+                        name,
+                        key,
+                        indexed if isinstance(indexed, SessionRecord) else None,
+                        self.max_file_bytes,
+                        self.destination,
                     )
                     removed += outcome.removed
                     changes.extend(self.index.set_file(name, None if outcome.removed else outcome.now))

@@ -135,9 +135,7 @@ async def run_watchdog(notifier: SystemdNotifier, is_healthy: Callable[[], bool]
         await asyncio.sleep(interval)
 
 
-def listen_fds_with_names(
-    env: MutableMapping[str, str] = os.environ, unset: bool = True
-) -> list[tuple[socket.socket, str]]:
+def listen_fds_with_names(env: MutableMapping[str, str] = os.environ, unset: bool = True) -> list[tuple[socket.socket, str]]:
     """Sockets passed by systemd socket activation, with their LISTEN_FDNAMES names.
 
     Raises ValueError when a passed descriptor is not an open socket.

@@ -35,8 +35,14 @@ log = logging.getLogger(__name__)
 
 TRASH_DIR = ".trash"
 _ID = re.compile(r"[0-9a-f]{16}[0-9a-f]{8}")
-_FIELDS: dict[str, type | tuple[type, ...]] = {"key": (str, type(None)), "name": str, "message_count": int, "created_at": (int, float),
-           "updated_at": (int, float), "size": int}
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "key": (str, type(None)),
+    "name": str,
+    "message_count": int,
+    "created_at": (int, float),
+    "updated_at": (int, float),
+    "size": int,
+}
 
 
 def _deleted_at(entry_id: str) -> float:
@@ -182,8 +188,13 @@ class Trash:
 def _write_meta(trash_fd: int, entry_id: str, name: str, record: SessionRecord | None) -> None:
     meta: dict[str, Any] = {"key": None, "name": name, "message_count": 0, "created_at": 0.0, "updated_at": 0.0, "size": 0}
     if record is not None:
-        meta.update(key=record.key, message_count=record.message_count, created_at=record.created_at,
-                    updated_at=record.updated_at, size=record.stat.size)
+        meta.update(
+            key=record.key,
+            message_count=record.message_count,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            size=record.stat.size,
+        )
     tmp = entry_id + ".meta.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640, dir_fd=trash_fd)
     try:

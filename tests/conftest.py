@@ -27,7 +27,9 @@ NOBODY = 65534
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def session_doc(key: str, messages: int = 1, created: float = 1_700_000_000.0, updated: float | None = None, **extra: Any) -> dict[str, Any]:
+def session_doc(
+    key: str, messages: int = 1, created: float = 1_700_000_000.0, updated: float | None = None, **extra: Any
+) -> dict[str, Any]:
     """A session as the agent writes it."""
     doc: dict[str, Any] = {
         "key": key,
@@ -103,7 +105,9 @@ def small_tmpfs(where: Path, size: str = "1m") -> Iterator[Path]:
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root to mount a small tmpfs")
     where.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(where)], capture_output=True, check=False
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
     try:

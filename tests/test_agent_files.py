@@ -53,7 +53,10 @@ async def detail(client: TestClient, key: str) -> tuple[int, bytes]:
 
 async def test_integers_beyond_64_bits_and_nan_in_messages_are_served(client: TestClient, sessions: Path) -> None:
     wei = {"role": "assistant", "tool_calls": [{"id": "c1", "function_name": "send", "arguments": {"wei": 10**30}}]}
-    agent_save(sessions, {"key": "wallet:1", "messages": [wei, {"role": "tool", "content": -(2**70)}], "created_at": 1.5, "updated_at": 2.5})
+    agent_save(
+        sessions,
+        {"key": "wallet:1", "messages": [wei, {"role": "tool", "content": -(2**70)}], "created_at": 1.5, "updated_at": 2.5},
+    )
     agent_save(sessions, {"key": "odd:floats", "messages": [{"score": math.nan}, {"bound": math.inf}, {"low": -math.inf}]})
     for key, count in (("wallet:1", 2), ("odd:floats", 3)):
         status, body = await detail(client, key)
@@ -73,7 +76,9 @@ async def test_repeated_members_keep_the_last_as_python_does(client: TestClient,
     assert (await detail(client, "first"))[0] == 404
 
 
-@pytest.mark.parametrize("stamp", [b"1e400", b"-1e400", b"18446744073709551616", b"NaN", b"Infinity", b'"soon"', b"true", b"null"])
+@pytest.mark.parametrize(
+    "stamp", [b"1e400", b"-1e400", b"18446744073709551616", b"NaN", b"Infinity", b'"soon"', b"true", b"null"]
+)
 async def test_timestamps_python_reads_but_no_api_can_echo_fall_back(client: TestClient, sessions: Path, stamp: bytes) -> None:
     (sessions / "t.json").write_bytes(b'{"key": "t", "messages": [], "created_at": ' + stamp + b', "updated_at": 1700000000.25}')
     status, body = await detail(client, "t")
@@ -148,8 +153,13 @@ _VALUES = st.recursive(
 )
 _STAMPS = st.one_of(_NUMBERS, st.sampled_from([1700000000, 1700000000.5, "soon", True, None]), st.just(...))
 _SESSIONS = st.fixed_dictionaries(
-    {"key": _KEYS, "messages": st.lists(st.dictionaries(st.sampled_from(["role", "content", "tool_calls"]), _VALUES), max_size=4),
-     "summary": st.one_of(st.none(), st.text(max_size=10)), "created_at": _STAMPS, "updated_at": _STAMPS}
+    {
+        "key": _KEYS,
+        "messages": st.lists(st.dictionaries(st.sampled_from(["role", "content", "tool_calls"]), _VALUES), max_size=4),
+        "summary": st.one_of(st.none(), st.text(max_size=10)),
+        "created_at": _STAMPS,
+        "updated_at": _STAMPS,
+    }
 )
 
 
@@ -170,7 +180,12 @@ def expected_from_disk(folder: Path) -> dict[str, dict[str, Any]]:
             continue
         raw = (folder / name).read_bytes()
         doc = json.loads(raw)
-        if not isinstance(doc, dict) or not isinstance(doc.get("key"), str) or not doc["key"] or not isinstance(doc.get("messages"), list):
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("key"), str)
+            or not doc["key"]
+            or not isinstance(doc.get("messages"), list)
+        ):
             continue
         mtime = (folder / name).stat().st_mtime_ns / 1e9
         created, updated = _stamp(doc.get("created_at")), _stamp(doc.get("updated_at"))
@@ -199,7 +214,9 @@ def agent_daemon(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batch=st.lists(st.tuples(_SESSIONS, st.booleans()), min_size=1, max_size=6))
-def test_the_api_answers_what_json_loads_reads_from_every_file(agent_daemon: Any, batch: list[tuple[dict[str, Any], bool]]) -> None:
+def test_the_api_answers_what_json_loads_reads_from_every_file(
+    agent_daemon: Any, batch: list[tuple[dict[str, Any], bool]]
+) -> None:
     d, folder = agent_daemon
     for drawn, compact in batch:
         doc = {k: v for k, v in drawn.items() if v is not ...}  # ... leaves the member out

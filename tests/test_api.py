@@ -177,7 +177,9 @@ async def test_ignored_and_invalid_files(client: TestClient, sessions: Path, tmp
     (sessions / "nokey.json").write_bytes(b'{"messages": []}')
     write_atomic(sessions, "good:1")
     await eventually(lambda: {"good:1", "hidden:1"} <= set(store_of(client).index.keys()))
-    await eventually(lambda: {"array.json", "empty.json", "nomsg.json", "nokey.json", "link.json"} <= set(store_of(client).index.invalid))
+    await eventually(
+        lambda: {"array.json", "empty.json", "nomsg.json", "nokey.json", "link.json"} <= set(store_of(client).index.invalid)
+    )
     listing = await (await client.get("/api/v1/sessions", headers=AUTH)).json()
     assert listing == {"sessions": ["good:1", "hidden:1"], "count": 2}  # a hidden name is a session like any other
     health = await (await client.get("/api/v1/health", headers=AUTH)).json()

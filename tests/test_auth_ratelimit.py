@@ -39,7 +39,9 @@ async def test_bad_credentials_are_401(client: TestClient, header: str | None) -
 async def test_raw_non_ascii_header_bytes_are_401_not_500(client: TestClient) -> None:
     reader_writer = await __import__("asyncio").open_connection(client.host, client.port)
     reader, writer = reader_writer
-    writer.write(b"GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xc3\x28\r\nConnection: close\r\n\r\n")
+    writer.write(
+        b"GET /api/v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\xc3\x28\r\nConnection: close\r\n\r\n"
+    )
     await writer.drain()
     data = await reader.read()
     writer.close()
@@ -142,7 +144,9 @@ async def test_rejects_at_once_never_queues(aiohttp_client) -> None:
 
 async def test_guessing_tokens_on_metrics_is_rate_limited_but_monitoring_is_not(start_client) -> None:
     client = await start_client(rate_limit_per_ip=60)
-    statuses = [(await client.get("/metrics", headers={"Authorization": f"Bearer wrong-{i:04d}-guess"})).status for i in range(300)]
+    statuses = [
+        (await client.get("/metrics", headers={"Authorization": f"Bearer wrong-{i:04d}-guess"})).status for i in range(300)
+    ]
     assert statuses.count(401) <= 61 and statuses.count(429) >= 239
     limited = await client.get("/metrics", headers={"Authorization": "Bearer wrong"})
     assert limited.headers["Retry-After"] and (await limited.json())["detail"] == "Rate limit exceeded"

@@ -32,8 +32,12 @@ async def post(client: TestClient, body: Any) -> tuple[int, dict]:
 async def test_delete_by_filter(filled: TestClient, sessions: Path) -> None:
     status, body = await post(filled, {"filter": {"prefix": "telegram:", "updated_before": 102}})
     assert status == 200
-    assert body == {"dry_run": False, "matched": ["telegram:0", "telegram:1"],
-                    "deleted": ["telegram:0", "telegram:1"], "failed": []}
+    assert body == {
+        "dry_run": False,
+        "matched": ["telegram:0", "telegram:1"],
+        "deleted": ["telegram:0", "telegram:1"],
+        "failed": [],
+    }
     assert sorted(store_of(filled).index.keys()) == ["slack:x", "telegram:2"]  # known before the answer
     assert not (sessions / file_name("telegram:0")).exists()
 

@@ -39,7 +39,9 @@ def test_creates_missing_sessions_folder(tmp_path: Path) -> None:
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
-    return subprocess.run([sys.executable, "-m", "sessiond", *args], env={**base, **env}, capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "sessiond", *args], env={**base, **env}, capture_output=True, text=True, timeout=30
+    )
 
 
 def test_bad_setting_one_clear_line_and_nonzero_exit(tmp_path: Path) -> None:

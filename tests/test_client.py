@@ -58,8 +58,9 @@ async def test_rm_dry_run_then_for_real(aged: TestClient, capsys: pytest.Capture
     assert captured.out == "deleted telegram:new\n" and "failed nope: Session not found" in captured.err
 
 
-async def test_restore_and_errors(start_client: Any, sessions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_restore_and_errors(
+    start_client: Any, sessions: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = await start_client(trash_days=1)
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
@@ -101,8 +102,9 @@ class Terminal:
         return self.answer + "\n"
 
 
-async def test_a_permanent_delete_needs_yes_or_a_typed_y(aged: TestClient, capsys: pytest.CaptureFixture[str],
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_permanent_delete_needs_yes_or_a_typed_y(
+    aged: TestClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Not a terminal (a script, CI): refused without --yes; nothing is gone.
     assert await run(aged, "rm", "telegram:old") == 2
     assert "for good (the trash is off) without --yes" in capsys.readouterr().err
@@ -143,7 +145,9 @@ async def test_json_output_show_export_and_health(aged: TestClient, sessions: Pa
     assert health["status"] == "ok" and health["sessions"] == 3
 
 
-async def test_export_writes_the_file_as_stored(aged: TestClient, sessions: Path, capfdbinary: pytest.CaptureFixture[bytes]) -> None:
+async def test_export_writes_the_file_as_stored(
+    aged: TestClient, sessions: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
     assert await run(aged, "export", "slack:old") == 0
     assert capfdbinary.readouterr().out == (sessions / "slack_old.json").read_bytes()
     assert await run(aged, "export", "--prefix", "telegram:") == 0
@@ -156,8 +160,9 @@ def test_version() -> None:
     assert result.returncode == 0 and result.stdout.strip() == f"sessionctl {__version__}"
 
 
-def test_over_the_unix_socket(workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_over_the_unix_socket(
+    workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The shipped deployment listens on a unix socket only; sessionctl reaches it there."""
     write_atomic(workspace / "sessions", "user:alice:x")
     sock = tmp_path / "s.sock"

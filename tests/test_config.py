@@ -19,7 +19,9 @@ def write_toml(path: Path, text: str) -> Path:
 def test_precedence_file_env_flags(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()
-    cfg = write_toml(tmp_path / "c.toml", f'workspace = "{ws}"\ntoken = "{TOKEN}"\nport = 1111\nhost = "127.0.0.2"\nrate_limit_per_ip = 5\n')
+    cfg = write_toml(
+        tmp_path / "c.toml", f'workspace = "{ws}"\ntoken = "{TOKEN}"\nport = 1111\nhost = "127.0.0.2"\nrate_limit_per_ip = 5\n'
+    )
     s = config.load({}, env={}, config_file=cfg)
     assert (s.port, s.host, s.rate_limit_per_ip) == (1111, "127.0.0.2", 5)
     s = config.load({}, env={"SESSIOND_PORT": "2222", "SESSIOND_RATE_LIMIT_PER_IP": "0"}, config_file=cfg)
@@ -31,7 +33,10 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
 
 
 def test_config_flag_and_sessiond_table(tmp_path: Path) -> None:
-    cfg = write_toml(tmp_path / "c.toml", f'[sessiond]\nworkspace = "{tmp_path}"\ntoken = "{TOKEN}"\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n')
+    cfg = write_toml(
+        tmp_path / "c.toml",
+        f'[sessiond]\nworkspace = "{tmp_path}"\ntoken = "{TOKEN}"\ntrusted_proxies = ["127.0.0.1", "10.0.0.0/8"]\n',
+    )
     s = config.load({"config": str(cfg)}, env={})
     assert [str(n) for n in s.trusted_proxies] == ["127.0.0.1/32", "10.0.0.0/8"]
     assert s.config_file == cfg.resolve()

@@ -110,9 +110,7 @@ def test_a_delete_interrupted_by_a_crash_is_undone_at_the_next_start(workspace: 
     assert sorted(p.name for p in sessions.iterdir()) == ["custom name.json", "kept_2.json"]
 
 
-async def test_a_file_the_file_system_refuses_to_remove_is_a_503_and_nothing_changes(
-    client: TestClient, sessions: Path
-) -> None:
+async def test_a_file_the_file_system_refuses_to_remove_is_a_503_and_nothing_changes(client: TestClient, sessions: Path) -> None:
     path = write_atomic(sessions, "stuck:1")
     await eventually(lambda: "stuck:1" in store_of(client).index)
     with immutable(path):

@@ -35,7 +35,12 @@ def test_feed_numbers_buffers_and_knows_when_a_client_is_behind() -> None:
     feed.publish([])
     assert [e.seq for e in feed.since(100)] == [101, 102] and feed.seq == 102
     assert orjson.loads(feed.since(101)[0].data) == {
-        "seq": 102, "key": "a", "message_count": 1, "created_at": 1.0, "updated_at": 2.0, "size": 5,
+        "seq": 102,
+        "key": "a",
+        "message_count": 1,
+        "created_at": 1.0,
+        "updated_at": 2.0,
+        "size": 5,
     }
     feed.publish([change("created", "b"), change("deleted", "a")])
     assert [e.seq for e in feed.since(101)] == [102, 103, 104]  # 101 itself dropped: still exact

@@ -103,8 +103,14 @@ async def test_ndjson_skips_what_vanished_meanwhile(client: TestClient, sessions
 
 @pytest.mark.parametrize(
     ("query", "param"),
-    [("key=a&prefix=a", "key"), ("limit=3", "limit"), ("include=meta", "include"), ("sort=size", "sort"),
-     ("updated_before=later", "updated_before"), ("key=a&key=b", "key")],
+    [
+        ("key=a&prefix=a", "key"),
+        ("limit=3", "limit"),
+        ("include=meta", "include"),
+        ("sort=size", "sort"),
+        ("updated_before=later", "updated_before"),
+        ("key=a&key=b", "key"),
+    ],
 )
 async def test_bad_parameters(client: TestClient, query: str, param: str) -> None:
     resp = await client.get("/api/v1/export?" + query, headers=AUTH)
@@ -142,7 +148,13 @@ async def test_a_file_growing_while_exported_is_cut_never_read_past_its_size(
 
 async def test_a_deeply_nested_session_exports_whole(client: TestClient, sessions: Path) -> None:
     depth = 255
-    nested = b'{"key": "deep:1", "messages": [' + b"[" * depth + b"1" + b"]" * depth + b', {"role": "user", "n": NaN, "wei": 100000000000000000000000000000}]}'
+    nested = (
+        b'{"key": "deep:1", "messages": ['
+        + b"[" * depth
+        + b"1"
+        + b"]" * depth
+        + b', {"role": "user", "n": NaN, "wei": 100000000000000000000000000000}]}'
+    )
     (sessions / "deep.json").write_bytes(nested)
     await eventually(lambda: "deep:1" in store_of(client).index)
     one = await client.get("/api/v1/export?key=deep:1", headers=AUTH)

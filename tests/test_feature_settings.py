@@ -15,8 +15,13 @@ def test_defaults_and_env(workspace: Path) -> None:
     base = {"workspace": str(workspace), "token": TOKEN}
     settings = config.validate(base, env={})
     assert (settings.trash_days, settings.events_buffer, settings.events_keepalive) == (0.0, 10_000, 15.0)
-    env = {"SESSIOND_WORKSPACE": str(workspace), "SESSIOND_TOKEN": TOKEN, "SESSIOND_TRASH_DAYS": "2.5",
-           "SESSIOND_EVENTS_BUFFER": "64", "SESSIOND_EVENTS_KEEPALIVE": "5"}
+    env = {
+        "SESSIOND_WORKSPACE": str(workspace),
+        "SESSIOND_TOKEN": TOKEN,
+        "SESSIOND_TRASH_DAYS": "2.5",
+        "SESSIOND_EVENTS_BUFFER": "64",
+        "SESSIOND_EVENTS_KEEPALIVE": "5",
+    }
     settings = config.load(env=env)
     assert (settings.trash_days, settings.events_buffer, settings.events_keepalive) == (2.5, 64, 5.0)
 

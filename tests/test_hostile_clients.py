@@ -100,12 +100,16 @@ RAW_GARBAGE = {
     "header-no-colon": get(b"/api/v1/sessions", b"NoColonHere\r\n"),
     "bad-content-length": get(b"/api/v1/sessions", b"Content-Length: -5\r\n"),
     "double-content-length": get(b"/api/v1/sessions", b"Content-Length: 1\r\nContent-Length: 2\r\n"),
-    "bad-chunk": b"DELETE /api/v1/sessions/x HTTP/1.1\r\nHost: t\r\n" + AUTH_LINE
+    "bad-chunk": b"DELETE /api/v1/sessions/x HTTP/1.1\r\nHost: t\r\n"
+    + AUTH_LINE
     + b"Transfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFFFFF\r\n",
-    "te-and-cl": b"DELETE /api/v1/sessions/x HTTP/1.1\r\nHost: t\r\n" + AUTH_LINE
+    "te-and-cl": b"DELETE /api/v1/sessions/x HTTP/1.1\r\nHost: t\r\n"
+    + AUTH_LINE
     + b"Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
-    "big-body": b"DELETE /api/v1/sessions/nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n" + AUTH_LINE
-    + b"Content-Length: 1000000\r\n\r\n" + b"z" * 1_000_000,
+    "big-body": b"DELETE /api/v1/sessions/nope HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+    + AUTH_LINE
+    + b"Content-Length: 1000000\r\n\r\n"
+    + b"z" * 1_000_000,
     "non-ascii-token": get(b"/api/v1/sessions", auth=b"Authorization: Bearer \xe2\x82\xac\xff\x00\r\n"),
     "token-8k": get(b"/api/v1/sessions", auth=b"Authorization: Bearer " + b"t" * 8000 + b"\r\n"),
     "two-auth-headers": get(b"/api/v1/sessions", AUTH_LINE, auth=b"Authorization: Bearer wrong\r\n"),

@@ -65,9 +65,7 @@ async def test_every_hostile_file_is_reported_and_nothing_breaks(client, session
 async def test_odd_but_valid_files(client, sessions: Path) -> None:
     store = store_of(client)
     (sessions / "bom.json").write_bytes(b"\xef\xbb\xbf" + orjson.dumps(session_doc("bom:1")))
-    (sessions / "nested.json").write_bytes(
-        b'{"key": "nest:1", "messages": [' + b"[" * 200 + b"]" * 200 + b', {"role": "user"}]}'
-    )
+    (sessions / "nested.json").write_bytes(b'{"key": "nest:1", "messages": [' + b"[" * 200 + b"]" * 200 + b', {"role": "user"}]}')
     (sessions / "no-times.json").write_bytes(b'{"key": "t:none", "messages": [1]}')
     (sessions / "only-updated.json").write_bytes(b'{"key": "t:upd", "messages": [], "updated_at": 1700000000.5}')
     (sessions / "bad-times.json").write_bytes(b'{"key": "t:bad", "messages": [], "created_at": "x", "updated_at": "later"}')

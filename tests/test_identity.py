@@ -21,7 +21,13 @@ OLD_NS = 1_600_000_000 * 10**9  # long before any snapshot: outside every "too r
 
 def session_bytes(key: str, messages: int, width: int) -> bytes:
     """A session document padded to exactly *width* bytes."""
-    doc = {"key": key, "messages": [{"role": "user", "content": "x"}] * messages, "summary": "", "created_at": 1.0, "updated_at": 2.0}
+    doc = {
+        "key": key,
+        "messages": [{"role": "user", "content": "x"}] * messages,
+        "summary": "",
+        "created_at": 1.0,
+        "updated_at": 2.0,
+    }
     raw = json.dumps(doc).encode()
     doc["summary"] = "s" * (width - len(raw))
     raw = json.dumps(doc).encode()

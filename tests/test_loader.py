@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessiond.index import InvalidFile, SessionRecord
@@ -17,7 +17,13 @@ from sessiond.loader import InvalidSession, is_session_name, parse_session
 
 from .conftest import read_file
 
-GOOD = {"key": "user:alice:x", "messages": [{"role": "user", "content": "hi"}] * 3, "summary": None, "created_at": 1.5, "updated_at": 2.5}
+GOOD = {
+    "key": "user:alice:x",
+    "messages": [{"role": "user", "content": "hi"}] * 3,
+    "summary": None,
+    "created_at": 1.5,
+    "updated_at": 2.5,
+}
 
 
 def test_parse_good() -> None:
@@ -55,7 +61,15 @@ def test_parse_odd_timestamps_become_none() -> None:
 
 @pytest.mark.parametrize(
     ("name", "ok"),
-    [("a.json", True), ("user_alice_x.json", True), ("a.tmp", False), (".notes.json", True), ("a.json.tmp", False), ("a.JSON", False), ("notes.txt", False)],
+    [
+        ("a.json", True),
+        ("user_alice_x.json", True),
+        ("a.tmp", False),
+        (".notes.json", True),
+        ("a.json.tmp", False),
+        ("a.JSON", False),
+        ("notes.txt", False),
+    ],
 )
 def test_session_names(name: str, ok: bool) -> None:
     assert is_session_name(name) is ok
@@ -117,17 +131,28 @@ def test_read_state_unreadable(tmp_path: Path) -> None:
 # -- one rule: what json.loads reads ----------------------------------------------------
 
 _SCALARS = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=6),
-    st.integers(min_value=-(2**90), max_value=2**90), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.text(max_size=6),
+    st.integers(min_value=-(2**90), max_value=2**90),
+    st.floats(allow_nan=True, allow_infinity=True),
 )
-_ANY = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)), max_leaves=8)
+_ANY = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
+    max_leaves=8,
+)
 _MEMBER_NAMES = st.sampled_from(["key", "messages", "created_at", "updated_at", "summary", "other"])
 
 
 @st.composite
 def hostile_documents(draw: st.DrawFn) -> bytes:
     """Bytes as a writer might leave them: members in any order, repeated, odd values, cut short."""
-    members = draw(st.lists(st.tuples(_MEMBER_NAMES, st.one_of(_ANY, st.text(min_size=1, max_size=5), st.lists(_ANY, max_size=3))), max_size=7))
+    members = draw(
+        st.lists(
+            st.tuples(_MEMBER_NAMES, st.one_of(_ANY, st.text(min_size=1, max_size=5), st.lists(_ANY, max_size=3))), max_size=7
+        )
+    )
     body = b"{" + b",".join(json.dumps(name).encode() + b":" + json.dumps(value).encode() for name, value in members) + b"}"
     if draw(st.booleans()):
         body = draw(st.sampled_from([b"", b"\xef\xbb\xbf", b" \n\t"])) + body + draw(st.sampled_from([b"", b" ", b"\n"]))
@@ -158,7 +183,7 @@ def reference(data: bytes) -> tuple[str, int, object, object] | None:
     return key, len(messages), stamp(doc.get("created_at")), stamp(doc.get("updated_at"))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hostile_documents())
 def test_parse_session_agrees_with_json_loads_on_hostile_bytes(data: bytes) -> None:
     want = reference(data)

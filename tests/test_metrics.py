@@ -27,7 +27,12 @@ async def test_requests_counted_by_route_template(client: TestClient) -> None:
     assert 'route="unmatched",status="404"} 1.0' in text
     assert "b/c" not in text  # keys never become label values
     assert 'sessiond_request_duration_seconds_count{route="/api/v1/sessions/{key}"} 3.0' in text
-    buckets = [float(v) for v in re.findall(r'sessiond_request_duration_seconds_bucket\{le="[^"]+",route="/api/v1/sessions/\{key\}"\} (\S+)', text)]
+    buckets = [
+        float(v)
+        for v in re.findall(
+            r'sessiond_request_duration_seconds_bucket\{le="[^"]+",route="/api/v1/sessions/\{key\}"\} (\S+)', text
+        )
+    ]
     assert buckets == sorted(buckets) and buckets[-1] == 3.0  # cumulative, +Inf holds all
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert names and all(name.startswith("sessiond_") for name in names)

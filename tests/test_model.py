@@ -45,7 +45,13 @@ class LiveDaemon:
     """The real app on 127.0.0.1, served from an event loop in a background thread."""
 
     def __init__(self, workspace: Path) -> None:
-        values = {"workspace": str(workspace), "token": TOKEN, "rate_limit_per_ip": 0, "rate_limit_per_token": 0, "debounce_ms": 10}
+        values = {
+            "workspace": str(workspace),
+            "token": TOKEN,
+            "rate_limit_per_ip": 0,
+            "rate_limit_per_token": 0,
+            "debounce_ms": 10,
+        }
         self.app = create_app(config.validate(values, env={}))
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="live-daemon")

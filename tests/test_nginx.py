@@ -96,4 +96,6 @@ async def test_nginx_edge_limit_answers_json(stack: tuple[Daemon, Nginx]) -> Non
         results = await asyncio.gather(*(one() for _ in range(80)))
     edge = [r for r in results if r[0] == 429]
     assert edge, "the burst of 80 should pass nginx's burst=40"
-    assert all(ct.startswith("application/json") and json.loads(body) == {"detail": "Rate limit exceeded"} for _, ct, body in edge)
+    assert all(
+        ct.startswith("application/json") and json.loads(body) == {"detail": "Rate limit exceeded"} for _, ct, body in edge
+    )

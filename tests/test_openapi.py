@@ -47,18 +47,43 @@ def test_live_daemon_conforms(workspace: Path) -> None:
     """schemathesis against a real daemon: no 5xx; statuses, content types, headers and bodies as documented."""
     for i, key in enumerate(["telegram:123456789", "slack:a", "cli:default", "a/b c", "events"]):
         (workspace / "sessions" / f"s{i}.json").write_bytes(orjson.dumps(session_doc(key, messages=i)))
-    env = {"SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0", "SESSIOND_TRASH_DAYS": "1",
-           "SESSIOND_ACCESS_LOG": "0"}
+    env = {
+        "SESSIOND_RATE_LIMIT_PER_IP": "0",
+        "SESSIOND_RATE_LIMIT_PER_TOKEN": "0",
+        "SESSIOND_TRASH_DAYS": "1",
+        "SESSIOND_ACCESS_LOG": "0",
+    }
     with Daemon(workspace, env=env) as daemon:
         daemon.wait_ready()
         run = subprocess.run(
-            [sys.executable, "-m", "schemathesis.cli", "--no-color", "--config-file", str(CONFIG), "run",
-             f"{daemon.url}/api/v1/openapi.json", "--header", f"Authorization: Bearer {TOKEN}",
-             "--exclude-path", "/api/v1/events",  # never ends by design; tested in test_events.py
-             # One worker: schemathesis's coverage phase is not thread-safe (hypothesis AST cache).
-             "--max-examples", "50", "--workers", "1", "--request-timeout", "10",
-             "--seed", os.environ.get("SESSIOND_SCHEMATHESIS_SEED", "20251129")],
-            capture_output=True, text=True, timeout=240, check=False, cwd=workspace.parent,
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "--no-color",
+                "--config-file",
+                str(CONFIG),
+                "run",
+                f"{daemon.url}/api/v1/openapi.json",
+                "--header",
+                f"Authorization: Bearer {TOKEN}",
+                "--exclude-path",
+                "/api/v1/events",  # never ends by design; tested in test_events.py
+                # One worker: schemathesis's coverage phase is not thread-safe (hypothesis AST cache).
+                "--max-examples",
+                "50",
+                "--workers",
+                "1",
+                "--request-timeout",
+                "10",
+                "--seed",
+                os.environ.get("SESSIOND_SCHEMATHESIS_SEED", "20251129"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=False,
+            cwd=workspace.parent,
         )
         report = run.stdout[-20000:] + run.stderr[-5000:]
         assert run.returncode == 0, report

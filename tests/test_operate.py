@@ -62,7 +62,9 @@ def test_under_journald_every_line_carries_its_priority(workspace: Path) -> None
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "sessiond", "--workspace", str(workspace), "--port", str(port)],
-            env={**base, **env}, stderr=log, stdout=log,
+            env={**base, **env},
+            stderr=log,
+            stdout=log,
         )
         try:
             deadline = time.monotonic() + 15
@@ -165,7 +167,9 @@ def test_check_config_prints_the_effective_settings_never_the_token(workspace: P
 
 
 def test_check_config_fails_with_the_daemons_one_line_errors(workspace: Path, tmp_path: Path) -> None:
-    result = run_sessiond("check-config", "--workspace", str(workspace), env={"SESSIOND_TOKEN": TOKEN, "SESSIOND_RATE_LIMIT_PER_IP": "-1"})
+    result = run_sessiond(
+        "check-config", "--workspace", str(workspace), env={"SESSIOND_TOKEN": TOKEN, "SESSIOND_RATE_LIMIT_PER_IP": "-1"}
+    )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == ["sessiond: rate_limit_per_ip: -1 is not a whole number from 0 to 1000000"]
 
@@ -182,9 +186,13 @@ def test_check_config_tells_systemd_when_it_refuses(workspace: Path, notify: Not
 
 
 def test_a_misspelled_variable_is_warned_about(workspace: Path) -> None:
-    result = run_sessiond("check-config", "--workspace", str(workspace), env={"SESSIOND_TOKEN": TOKEN, "SESSIOND_RATE_LIMIT_PER_PI": "5"})
+    result = run_sessiond(
+        "check-config", "--workspace", str(workspace), env={"SESSIOND_TOKEN": TOKEN, "SESSIOND_RATE_LIMIT_PER_PI": "5"}
+    )
     assert result.returncode == 0
-    assert "SESSIOND_RATE_LIMIT_PER_PI: not a sessiond setting, ignored; did you mean SESSIOND_RATE_LIMIT_PER_IP?" in result.stderr
+    assert (
+        "SESSIOND_RATE_LIMIT_PER_PI: not a sessiond setting, ignored; did you mean SESSIOND_RATE_LIMIT_PER_IP?" in result.stderr
+    )
     with Daemon(workspace, env={"SESSIOND_ACESS_LOG": "0", "SESSIOND_URL": "http://x"}) as d:
         d.wait_ready()
         assert d.stop() == 0
@@ -197,10 +205,22 @@ def test_a_misspelled_variable_is_warned_about(workspace: Path) -> None:
     ("args", "env", "line"),
     [
         (["--port", "abc"], {}, "sessiond: argument --port: 'abc' is not a whole number; see --help"),
-        (["--access-log", "maybe"], {}, "sessiond: argument --access-log: 'maybe' is not a switch (0/1, true/false, yes/no, on/off); see --help"),
+        (
+            ["--access-log", "maybe"],
+            {},
+            "sessiond: argument --access-log: 'maybe' is not a switch (0/1, true/false, yes/no, on/off); see --help",
+        ),
         ([], {"SESSIOND_PORT": "abc"}, "sessiond: SESSIOND_PORT: 'abc' is not a whole number"),
-        ([], {"SESSIOND_TOKEN_FILE": "EMPTY"}, "sessiond: token_file: EMPTY is empty; write the token (16+ printable ASCII characters) into it"),
-        ([], {"SESSIOND_TOKEN_FILE": "/nonexistent/token"}, "sessiond: token_file: cannot read /nonexistent/token (No such file or directory); fix the path or its permissions"),
+        (
+            [],
+            {"SESSIOND_TOKEN_FILE": "EMPTY"},
+            "sessiond: token_file: EMPTY is empty; write the token (16+ printable ASCII characters) into it",
+        ),
+        (
+            [],
+            {"SESSIOND_TOKEN_FILE": "/nonexistent/token"},
+            "sessiond: token_file: cannot read /nonexistent/token (No such file or directory); fix the path or its permissions",
+        ),
         ([], {"SESSIOND_LOG_FORMAT": "xml"}, "sessiond: log_format: 'xml' is not one of text, json"),
     ],
 )
@@ -251,8 +271,10 @@ def test_a_refused_reload_says_so_in_the_status_line(workspace: Path, notify: No
         notify.messages.clear()
         d.proc.send_signal(signal.SIGHUP)
         ready = next(m for m in notify.wait_for("READY=1") if "READY=1" in m)
-        assert "STATUS=reload refused (rate_limit_per_ip: -5 is not a whole number from 0 to 1000000); " \
-               "serving 0 sessions with the previous configuration" in ready.splitlines()
+        assert (
+            "STATUS=reload refused (rate_limit_per_ip: -5 is not a whole number from 0 to 1000000); "
+            "serving 0 sessions with the previous configuration" in ready.splitlines()
+        )
         # trash_days only applies at start: a reload that changes it says so.
         cfg.write_text(f'token = "{TOKEN}"\ntrash_days = 3\n')
         notify.messages.clear()

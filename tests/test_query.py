@@ -108,8 +108,12 @@ def test_bad_parameters_name_themselves(params: dict[str, str], param: str) -> N
 
 
 def test_bad_json_filter_values() -> None:
-    for values, param in [({"min_messages": True}, "min_messages"), ({"min_messages": 2.5}, "min_messages"),
-                          ({"prefix": 3}, "prefix"), ({"size": 1}, "size")]:
+    for values, param in [
+        ({"min_messages": True}, "min_messages"),
+        ({"min_messages": 2.5}, "min_messages"),
+        ({"prefix": 3}, "prefix"),
+        ({"size": 1}, "size"),
+    ]:
         with pytest.raises(QueryError) as exc:
             parse_filter(values)
         assert exc.value.param == param
@@ -130,7 +134,10 @@ def test_cursor_belongs_to_its_query() -> None:
         parse_query({"limit": "1", "sort": "updated_at", "order": "desc", "cursor": cursor})
     # the limit may change between pages
     assert keys(run(SAMPLE, parse_query({"limit": "9", "sort": "updated_at", "cursor": cursor}))) == [
-        "tele", "slack:a", "telegram:2", "telegram:1",
+        "tele",
+        "slack:a",
+        "telegram:2",
+        "telegram:1",
     ]
 
 

@@ -71,8 +71,9 @@ def blocks() -> list[Block]:
 
 def normalise(text: str) -> str:
     """Tokens, ids, cursors, times and sizes out; whitespace runs as one space."""
-    text = re.sub(r'"(created_at|updated_at|age_seconds|deleted_at|purge_at|uptime_seconds|size|seq)":\s?[-\d.e+]+',
-                  r'"\1":N', text)
+    text = re.sub(
+        r'"(created_at|updated_at|age_seconds|deleted_at|purge_at|uptime_seconds|size|seq)":\s?[-\d.e+]+', r'"\1":N', text
+    )
     text = re.sub(r'"(id|next_cursor)":\s?"[^"]*"', r'"\1":"X"', text)
     text = re.sub(r"^id: \d+$", "id: N", text, flags=re.M)
     text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "TIME", text)
@@ -97,7 +98,10 @@ class Demo:
         self.log = (run_dir.parent / f"make-run-{self.port}.log").open("wb")
         self.proc = subprocess.Popen(
             ["make", "--no-print-directory", "-C", str(REPO), "run", f"RUNDIR={run_dir}", f"PORT={self.port}"],
-            env={**base, **env}, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**base, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.wait_ready()
 
@@ -116,8 +120,9 @@ class Demo:
 
     def delete(self, key: str) -> None:
         token = (self.run_dir / "token").read_text().strip()
-        request = urllib.request.Request(f"{self.url}/api/v1/sessions/{key}", method="DELETE",
-                                         headers={"Authorization": f"Bearer {token}"})
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/sessions/{key}", method="DELETE", headers={"Authorization": f"Bearer {token}"}
+        )
         urllib.request.urlopen(request, timeout=5).close()
 
     def stop(self) -> None:
@@ -140,16 +145,23 @@ def run(cwd: Path, example: Example, port: int, timeout: float = 20) -> tuple[st
     script = "\n".join([*example.setup, example.command]).replace("127.0.0.1:8080", f"127.0.0.1:{port}")
     if example.command.startswith("curl "):
         script += " -s -w '%{stderr}HTTP %{http_code}'"
-    result = subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")})
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")},
+    )
     return result.stdout, result.stderr, result.returncode
 
 
 def stream(cwd: Path, example: Example, demo: Demo) -> str:
     """A curl -N example: read the feed for a moment; for the first, delete cli:default meanwhile."""
     script = "\n".join([*example.setup, example.command]).replace("127.0.0.1:8080", f"127.0.0.1:{demo.port}")
-    proc = subprocess.Popen(["bash", "-c", script],
-                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", "-c", script], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    )
     time.sleep(1.0)
     if "Last-Event-ID" not in example.command:
         demo.delete("cli:default")

@@ -11,8 +11,20 @@ from aiohttp.test_utils import TestClient
 from .conftest import AUTH, eventually, store_of, write_atomic
 
 NAMED_LIKE_ROUTES = [
-    "events", "export", "delete", "x/restore", "trash", "trash:restore", "sessions:batchDelete",
-    ":batchDelete", "openapi.json", "api/v1/events", "health", "metrics", "x?limit=1", "a:b/export",
+    "events",
+    "export",
+    "delete",
+    "x/restore",
+    "trash",
+    "trash:restore",
+    "sessions:batchDelete",
+    ":batchDelete",
+    "openapi.json",
+    "api/v1/events",
+    "health",
+    "metrics",
+    "x?limit=1",
+    "a:b/export",
 ]
 
 
@@ -33,9 +45,14 @@ async def test_custom_methods_beside_the_collection(client: TestClient) -> None:
     assert (await client.get("/api/v1/sessions", headers=AUTH)).status == 200
     resp = await client.post("/api/v1/sessions:batchDelete", json={"keys": ["x"]}, headers=AUTH)
     assert resp.status == 200
-    for method, path in [("POST", "/api/v1/sessions"), ("GET", "/api/v1/sessions:batchDelete"),
-                         ("DELETE", "/api/v1/sessions:batchDelete"), ("POST", "/api/v1/sessions/x:batchDelete"),
-                         ("DELETE", "/api/v1/events"), ("GET", "/api/v1/trash:restore")]:
+    for method, path in [
+        ("POST", "/api/v1/sessions"),
+        ("GET", "/api/v1/sessions:batchDelete"),
+        ("DELETE", "/api/v1/sessions:batchDelete"),
+        ("POST", "/api/v1/sessions/x:batchDelete"),
+        ("DELETE", "/api/v1/events"),
+        ("GET", "/api/v1/trash:restore"),
+    ]:
         resp = await client.request(method, path, headers=AUTH)
         assert resp.status == 405, (method, path)
         assert "detail" in await resp.json()

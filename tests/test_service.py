@@ -100,7 +100,7 @@ def test_sighup_reloads_config_and_keeps_old_on_error(workspace: Path, notify: N
         status, body = d.get("/api/v1/sessions", token=new_token)
         assert status == 200 and "after:start" in json.loads(body)["sessions"]
         # a broken config is refused; the running one stays
-        cfg.write_text(f"token = \"{new_token}\"\nrate_limit_per_ip = -5\n")
+        cfg.write_text(f'token = "{new_token}"\nrate_limit_per_ip = -5\n')
         notify.messages.clear()
         d.proc.send_signal(signal.SIGHUP)
         notify.wait_for("READY=1")

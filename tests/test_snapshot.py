@@ -80,7 +80,9 @@ async def test_recent_files_are_not_trusted(sessions: Path, tmp_path: Path) -> N
     assert again.last_scan_counts == (1, 0)
 
 
-@pytest.mark.parametrize("content", [b"", b"{not json", b'{"format": "other"}', b'{"format": "sessiond-snapshot/2", "folder": "X"}'])
+@pytest.mark.parametrize(
+    "content", [b"", b"{not json", b'{"format": "other"}', b'{"format": "sessiond-snapshot/2", "folder": "X"}']
+)
 async def test_unusable_snapshot_means_full_scan(sessions: Path, tmp_path: Path, content: bytes) -> None:
     snap = tmp_path / "snap.json"
     age(write_atomic(sessions, "a"))

@@ -41,8 +41,10 @@ async def test_off_by_default_delete_is_permanent(client: TestClient, sessions: 
     await eventually(lambda: "a:1" in store_of(client).index)
     assert (await client.delete("/api/v1/sessions/a:1", headers=AUTH)).status == 200
     assert not path.exists() and not (sessions / ".trash").exists()
-    for resp in (await client.get("/api/v1/trash", headers=AUTH),
-                 await client.post("/api/v1/trash:restore", json={"keys": ["a:1"]}, headers=AUTH)):
+    for resp in (
+        await client.get("/api/v1/trash", headers=AUTH),
+        await client.post("/api/v1/trash:restore", json={"keys": ["a:1"]}, headers=AUTH),
+    ):
         assert resp.status == 404 and "trash_days" in (await resp.json())["detail"]
 
 

@@ -19,9 +19,7 @@ METRICS_SOCKET = UNITS / "sessiond-metrics.socket"
 MAX_EXPOSURE = 0.2
 
 ANALYZE = shutil.which("systemd-analyze")
-needs_analyze = pytest.mark.skipif(
-    ANALYZE is None, reason="systemd-analyze not installed (Debian: apt-get install systemd)"
-)
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed (Debian: apt-get install systemd)")
 
 
 def unit_values(path: Path, key: str) -> list[str]:

@@ -12,10 +12,9 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from ..errors import Unavailable
+from ..errors import DeleteFailed, SessionNotFound, Unavailable
 from ..query import QueryError
 from ..responses import NOT_FOUND, error_response, json_response
-from ..store import DeleteFailed, SessionNotFound
 from ..typedefs import Handler
 from .request_id import info_of, request_id_of
 

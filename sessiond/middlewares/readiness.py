@@ -26,9 +26,7 @@ def readiness_middleware(not_serving: Callable[[], str | None], gated: Callable[
     @web.middleware
     async def readiness(request: web.Request, handler: Handler) -> web.StreamResponse:
         if gated(request) and (why := not_serving()):
-            return error_response(
-                503, f"Service unavailable: {why}", headers={"Retry-After": RETRY_AFTER}
-            )
+            return error_response(503, f"Service unavailable: {why}", headers={"Retry-After": RETRY_AFTER})
         return await handler(request)
 
     return readiness
