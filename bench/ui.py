@@ -38,8 +38,13 @@ from bench import gen, servers
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CHROMIUM_ARGS = [
-    "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 # (name, hash of the view, or the filter form's fields to submit)
 VIEWS: list[tuple[str, str | None, dict[str, str]]] = [
@@ -140,8 +145,10 @@ def aggregation_cost(base: str) -> dict[str, Any]:
     records, cursor = [], None
     while True:
         page = api_json(base, "/api/v1/sessions?include=meta&limit=10000" + (f"&cursor={cursor}" if cursor else ""))
-        records += [SessionRecord(m["key"], m["key"], m["message_count"], m["created_at"], m["updated_at"],
-                                  FileStat(m["size"], 0, 0, 0)) for m in page["sessions"]]
+        records += [
+            SessionRecord(m["key"], m["key"], m["message_count"], m["created_at"], m["updated_at"], FileStat(m["size"], 0, 0, 0))
+            for m in page["sessions"]
+        ]
         cursor = page["next_cursor"]
         if not cursor:
             break
@@ -153,8 +160,7 @@ def aggregation_cost(base: str) -> dict[str, Any]:
         steps.append((time.perf_counter() - began) * 1000)
     changes = []
     for record in records[:1000]:
-        changed = SessionRecord(record.key, record.name, record.message_count + 1, record.created_at,
-                                time.time(), record.stat)
+        changed = SessionRecord(record.key, record.name, record.message_count + 1, record.created_at, time.time(), record.stat)
         began = time.perf_counter()
         stats.sync(record.key, changed)
         changes.append((time.perf_counter() - began) * 1e6)
@@ -182,8 +188,10 @@ def stats_figures(daemon: servers.Server, workspace: Path) -> dict[str, Any]:
             victim.write_bytes(json.dumps(doc).encode())
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:  # wait for the watcher to apply it
-                request = urllib.request.Request(f"{base}/api/v1/sessions/{urllib.request.quote(doc['key'], safe='')}",
-                                                 headers={"Authorization": f"Bearer {servers.TOKEN}"})
+                request = urllib.request.Request(
+                    f"{base}/api/v1/sessions/{urllib.request.quote(doc['key'], safe='')}",
+                    headers={"Authorization": f"Bearer {servers.TOKEN}"},
+                )
                 with urllib.request.urlopen(request, timeout=10) as resp:
                     if json.loads(resp.read())["updated_at"] == doc["updated_at"]:
                         break
@@ -248,25 +256,35 @@ def bench_size(size: int, args: argparse.Namespace, log_dir: Path) -> dict[str, 
 
 
 def report(results: dict[str, Any]) -> str:
-    lines = [f"sessiond page benchmark · {results['cpus']} CPUs · chromium {results['chromium']} · "
-             f"{results['runs']} runs each · load average at start {results['loadavg']}"]
+    lines = [
+        f"sessiond page benchmark · {results['cpus']} CPUs · chromium {results['chromium']} · "
+        f"{results['runs']} runs each · load average at start {results['loadavg']}"
+    ]
     for size in results["sizes"]:
         paint = size["first_table_paint"]
         stats = size["stats"]
         lines.append("")
         lines.append(f"{size['sessions']:,} sessions")
-        lines.append(f"  first table paint (navigation -> table on screen)   median {paint['median_ms']:>7.1f} ms   "
-                     f"p90 {paint['p90_ms']:>7.1f} ms")
+        lines.append(
+            f"  first table paint (navigation -> table on screen)   median {paint['median_ms']:>7.1f} ms   "
+            f"p90 {paint['p90_ms']:>7.1f} ms"
+        )
         lines.append("  filter-to-table (submitted -> table on screen)      median      p90   API alone   shown")
         for name, view in size["filter_to_table"].items():
-            lines.append(f"    {name:<44} {view['page']['median_ms']:>7.1f} {view['page']['p90_ms']:>8.1f}"
-                         f" {view['api_alone']['median_ms']:>10.1f}   {view['summary']}")
+            lines.append(
+                f"    {name:<44} {view['page']['median_ms']:>7.1f} {view['page']['p90_ms']:>8.1f}"
+                f" {view['api_alone']['median_ms']:>10.1f}   {view['summary']}"
+            )
         cost = stats["in_process"]
-        lines.append(f"  /api/v1/stats: first request {stats['first_ms']} ms, then median {stats['repeat']['median_ms']} ms; "
-                     f"after a file changed median {stats['after_a_change']['median_ms']} ms (daemon RSS {stats['rss_mb']} MB)")
-        lines.append(f"  aggregates over {cost['records']:,} records: full pass {cost['full_pass_ms']} ms in {cost['steps']} "
-                     f"steps (longest {cost['longest_step_ms']} ms of the loop), one change {cost['one_change_us']} µs, "
-                     f"key map {cost['mirror_mb']} MB")
+        lines.append(
+            f"  /api/v1/stats: first request {stats['first_ms']} ms, then median {stats['repeat']['median_ms']} ms; "
+            f"after a file changed median {stats['after_a_change']['median_ms']} ms (daemon RSS {stats['rss_mb']} MB)"
+        )
+        lines.append(
+            f"  aggregates over {cost['records']:,} records: full pass {cost['full_pass_ms']} ms in {cost['steps']} "
+            f"steps (longest {cost['longest_step_ms']} ms of the loop), one change {cost['one_change_us']} µs, "
+            f"key map {cost['mirror_mb']} MB"
+        )
     return "\n".join(lines)
 
 
@@ -290,7 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="sessiond-bench-ui-"))  # the daemon's log, if it fails
     args.output.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
-        "cpus": os.cpu_count(), "chromium": version, "runs": args.runs,
+        "cpus": os.cpu_count(),
+        "chromium": version,
+        "runs": args.runs,
         "loadavg": Path("/proc/loadavg").read_text().split()[0],
         "sizes": [bench_size(int(size), args, log_dir) for size in args.sizes.split(",")],
     }

@@ -24,18 +24,20 @@ PLACEHOLDER = b"{assets}"
 # No inline script or style, no eval, nothing from elsewhere; the page talks only to
 # its own origin. Trusted Types make every HTML-parsing sink (innerHTML and friends)
 # throw, so no code path can turn a session's text into markup, even by mistake.
-CSP = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self'",
-    "connect-src 'self'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-    "require-trusted-types-for 'script'",
-    "trusted-types 'none'",
-])
+CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
+    ]
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Frame-Options": "DENY",
@@ -73,9 +75,7 @@ class PageAssets:
         for name in names:
             digest.update(name.encode() + b"\0" + hashlib.blake2b(files[name]).digest())
         self.version = digest.hexdigest()
-        self.assets = {
-            name: Asset(files[name], ASSET_TYPES["." + name.rpartition(".")[2]], _etag(files[name])) for name in names
-        }
+        self.assets = {name: Asset(files[name], ASSET_TYPES["." + name.rpartition(".")[2]], _etag(files[name])) for name in names}
         index = files[INDEX].replace(PLACEHOLDER, b"v/" + self.version.encode())
         self.index = Asset(index, "text/html; charset=utf-8", _etag(index))
 

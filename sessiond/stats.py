@@ -128,12 +128,14 @@ class SessionStats:
         days = []
         for day in range(today - DAYS + 1, today + 1):
             start = day * DAY
-            days.append({
-                "date": datetime.fromtimestamp(start, UTC).date().isoformat(),
-                "start": start,
-                "created": self.created.get(day, 0),
-                "updated": self.updated.get(day, 0),
-            })
+            days.append(
+                {
+                    "date": datetime.fromtimestamp(start, UTC).date().isoformat(),
+                    "start": start,
+                    "created": self.created.get(day, 0),
+                    "updated": self.updated.get(day, 0),
+                }
+            )
         highest = max(self.buckets, default=0)
         messages = []
         for bucket in range(highest + 1):

@@ -37,11 +37,13 @@ async def stats(request: web.Request) -> web.Response:
     index = app[STORE].index
     body = (await app[STATS].current()).summary(time.time())
     trash_days = app[SETTINGS].trash_days
-    body.update({
-        "invalid_files": len(index.invalid),
-        "collisions": index.collision_count,
-        "watcher": watcher.state.value,
-        "problem": watcher.problem,
-        "trash": {"enabled": trash_days > 0, "days": trash_days},
-    })
+    body.update(
+        {
+            "invalid_files": len(index.invalid),
+            "collisions": index.collision_count,
+            "watcher": watcher.state.value,
+            "problem": watcher.problem,
+            "trash": {"enabled": trash_days > 0, "days": trash_days},
+        }
+    )
     return json_response(body)

@@ -45,24 +45,33 @@ def test_days_and_buckets_tolerate_any_number_the_agent_may_write() -> None:
 
 
 def test_summary_counts_channels_days_message_buckets_and_bytes() -> None:
-    stats = SessionStats([
-        record("telegram:1", messages=0, created=NOW - 2 * DAY, updated=NOW, size=10),
-        record("telegram:2", messages=3, created=NOW - 2 * DAY, updated=NOW - DAY, size=20),
-        record("slack:1", messages=8, created=NOW - 40 * DAY, updated=NOW, size=30),
-        record("plain", messages=1, created=float("nan"), updated=NOW, size=40),
-    ])
+    stats = SessionStats(
+        [
+            record("telegram:1", messages=0, created=NOW - 2 * DAY, updated=NOW, size=10),
+            record("telegram:2", messages=3, created=NOW - 2 * DAY, updated=NOW - DAY, size=20),
+            record("slack:1", messages=8, created=NOW - 40 * DAY, updated=NOW, size=30),
+            record("plain", messages=1, created=float("nan"), updated=NOW, size=40),
+        ]
+    )
     body = stats.summary(NOW)
     assert body["sessions"] == 4 and body["bytes"] == 100
-    assert body["channels"] == [{"channel": "telegram", "sessions": 2}, {"channel": "", "sessions": 1},
-                                {"channel": "slack", "sessions": 1}]
+    assert body["channels"] == [
+        {"channel": "telegram", "sessions": 2},
+        {"channel": "", "sessions": 1},
+        {"channel": "slack", "sessions": 1},
+    ]
     assert body["other_channels"] == {"channels": 0, "sessions": 0}
     days = body["days"]
     assert len(days) == 30 and days[-1]["date"] == "2025-11-24" and days[-1]["start"] == TODAY * DAY
     assert [(d["created"], d["updated"]) for d in days[-3:]] == [(2, 0), (0, 1), (0, 3)]
     assert sum(d["created"] for d in days) == 2  # 40 days ago and NaN fall outside the window
-    assert body["messages"] == [{"min": 0, "max": 0, "sessions": 1}, {"min": 1, "max": 1, "sessions": 1},
-                                {"min": 2, "max": 3, "sessions": 1}, {"min": 4, "max": 7, "sessions": 0},
-                                {"min": 8, "max": 15, "sessions": 1}]
+    assert body["messages"] == [
+        {"min": 0, "max": 0, "sessions": 1},
+        {"min": 1, "max": 1, "sessions": 1},
+        {"min": 2, "max": 3, "sessions": 1},
+        {"min": 4, "max": 7, "sessions": 0},
+        {"min": 8, "max": 15, "sessions": 1},
+    ]
 
 
 def test_only_the_largest_channels_are_listed_and_the_rest_summed() -> None:

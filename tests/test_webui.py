@@ -79,8 +79,13 @@ async def test_unknown_or_outdated_files_are_json_404s(client: TestClient) -> No
 async def test_paths_under_ui_never_reach_the_data_without_a_token(client: TestClient, sessions: Path) -> None:
     write_atomic(sessions, "secret:1")
     await eventually(lambda: "secret:1" in store_of(client).index)
-    for path in ("/ui/../api/v1/sessions", "/ui/%2e%2e/api/v1/sessions", "/ui/..%2Fapi/v1/sessions",
-                 "/ui/v/x/..%2F..%2F..%2Fapi/v1/sessions/secret:1", "/ui/./../api/v1/export?key=secret:1"):
+    for path in (
+        "/ui/../api/v1/sessions",
+        "/ui/%2e%2e/api/v1/sessions",
+        "/ui/..%2Fapi/v1/sessions",
+        "/ui/v/x/..%2F..%2F..%2Fapi/v1/sessions/secret:1",
+        "/ui/./../api/v1/export?key=secret:1",
+    ):
         resp = await client.get(path)
         body = await resp.read()
         assert resp.status in (401, 404), (path, resp.status)
@@ -114,7 +119,10 @@ def test_the_wheel_ships_every_file_of_the_page(tmp_path: Path) -> None:
     """package_data in setup.cfg: an installed sessiond (not only a checkout) has its page."""
     run = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-        capture_output=True, text=True, timeout=240, check=False,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     (wheel,) = tmp_path.glob("sessiond-*.whl")

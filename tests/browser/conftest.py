@@ -42,8 +42,13 @@ needs_browser = pytest.mark.skipif(
 # Playwright launches with --no-sandbox (chromium_sandbox=False, needed as root) and a
 # fresh temporary --user-data-dir; these keep chromium off the (closed) network.
 CHROMIUM_ARGS = [
-    "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 DEFAULT_ENV = {
     "SESSIOND_RATE_LIMIT_PER_IP": "0",
@@ -150,7 +155,8 @@ class PageUnderTest:
 
     def row(self, key: str) -> Locator:
         return self.rows.filter(has=self.page.locator("td.key", has_text=key)).filter(
-            has=self.page.get_by_role("link", name=key, exact=True))
+            has=self.page.get_by_role("link", name=key, exact=True)
+        )
 
     def keys(self) -> list[str]:
         return self.page.locator("table.sessions tbody td.key").all_text_contents()
@@ -189,8 +195,13 @@ def open_page(browser: Browser, tmp_path: Path) -> Iterator[Callable[..., PageUn
     pages: list[PageUnderTest] = []
 
     def open_(base: str, **options: Any) -> PageUnderTest:
-        settings = {"viewport": {"width": 1280, "height": 800}, "locale": "en-US", "timezone_id": "UTC",
-                    "accept_downloads": True, **options}
+        settings = {
+            "viewport": {"width": 1280, "height": 800},
+            "locale": "en-US",
+            "timezone_id": "UTC",
+            "accept_downloads": True,
+            **options,
+        }
         ui = PageUnderTest(browser.new_context(**settings), base, tmp_path / "screens")
         pages.append(ui)
         return ui

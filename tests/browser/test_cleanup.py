@@ -59,7 +59,8 @@ def test_bulk_delete_by_filter_shows_count_and_sample_then_deletes(ui: PageUnder
     bulk.click()
     dialog = ui.page.get_by_role("dialog", name="Delete 14 sessions?")
     expect(dialog.locator(".preview-count")).to_have_text(
-        "14 sessions match: key starts with “old:”, updated before 2024-01-01 00:00.")
+        "14 sessions match: key starts with “old:”, updated before 2024-01-01 00:00."
+    )
     sample = dialog.get_by_role("list", name="Some of them").get_by_role("listitem")
     expect(sample).to_have_count(10)
     assert sample.all_text_contents() == [f"old:{i:02d}" for i in range(10)]
@@ -70,7 +71,13 @@ def test_bulk_delete_by_filter_shows_count_and_sample_then_deletes(ui: PageUnder
     expect(ui.page.get_by_role("log", name="Notifications")).to_contain_text("Deleted 14 sessions.")
     expect(ui.summary()).to_have_text("0 sessions match · page 1")
     assert sorted(p.name for p in sessions.glob("*.json")) == [
-        "keep_0.json", "keep_1.json", "keep_2.json", "old_new0.json", "old_new1.json", "old_new2.json"]
+        "keep_0.json",
+        "keep_1.json",
+        "keep_2.json",
+        "old_new0.json",
+        "old_new1.json",
+        "old_new2.json",
+    ]
 
 
 def test_bulk_delete_deletes_nothing_if_more_match_than_were_previewed(ui: PageUnderTest, sessions: Path) -> None:

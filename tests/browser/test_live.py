@@ -98,7 +98,7 @@ def test_after_a_network_blip_the_feed_resumes_with_last_event_id(
     expect(ui.row("during:1")).to_be_visible()
     expect(ui.row("during:2")).to_be_visible()
     expect(ui.page.get_by_role("status").first).to_contain_text("Live")
-    resumed = [r for r in ui.requests if r.url.endswith("/api/v1/events")][len(feeds_before):]
+    resumed = [r for r in ui.requests if r.url.endswith("/api/v1/events")][len(feeds_before) :]
     assert resumed and all(r.headers.get("last-event-id", "").isdigit() for r in resumed)
     expect(ui.page.get_by_text("Some changes were missed")).to_have_count(0)  # replayed, not resynced
 

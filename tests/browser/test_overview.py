@@ -23,9 +23,7 @@ def numbers(chart: Locator) -> list[list[str]]:
     return [row.locator("th, td").all_text_contents() for row in rows.all()]
 
 
-def test_overview_draws_channels_days_and_message_counts_with_health(
-    ui: PageUnderTest, daemon: Daemon, sessions: Path
-) -> None:
+def test_overview_draws_channels_days_and_message_counts_with_health(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
     now = time.time()
     for i in range(5):
         write_atomic(sessions, f"telegram:{i}", messages=i, created=now - 86400, updated=now)

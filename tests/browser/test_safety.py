@@ -30,8 +30,11 @@ def hostile_session(key: str) -> dict[str, object]:
         "messages": [
             {"role": "user", "content": f"{PAYLOAD} {key}"},
             {"role": "<b>boss</b>", "content": [{"type": "text", "text": PAYLOAD}]},
-            {"role": "assistant", "content": "", "tool_calls": [
-                {"id": PAYLOAD, "function": {"name": PAYLOAD, "arguments": json.dumps({"html": PAYLOAD})}}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": PAYLOAD, "function": {"name": PAYLOAD, "arguments": json.dumps({"html": PAYLOAD})}}],
+            },
             {"role": "tool", "tool_call_id": PAYLOAD, "name": PAYLOAD, "content": PAYLOAD * 40},
         ],
         "summary": PAYLOAD,
@@ -113,13 +116,19 @@ def test_the_page_refuses_inline_script_eval_and_html_sinks(ui: PageUnderTest) -
     expect(ui.page.locator("body")).to_be_visible()
     ui.page.wait_for_function("() => window.__eval !== undefined")
     assert ui.page.evaluate("window.__eval") == "EvalError"
-    assert ui.page.evaluate(
-        "() => { try { document.createElement('button').setAttribute('onclick', 'window.__inline = 1'); return 'set'; }"
-        " catch (e) { return e.name; } }"
-    ) == "TypeError"  # an inline handler cannot even be written
-    assert ui.page.evaluate(
-        "() => { try { document.body.innerHTML = '<b>x</b>'; return 'assigned'; } catch (e) { return e.name; } }"
-    ) == "TypeError"
-    assert ui.page.evaluate(
-        "() => fetch('http://example.invalid/').then(() => 'sent', (e) => e.name)"
-    ) == "TypeError"  # connect-src 'self': nothing leaves for another origin
+    assert (
+        ui.page.evaluate(
+            "() => { try { document.createElement('button').setAttribute('onclick', 'window.__inline = 1'); return 'set'; }"
+            " catch (e) { return e.name; } }"
+        )
+        == "TypeError"
+    )  # an inline handler cannot even be written
+    assert (
+        ui.page.evaluate(
+            "() => { try { document.body.innerHTML = '<b>x</b>'; return 'assigned'; } catch (e) { return e.name; } }"
+        )
+        == "TypeError"
+    )
+    assert (
+        ui.page.evaluate("() => fetch('http://example.invalid/').then(() => 'sent', (e) => e.name)") == "TypeError"
+    )  # connect-src 'self': nothing leaves for another origin

@@ -17,14 +17,26 @@ CONVERSATION = {
     "messages": [
         {"role": "system", "content": "You are a travel agent."},
         {"role": "user", "content": "Find me a train to Zürich."},
-        {"role": "assistant", "content": "", "tool_calls": [
-            {"id": "call_1", "type": "function",
-             "function": {"name": "search_trains", "arguments": json.dumps({"to": "Zürich", "date": "2026-12-01"})}},
-        ]},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "search_trains", "arguments": json.dumps({"to": "Zürich", "date": "2026-12-01"})},
+                },
+            ],
+        },
         {"role": "tool", "tool_call_id": "call_1", "name": "search_trains", "content": "08:02 IC 1, 09:02 IC 3"},
         {"role": "assistant", "content": LONG},
-        {"role": "user", "content": [{"type": "text", "text": "And a photo?"},
-                                     {"type": "image_url", "image_url": {"url": "https://example.com/z.png"}}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "And a photo?"},
+                {"type": "image_url", "image_url": {"url": "https://example.com/z.png"}},
+            ],
+        },
     ],
     "summary": "Alice booked the 08:02 to Zürich.",
     "created_at": 1_764_000_000,  # an integer: the agent may write either
@@ -41,8 +53,14 @@ def test_a_session_shows_roles_tool_calls_folded_contents_and_summary(ui: PageUn
     assert page.url.endswith("#/session/user%3Aalice%3Atrip")
     messages = page.get_by_role("list", name="Messages").locator("article")
     expect(messages).to_have_count(6)
-    assert [r.lower() for r in messages.locator(".role").all_text_contents()] == \
-        ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert [r.lower() for r in messages.locator(".role").all_text_contents()] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+    ]
     expect(page.locator(".facts")).to_contain_text("Messages6")
     expect(page.locator(".facts")).to_contain_text("Created2025-11-24 16:00")
     expect(page.get_by_role("region", name="Summary")).to_contain_text("Alice booked the 08:02 to Zürich.")

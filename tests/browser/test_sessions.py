@@ -73,8 +73,9 @@ def test_lists_filters_sorts_and_pages_through_sessions(ui: PageUnderTest, daemo
     expect(ui.rows.first.locator("td.key")).to_have_text(by_messages[-1])
 
     ui.filter(min_messages="5", max_messages="9", updated_after="2023-11-15T06:00")
-    wanted = sorted((k for k in telegram if 5 <= made[k][0] <= 9 and made[k][1] > BASE + 8 * 3600 - 800),
-                    key=lambda k: (made[k][0], k))
+    wanted = sorted(
+        (k for k in telegram if 5 <= made[k][0] <= 9 and made[k][1] > BASE + 8 * 3600 - 800), key=lambda k: (made[k][0], k)
+    )
     expect(ui.summary()).to_have_text(f"{len(wanted)} sessions match · page 1")
     assert ui.keys() == wanted and wanted
     params = hash_params(ui)

@@ -91,8 +91,9 @@ def test_page_says_starting_and_carries_on_once_the_daemon_is_ready(
         doc = session_doc(f"big:{n}", messages=0)
         doc["messages"] = [{"role": "user", "content": "x" * 20, "n": i} for i in range(1_000_000)]
         (sessions / f"big_{n}.json").write_bytes(orjson.dumps(doc))
-    second = Daemon(sessions.parent, env={"SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0"},
-                    port=first.port)
+    second = Daemon(
+        sessions.parent, env={"SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0"}, port=first.port
+    )
     try:
         _wait_listening(second)
         ui.page.reload()
