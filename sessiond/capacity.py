@@ -13,8 +13,9 @@ second at a time, and nobody, monitoring included, gets an answer. So:
   answer, anything else `503 {"detail": "Too many connections"}` with
   Retry-After, and the connection is closed at once; one that sends nothing
   within half a second is dropped. At most `overflow` of those are open at a
-  time (an eighth of the cap); past that a connection is closed on arrival, so
-  the descriptors never run out;
+  time (an eighth of the cap, at most 64); a new one past that evicts the
+  oldest (an idle one: a probe sends its request at once), so the descriptors
+  never run out and a probe gets through an idle flood;
 - accept() failures that still happen (another process used the descriptors
   up) are counted and logged once a minute, not once each.
 """
@@ -79,10 +80,14 @@ class OverCapacity(asyncio.Protocol):
         self.head = bytearray()
         self.transport: asyncio.Transport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.dropped = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        if self.dropped:  # evicted before asyncio even handed it over
+            transport.abort()
+            return
         self.timer = asyncio.get_running_loop().call_later(REQUEST_WAIT, transport.abort)
 
     def data_received(self, data: bytes) -> None:
@@ -113,18 +118,18 @@ class OverCapacity(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
 
+    def drop(self) -> None:
+        """Close at once, unanswered (its place is wanted)."""
+        self.dropped = True
+        self.served()
+        if self.transport is not None:
+            self.transport.abort()
+        self.done(self)
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
         self.done(self)
-
-
-class _Refuse(asyncio.Protocol):
-    """Past the overflow too: closed on arrival, holding a descriptor for no time at all."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        transport.abort()
 
 
 class CappedServer(web.Server):
@@ -133,7 +138,7 @@ class CappedServer(web.Server):
     cap: int
     probe: ProbeAnswer
     refused: int
-    overflowing: set[OverCapacity]
+    overflowing: dict[OverCapacity, None]  # insertion-ordered: the oldest first
     live: int  # handlers made and not yet lost (counted here: a batch of accepts is
     # handed out before any of them reports connection_made)
 
@@ -142,10 +147,12 @@ class CappedServer(web.Server):
             self.live += 1
             return super().__call__()
         if len(self.overflowing) >= min(MAX_OVERFLOW, max(8, self.cap // 8)):
-            self.refused += 1
-            return _Refuse()  # type: ignore[return-value]
-        extra = OverCapacity(self.probe, self._count, self.overflowing.discard)
-        self.overflowing.add(extra)
+            # Full: the oldest waiting connection goes. One that has sent nothing for
+            # that long is the idle kind; a probe sends at once and is answered at once.
+            oldest = next(iter(self.overflowing))
+            oldest.drop()
+        extra = OverCapacity(self.probe, self._count, self._forget)
+        self.overflowing[extra] = None
         return extra  # type: ignore[return-value]
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
@@ -154,6 +161,9 @@ class CappedServer(web.Server):
 
     def _count(self) -> None:
         self.refused += 1
+
+    def _forget(self, extra: OverCapacity) -> None:
+        self.overflowing.pop(extra, None)
 
 
 class CappedRunner(web.AppRunner):
@@ -169,7 +179,7 @@ class CappedRunner(web.AppRunner):
         # The very server aiohttp built (its handler, request factory and options), with a cap.
         server.__class__ = CappedServer
         assert isinstance(server, CappedServer)
-        server.cap, server.probe, server.refused, server.overflowing, server.live = self.cap, self.probe, 0, set(), 0
+        server.cap, server.probe, server.refused, server.overflowing, server.live = self.cap, self.probe, 0, {}, 0
         return server
 
 

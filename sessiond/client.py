@@ -284,6 +284,42 @@ def _health(api: Api, args: argparse.Namespace) -> int:
     return status
 
 
+def _retention(api: Api, args: argparse.Namespace) -> int:
+    answer = api.call("GET", "/api/v1/retention")
+    if args.output == "json":
+        _print_json(answer)
+        return 0
+    if not answer["rules"]:
+        print("no retention rules: the daemon deletes nothing by itself")
+        return 0
+    mode = " (dry run: nothing is deleted)" if answer["dry_run"] else ""
+    print(f"every {answer['interval_seconds']:g}s, at most {answer['max_per_run']} per run{mode}")
+    for rule in answer["rules"]:
+        what = [f"idle {rule['idle_days']:g} days" if rule["idle_days"] is not None else None]
+        what.append(f"keep at most {rule['keep_at_most']}" if rule["keep_at_most"] is not None else None)
+        print(f"  {rule['prefix'] or '*':<20} {', '.join(w for w in what if w)}")
+    last = answer["last_run"]
+    if last:
+        print(
+            f"last run   {_when(last['started_at'])}: {last['outcome']}, {last['matched']} matched, {last['deleted']} deleted"
+            + (f" ({last['reason']})" if last["reason"] else "")
+        )
+    if answer["next_run_at"]:
+        print(f"next run   {_when(answer['next_run_at'])}")
+    preview = answer["preview"]
+    if preview:
+        print(
+            f"would now delete {preview['total']}"
+            + (" (over the maximum: the run will delete nothing)" if preview["over_maximum"] else "")
+        )
+        for rule in preview["rules"]:
+            if rule["count"]:
+                print(
+                    f"  {rule['rule']:<20} {rule['count']}: {', '.join(rule['sample'])}{' ...' if rule['count'] > len(rule['sample']) else ''}"
+                )
+    return 0
+
+
 def _report(verb: str, keys: list[str], failed: list[dict[str, str]]) -> int:
     """One line per key done, one per failure (on stderr); 1 if anything failed."""
     for key in keys:
@@ -337,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     _filter_options(export)
     export.add_argument("key", nargs="?", metavar="KEY")
     commands.add_parser("health", help="version, uptime and index figures")
+    commands.add_parser("retention", help="the retention rules, the last and next run, and what it would delete")
     return p
 
 
@@ -363,6 +400,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "restore": _restore,
     "export": _export,
     "health": _health,
+    "retention": _retention,
 }
 
 

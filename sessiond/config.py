@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import json
 import os
 import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+from .retention import RetentionRule, parse_rules
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -49,6 +52,11 @@ class Settings:
     events_keepalive: float = 15.0
     state_dir: Path | None = None
     snapshot_interval: float = 60.0
+    retention: tuple[RetentionRule, ...] = ()  # none: the daemon deletes nothing by itself
+    retention_interval: float = 3600.0
+    retention_max_per_run: int = 1000
+    retention_dry_run: bool = False
+    retention_grace: float = 600.0
     config_file: Path | None = None
     token_source: str = "token"  # where the token came from (never the token itself)
 
@@ -78,6 +86,13 @@ def _octal(text: str) -> int:
 
 def _proxies(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(str(exc)) from None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -121,6 +136,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("events_keepalive", float, "seconds between keep-alive comments on event streams"),
     Setting("state_dir", str, "where the index snapshot is kept (default: $STATE_DIRECTORY)"),
     Setting("snapshot_interval", float, "seconds between snapshot refreshes"),
+    Setting(
+        "retention",
+        _json,
+        "deletion rules: [[retention]] tables of prefix, idle_days, keep_at_most (JSON list in the environment)",
+    ),
+    Setting("retention_interval", float, "seconds between retention runs"),
+    Setting("retention_max_per_run", int, "a run that would delete more deletes nothing and says why"),
+    Setting("retention_dry_run", _bool, "retention only reports what it would delete"),
+    Setting("retention_grace", float, "seconds: a session updated this recently is never deleted by retention"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 KNOWN = frozenset(BY_NAME)
@@ -177,6 +201,7 @@ def expected(parse: Callable[[str], Any]) -> str:
         int: "a whole number",
         float: "a number",
         _bool: "a switch (0/1, true/false, yes/no, on/off)",
+        _json: "JSON (a list of rules)",
         _octal: "an octal mode like 660",
     }.get(parse, "valid")
 
@@ -293,6 +318,14 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _int(values, "events_buffer", 1, 10_000_000)
     _float(values, "events_keepalive", 0.01, 3600)
     _float(values, "snapshot_interval", 1, 86400)
+    _float(values, "retention_interval", 1, 86400 * 7)
+    _int(values, "retention_max_per_run", 1, 1_000_000)
+    _float(values, "retention_grace", 60, 86400)
+    if "retention" in values:
+        try:
+            values["retention"] = parse_rules(values["retention"])
+        except ValueError as exc:
+            raise ConfigError(f"retention: {exc}") from None
     state_dir = values.get("state_dir", env.get("STATE_DIRECTORY", "").split(":")[0] or None)
     if state_dir:
         path = Path(str(state_dir)).expanduser().resolve()
@@ -325,7 +358,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
         if fmt not in LOG_FORMATS:
             raise ConfigError(f"log_format: {values['log_format']!r} is not one of {', '.join(LOG_FORMATS)}")
         values["log_format"] = fmt
-    for name in ("access_log", "metrics_require_token", "force_polling"):
+    for name in ("access_log", "metrics_require_token", "force_polling", "retention_dry_run"):
         if name in values and not isinstance(values[name], bool):
             raise ConfigError(f"{name}: {values[name]!r} is not true or false")
     if "trusted_proxies" in values:

@@ -55,7 +55,10 @@ def prepare(root: Path) -> tuple[Path, Path, bool]:
     now = time.time()
     if not any(sessions.glob("*.json")):
         for i, key in enumerate(DEMO_KEYS):
-            write_session(sessions, demo_session(key, i + 1, OLD_KEYS.get(key, now)))
+            session = demo_session(key, i + 1, OLD_KEYS.get(key, now))
+            path = write_session(sessions, session)
+            stamp = float(session["updated_at"])  # type: ignore[arg-type]
+            os.utime(path, (stamp, stamp))  # the file last written when the session was
     token_path = root / "token"
     created = not token_path.exists()
     if created:

@@ -11,6 +11,10 @@ class SessionNotFound(LookupError):
     """No session is indexed under that key (404)."""
 
 
+class SessionChanged(Exception):
+    """The session changed since it was judged (retention): it was left alone."""
+
+
 class DeleteFailed(Exception):
     """The session could not be deleted and nothing was changed (503); the message is safe to show."""
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .appkeys import EVENTS, METRICS, PAGE, SETTINGS, STATS, STORE, TRASH
+from .appkeys import EVENTS, METRICS, PAGE, RETENTION, RUNTIME, SETTINGS, STATS, STORE, TRASH, WATCHER
 from .feed import EventFeed, FeedMetrics
 from .pagefiles import PageAssets
+from .retention_api import run_retention
+from .retention_run import Retention, RetentionMetrics
 from .stats import StatsKeeper
 from .stats_api import count_when_ready
 from .trash import Trash
@@ -36,9 +38,13 @@ def setup_features(app: web.Application) -> None:
         store.destination = trash
     app[TRASH] = trash
 
+    retention = Retention(store, app[RUNTIME], app[WATCHER].ready)
+    app[RETENTION] = retention
+    app[METRICS].registry.register(RetentionMetrics(retention))
     app[PAGE] = PageAssets.from_package()  # read once: a request never touches the disk for it
 
     app.cleanup_ctx.append(purge_trash)
+    app.cleanup_ctx.append(run_retention)
     app.cleanup_ctx.append(count_when_ready)
     app.on_shutdown.append(_close_streams)
 

@@ -407,6 +407,46 @@ PATHS: dict[str, Any] = {
             ],
         )
     },
+    "/api/v1/retention": {
+        "get": _op(
+            "Retention: the rules, the last run, when the next comes, and a preview of what it would delete.",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["rules", "interval_seconds", "max_per_run", "dry_run", "grace_seconds", "last_run"],
+                        "properties": {
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "prefix": {"type": "string"},
+                                        "idle_days": {"type": ["number", "null"]},
+                                        "keep_at_most": {"type": ["integer", "null"]},
+                                    },
+                                },
+                            },
+                            "interval_seconds": TIME,
+                            "max_per_run": COUNT,
+                            "dry_run": {"type": "boolean"},
+                            "grace_seconds": TIME,
+                            "last_run": {
+                                "type": ["object", "null"],
+                                "description": "outcome is deleted, nothing, over_maximum (nothing was deleted) or dry_run.",
+                            },
+                            "next_run_at": {"type": ["number", "null"]},
+                            "preview": {
+                                "type": ["object", "null"],
+                                "description": "What a run now would delete: total, over_maximum, and per rule a count and a sample of keys.",
+                            },
+                        },
+                    },
+                    "Retention as it stands.",
+                ),
+            },
+        )
+    },
     "/api/v1/trash": {
         "get": _op(
             "Trashed sessions, newest first, with when each will be purged.",

@@ -84,9 +84,20 @@ def _ours(state: FileState, key: str, indexed: SessionRecord | None) -> bool:
 
 
 def remove_claimant(
-    folder: Folder, name: str, key: str, indexed: SessionRecord | None, max_bytes: int, dest: Destination
+    folder: Folder,
+    name: str,
+    key: str,
+    indexed: SessionRecord | None,
+    max_bytes: int,
+    dest: Destination,
+    unchanged_only: bool = False,
 ) -> Outcome:
-    """Remove file *name* if it still holds session *key* (see the module docstring). Blocking."""
+    """Remove file *name* if it still holds session *key* (see the module docstring). Blocking.
+
+    With *unchanged_only* (retention), only the very file the index read goes: a
+    file changed since, even holding the same key, stays (its age was judged on
+    what the index read, not on what it holds now).
+    """
     if not is_session_name(name):
         raise ValueError(f"refusing to remove {name!r}")
     with folder.open() as dir_fd:
@@ -96,6 +107,8 @@ def remove_claimant(
             return Outcome(False, None)
         record = indexed
         if indexed is None or indexed.stat != before:
+            if unchanged_only:
+                return Outcome(False, read_fully(folder, dir_fd, name, max_bytes))
             now = read_fully(folder, dir_fd, name, max_bytes)
             if now is None or not _ours(now, key, indexed):
                 return Outcome(False, now)
@@ -112,7 +125,7 @@ def remove_claimant(
                 return Outcome(True, None)
             # Another writer slipped in between the check and the rename: judge what we hold.
             held = read_fully(Folder(parked.path, _ident(parked.fd)), parked.fd, parked.name, max_bytes)
-            if _ours(held, key, indexed):
+            if _ours(held, key, indexed) and not unchanged_only:
                 parked.keep(held if isinstance(held, SessionRecord) else record)
                 return Outcome(True, None)
             _put_back(parked.fd, parked.name, dir_fd, name)

@@ -18,6 +18,7 @@ from .events import stream_events
 from .export import export
 from .handlers import api_health, delete_session, get_session, health, list_sessions, livez, metrics
 from .openapi import openapi_document
+from .retention_api import show_retention
 from .stats_api import stats
 from .trash_api import list_trash, restore
 from .typedefs import Handler
@@ -79,6 +80,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/ui", page_redirect, Policy.PAGE),
     Route("GET", "/ui/", page_index, Policy.PAGE),
     Route("GET", "/ui/v/{version}/{name}", page_asset, Policy.PAGE),
+    Route("GET", "/api/v1/retention", show_retention, Policy.API),
 )
 
 # Unknown paths and methods get the strictest policy: a token first, then the JSON 404/405.

@@ -23,6 +23,12 @@ LIVE = frozenset(
         "log_level",
         "log_format",
         "access_log",
+        # retention.py's task reads these at every run: a reload changes the rules live
+        "retention",
+        "retention_interval",
+        "retention_max_per_run",
+        "retention_dry_run",
+        "retention_grace",
     }
 )
 # Every other setting is read once, at start: a reload that changes one says so.

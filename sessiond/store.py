@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from . import loader, removal, snapshot
-from .errors import DeleteFailed, SessionNotFound
+from .errors import DeleteFailed, SessionChanged, SessionNotFound
 from .folder import Folder, FolderChanged, FolderUnusable
 from .index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord
 
@@ -373,12 +373,14 @@ class SessionStore:
         await self.refresh([name])
         return self.index.get(key)
 
-    async def delete(self, key: str) -> SessionRecord:
+    async def delete(self, key: str, expected: SessionRecord | None = None) -> SessionRecord:
         """Remove every file claiming *key* and drop it from the index before returning.
 
         Raises SessionNotFound when no file on disk still holds the session (see
         removal.py for what counts; the index then records what is there), and
         DeleteFailed when a file could not be removed (nothing else was changed).
+        With *expected* (retention), the session must still be that very record,
+        and only files unchanged since the index read them go; else SessionChanged.
         """
         loop = asyncio.get_running_loop()
         changes: list[Change] = []
@@ -389,6 +391,8 @@ class SessionStore:
                 folder = self.folder
                 if record is None or folder is None:
                     raise SessionNotFound(key)
+                if expected is not None and record is not expected:
+                    raise SessionChanged(key)
                 for name in self.index.files_for(key):
                     indexed = self.index.file_state(name)
                     outcome = await loop.run_in_executor(
@@ -400,6 +404,7 @@ class SessionStore:
                         indexed if isinstance(indexed, SessionRecord) else None,
                         self.max_file_bytes,
                         self.destination,
+                        expected is not None,
                     )
                     removed += outcome.removed
                     changes.extend(self.index.set_file(name, None if outcome.removed else outcome.now))
@@ -417,6 +422,8 @@ class SessionStore:
         finally:
             self._publish(changes)
         if not removed:
+            if expected is not None and key in self.index:
+                raise SessionChanged(key)  # rewritten since it was judged: it stays
             raise SessionNotFound(key)  # someone else removed it first; the index has healed
         return record
 

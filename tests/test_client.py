@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -180,3 +181,21 @@ def test_over_the_unix_socket(
         assert d.stop() == 0
     assert sessionctl.main(["--unix", str(sock), "ls"]) == 2
     assert f"cannot reach unix:{sock}" in capsys.readouterr().err
+
+
+async def test_retention_shows_the_rules_the_runs_and_what_would_go(
+    start_client: Any, sessions: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSIOND_TOKEN", TOKEN)
+    now = time.time()
+    for key, age in [("telegram:old", 40), ("telegram:new", 1)]:
+        path = write_atomic(sessions, key, created=now - age * DAY, updated=now - age * DAY)
+        os.utime(path, (now - age * DAY, now - age * DAY))
+    client = await start_client(retention=[{"prefix": "telegram:", "idle_days": 30}], retention_dry_run=True)
+    await eventually(lambda: len(store_of(client).index) == 2)
+    assert await run(client, "retention") == 0
+    out = capsys.readouterr().out
+    assert "dry run" in out and "telegram:            idle 30 days" in out
+    assert "would now delete 1" in out and "telegram:old" in out
+    assert await run(client, "-o", "json", "retention") == 0
+    assert json.loads(capsys.readouterr().out)["preview"]["total"] == 1
