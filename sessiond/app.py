@@ -14,14 +14,10 @@ from aiohttp import web
 from .appkeys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
 from .config import Settings
 from .features import setup_features
+from .front import front_door
 from .metrics import Metrics
-from .middlewares.auth import auth_middleware
-from .middlewares.errors import error_middleware
-from .middlewares.forwarded import forwarded_middleware
-from .middlewares.ratelimit import per_ip, per_token, rate_limit_middleware
-from .middlewares.readiness import readiness_middleware
-from .middlewares.request_id import request_id_middleware, stamp_response
-from .routes import Policy, add_routes, policy_of
+from .middlewares.request_id import stamp_response
+from .routes import add_routes
 from .runtime import Runtime
 from .store import SessionStore
 from .watcher import SessionWatcher
@@ -51,27 +47,11 @@ def create_app(settings: Settings) -> web.Application:
     runtime = Runtime(settings)
     metrics = Metrics()
 
-    # Order matters; each runs around the ones after it:
-    # 1. request id first, so every response, even an error from a later layer, carries it
-    #    (stamped by the stamp_response signal, which streamed responses also pass);
-    # 2. metrics next, to see the final status of everything below;
-    # 3. errors wraps the rest, so whatever they raise leaves as JSON;
-    # 4. forwarded settles who the client is before anything keys on it;
-    # 5. the per-IP limit runs before auth, so guessing tokens is rate limited too;
-    # 6. auth, then the per-token limit, which needs to know the token is genuine;
-    # 7. readiness last: only a genuine, admitted client learns the index is not whole.
-    middlewares = [
-        request_id_middleware,
-        metrics.middleware(),
-        error_middleware,
-        forwarded_middleware(lambda: runtime.proxies),
-        rate_limit_middleware(lambda: runtime.ip_limiter, per_ip, _rate_limited),
-        auth_middleware(runtime, _public),
-        rate_limit_middleware(lambda: runtime.token_limiter, per_token, _rate_limited),
-        readiness_middleware(lambda: watcher.not_serving, _needs_whole_index),
-    ]
+    # One middleware, the front door (front.py), runs every part in the order that
+    # matters and says why: request id, metrics, errors, forwarded, per-IP limit,
+    # auth, per-token limit, readiness. The parts are tested one by one as middlewares.
     app = web.Application(
-        middlewares=middlewares,
+        middlewares=[front_door(runtime, lambda: watcher.not_serving, metrics.record)],
         client_max_size=64 * 1024,
         handler_args={"max_line_size": MAX_REQUEST_LINE, "keepalive_timeout": CLIENT_TIMEOUT},
     )
@@ -87,20 +67,6 @@ def create_app(settings: Settings) -> web.Application:
     add_routes(app)
     app.cleanup_ctx.append(_run_watcher)
     return app
-
-
-# What the middlewares ask of each request: its route's policy (routes.py).
-def _rate_limited(request: web.Request) -> bool:
-    return policy_of(request).rate_limited
-
-
-def _needs_whole_index(request: web.Request) -> bool:
-    return policy_of(request).needs_whole_index
-
-
-def _public(request: web.Request, runtime: Runtime) -> bool:
-    policy = policy_of(request)
-    return policy in (Policy.PROBE, Policy.PAGE) or (policy is Policy.MONITORING and runtime.metrics_public)
 
 
 async def _run_watcher(app: web.Application) -> AsyncIterator[None]:

@@ -152,6 +152,13 @@ class Metrics:
         """The text exposition and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
+    def record(self, request: web.Request, status: int, seconds: float) -> None:
+        """Count one response by route template (not raw path, which would explode labels) and method."""
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        method = request.method if request.method in METHODS else "other"
+        self.requests.record(route, method, status, seconds)
+
     def middleware(self) -> Middleware:
         """Count every response by route template (not raw path, which would explode labels)."""
         record = self.requests.record

@@ -48,15 +48,21 @@ def auth_middleware(runtime: Runtime, public: Callable[[web.Request, Runtime], b
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         if public(request, runtime):
             return await handler(request)
-        token = presented_token(request)
-        # compare_digest on bytes runs in time independent of where they differ.
-        if token is None or not hmac.compare_digest(token, runtime.token):
-            limiter = runtime.auth_failure_limiter
-            if limiter is not None and not await limiter.allow(client_key(request.remote)):
-                return too_many(limiter)  # guessing tokens, on any path, is rate limited
-            return error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-        if (info := info_of(request)) is not None:
-            info.token_id = runtime.token_id
-        return await handler(request)
+        refused = await authenticate(request, runtime)
+        return refused if refused is not None else await handler(request)
 
     return check_token
+
+
+async def authenticate(request: web.Request, runtime: Runtime) -> web.Response | None:
+    """None if the request carries the token (its id noted for the per-token limit), else the 401 (or 429)."""
+    token = presented_token(request)
+    # compare_digest on bytes runs in time independent of where they differ.
+    if token is None or not hmac.compare_digest(token, runtime.token):
+        limiter = runtime.auth_failure_limiter
+        if limiter is not None and not await limiter.allow(client_key(request.remote)):
+            return too_many(limiter)  # guessing tokens, on any path, is rate limited
+        return error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    if (info := info_of(request)) is not None:
+        info.token_id = runtime.token_id
+    return None

@@ -36,35 +36,45 @@ def _detail(exc: web.HTTPException) -> str:
     return _DETAILS.get(exc.status, phrase)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn domain errors, HTTP exceptions and crashes into JSON error responses."""
-    try:
-        return await handler(request)
-    except SessionNotFound:
+def answer_error(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The JSON answer for *exc* raised by a handler; re-raises what must not be answered.
+
+    An HTTP exception below 400 (a redirect) or already JSON, and a client gone
+    away, propagate; an error after the response's headers went out cuts the
+    connection instead of writing a second status line into the body.
+    """
+    if isinstance(exc, SessionNotFound):
         return error_response(404, NOT_FOUND)
-    except QueryError as exc:
+    if isinstance(exc, QueryError):
         return json_response({"detail": str(exc), "parameter": exc.param}, status=400)
-    except DeleteFailed as exc:
+    if isinstance(exc, DeleteFailed):
         return error_response(503, f"Session not deleted: {exc}")
-    except Unavailable as exc:
+    if isinstance(exc, Unavailable):
         return error_response(exc.status, str(exc))
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400 or exc.content_type == "application/json":
-            raise
+            raise exc
         response = error_response(exc.status, _detail(exc))
         for name in ("Allow", "WWW-Authenticate", "Retry-After"):
             if name in exc.headers:
                 response.headers[name] = exc.headers[name]
         return response
-    except ConnectionResetError:
-        raise  # the client went away (aiohttp's ClientConnectionResetError too): nothing to answer
-    except Exception:
-        log.exception("unexpected error in %s %r (request id %s)", request.method, request.path, request_id_of(request))
-        if (info := info_of(request)) is not None and info.prepared:
-            # Its status line is long gone: a second response would land inside the
-            # body. Cut the connection, so the client sees a broken response, not a whole one.
-            if request.transport is not None:
-                request.transport.abort()
-            raise ConnectionResetError("response cut after an error") from None
-        return error_response(500, f"Internal server error (request id {request_id_of(request)})")
+    if isinstance(exc, ConnectionResetError):
+        raise exc  # the client went away (aiohttp's ClientConnectionResetError too): nothing to answer
+    log.error("unexpected error in %s %r (request id %s)", request.method, request.path, request_id_of(request), exc_info=exc)
+    if (info := info_of(request)) is not None and info.prepared:
+        # Its status line is long gone: a second response would land inside the
+        # body. Cut the connection, so the client sees a broken response, not a whole one.
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("response cut after an error") from None
+    return error_response(500, f"Internal server error (request id {request_id_of(request)})")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn domain errors, HTTP exceptions and crashes into JSON error responses."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        return answer_error(request, exc)

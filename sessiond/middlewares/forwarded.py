@@ -68,12 +68,20 @@ def forwarded_middleware(proxies_of: Callable[[], TrustedProxies]) -> Middleware
 
     @web.middleware
     async def forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-        peer = request.remote
-        client = proxies_of().client_of(peer, request.headers.getall(hdrs.X_FORWARDED_FOR, ()))
-        if client == peer or client is None:
-            return await handler(request)
-        if (info := info_of(request)) is not None:
-            info.client = client
-        return await handler(request.clone(remote=client))
+        return await handler(as_client_sees_it(request, proxies_of()))
 
     return forwarded
+
+
+def as_client_sees_it(request: web.Request, proxies: TrustedProxies) -> web.Request:
+    """*request* with `remote` the real client (a clone, only when a trusted proxy says so)."""
+    forwarded_for = request.headers.getall(hdrs.X_FORWARDED_FOR, ())
+    if not forwarded_for:
+        return request  # most requests: nothing to parse
+    peer = request.remote
+    client = proxies.client_of(peer, forwarded_for)
+    if client == peer or client is None:
+        return request
+    if (info := info_of(request)) is not None:
+        info.client = client
+    return request.clone(remote=client)

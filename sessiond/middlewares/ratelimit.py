@@ -57,6 +57,8 @@ def client_key(remote: str | None) -> str:
     """The bucket for a client address: the address itself, or its /64 for IPv6."""
     if not remote:
         return "-"
+    if ":" not in remote:
+        return remote  # IPv4 (or a unix-socket peer): itself, without parsing it
     try:
         addr = ipaddress.ip_address(remote)
     except ValueError:

@@ -26,7 +26,12 @@ def readiness_middleware(not_serving: Callable[[], str | None], gated: Callable[
     @web.middleware
     async def readiness(request: web.Request, handler: Handler) -> web.StreamResponse:
         if gated(request) and (why := not_serving()):
-            return error_response(503, f"Service unavailable: {why}", headers={"Retry-After": RETRY_AFTER})
+            return not_ready(why)
         return await handler(request)
 
     return readiness
+
+
+def not_ready(why: str) -> web.Response:
+    """The 503 of a route that needs the whole index, and why it is not there yet."""
+    return error_response(503, f"Service unavailable: {why}", headers={"Retry-After": RETRY_AFTER})

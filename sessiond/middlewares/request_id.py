@@ -61,12 +61,18 @@ def request_id_of(request: web.BaseRequest) -> str:
     return info.id if info else "-"
 
 
+def begin(request: web.Request) -> RequestInfo:
+    """Attach the request's RequestInfo (the client's X-Request-ID when sane, else a new id)."""
+    sent = request.headers.get(REQUEST_ID_HEADER)
+    rid = sent if sent and _SAFE_ID.fullmatch(sent) else _new_id()
+    info = request[REQUEST_INFO] = RequestInfo(rid, request.remote)
+    return info
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Attach the RequestInfo; stamp_response puts its id on the way out."""
-    sent = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = sent if sent and _SAFE_ID.fullmatch(sent) else _new_id()
-    request[REQUEST_INFO] = RequestInfo(rid, request.remote)
+    begin(request)
     return await handler(request)
 
 
