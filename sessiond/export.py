@@ -187,7 +187,7 @@ async def _ndjson(request: web.Request, query: Query) -> web.StreamResponse:
     with contextlib.suppress(ConnectionResetError):  # the client went away
         for i, record in enumerate(records):
             batch.append((record.name, record.key))
-            size += record.stat.size
+            size += record.size
             if len(batch) >= BATCH_FILES or size >= BATCH_BYTES or i == len(records) - 1:
                 try:
                     lines = await loop.run_in_executor(None, read_lines, folder, batch, max_bytes)

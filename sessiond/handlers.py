@@ -44,7 +44,9 @@ async def list_sessions(request: web.Request) -> web.Response:
 async def get_session(request: web.Request) -> web.Response:
     """GET /api/v1/sessions/{key}: one session's metadata."""
     key = _key(request)
-    record = await request.app[STORE].find(key)
+    store = request.app[STORE]
+    # The index first, without a coroutine; a miss looks at the disk (read-your-writes).
+    record = store.index.get(key) or await store.find(key)
     if record is None:
         raise SessionNotFound(key)
     return json_response(

@@ -24,7 +24,7 @@ import simdjson
 
 from . import bigfile
 from .folder import Folder
-from .index import FileStat, FileState, InvalidFile, SessionRecord
+from .index import FileStat, FileState, InvalidFile, SessionRecord, pack
 
 
 class InvalidSession(ValueError):
@@ -277,12 +277,12 @@ def list_session_files(dir_fd: int) -> Iterator[tuple[str, FileStat]]:
             yield entry.name, stat_of(st)
 
 
-def stale_names(dir_fd: int | None, known: Mapping[str, FileStat]) -> list[tuple[str, FileStat | None]]:
-    """Names whose stat on disk differs from *known*, with the disk's stat (None: gone).
+def stale_names(dir_fd: int | None, known: Mapping[str, int]) -> list[tuple[str, FileStat | None]]:
+    """Names whose stat on disk differs from *known* (name -> index.pack of the stat), with the disk's stat (None: gone).
 
     No folder (None) holds nothing, so then every known name is stale.
     """
     listing = dict(list_session_files(dir_fd)) if dir_fd is not None else {}
-    stale: list[tuple[str, FileStat | None]] = [(name, st) for name, st in listing.items() if known.get(name) != st]
+    stale: list[tuple[str, FileStat | None]] = [(name, st) for name, st in listing.items() if known.get(name) != pack(st)]
     stale.extend((name, None) for name in known if name not in listing)
     return stale

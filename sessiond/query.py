@@ -101,7 +101,7 @@ def meta(r: SessionRecord) -> dict[str, Any]:
         "message_count": r.message_count,
         "created_at": r.created_at,
         "updated_at": r.updated_at,
-        "size": r.stat.size,
+        "size": r.size,
     }
 
 

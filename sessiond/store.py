@@ -162,9 +162,10 @@ class SessionStore:
         if len(names) >= PROCESS_POOL_THRESHOLD:
             # forkserver, not fork: forking a process that runs threads (the watcher's,
             # the executor's) can copy a held lock into the child.
-            pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=os.cpu_count() or 2, mp_context=multiprocessing.get_context("forkserver")
-            )
+            context = multiprocessing.get_context("forkserver")
+            # Imported once in the fork server, not once per worker.
+            context.set_forkserver_preload(["sessiond.store"])
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2, mp_context=context)
         try:
             futures = [loop.run_in_executor(pool, _read_flat, folder, chunk, self.max_file_bytes) for chunk in chunks]
             for future in asyncio.as_completed(futures):
@@ -227,7 +228,7 @@ class SessionStore:
         applied: set[str] = set()
         self._applied_during_walks.append(applied)
         try:
-            stale = await loop.run_in_executor(None, _stale, self.folder, self.index.file_stats())
+            stale = await loop.run_in_executor(None, _stale, self.folder, self.index.file_idents())
             self.last_walk_seconds = time.monotonic() - started
             # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
             stale = [(name, st) for name, st in stale if name not in self._retries]
@@ -465,7 +466,7 @@ def _listing(folder: Folder) -> list[tuple[str, FileStat]]:
         return list(loader.list_session_files(dir_fd))
 
 
-def _stale(folder: Folder | None, known: dict[str, FileStat]) -> list[tuple[str, FileStat | None]]:
+def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, FileStat | None]]:
     if folder is None:
         return loader.stale_names(None, known)
     try:

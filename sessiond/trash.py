@@ -193,7 +193,7 @@ def _write_meta(trash_fd: int, entry_id: str, name: str, record: SessionRecord |
             message_count=record.message_count,
             created_at=record.created_at,
             updated_at=record.updated_at,
-            size=record.stat.size,
+            size=record.size,
         )
     tmp = entry_id + ".meta.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640, dir_fd=trash_fd)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sessiond.index import FileStat, InvalidFile, SessionIndex, SessionRecord
 
@@ -103,7 +105,7 @@ def test_load_replaces_everything_in_one_pass() -> None:
     assert index.get("a").name == "dup.json"
     assert set(index.invalid) == {"bad.json"}
     assert index.version > version
-    assert index.file_stats().keys() == {"a.json", "b.json", "dup.json", "bad.json"}
+    assert index.file_idents().keys() == {"a.json", "b.json", "dup.json", "bad.json"}
 
 
 def test_files_for_lists_every_claimant() -> None:
@@ -120,3 +122,43 @@ def test_reload_reports_the_difference() -> None:
     assert index.load([("a.json", rec("a")), ("b.json", rec("b"))]) == []  # first load: silent
     changes = index.load([("b.json", rec("b", messages=3)), ("c.json", rec("c"))])
     assert sorted((c.kind, c.key) for c in changes) == [("created", "c"), ("deleted", "a"), ("updated", "b")]
+
+
+_NAMES = st.sampled_from([f"f{i}.json" for i in range(4)])
+_KEYS = st.sampled_from(["alpha", "beta", "gamma"])
+_STEP = st.tuples(_NAMES, st.one_of(st.none(), st.just("bad"), st.tuples(_KEYS, st.integers(0, 3))))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_STEP, max_size=30))
+def test_the_index_always_serves_what_a_recount_of_the_files_says(steps: list) -> None:
+    index = SessionIndex()
+    disk: dict[str, tuple[str, int]] = {}
+    for name, what in steps:
+        if what is None:
+            disk.pop(name, None)
+            index.set_file(name, None)
+        elif what == "bad":
+            disk.pop(name, None)
+            index.set_file(name, InvalidFile(name, "bad", FileStat(1, 1, 1, 1)))
+        else:
+            key, updated = what
+            disk[name] = (key, updated)
+            index.set_file(name, rec(key, name=name, updated=float(updated)))
+        # The naive truth: per key, the newest updated_at wins, ties to the later name.
+        want: dict[str, str] = {}
+        for fname, (key, updated) in sorted(disk.items()):
+            if key not in want or (updated, fname) > (disk[want[key]][1], want[key]):
+                want[key] = fname
+        assert {k: r.name for k, r in index.served.items()} == want
+        assert list(index.keys()) == sorted(want)
+        claimants = {}
+        for fname, (key, _) in disk.items():
+            claimants.setdefault(key, set()).add(fname)
+        assert {k: set(names) for k, names in index.collisions().items()} == {k: v for k, v in claimants.items() if len(v) > 1}
+        for key, names in claimants.items():
+            assert index.files_for(key)[0] == want[key] and set(index.files_for(key)) == names
+    loaded = SessionIndex()
+    loaded.load([(name, rec(key, name=name, updated=float(updated))) for name, (key, updated) in disk.items()])
+    assert {k: r.name for k, r in loaded.served.items()} == {k: r.name for k, r in index.served.items()}
+    assert loaded.collision_count == index.collision_count
