@@ -84,7 +84,7 @@ class SessionStats:
     def add_new(self, records: list[SessionRecord]) -> None:
         """Count *records*, none of whose keys is counted yet: a full pass's bulk path."""
         self._counted.update((r.key, r) for r in records)
-        self.bytes += sum(r.stat.size for r in records)
+        self.bytes += sum(r.size for r in records)
         self.channels.update(channel_of(r.key) for r in records)
         self.buckets.update(r.message_count.bit_length() for r in records)
         self.created.update(day for day in map(day_of, [r.created_at for r in records]) if day is not None)
@@ -103,7 +103,7 @@ class SessionStats:
             self._counted[record.key] = record  # record.key: the index's own string, not a copy
 
     def _count(self, r: SessionRecord, sign: int) -> None:
-        self.bytes += sign * r.stat.size
+        self.bytes += sign * r.size
         created, updated = day_of(r.created_at), day_of(r.updated_at)
         if sign > 0:
             self.channels[channel_of(r.key)] += 1
