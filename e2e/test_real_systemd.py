@@ -411,7 +411,7 @@ def test_a_clean_stop_exits_0_and_keeps_the_snapshot(box: Container) -> None:
     box.sh("systemctl stop sessiond.socket sessiond-metrics.socket sessiond.service")
     state = box.show("sessiond", "ActiveState", "Result", "ExecMainStatus")
     assert state == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
-    snapshot = box.sh("stat -c %Y /var/lib/sessiond/state/index.snapshot.json").stdout.strip()
+    snapshot = box.sh("stat -c %Y /var/lib/sessiond/state/index.snapshot").stdout.strip()
     assert int(snapshot) >= int(since)
     log = box.sh(f"journalctl --no-pager -o cat --since=@{since} -u sessiond").stdout
     assert "stopping" in log and "Traceback" not in log

@@ -68,7 +68,7 @@ class Settings:
     @property
     def snapshot_path(self) -> Path | None:
         """Where the index snapshot lives (None: no snapshot, every start reads every file)."""
-        return self.state_dir / "index.snapshot.json" if self.state_dir else None
+        return self.state_dir / "index.snapshot" if self.state_dir else None
 
 
 def _bool(text: str) -> bool:

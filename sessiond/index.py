@@ -49,13 +49,15 @@ class SessionRecord:
 
     __slots__ = ("created_at", "ident", "key", "message_count", "name", "updated_at")
 
-    def __init__(self, key: str, name: str, message_count: int, created_at: float, updated_at: float, stat: FileStat) -> None:
+    def __init__(
+        self, key: str, name: str, message_count: int, created_at: float, updated_at: float, stat: FileStat | int
+    ) -> None:
         self.key = key
         self.name = name
         self.message_count = message_count
         self.created_at = created_at
         self.updated_at = updated_at
-        self.ident = pack(stat)  # the file's stat, packed (see pack)
+        self.ident = stat if isinstance(stat, int) else pack(stat)  # the file's stat, packed (see pack)
 
     @property
     def stat(self) -> FileStat:

@@ -277,6 +277,11 @@ def list_session_files(dir_fd: int) -> Iterator[tuple[str, FileStat]]:
             yield entry.name, stat_of(st)
 
 
+def list_idents(dir_fd: int) -> dict[str, int]:
+    """Name -> index.pack of the stat, for every candidate session file of the top level."""
+    return {name: pack(st) for name, st in list_session_files(dir_fd)}
+
+
 def stale_names(dir_fd: int | None, known: Mapping[str, int]) -> list[tuple[str, FileStat | None]]:
     """Names whose stat on disk differs from *known* (name -> index.pack of the stat), with the disk's stat (None: gone).
 

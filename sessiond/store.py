@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from . import loader, removal, snapshot
@@ -88,6 +89,10 @@ class SessionStore:
         With a snapshot, only files whose stat differs from it are read, and every
         file it does not vouch for (new, changed, or invalid before) is read.
         """
+        with collector_paused():
+            await self._scan(progress)
+
+    async def _scan(self, progress: Callable[[int, int], None] | None) -> None:
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         folder = self.folder
@@ -96,27 +101,26 @@ class SessionStore:
             return
         if self.scans == 0:
             await loop.run_in_executor(None, self._tidy_after_crash, folder)
-        previous = None
-        if self.snapshot_path is not None:
-            previous = await loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
         kept: list[tuple[str, FileState]] = []
-        if previous is None:
+        if self.snapshot_path is None or not self.snapshot_path.exists():
             names = await loop.run_in_executor(None, _names_in, folder)  # no stat: reads fstat anyway
             total = len(names)
         else:
-            taken_at, records = previous
-            listing = await loop.run_in_executor(None, _listing, folder)
-            names = []
-            for name, st in listing:
-                record = records.get(name)
-                if record is not None and snapshot.still_valid(record, st, taken_at):
-                    kept.append((name, record))
-                else:
-                    names.append(name)
-            total = len(listing)
-            del records, listing
-        results = kept + await self._read_all(folder, names, total, progress)
-        self._load(results, started, len(names), len(kept))
+            # The snapshot is decoded while the folder is walked: one waits on the disk.
+            loading = loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
+            try:
+                disk = await loop.run_in_executor(None, _idents_in, folder)
+            finally:
+                previous = await loading
+            total = len(disk)
+            if previous is None:
+                names = list(disk)
+            else:
+                names = await loop.run_in_executor(None, previous.split, disk, kept)
+            del previous, disk
+        counts = len(names), len(kept)
+        kept.extend(await self._read_all(folder, names, total, progress))
+        self._load(kept, started, *counts)
 
     def _tidy_after_crash(self, folder: Folder) -> None:
         if self.snapshot_path is not None and (count := snapshot.remove_leftovers(self.snapshot_path)):
@@ -456,14 +460,39 @@ class SessionStore:
 # -- blocking helpers (executor threads and worker processes) ---------------------------
 
 
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a scan builds the index, then freeze what it built.
+
+    A scan makes two objects per session (a record and its entry) that live as long as
+    the daemon and hold no cycles. Left to itself, the collector walks all of them again
+    and again while they are made (at 1M sessions: 29 s to restart instead of 18 s, and
+    a snapshot save 14 s instead of 4.5 s), then on every full collection afterwards (a
+    stall of 3-4 s in the middle of serving). gc.freeze() moves them out of its sight;
+    they are still freed by reference counting when a session goes. The price: cyclic
+    garbage made during the scan itself would be frozen too and never collected; there
+    is none (gc.unfreeze(); gc.collect() after three scans of 10k and of 1M sessions
+    found 0 objects), and the frozen count stays flat from one rescan to the next.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def _names_in(folder: Folder) -> list[str]:
     with folder.open() as dir_fd, os.scandir(dir_fd) as entries:
         return [entry.name for entry in entries if loader.is_session_name(entry.name)]
 
 
-def _listing(folder: Folder) -> list[tuple[str, FileStat]]:
+def _idents_in(folder: Folder) -> dict[str, int]:
     with folder.open() as dir_fd:
-        return list(loader.list_session_files(dir_fd))
+        return loader.list_idents(dir_fd)
 
 
 def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, FileStat | None]]:

@@ -40,7 +40,7 @@ def run_once(workspace: Path, state: Path) -> None:
     with Daemon(workspace, env={"SESSIOND_STATE_DIR": str(state)}) as d:
         d.wait_ready()
         assert d.stop() == 0
-    assert (state / "index.snapshot.json").exists()
+    assert (state / "index.snapshot").exists()
 
 
 def listing(d: Daemon) -> list[str]:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 
+from sessiond import snapshot
+
 from .conftest import AUTH, eventually, session_doc, store_of, write_atomic
 from .daemon import Daemon
 
@@ -72,5 +74,5 @@ def test_a_name_that_is_not_utf8_does_not_break_the_snapshot_or_the_stop(workspa
         assert json.loads(d.get("/api/v1/sessions")[1])["sessions"] == ["fine:1"]
         assert d.stop() == 0, d.output()
         assert "not valid UTF-8" in d.output()
-    snapshot = json.loads((state / "index.snapshot.json").read_bytes())
-    assert [record[0] for record in snapshot["records"]] == ["fine_1.json"]
+    columns = snapshot.load(state / "index.snapshot", str(workspace / "sessions"))
+    assert columns is not None and columns.names == ["fine_1.json"]

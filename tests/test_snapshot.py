@@ -13,7 +13,7 @@ import pytest
 from sessiond import snapshot
 from sessiond.index import FileStat, InvalidFile, SessionRecord
 
-from .conftest import open_store, write_atomic
+from .conftest import open_store, session_doc, write_atomic
 
 OLD = time.time() - 3600
 
@@ -21,9 +21,10 @@ OLD = time.time() - 3600
 def later(snap: Path, seconds: float = 3600) -> None:
     """Move the snapshot's own time forward (mocking time): every file then looks older than
     the racy window, which a file's ctime cannot be made to look by any other means."""
-    doc = orjson.loads(snap.read_bytes())
-    doc["taken_at"] += seconds
-    snap.write_bytes(orjson.dumps(doc))
+    head, _, body = snap.read_bytes().partition(b"\n")
+    header = orjson.loads(head)
+    header["taken_at"] += seconds  # the checksum covers the body only
+    snap.write_bytes(orjson.dumps(header) + b"\n" + body)
 
 
 def age(path: Path) -> None:
@@ -33,6 +34,7 @@ def age(path: Path) -> None:
 
 def test_flatten_round_trip() -> None:
     rec = SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, FileStat(10, 20, 30, 20))
+    assert SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, rec.ident).stat == rec.stat
     bad = InvalidFile("bad.json", "empty file", FileStat(0, 1, 2, 1))
     name, back = snapshot.unflatten(snapshot.flatten("k_1.json", rec))
     assert name == "k_1.json" and back.key == "k:1" and back.stat == rec.stat and back.same_content(rec)
@@ -81,7 +83,14 @@ async def test_recent_files_are_not_trusted(sessions: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b"{not json", b'{"format": "other"}', b'{"format": "sessiond-snapshot/2", "folder": "X"}']
+    "content",
+    [
+        b"",
+        b"{not json",
+        b'{"format": "other"}\n',
+        b'{"format": "sessiond-snapshot/2", "folder": "X", "records": []}',
+        b'{"format": "sessiond-snapshot/3", "folder": "X"}\n',
+    ],
 )
 async def test_unusable_snapshot_means_full_scan(sessions: Path, tmp_path: Path, content: bytes) -> None:
     snap = tmp_path / "snap.json"
@@ -114,8 +123,8 @@ def test_daemon_restart_uses_its_snapshot(workspace: Path, tmp_path: Path) -> No
     with Daemon(workspace, env=env) as d:
         d.wait_ready()
         assert d.stop() == 0
-    assert (state / "index.snapshot.json").exists()
-    later(state / "index.snapshot.json")
+    assert (state / "index.snapshot").exists()
+    later(state / "index.snapshot")
     with Daemon(workspace, env=env) as d:
         d.wait_ready()
         assert d.get("/api/v1/sessions")[0] == 200
@@ -134,3 +143,42 @@ async def test_concurrent_saves_do_not_collide(sessions: Path, tmp_path: Path) -
     await asyncio.gather(*(store.save_snapshot() for _ in range(5)))
     assert snapshot.load(snap, str(sessions)) is not None
     assert sorted(p.name for p in snap.parent.iterdir()) == ["snap.json"]  # no temp file left behind
+
+
+async def test_a_restart_gives_back_every_value_exactly(sessions: Path, tmp_path: Path) -> None:
+    """What the columns cannot hold goes through the side table: integer times, times a
+    double would round, a key with a NUL in it; order and names come back too."""
+    snap = tmp_path / "snap"
+    docs = {
+        "int.json": session_doc("int:1", created=1_700_000_000, updated=1_700_000_001),
+        "wide.json": session_doc("wide:1", created=2**63 - 1, updated=2**64 - 1),
+        "nul.json": session_doc("nul:\u0000:1", messages=3),
+        "float.json": session_doc("float:1", created=1_700_000_000.25, updated=1e300),
+        "é.json": session_doc("b:é", messages=0),
+    }
+    for name, doc in docs.items():
+        (sessions / name).write_bytes(orjson.dumps(doc))
+        age(sessions / name)
+    first = await scanned(sessions, snap)
+    again = await scanned(sessions, snap)
+    assert again.last_scan_counts == (0, 5)
+    for key in ("int:1", "wide:1", "nul:\u0000:1", "float:1", "b:é"):
+        one, two = first.index.get(key), again.index.get(key)
+        assert (two.name, two.message_count, two.stat) == (one.name, one.message_count, one.stat)
+        for field in ("created_at", "updated_at"):
+            assert type(getattr(two, field)) is type(getattr(one, field))
+            assert getattr(two, field) == getattr(one, field)
+    assert again.index.get("wide:1").updated_at == 2**64 - 1
+    assert list(again.index.keys()) == list(first.index.keys())
+
+
+@pytest.mark.parametrize("cut", [1, 100, "body"])
+async def test_a_truncated_snapshot_means_full_scan(sessions: Path, tmp_path: Path, cut: int | str) -> None:
+    snap = tmp_path / "snap"
+    for i in range(3):
+        age(write_atomic(sessions, f"t:{i}", messages=i))
+    await scanned(sessions, snap)
+    data = snap.read_bytes()
+    snap.write_bytes(data[: data.index(b"\n") + 1] if cut == "body" else data[: len(data) - int(cut)])
+    store = await scanned(sessions, snap)
+    assert store.last_scan_counts == (3, 0) and store.index.get("t:2").message_count == 2

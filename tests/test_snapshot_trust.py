@@ -6,9 +6,16 @@ unprivileged user (setpriv), so the kernel, not a mock, refuses the read.
 
 from __future__ import annotations
 
+import array
+import hashlib
 import json
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from sessiond import snapshot
 
 from .conftest import as_nobody, session_doc
 from .daemon import Daemon
@@ -72,13 +79,16 @@ def test_a_snapshot_with_wrong_types_is_ignored_and_everything_read(workspace: P
     with Daemon(workspace, env=env) as d:
         d.wait_ready()
         assert d.stop() == 0
-    snap = state / "index.snapshot.json"
-    doc = json.loads(snap.read_bytes())
-    # Valid JSON, the right format and folder, but records of the wrong types.
-    first, second = doc["records"][0], doc["records"][1]
-    first[first.index(next(v for v in first if isinstance(v, str) and v.startswith("s:")))] = 123  # a key that is a number
-    second[second.index(1_700_000_000.0)] = "yesterday"  # a time that is text
-    snap.write_text(json.dumps(doc))
+    snap = state / "index.snapshot"
+    # The right format, folder and checksum, but values out of range: a count below
+    # zero and a timestamp that is not a number.
+    tamper(snap, "count", lambda column: column.__setitem__(0, -1))
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready(timeout=10)
+        assert listing(d) == ["s:0", "s:1", "s:2"]
+        assert "ignoring malformed snapshot" in d.output()
+        assert d.stop() == 0
+    tamper(snap, "updated", lambda column: column.__setitem__(1, math.nan))
     with Daemon(workspace, env=env) as d:
         d.wait_ready(timeout=10)
         assert listing(d) == ["s:0", "s:1", "s:2"]
@@ -88,15 +98,51 @@ def test_a_snapshot_with_wrong_types_is_ignored_and_everything_read(workspace: P
         assert "ignoring malformed snapshot" in d.output()
 
 
+def tamper(snap: Path, field: str, change: Callable[[array.array[Any]], None]) -> None:
+    """Change one numeric column of a snapshot and write it back with a valid checksum."""
+    head, _, body = snap.read_bytes().partition(b"\n")
+    header = json.loads(head)
+    blocks, start = {}, 0
+    for name, length in zip(snapshot.BLOCKS, header["blocks"], strict=True):
+        blocks[name], start = body[start : start + length], start + length
+    column = array.array(snapshot.NUMBERS[field])
+    column.frombytes(blocks[field])
+    change(column)
+    blocks[field] = column.tobytes()
+    body = b"".join(blocks[name] for name in snapshot.BLOCKS)
+    header["checksum"] = hashlib.blake2b(body, digest_size=16).hexdigest()
+    snap.write_bytes(json.dumps(header).encode() + b"\n" + body)
+
+
+def test_a_snapshot_altered_on_disk_is_ignored(workspace: Path, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    write_old(workspace / "sessions" / "s0.json", session_doc("s:0", messages=4))
+    env = {"SESSIOND_STATE_DIR": str(state)}
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready()
+        assert d.stop() == 0
+    snap = state / "index.snapshot"
+    data = bytearray(snap.read_bytes())
+    data[-30] ^= 0x01  # one bit of the body flipped, the header left as it was
+    snap.write_bytes(bytes(data))
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready(timeout=10)
+        assert json.loads(d.get("/api/v1/sessions/s:0")[1])["message_count"] == 4
+        assert "checksum mismatch" in d.output()
+
+
 def test_the_temp_file_of_an_interrupted_save_is_removed_at_the_next_start(workspace: Path, tmp_path: Path) -> None:
     state = tmp_path / "state"
     state.mkdir()
-    leftover = state / "index.snapshot.json.4242.123456789.tmp"  # what kill -9 during a save leaves
+    leftover = state / "index.snapshot.4242.123456789.tmp"  # what kill -9 during a save leaves
+    older = state / "index.snapshot.json"  # the format an earlier version wrote
     leftover.write_bytes(b'{"format": "half a snapsh')
+    older.write_bytes(b'{"format": "sessiond-snapshot/2", "records": []}')
     unrelated = state / "notes.tmp"
     unrelated.write_text("not ours")
     with Daemon(workspace, env={"SESSIOND_STATE_DIR": str(state)}) as d:
         d.wait_ready()
-        assert not leftover.exists()
+        assert not leftover.exists() and not older.exists()
         assert d.stop() == 0
-    assert unrelated.exists() and (state / "index.snapshot.json").exists()
+    assert unrelated.exists() and (state / "index.snapshot").exists()
