@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
+import os
 import shutil
 import time
 from collections.abc import Iterable
@@ -211,3 +213,34 @@ async def test_the_full_pass_gives_the_loop_back_and_misses_no_change_made_durin
     figures = await keeper.current()
     assert keeper.full_passes == 1  # no second pass was needed to catch up
     assert figures.summary(NOW) == full_count(store.index.records())
+
+
+async def test_the_endpoint_reads_the_index_only_never_the_disk(
+    start_client: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(50):
+        write_atomic(sessions, f"c{i % 5}:{i}", messages=i)
+    (sessions / "broken.json").write_text("{")
+    client = await start_client(reconcile_interval=0)  # no timed stat walk while the test counts
+    index = store_of(client).index
+    await eventually(lambda: len(index) == 50 and len(index.invalid) == 1)
+    await stats_of(client)  # the full pass is done: what follows is the steady state
+    touched: list[str] = []
+
+    def watched(name: str, real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            touched.append(f"{name}{args[:1]}")
+            return real(*args, **kwargs)
+
+        return call
+
+    # Every way into the file system that the daemon's code (and aiofiles, and pathlib) goes
+    # through, from any thread: the handler, an executor, a worker.
+    for name in ("stat", "lstat", "fstat", "scandir", "listdir", "open", "read"):
+        monkeypatch.setattr(os, name, watched(f"os.{name}", getattr(os, name)))
+    monkeypatch.setattr(builtins, "open", watched("open", builtins.open))
+    for _ in range(20):
+        body = await stats_of(client)
+    assert body["sessions"] == 50 and body["invalid_files"] == 1
+    assert body["bytes"] == sum(r.size for r in index.records())
+    assert touched == []
