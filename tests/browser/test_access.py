@@ -19,7 +19,15 @@ FOCUSED = """() => {
   const style = getComputedStyle(el);
   const name = el.getAttribute('aria-label') || (el.labels && el.labels[0] && el.labels[0].textContent)
     || el.textContent.trim() || el.getAttribute('name') || el.tagName;
-  return {name: name.trim(), tag: el.tagName, outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2};
+  // On screen to the eye: not clipped away or covered (what a visually hidden element is).
+  const box = el.getBoundingClientRect();
+  const hit = document.elementFromPoint(box.left + box.width / 2, box.top + box.height / 2);
+  return {
+    name: name.trim(),
+    tag: el.tagName,
+    outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) >= 2,
+    visible: box.width >= 4 && box.height >= 4 && hit !== null && (hit === el || el.contains(hit)),
+  };
 }"""
 
 
@@ -38,7 +46,7 @@ def tab_to(page: Page, name: str, most: int = 60, key: str = "Tab") -> list[str]
         focused = page.evaluate(FOCUSED)
         if focused["tag"] == "BODY":
             continue  # focus went out to the browser, past either end of the page
-        assert focused["outline"], f"no visible focus on {focused}"
+        assert focused["outline"] and focused["visible"], f"no visible focus on {focused}"
         seen.append(focused["name"])
         if focused["name"] == name:
             return seen
@@ -116,3 +124,30 @@ def test_each_view_fits_the_window_without_sideways_scrolling(
     expect(delete).to_be_visible()
     box = delete.bounding_box()
     assert box is not None and box["x"] + box["width"] <= width  # every row's actions are reachable
+
+
+def test_a_narrow_window_sorts_and_every_focus_stop_is_on_screen(
+    open_page: Callable[..., PageUnderTest], daemon: Daemon, sessions: Path
+) -> None:
+    for i in range(3):
+        write_atomic(sessions, f"slack:{i}", messages=i, updated=1_700_000_000.0 + 3600 * ((i + 1) % 3))
+    ui = open_page(daemon.url, viewport={"width": 390, "height": 844})
+    ui.sign_in()
+    expect(ui.summary()).to_have_text("3 sessions · page 1")
+    page = ui.page
+    ui.shot("narrow-sort")
+    # Cards have no column headers to click: the sort buttons stand above them, on screen.
+    updated = page.get_by_role("button", name="Updated")
+    expect(updated).to_be_in_viewport()
+    updated.click()
+    expect(page.get_by_role("columnheader", name="Updated")).to_have_attribute("aria-sort", "descending")
+    assert ui.keys() == ["slack:1", "slack:0", "slack:2"]
+    # By keyboard: from the filters to the first card, every stop visible where it is.
+    page.get_by_label("Key prefix").focus()
+    order = tab_to(page, "slack:1")
+    assert [name for name in order if name.startswith(("Key", "Messages", "Created", "Updated"))][:4] == [
+        "Key",
+        "Messages",
+        "Created",
+        "Updated▼",
+    ]
