@@ -110,11 +110,13 @@ class PageUnderTest:
         self.screens = screens
         self.page: Page = context.new_page()
         self.problems: list[str] = []
+        self.console: list[str] = []  # every message the page logs, of any level
         self.expected: list[re.Pattern[str]] = []
         self.requests: list[Any] = []
         self._watch(self.page)
 
     def _watch(self, page: Page) -> None:
+        page.on("console", lambda msg: self.console.append(f"{msg.type}: {msg.text}"))
         page.on("console", lambda msg: self.problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
         page.on("pageerror", lambda exc: self.problems.append(f"uncaught: {exc}"))
         page.on("request", lambda request: self.requests.append(request))  # noqa: PLW0108 (Playwright cannot wrap a builtin method)

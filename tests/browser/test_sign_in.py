@@ -17,8 +17,13 @@ from .conftest import PageUnderTest, needs_browser
 pytestmark = needs_browser
 
 
-def test_wrong_token_is_refused_and_the_right_one_lives_in_this_tab_only(ui: PageUnderTest, sessions: Path) -> None:
+def test_wrong_token_is_refused_and_the_right_one_lives_in_this_tab_only(
+    open_page: Callable[..., PageUnderTest], start_daemon: Callable[..., Daemon], sessions: Path
+) -> None:
     write_atomic(sessions, "cli:default", messages=2)
+    # Every line the daemon can log (an access line per request, debug on) is checked for the tokens below.
+    daemon = start_daemon(SESSIOND_ACCESS_LOG="1", SESSIOND_LOG_LEVEL="debug")
+    ui = open_page(daemon.url)
     ui.expect_console(r"status of 401")  # the refused sign-in, as the browser logs it
     page = ui.page
     ui.goto()
@@ -52,6 +57,11 @@ def test_wrong_token_is_refused_and_the_right_one_lives_in_this_tab_only(ui: Pag
     assert page.evaluate("sessionStorage.length") == 0
     page.reload()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    # Never in a log: neither the daemon's (which did log every request) nor the browser's console.
+    logged = daemon.output()
+    assert "GET /api/v1/sessions 200" in logged
+    assert TOKEN not in logged and "not-the-token-0123456789" not in logged
+    assert ui.console and not [line for line in ui.console if TOKEN in line or "not-the-token" in line]
 
 
 def test_a_token_changed_on_the_server_signs_the_page_out(
