@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUNDIR := .run
 PORT   ?= 8080
 
-.PHONY: run test test-floor e2e bench clean lint
+.PHONY: run test test-browser test-floor e2e bench bench-ui clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,15 @@ run: $(VENV)/.installed
 	@mkdir -p $(RUNDIR)/state
 	SESSIOND_STATE_DIR=$(RUNDIR)/state exec $(BIN)/sessiond --workspace $(RUNDIR)/workspace --token-file $(RUNDIR)/token --port $(PORT)
 
+# Everything but the browser tests, which have their own target (they take a few
+# minutes on two cores, and make test must stay well under ten).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --ignore=tests/browser
+
+# The web page's tests: Playwright driving Debian's chromium (installed here if missing).
+test-browser: $(VENV)/.installed
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+	$(BIN)/python -m pytest tests/browser
 
 # The suite on the lowest versions setup.cfg allows (constraints/floor.txt), in a venv of its own.
 FLOOR := .venv-floor
@@ -33,7 +40,7 @@ $(FLOOR)/.installed: setup.cfg pyproject.toml constraints/floor.txt
 	touch $@
 
 test-floor: $(FLOOR)/.installed
-	$(FLOOR)/bin/python -m pytest -p no:cacheprovider
+	$(FLOOR)/bin/python -m pytest -p no:cacheprovider --ignore=tests/browser
 
 # The shipped units under a real systemd in a Debian container (root; a few minutes,
 # plus ~2 min once to build the cached root). See "Tested under a real systemd" in the README.
@@ -45,6 +52,11 @@ e2e: $(VENV)/.installed
 bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The web page at 100k sessions (first table paint, filter-to-table, /api/v1/stats); ~5 min.
+bench-ui: $(VENV)/.installed
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
+	$(BIN)/python -m bench.ui $(BENCH_ARGS)
 
 # ruff (lint and format) and mypy --strict over the package; .ci/run runs it before the tests.
 LINTED := sessiond tests bench e2e

@@ -13,8 +13,10 @@ from aiohttp import web
 from .config import Settings
 from .feed import EventFeed
 from .metrics import Metrics
+from .pagefiles import PageAssets
 from .retention_run import Retention
 from .runtime import Runtime
+from .stats import StatsKeeper
 from .store import SessionStore
 from .trash import Trash
 from .watcher import SessionWatcher
@@ -27,4 +29,6 @@ METRICS = web.AppKey("metrics", Metrics)
 STARTED_AT = web.AppKey("started_at", float)
 EVENTS = web.AppKey("events", EventFeed)
 TRASH: web.AppKey[Trash | None] = web.AppKey("trash")  # None while trash_days is 0
+STATS = web.AppKey("stats", StatsKeeper)
+PAGE = web.AppKey("page", PageAssets)  # the web page's files, read once at start
 RETENTION = web.AppKey("retention", Retention)

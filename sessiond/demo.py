@@ -83,6 +83,7 @@ def main() -> None:
         print(f"API token (generated now, stored with mode 0600 in {token_path}):\n  {token}")
     else:
         print(f"API token: in {token_path}")
+    print(f"Web page: {url}/ui/ (sign in with the token above)")
     print(f"Listening on {url} — try:")
     print(f'  curl -H "Authorization: Bearer $(cat {token_path})" {url}/api/v1/sessions')
     print(f"  curl {url}/health")

@@ -1,7 +1,8 @@
 """Everything beyond the seed's three calls, wired into the app in one place.
 
 The list's query parameters live in the list handler itself (listing.py); the rest is
-here: bulk delete, the trash, the change feed, export and the OpenAPI document. New
+here: bulk delete, the trash, the change feed, export, the overview's figures, the
+operators' web page and the OpenAPI document. New
 resources sit beside the collection, never under it: below /api/v1/sessions/ every
 path is a session key.
 """
@@ -10,20 +11,26 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .appkeys import EVENTS, METRICS, RETENTION, RUNTIME, SETTINGS, STORE, TRASH, WATCHER
+from .appkeys import EVENTS, METRICS, PAGE, RETENTION, RUNTIME, SETTINGS, STATS, STORE, TRASH, WATCHER
 from .feed import EventFeed, FeedMetrics
+from .pagefiles import PageAssets
 from .retention_api import run_retention
 from .retention_run import Retention, RetentionMetrics
+from .stats import StatsKeeper
+from .stats_api import count_when_ready
 from .trash import Trash
 from .trash_api import purge_trash
 
 
 def setup_features(app: web.Application) -> None:
-    """Register the routes, state and background work of the features beyond the seed."""
+    """Set up the state and background work of the features beyond the seed (routes: routes.py)."""
     settings, store = app[SETTINGS], app[STORE]
     feed = EventFeed(settings.events_buffer)
     store.listeners.append(feed.publish)
     app[EVENTS] = feed
+    keeper = StatsKeeper(store)
+    store.listeners.append(keeper.on_changes)
+    app[STATS] = keeper
     app[METRICS].registry.register(FeedMetrics(feed))
     trash = None
     if settings.trash_days > 0:
@@ -34,9 +41,11 @@ def setup_features(app: web.Application) -> None:
     retention = Retention(store, app[RUNTIME], app[WATCHER].ready)
     app[RETENTION] = retention
     app[METRICS].registry.register(RetentionMetrics(retention))
+    app[PAGE] = PageAssets.from_package()  # read once: a request never touches the disk for it
 
     app.cleanup_ctx.append(purge_trash)
     app.cleanup_ctx.append(run_retention)
+    app.cleanup_ctx.append(count_when_ready)
     app.on_shutdown.append(_close_streams)
 
 

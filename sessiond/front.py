@@ -70,7 +70,7 @@ async def _admit(
     limiter = runtime.ip_limiter if policy.rate_limited else None
     if limiter is not None and not await limiter.allow(client_key(request.remote)):  # 5
         return too_many(limiter)
-    if not (policy is Policy.PROBE or (policy is Policy.MONITORING and runtime.metrics_public)):  # 6
+    if not (policy in (Policy.PROBE, Policy.PAGE) or (policy is Policy.MONITORING and runtime.metrics_public)):  # 6
         refused = await authenticate(request, runtime)
         if refused is not None:
             return refused

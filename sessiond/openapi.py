@@ -184,6 +184,76 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    "Stats": {
+        "type": "object",
+        "required": [
+            "sessions",
+            "bytes",
+            "channels",
+            "other_channels",
+            "days",
+            "messages",
+            "invalid_files",
+            "collisions",
+            "watcher",
+            "problem",
+            "trash",
+        ],
+        "properties": {
+            "sessions": COUNT,
+            "bytes": {**COUNT, "description": "Total size of the served session files."},
+            "channels": {
+                "type": "array",
+                "description": "Sessions per channel (the key up to its first `:`; "
+                '"" for keys without one), most first, at most 50.',
+                "items": {
+                    "type": "object",
+                    "required": ["channel", "sessions"],
+                    "properties": {"channel": {"type": "string"}, "sessions": COUNT},
+                },
+            },
+            "other_channels": {
+                "type": "object",
+                "required": ["channels", "sessions"],
+                "description": "What the channels beyond the first 50 hold.",
+                "properties": {"channels": COUNT, "sessions": COUNT},
+            },
+            "days": {
+                "type": "array",
+                "minItems": 30,
+                "maxItems": 30,
+                "description": "The last 30 days (UTC), oldest first: sessions created and last updated on each.",
+                "items": {
+                    "type": "object",
+                    "required": ["date", "start", "created", "updated"],
+                    "properties": {
+                        "date": {"type": "string", "format": "date"},
+                        "start": COUNT,
+                        "created": COUNT,
+                        "updated": COUNT,
+                    },
+                },
+            },
+            "messages": {
+                "type": "array",
+                "description": "Histogram of message counts: 0, 1, 2-3, 4-7, ... up to the largest bucket in use.",
+                "items": {
+                    "type": "object",
+                    "required": ["min", "max", "sessions"],
+                    "properties": {"min": COUNT, "max": COUNT, "sessions": COUNT},
+                },
+            },
+            "invalid_files": COUNT,
+            "collisions": {**COUNT, "description": "Keys claimed by more than one file."},
+            "watcher": {"type": "string", "description": "The watcher's state, e.g. ready."},
+            "problem": {"type": ["string", "null"], "description": "Why the daemon is not healthy, or null."},
+            "trash": {
+                "type": "object",
+                "required": ["enabled", "days"],
+                "properties": {"enabled": {"type": "boolean"}, "days": {"type": "number"}},
+            },
+        },
+    },
 }
 
 GUARDED = {"401": _error("Missing or wrong token."), "429": _error("Rate limit exceeded.")}
@@ -421,7 +491,61 @@ PATHS: dict[str, Any] = {
             body="Restore",
         )
     },
+    "/api/v1/stats": {
+        "get": _op(
+            "Figures for the overview, from the in-memory index only (no disk reads): by channel, "
+            "per day, by message count; bytes, invalid files, collisions, watcher and trash state.",
+            {"200": _json(_ref("Stats"), "The figures."), "503": _error("Still indexing; try again after Retry-After seconds.")},
+        )
+    },
     "/api/v1/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"}, "OpenAPI 3.1.")})},
+    "/ui": {
+        "get": _op(
+            "The operators' web page lives at /ui/.",
+            {
+                "308": {"description": "Redirect to /ui/."},
+            },
+            public=True,
+        )
+    },
+    "/ui/": {
+        "get": _op(
+            "The operators' web page (public; the data it shows needs the token).",
+            {
+                "200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "If-None-Match matched the page's ETag."},
+            },
+            public=True,
+        )
+    },
+    "/ui/v/{version}/{name}": {
+        "get": _op(
+            "A script, style sheet or icon of the page, cacheable for a year.",
+            {
+                "200": {
+                    "description": "The file.",
+                    "content": {
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                        "image/svg+xml": {"schema": {"type": "string"}},
+                    },
+                },
+                "304": {"description": "If-None-Match matched the file's ETag."},
+                "404": _error("No such file in this version of the page."),
+            },
+            [
+                {
+                    "name": "version",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The content version index.html names.",
+                },
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "example": "app.js"},
+            ],
+            public=True,
+        )
+    },
 }
 
 DOCUMENT: dict[str, Any] = {

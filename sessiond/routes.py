@@ -19,8 +19,10 @@ from .export import export
 from .handlers import api_health, delete_session, get_session, health, list_sessions, livez, metrics
 from .openapi import openapi_document
 from .retention_api import show_retention
+from .stats_api import stats
 from .trash_api import list_trash, restore
 from .typedefs import Handler
+from .webui import page_asset, page_index, page_redirect
 
 
 class Policy(enum.Enum):
@@ -30,6 +32,7 @@ class Policy(enum.Enum):
     MONITORING = "monitoring"  # the token unless metrics_require_token is off; never rate limited
     STATUS = "status"  # token and rate limits, but answered while starting: it says why
     API = "api"  # token, rate limits, and 503 until the first index is whole
+    PAGE = "page"  # the web page's own files: no token, never rate limited, served while starting
 
     @property
     def rate_limited(self) -> bool:
@@ -71,6 +74,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/export", export, Policy.API),
     Route("GET", "/api/v1/trash", list_trash, Policy.API),
     Route("POST", "/api/v1/trash:restore", restore, Policy.API),
+    Route("GET", "/api/v1/stats", stats, Policy.API),
+    # The page is public (a dozen small files on a first visit, which must not use up the
+    # per-IP allowance its own API calls need); every figure on it needs the token.
+    Route("GET", "/ui", page_redirect, Policy.PAGE),
+    Route("GET", "/ui/", page_index, Policy.PAGE),
+    Route("GET", "/ui/v/{version}/{name}", page_asset, Policy.PAGE),
     Route("GET", "/api/v1/retention", show_retention, Policy.API),
 )
 

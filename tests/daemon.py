@@ -27,9 +27,15 @@ class Daemon:
     """A sessiond child process with its stderr kept in a file."""
 
     def __init__(
-        self, workspace: Path, *args: str, env: dict[str, str | None] | None = None, prefix: tuple[str, ...] = (), **popen: Any
+        self,
+        workspace: Path,
+        *args: str,
+        env: dict[str, str | None] | None = None,
+        prefix: tuple[str, ...] = (),
+        port: int | None = None,
+        **popen: Any,
     ) -> None:
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = workspace.parent / f"sessiond-{self.port}.log"
         full_env = {
             k: v for k, v in os.environ.items() if not k.startswith(("SESSIOND_", "NOTIFY_SOCKET", "LISTEN_", "WATCHDOG_"))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+from .daemon import Daemon, free_port
 
 SITE = Path(__file__).resolve().parent.parent / "config" / "nginx" / "sessiond.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
@@ -80,3 +84,16 @@ http {{
             self.proc.wait(10)
         if self.proc.stderr:
             self.proc.stderr.close()
+
+
+@contextlib.contextmanager
+def daemon_behind_nginx(workspace: Path, tmp_path: Path, env: dict[str, str | None]) -> Iterator[Nginx]:
+    """A real daemon on its unix socket behind the shipped site, as production runs it."""
+    sock = tmp_path / "sessiond.sock"
+    with Daemon(workspace, "--unix", str(sock), env=env) as daemon:
+        daemon.wait_ready()
+        nginx = Nginx(tmp_path / "nginx", f"unix:{sock}", free_port())
+        try:
+            yield nginx
+        finally:
+            nginx.stop()

@@ -81,9 +81,15 @@ def test_a_file_that_never_stops_growing_is_read_within_bounds(shm_workspace: Pa
             status, _, _ = d.request("DELETE", "/api/v1/sessions/victim:1", timeout=30)
             delete_took = time.monotonic() - started
             assert status == 200
+            # Well past the limit (max_file_bytes, 256 MB by default) before the writer stops:
+            # on a busy machine the loop above can end while the file is still smaller.
+            deadline = time.monotonic() + 60
+            while written[0] < 320 * MB and writer.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.01)
         finally:
             stop.set()
             writer.join()
+        assert written[0] >= 320 * MB, f"the writer only reached {written[0] // MB} MB"
         stopped = time.monotonic()
         deadline = stopped + 10
         while time.monotonic() < deadline:

@@ -12,8 +12,8 @@ import pytest
 
 from sessiond.demo import demo_session, write_session
 
-from .daemon import TOKEN, Daemon, free_port
-from .nginx import NGINX, Nginx
+from .daemon import TOKEN
+from .nginx import NGINX, Nginx, daemon_behind_nginx
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run does)")
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -23,15 +23,9 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 def proxy(workspace: Path, tmp_path: Path) -> Iterator[Nginx]:
     """The daemon on its unix socket behind nginx, as the site expects."""
     write_session(workspace / "sessions", demo_session("user:alice:x", 2, 1_700_000_000))
-    sock = tmp_path / "sessiond.sock"
     env = {"SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0", "SESSIOND_EVENTS_KEEPALIVE": "0.2"}
-    with Daemon(workspace, "--unix", str(sock), env=env) as daemon:
-        daemon.wait_ready()
-        nginx = Nginx(tmp_path / "nginx", f"unix:{sock}", free_port())
-        try:
-            yield nginx
-        finally:
-            nginx.stop()
+    with daemon_behind_nginx(workspace, tmp_path, env) as nginx:
+        yield nginx
 
 
 async def test_events_arrive_through_nginx_at_once(proxy: Nginx, workspace: Path) -> None:

@@ -1,0 +1,288 @@
+// The page's shell: sign-in, the views behind the URL's hash, the status line, the
+// change feed shared by every view, notifications and confirmation dialogs.
+
+import { Api, AuthError, ApiError } from "./api.js";
+import { h, newId, sleep } from "./dom.js";
+import { LiveFeed } from "./live.js";
+import { OverviewView } from "./overview.js";
+import { SessionView } from "./session.js";
+import { SessionsView } from "./sessions.js";
+import { TrashView } from "./trash.js";
+
+const TOKEN_KEY = "sessiond.token"; // sessionStorage only: this tab, until sign-out or close
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  signIn: $("sign-in"),
+  form: $("sign-in-form"),
+  token: $("token"),
+  error: $("sign-in-error"),
+  nav: $("nav"),
+  view: $("view"),
+  status: $("status"),
+  signOut: $("sign-out"),
+  toasts: $("toasts"),
+};
+
+const state = { api: null, feed: null, view: null, route: null, live: "stopped", waiting: null, health: null, trash: null };
+
+// -- status line ----------------------------------------------------------------------
+
+function showStatus() {
+  const parts = [];
+  if (state.waiting) {
+    const { kind, detail, seconds } = state.waiting;
+    const what = { starting: "Starting", limited: "Rate limited", offline: "Offline" }[kind];
+    parts.push(`${what}: ${withoutStarting(detail)} — retrying in ${Math.round(seconds * 10) / 10} s`);
+  } else if (state.health && state.health !== "ok") {
+    parts.push(state.health);
+  }
+  const live = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" }[state.live];
+  if (live) parts.push(live);
+  ui.status.textContent = parts.join(" · ");
+  ui.status.dataset.live = state.live;
+  ui.status.dataset.waiting = state.waiting ? state.waiting.kind : "";
+}
+
+// "starting: indexing" (the daemon's words) reads "indexing" after our own "Starting".
+const withoutStarting = (text) => String(text).replace(/^starting:\s*/i, "");
+
+const hooks = {
+  waiting(kind, detail, seconds) {
+    state.waiting = kind ? { kind, detail, seconds } : null;
+    showStatus();
+  },
+  authLost() {
+    signOut("The token was refused: it is wrong, or it was changed on the server. Sign in again.");
+  },
+};
+
+// -- notifications and dialogs --------------------------------------------------------
+
+function toast(message, kind = "info") {
+  const item = h("div", { class: `toast ${kind}` }, message);
+  ui.toasts.append(item);
+  setTimeout(() => item.remove(), kind === "error" ? 12_000 : 6_000);
+}
+
+/**
+ * A modal confirmation. Resolves true only when the confirm button is pressed; Escape,
+ * Cancel and closing resolve false. Cancel has the focus first.
+ */
+function confirmDialog({ title, body, confirm, danger = true }) {
+  return new Promise((resolve) => {
+    const titleId = newId("dialog-title");
+    const cancelButton = h("button", { type: "button", class: "quiet", autofocus: true }, "Cancel");
+    const okButton = h("button", { type: "button", class: danger ? "danger" : "" }, confirm);
+    const dialog = h("dialog", { class: "confirm", "aria-labelledby": titleId },
+      h("h2", { id: titleId }, title),
+      h("div", { class: "dialog-body" }, body),
+      h("div", { class: "buttons" }, cancelButton, okButton));
+    cancelButton.addEventListener("click", () => dialog.close("cancel"));
+    okButton.addEventListener("click", () => dialog.close("confirm"));
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve(dialog.returnValue === "confirm");
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+  });
+}
+
+/** Whether deletions go to the trash, asked once per sign-in (from /api/v1/stats). */
+async function trashInfo() {
+  if (state.trash === null) {
+    const stats = await state.api.json("GET", "stats");
+    state.trash = stats.trash;
+  }
+  return state.trash;
+}
+
+function failure(err, what) {
+  if (err instanceof AuthError || (err && err.name === "AbortError")) return;
+  const detail = err instanceof ApiError ? err.detail : String(err);
+  toast(`${what}: ${detail}`, "error");
+  if (!(err instanceof ApiError)) console.error(err);
+}
+
+// -- routing --------------------------------------------------------------------------
+
+const VIEWS = { sessions: SessionsView, session: SessionView, trash: TrashView, overview: OverviewView };
+
+/** #/sessions?…, #/session/<key>, #/trash, #/overview. */
+function parseHash() {
+  const hash = location.hash.replace(/^#\/?/, "");
+  const [path, query = ""] = hash.split(/\?(.*)/s, 2);
+  if (path.startsWith("session/")) {
+    let key = null;
+    try {
+      key = decodeURIComponent(path.slice("session/".length));
+    } catch {
+      key = null;
+    }
+    if (key) return { name: "session", key, params: new URLSearchParams(query) };
+  }
+  const name = VIEWS[path] && path !== "session" ? path : "sessions";
+  return { name, params: new URLSearchParams(query) };
+}
+
+function route() {
+  if (!state.api) return;
+  const next = parseHash();
+  for (const link of ui.nav.querySelectorAll("a")) {
+    if (link.dataset.view === next.name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  if (state.view && state.route && state.route.name === next.name && next.name !== "session" && state.view.update) {
+    state.route = next;
+    state.view.update(next);
+    return;
+  }
+  if (state.view) state.view.destroy();
+  state.route = next;
+  state.view = new VIEWS[next.name](context, next);
+  ui.view.replaceChildren(state.view.el);
+  document.title = `${state.view.title} · sessiond`;
+}
+
+const context = {
+  get api() {
+    return state.api;
+  },
+  toast,
+  confirm: confirmDialog,
+  trashInfo,
+  failure,
+  lastListHash: "#/sessions",
+  /** The overview saw the daemon's health: keep the status line in step. */
+  health(healthy, reason) {
+    state.health = healthy ? "ok" : `Unhealthy: ${reason}`;
+    showStatus();
+  },
+};
+
+// -- sign-in and out ------------------------------------------------------------------
+
+/**
+ * Ask /api/v1/health with *api*: resolves once the token is known good and the first
+ * index is complete (waiting while the daemon starts), throws AuthError for a bad token.
+ * A 503 for another reason (the watcher is down, say) is shown, not waited out.
+ */
+async function checkToken(api, attempts) {
+  for (;;) {
+    const resp = await api.fetch("GET", "health", { attempts, accept: [503] });
+    const body = await resp.json().catch(() => null);
+    const reason = body && typeof body.reason === "string" ? body.reason : null;
+    if (resp.status === 503 && reason && reason.startsWith("starting")) {
+      hooks.waiting("starting", reason, 1);
+      ui.view.replaceChildren(h("p", { class: "notice starting" }, "sessiond is starting (", withoutStarting(reason),
+        "). This page carries on as soon as every session is indexed."));
+      ui.view.hidden = false;
+      await sleep(1000);
+      continue;
+    }
+    hooks.waiting(null);
+    state.health = resp.status === 503 ? `Unhealthy: ${reason}` : "ok";
+    return;
+  }
+}
+
+async function start(token, remember) {
+  const api = new Api(token, {
+    waiting: hooks.waiting,
+    authLost: () => {
+      if (state.api === api) hooks.authLost();
+    },
+  });
+  try {
+    // A saved token (a reload) waits for as long as it takes; a typed one reports soon.
+    await checkToken(api, remember ? 5 : Infinity);
+  } catch (err) {
+    if (err instanceof AuthError) {
+      if (!remember) signOut("The token was refused: it is wrong, or it was changed on the server. Sign in again.");
+      return false;
+    }
+    throw err;
+  }
+  if (remember) sessionStorage.setItem(TOKEN_KEY, token);
+  state.api = api;
+  state.trash = null;
+  ui.signIn.hidden = true;
+  ui.nav.hidden = false;
+  ui.signOut.hidden = false;
+  ui.view.hidden = false;
+  state.feed = new LiveFeed(api, {
+    event(type, data) {
+      if (type === "resync") toast("Some changes were missed; listing again.");
+      if (state.view && state.view.onEvent) state.view.onEvent(type, data);
+    },
+    state(live) {
+      state.live = live;
+      showStatus();
+    },
+  });
+  state.feed.start();
+  showStatus();
+  route();
+  return true;
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  if (state.feed) state.feed.stop();
+  if (state.view) state.view.destroy();
+  for (const dialog of document.querySelectorAll("dialog")) dialog.close();
+  Object.assign(state, { api: null, feed: null, view: null, route: null, live: "stopped", waiting: null, health: null, trash: null });
+  ui.view.replaceChildren();
+  ui.view.hidden = true;
+  ui.nav.hidden = true;
+  ui.signOut.hidden = true;
+  ui.signIn.hidden = false;
+  ui.error.textContent = message || "";
+  ui.token.value = "";
+  showStatus();
+  document.title = "Sign in · sessiond";
+  ui.token.focus();
+}
+
+ui.form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = ui.token.value.trim();
+  if (!token) {
+    ui.error.textContent = "Enter the API token.";
+    ui.token.focus();
+    return;
+  }
+  ui.error.textContent = "";
+  const button = ui.form.querySelector("button");
+  button.disabled = true;
+  try {
+    const accepted = await start(token, true);
+    if (!accepted) {
+      ui.error.textContent = "Wrong token: sessiond refused it. Check for a typo or a newer token.";
+      ui.token.select();
+    } else {
+      ui.token.value = "";
+      $("main").focus();
+    }
+  } catch (err) {
+    ui.error.textContent = err instanceof ApiError ? `Cannot sign in: ${err.detail}` : `Cannot sign in: ${err}`;
+  } finally {
+    button.disabled = false;
+  }
+});
+
+ui.signOut.addEventListener("click", () => signOut("Signed out. The token is forgotten."));
+// The skip link moves the focus only: the URL's hash belongs to the views.
+document.querySelector(".skip").addEventListener("click", (event) => {
+  event.preventDefault();
+  $("main").focus();
+});
+window.addEventListener("hashchange", route);
+
+const saved = sessionStorage.getItem(TOKEN_KEY);
+if (saved) {
+  start(saved, false).catch((err) => failure(err, "Cannot start"));
+} else {
+  signOut("");
+}

@@ -1,0 +1,156 @@
+// Building elements and formatting values.
+//
+// Every element of the page is made here, and text only ever becomes a Text node:
+// session keys and contents are written by whoever can write a file, so nothing the
+// API returns is ever parsed as HTML. (The page's CSP adds Trusted Types, under which
+// innerHTML and its relatives throw, so a slip would fail loudly instead of running.)
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function append(parent, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue;
+    if (Array.isArray(child)) append(parent, child);
+    else parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+function setProps(el, props) {
+  for (const [name, value] of Object.entries(props || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") el.addEventListener(name.slice(2), value);
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+}
+
+/** An HTML element: h("a", {href: "#/x"}, "text", child, [more]). */
+export function h(tag, props, ...children) {
+  const el = document.createElement(tag);
+  setProps(el, props);
+  append(el, children);
+  return el;
+}
+
+/** An SVG element, built the same way. */
+export function s(tag, props, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  setProps(el, props);
+  append(el, children);
+  return el;
+}
+
+let uniqueId = 0;
+/** A fresh id for label/aria references. */
+export function newId(prefix) {
+  uniqueId += 1;
+  return `${prefix}-${uniqueId}`;
+}
+
+// -- values -------------------------------------------------------------------------
+
+const numbers = new Intl.NumberFormat();
+const pad = (n) => String(n).padStart(2, "0");
+
+/** A finite number, else null (the API may send null for a timestamp stored as NaN). */
+export function finite(value) {
+  return typeof value === "number" && Number.isFinite(value) ? value : null;
+}
+
+export function formatCount(value) {
+  return finite(value) === null ? "—" : numbers.format(value);
+}
+
+export function formatBytes(value) {
+  if (finite(value) === null) return "—";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let n = value;
+  let unit = 0;
+  while (n >= 1024 && unit < units.length - 1) {
+    n /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${n} B` : `${n.toFixed(n < 10 ? 1 : 0)} ${units[unit]}`;
+}
+
+function dateOf(seconds) {
+  if (finite(seconds) === null) return null;
+  const date = new Date(seconds * 1000);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+/** Local date and time, to the minute: 2026-11-29 09:32. */
+export function formatTime(seconds) {
+  const d = dateOf(seconds);
+  if (d === null) return "—";
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** A <time> element for a Unix time; the tooltip gives it in UTC, to the second. */
+export function timeElement(seconds) {
+  const d = dateOf(seconds);
+  if (d === null) return h("span", { class: "muted" }, "—");
+  return h("time", { datetime: d.toISOString(), title: d.toISOString().replace(".000Z", "Z") }, formatTime(seconds));
+}
+
+/** The value of a datetime-local input for a Unix time ("" for none). */
+export function toLocalInput(seconds) {
+  const d = dateOf(seconds);
+  if (d === null) return "";
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** Unix seconds of a datetime-local input's value (read as local time), or null. */
+export function fromLocalInput(text) {
+  if (!text) return null;
+  const ms = new Date(text).getTime();
+  return Number.isNaN(ms) ? null : ms / 1000;
+}
+
+export function formatDuration(seconds) {
+  if (finite(seconds) === null) return "—";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 90) return `${s} s`;
+  if (s < 5400) return `${Math.round(s / 60)} min`;
+  if (s < 2 * 86400) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86400)} days`;
+}
+
+/** The channel of a key: its prefix up to the first ":" ("" when it has none). */
+export function channelOf(key) {
+  const colon = key.indexOf(":");
+  return colon < 0 ? "" : key.slice(0, colon);
+}
+
+/** Compare strings by code point, as the server (Python) sorts keys. */
+export function compareKeys(a, b) {
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i += 1) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    // Surrogates (astral characters) sort above the rest of the BMP by code point.
+    const sx = x >= 0xd800 && x <= 0xdfff;
+    const sy = y >= 0xd800 && y <= 0xdfff;
+    if (sx !== sy) return sx ? 1 : -1;
+    return x < y ? -1 : 1;
+  }
+  return a.length - b.length;
+}
+
+export function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const timer = setTimeout(resolve, ms);
+    if (signal) {
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      }, { once: true });
+    }
+  });
+}

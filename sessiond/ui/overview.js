@@ -1,0 +1,96 @@
+// The overview: health and the index's figures (GET /api/v1/stats and /api/v1/health),
+// drawn as charts; refreshed as the change feed reports changes.
+
+import { formatBytes, formatCount, formatDuration, h } from "./dom.js";
+import { barChart, columnChart, lineChart } from "./charts.js";
+
+const REFRESH_MS = 3000; // at most one refresh this often while changes go on
+// Health, invalid files and the watcher change without a session changing: look again now and then.
+const POLL_MS = 30_000;
+const SHOWN_CHANNELS = 15;
+
+function tile(label, value, state) {
+  return h("div", { class: `tile ${state || ""}` }, h("span", { class: "tile-label" }, label), h("span", { class: "tile-value" }, value));
+}
+
+function bucketLabel(bucket) {
+  return bucket.min === bucket.max ? String(bucket.min) : `${bucket.min}–${bucket.max}`;
+}
+
+export class OverviewView {
+  constructor(ctx) {
+    this.ctx = ctx;
+    this.title = "Overview";
+    this.controller = new AbortController();
+    this.timer = null;
+    this.lastLoad = 0;
+    this.poll = setInterval(() => this.onEvent(), POLL_MS);
+    this.content = h("div", {}, h("p", { class: "muted" }, "Loading…"));
+    this.el = h("section", { class: "view overview-view", "aria-labelledby": "overview-title" },
+      h("h1", { id: "overview-title" }, "Overview"), this.content);
+    this.load();
+  }
+
+  async load() {
+    const { signal } = this.controller;
+    this.lastLoad = Date.now();
+    try {
+      const [stats, health] = await Promise.all([
+        this.ctx.api.json("GET", "stats", { signal }),
+        // /api/v1/health answers 503 with its figures when unhealthy: show them all the same.
+        this.ctx.api.fetch("GET", "health", { signal, accept: [503] }).then((resp) => resp.json()),
+      ]);
+      if (!signal.aborted) this.show(stats, health);
+    } catch (err) {
+      if (!signal.aborted) this.ctx.failure(err, "Cannot load the overview");
+    }
+  }
+
+  show(stats, health) {
+    const healthy = health.status === "ok";
+    this.ctx.health(healthy, health.reason);
+    const tiles = h("div", { class: "tiles" },
+      tile("Status", healthy ? "ok" : `unavailable: ${health.reason}`, healthy ? "good" : "bad"),
+      tile("Sessions", formatCount(stats.sessions)),
+      tile("On disk", formatBytes(stats.bytes)),
+      tile("Invalid files", formatCount(stats.invalid_files), stats.invalid_files ? "warn" : ""),
+      tile("Key collisions", formatCount(stats.collisions), stats.collisions ? "warn" : ""),
+      tile("Watcher", stats.watcher, stats.watcher === "ready" ? "good" : "bad"),
+      tile("Trash", stats.trash.enabled ? `on, ${formatCount(stats.trash.days)} days` : "off"),
+      tile("Version", health.version || "—"),
+      tile("Up for", formatDuration(health.uptime_seconds)));
+
+    const channels = stats.channels.slice(0, SHOWN_CHANNELS).map((c) => ({
+      label: c.channel === "" ? "(no channel)" : c.channel,
+      value: c.sessions,
+      href: c.channel === "" ? null : `#/sessions?prefix=${encodeURIComponent(`${c.channel}:`)}`,
+    }));
+    const others = stats.sessions - channels.reduce((sum, c) => sum + c.value, 0);
+    if (others > 0) channels.push({ label: "(other channels)", value: others });
+
+    const labels = stats.days.map((d) => d.date);
+    const charts = h("div", { class: "charts" },
+      barChart("Sessions by channel", channels, "Sessions"),
+      lineChart("Sessions created and updated per day, last 30 days (UTC)", labels, [
+        { name: "created", values: stats.days.map((d) => d.created), cls: "created" },
+        { name: "updated", values: stats.days.map((d) => d.updated), cls: "updated" },
+      ]),
+      columnChart("Sessions by number of messages", stats.messages.map((b) => ({ label: bucketLabel(b), value: b.sessions })), "Sessions", "messages"));
+    this.content.replaceChildren(tiles, charts);
+  }
+
+  onEvent() {
+    if (this.timer) return;
+    const wait = Math.max(0, this.lastLoad + REFRESH_MS - Date.now());
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.load();
+    }, wait);
+  }
+
+  destroy() {
+    this.controller.abort();
+    clearTimeout(this.timer);
+    clearInterval(this.poll);
+  }
+}

@@ -1,0 +1,67 @@
+"""The overview: /api/v1/stats drawn as charts, with health, following changes live."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from playwright.sync_api import Locator, expect
+
+from ..conftest import write_atomic
+from ..daemon import Daemon
+from .conftest import PageUnderTest, needs_browser, wait_indexed
+
+pytestmark = needs_browser
+
+
+def numbers(chart: Locator) -> list[list[str]]:
+    """The chart's figures from the table behind its "Numbers" disclosure."""
+    chart.get_by_text("Numbers").click()
+    rows = chart.locator("details.chart-data tbody tr")
+    expect(rows.first).to_be_visible()
+    return [row.locator("th, td").all_text_contents() for row in rows.all()]
+
+
+def test_overview_draws_channels_days_and_message_counts_with_health(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
+    now = time.time()
+    for i in range(5):
+        write_atomic(sessions, f"telegram:{i}", messages=i, created=now - 86400, updated=now)
+    for i in range(3):
+        write_atomic(sessions, f"slack:{i}", messages=8, created=now - 40 * 86400, updated=now - 2 * 86400)
+    write_atomic(sessions, "loose-key", messages=1, created=now, updated=now)
+    (sessions / "broken.json").write_text("{")
+    wait_indexed(daemon, 9)
+    deadline = time.monotonic() + 5
+    while json.loads(daemon.get("/api/v1/health")[1])["invalid_files"] != 1:  # re-read a few times first
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ui.sign_in("#/overview")
+    page = ui.page
+    tiles = page.locator(".tiles")
+    expect(tiles).to_contain_text("Statusok")
+    expect(tiles).to_contain_text("Sessions9")
+    expect(tiles).to_contain_text("Invalid files1")
+    expect(tiles).to_contain_text("Watcherready")
+    expect(tiles).to_contain_text("Trashon, 7 days")
+
+    channels = page.locator("figure.chart", has_text="Sessions by channel")
+    expect(channels.locator("svg .bar")).to_have_count(3)
+    assert numbers(channels) == [["telegram", "5"], ["slack", "3"], ["(no channel)", "1"]]
+
+    days = page.locator("figure.chart", has_text="per day")
+    expect(days.locator("svg circle")).to_have_count(60)  # 30 days x (created, updated)
+    table = numbers(days)
+    assert len(table) == 30
+    assert [row[1:] for row in table[-3:]] == [["0", "3"], ["5", "0"], ["1", "6"]]  # created, updated: 2 days ago .. today
+
+    histogram = page.locator("figure.chart", has_text="number of messages")
+    assert numbers(histogram) == [["0", "1"], ["1", "2"], ["2–3", "2"], ["4–7", "1"], ["8–15", "3"]]
+    ui.shot("overview")
+
+    write_atomic(sessions, "telegram:new", messages=2)  # the figures follow the files
+    expect(tiles).to_contain_text("Sessions10")
+
+    channels.get_by_role("link", name="telegram: 6").click()  # a bar leads to its sessions
+    expect(ui.summary()).to_have_text("6 sessions match · page 1")
+    expect(page.get_by_label("Key prefix")).to_have_value("telegram:")
