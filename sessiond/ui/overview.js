@@ -1,7 +1,7 @@
 // The overview: health and the index's figures (GET /api/v1/stats and /api/v1/health),
 // drawn as charts; refreshed as the change feed reports changes.
 
-import { formatBytes, formatCount, formatDuration, h } from "./dom.js";
+import { formatBytes, formatCount, formatDuration, h, timeElement } from "./dom.js";
 import { barChart, columnChart, lineChart } from "./charts.js";
 
 const REFRESH_MS = 3000; // at most one refresh this often while changes go on
@@ -15,6 +15,41 @@ function tile(label, value, state) {
 
 function bucketLabel(bucket) {
   return bucket.min === bucket.max ? String(bucket.min) : `${bucket.min}–${bucket.max}`;
+}
+
+function ruleName(rule) {
+  const parts = [];
+  if (rule.idle_days !== null) parts.push(`idle over ${formatCount(rule.idle_days)} days`);
+  if (rule.keep_at_most !== null) parts.push(`keep at most ${formatCount(rule.keep_at_most)}`);
+  return rule.prefix === "" ? `every key: ${parts.join(", ")}` : `${rule.prefix} ${parts.join(", ")}`;
+}
+
+/** Retention (GET /api/v1/retention): the rules, the last run, the next, and what it would remove. */
+function retentionPanel(r) {
+  const title = h("h2", { id: "retention-title" }, "Retention");
+  const panel = h("section", { class: "retention", "aria-labelledby": "retention-title" }, title);
+  if (!r.rules.length) {
+    panel.append(h("p", { class: "muted" }, "No retention rules: sessions are kept until deleted."));
+    return panel;
+  }
+  const last = r.last_run;
+  const preview = r.preview;
+  panel.append(
+    h("ul", { class: "retention-rules" }, ...r.rules.map((rule) => h("li", {}, ruleName(rule)))),
+    h("dl", { class: "retention-facts" },
+      h("dt", {}, "Mode"), h("dd", {}, r.dry_run ? "dry run: reports only, deletes nothing" : `deletes, at most ${formatCount(r.max_per_run)} a run`),
+      h("dt", {}, "Last run"),
+      h("dd", {}, last === null ? "not yet"
+        : h("span", {}, timeElement(last.started_at), ` · ${last.outcome} · ${formatCount(last.matched)} matched, ${formatCount(last.deleted)} deleted`,
+          last.failed.length ? ` · ${formatCount(last.failed.length)} failed` : "", last.reason ? ` · ${last.reason}` : "")),
+      h("dt", {}, "Next run"), h("dd", {}, r.next_run_at === null ? "—" : timeElement(r.next_run_at)),
+      h("dt", {}, "Next run would remove"),
+      h("dd", { class: preview.over_maximum ? "warn" : "" },
+        `${formatCount(preview.total)} sessions`, preview.over_maximum ? " (over the maximum: the run will delete nothing)" : "")),
+    h("ul", { class: "retention-preview" }, ...preview.rules.map((p) =>
+      h("li", {}, `${p.rule === "*" ? "every key:" : p.rule} ${formatCount(p.count)} ${p.count === 1 ? "session" : "sessions"}`,
+        p.sample.length ? h("span", { class: "muted" }, ` — e.g. ${p.sample.slice(0, 3).join(", ")}`) : ""))));
+  return panel;
 }
 
 export class OverviewView {
@@ -35,18 +70,19 @@ export class OverviewView {
     const { signal } = this.controller;
     this.lastLoad = Date.now();
     try {
-      const [stats, health] = await Promise.all([
+      const [stats, health, retention] = await Promise.all([
         this.ctx.api.json("GET", "stats", { signal }),
         // /api/v1/health answers 503 with its figures when unhealthy: show them all the same.
         this.ctx.api.fetch("GET", "health", { signal, accept: [503] }).then((resp) => resp.json()),
+        this.ctx.api.json("GET", "retention", { signal }),
       ]);
-      if (!signal.aborted) this.show(stats, health);
+      if (!signal.aborted) this.show(stats, health, retention);
     } catch (err) {
       if (!signal.aborted) this.ctx.failure(err, "Cannot load the overview");
     }
   }
 
-  show(stats, health) {
+  show(stats, health, retention) {
     const healthy = health.status === "ok";
     this.ctx.health(healthy, health.reason);
     const tiles = h("div", { class: "tiles" },
@@ -76,7 +112,7 @@ export class OverviewView {
         { name: "updated", values: stats.days.map((d) => d.updated), cls: "updated" },
       ]),
       columnChart("Sessions by number of messages", stats.messages.map((b) => ({ label: bucketLabel(b), value: b.sessions })), "Sessions", "messages"));
-    this.content.replaceChildren(tiles, charts);
+    this.content.replaceChildren(tiles, charts, retentionPanel(retention));
   }
 
   onEvent() {

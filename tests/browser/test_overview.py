@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from playwright.sync_api import Locator, expect
@@ -65,3 +67,34 @@ def test_overview_draws_channels_days_and_message_counts_with_health(ui: PageUnd
     channels.get_by_role("link", name="telegram: 6").click()  # a bar leads to its sessions
     expect(ui.summary()).to_have_text("6 sessions match · page 1")
     expect(page.get_by_label("Key prefix")).to_have_value("telegram:")
+
+
+def test_overview_shows_retention_rules_last_and_next_run_and_what_would_go(
+    start_daemon: Callable[..., Daemon], open_page: Callable[..., PageUnderTest], sessions: Path
+) -> None:
+    old = time.time() - 40 * 86400
+    for i in range(2):
+        path = write_atomic(sessions, f"telegram:old{i}", created=old, updated=old)
+        os.utime(path, (old, old))
+    write_atomic(sessions, "telegram:<img src=x onerror=alert(1)>", created=old, updated=old)
+    os.utime(sessions / next(p.name for p in sessions.iterdir() if "img" in p.name), (old, old))
+    write_atomic(sessions, "telegram:fresh")
+    rules = '[{"prefix": "telegram:", "idle_days": 30}]'
+    daemon = start_daemon(SESSIOND_RETENTION=rules, SESSIOND_RETENTION_INTERVAL="3600", SESSIOND_RETENTION_DRY_RUN="1")
+    wait_indexed(daemon, 4)
+    ui = open_page(daemon.url)
+    ui.sign_in("#/overview")
+    panel = ui.page.locator("section.retention")
+    expect(panel).to_contain_text("telegram: idle over 30 days")
+    expect(panel).to_contain_text("dry run: reports only, deletes nothing")
+    expect(panel).to_contain_text("Last runnot yet")
+    expect(panel).to_contain_text("Next run would remove3 sessions")
+    expect(panel.locator(".retention-preview")).to_contain_text("telegram: 3 sessions — e.g.")
+    expect(panel.locator("img")).to_have_count(0)  # a key is text, never markup
+    expect(panel.locator("dd time")).to_have_count(1)  # the next run's time
+    ui.shot("overview-retention")
+
+
+def test_overview_says_when_there_are_no_retention_rules(ui: PageUnderTest) -> None:
+    ui.sign_in("#/overview")
+    expect(ui.page.locator("section.retention")).to_contain_text("No retention rules: sessions are kept until deleted.")
