@@ -141,11 +141,15 @@ class CappedServer(web.Server):
     overflowing: dict[OverCapacity, None]  # insertion-ordered: the oldest first
     live: int  # handlers made and not yet lost (counted here: a batch of accepts is
     # handed out before any of them reports connection_made)
+    fresh: dict[RequestHandler, float]  # connections yet to start a first request -> when made
+    make_request: Any  # the request factory aiohttp chose, called by first_request
 
     def __call__(self) -> RequestHandler:
         if self.live < self.cap:
             self.live += 1
-            return super().__call__()
+            handler = super().__call__()
+            self.fresh[handler] = time.monotonic()
+            return handler
         if len(self.overflowing) >= min(MAX_OVERFLOW, max(8, self.cap // 8)):
             # Full: the oldest waiting connection goes. One that has sent nothing for
             # that long is the idle kind; a probe sends at once and is answered at once.
@@ -157,7 +161,17 @@ class CappedServer(web.Server):
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         self.live -= 1
+        self.fresh.pop(handler, None)
         super().connection_lost(handler, exc)
+
+    def first_request(self, message: Any, payload: Any, protocol: RequestHandler, writer: Any, task: Any) -> Any:
+        """The request factory: a connection's request has begun, so it is no longer fresh."""
+        self.fresh.pop(protocol, None)
+        return self.make_request(message, payload, protocol, writer, task)
+
+    def awaiting_a_first_request(self, since: float) -> int:
+        """Connections made at or after *since* that have not begun a request yet."""
+        return sum(1 for made in self.fresh.values() if made >= since)
 
     def _count(self) -> None:
         self.refused += 1
@@ -180,6 +194,8 @@ class CappedRunner(web.AppRunner):
         server.__class__ = CappedServer
         assert isinstance(server, CappedServer)
         server.cap, server.probe, server.refused, server.overflowing, server.live = self.cap, self.probe, 0, {}, 0
+        server.fresh, server.make_request = {}, server.request_factory
+        server.request_factory = server.first_request  # read by each handler as it is made
         return server
 
 

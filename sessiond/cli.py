@@ -34,6 +34,10 @@ log = logging.getLogger("sessiond")
 PROGRESS_EVERY = 5.0
 # After the listeners close on SIGTERM: time for requests already sent to arrive.
 STOP_GRACE = 0.25
+# A connection made within this long before the stop, that has not sent its
+# request yet, is waited for (up to this long): a client under load can take a
+# few hundred ms between connect() and its request (e2e: 1 reset in 23,000).
+FIRST_REQUEST_WAIT = 2.0
 CUT_AFTER = 0.5  # past shutdown_timeout, before connections still busy are cut
 
 
@@ -235,7 +239,7 @@ class Daemon:
             # next process.
             for site in list(runner.sites):
                 await site.stop()
-            await asyncio.sleep(STOP_GRACE)
+            await _first_requests(runner)
             # Gives in-flight requests shutdown_timeout, then stops the watcher.
             await _cleanup_within(runner, settings.shutdown_timeout)
             self.notifier.close()
@@ -328,6 +332,23 @@ def _describe(sock: socket.socket) -> str:
 def _url(address: tuple[str, int] | tuple[str, int, int, int]) -> str:
     host, port = address[0], address[1]
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+async def _first_requests(runner: web.AppRunner) -> None:
+    """Let connections made just before the stop deliver their first request.
+
+    At least STOP_GRACE, then as long as a connection made within FIRST_REQUEST_WAIT
+    before the stop has sent nothing yet (at most FIRST_REQUEST_WAIT). A connection
+    idle for longer than that is the idle kind and is not waited for.
+    """
+    stopped = time.monotonic()
+    await asyncio.sleep(STOP_GRACE)
+    server = runner.server
+    if not isinstance(server, CappedServer):
+        return
+    since = stopped - FIRST_REQUEST_WAIT
+    while server.awaiting_a_first_request(since) and time.monotonic() - stopped < FIRST_REQUEST_WAIT:
+        await asyncio.sleep(0.02)
 
 
 async def _cleanup_within(runner: web.AppRunner, timeout: float) -> None:

@@ -194,3 +194,31 @@ async def test_graceful_stop_finishes_in_flight_requests(workspace: Path) -> Non
         assert resp.status == 200 and await resp.text() == "done"
     await asyncio.wait_for(serving, 10)
     assert not daemon.watcher.alive
+
+
+def test_a_client_that_connected_just_before_the_stop_gets_its_answer(workspace: Path) -> None:
+    """Connected, then slow to send its request (a busy client, a restart under load):
+    the stop waits for a first request on a connection that young, instead of closing
+    it as idle (which the client sees as a reset). A connection idle for long is not
+    waited for."""
+    import signal as signals
+    import socket
+
+    from .daemon import Daemon
+
+    with Daemon(workspace) as d:
+        d.wait_ready()
+        idle = socket.create_connection(("127.0.0.1", d.port), timeout=5)  # the idle kind
+        time.sleep(2.5)
+        late = socket.create_connection(("127.0.0.1", d.port), timeout=5)
+        time.sleep(0.1)  # accepted by the daemon
+        started = time.monotonic()
+        d.proc.send_signal(signals.SIGTERM)
+        time.sleep(0.6)  # well past the old fixed grace of 0.25 s
+        late.sendall(f"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+        reply = late.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        assert d.proc.wait(10) == 0
+        assert time.monotonic() - started < 4  # the idle connection held nothing up
+        late.close()
+        idle.close()
