@@ -35,17 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import gen, servers
+from tests.browser.chromium import CHROMIUM_ARGS
 
 RESULTS = Path(__file__).resolve().parent / "results"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # (name, hash of the view, or the filter form's fields to submit)
 VIEWS: list[tuple[str, str | None, dict[str, str]]] = [
     ("prefix telegram: (form)", None, {"Key prefix": "telegram:"}),

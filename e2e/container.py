@@ -63,6 +63,10 @@ class Container:
             time.sleep(0.05)
         raise RuntimeError("the container's init did not appear")
 
+    def _enter(self) -> list[str]:
+        """The command prefix that runs a program inside (every namespace, an empty environment)."""
+        return ["nsenter", "-t", str(self.pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "env", "-i"]
+
     def sh(
         self, script: str, check: bool = True, timeout: float = 120, env: dict[str, str] | None = None, user: str | None = None
     ) -> subprocess.CompletedProcess[str]:
@@ -78,22 +82,7 @@ class Container:
             "SYSTEMD_COLORS": "0",
             **(env or {}),
         }
-        cmd = [
-            "nsenter",
-            "-t",
-            str(self.pid),
-            "-m",
-            "-u",
-            "-i",
-            "-n",
-            "-p",
-            "-r",
-            "-w",
-            "env",
-            "-i",
-            *(f"{k}={v}" for k, v in environment.items()),
-            *inner,
-        ]
+        cmd = [*self._enter(), *(f"{k}={v}" for k, v in environment.items()), *inner]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if check and result.returncode != 0:
             raise AssertionError(f"exit {result.returncode}: {script}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}")
@@ -101,24 +90,7 @@ class Container:
 
     def popen(self, script: str) -> subprocess.Popen[str]:
         """Start a shell script inside and return at once (for load during a restart)."""
-        cmd = [
-            "nsenter",
-            "-t",
-            str(self.pid),
-            "-m",
-            "-u",
-            "-i",
-            "-n",
-            "-p",
-            "-r",
-            "-w",
-            "env",
-            "-i",
-            f"PATH={PATH}",
-            "/bin/sh",
-            "-c",
-            script,
-        ]
+        cmd = [*self._enter(), f"PATH={PATH}", "/bin/sh", "-c", script]
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
     def show(self, unit: str, *props: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from ..daemon import TOKEN, Daemon
+from .chromium import CHROMIUM_ARGS
 
 try:
     from playwright.sync_api import (
@@ -39,17 +40,6 @@ needs_browser = pytest.mark.skipif(
     CHROMIUM is None or sync_playwright is None,
     reason="chromium is not installed (apt-get install chromium; .ci/run does)",
 )
-# Playwright launches with --no-sandbox (chromium_sandbox=False, needed as root) and a
-# fresh temporary --user-data-dir; these keep chromium off the (closed) network.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DEFAULT_ENV = {
     "SESSIOND_RATE_LIMIT_PER_IP": "0",
     "SESSIOND_RATE_LIMIT_PER_TOKEN": "0",
