@@ -222,6 +222,40 @@ async def test_files_written_during_the_scan_are_seen(start_client, sessions: Pa
     assert len(store_of(client).index) == 50
 
 
+async def test_files_written_during_a_restart_from_the_snapshot_are_seen(
+    start_client, sessions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on a restart: there the scan lists the folder with a stat walk
+    (_idents_in) and trusts the snapshot for what did not change."""
+    from sessiond import store as store_mod
+
+    from .conftest import open_store
+    from .test_snapshot import later
+
+    state = tmp_path / "state"
+    state.mkdir()
+    for i in range(50):
+        write_atomic(sessions, f"pre:{i}")
+    first = open_store(sessions, snapshot_path=state / "index.snapshot")
+    await first.scan()
+    await first.save_snapshot()
+    later(state / "index.snapshot")  # every file then lies outside the window of times too close to it
+    original = store_mod._idents_in
+
+    def slow_walk(folder: Folder) -> dict[str, int]:
+        idents = original(folder)
+        write_atomic(Path(folder.path), "during:scan")
+        os.unlink(os.path.join(folder.path, file_name("pre:0")))
+        return idents
+
+    monkeypatch.setattr(store_mod, "_idents_in", slow_walk)
+    client = await start_client(state_dir=str(state))
+    assert store_of(client).last_scan_counts[1] > 0  # it did restart from the snapshot
+    await eventually(lambda: "during:scan" in store_of(client).index, timeout=2)
+    await eventually(lambda: "pre:0" not in store_of(client).index, timeout=2)
+    assert len(store_of(client).index) == 50
+
+
 async def test_health_public_and_api_health(client: TestClient) -> None:
     resp = await client.get("/health")
     assert resp.status == 200
