@@ -131,8 +131,8 @@ def api_json(base: str, path: str) -> Any:
 
 def aggregation_cost(base: str) -> dict[str, Any]:
     """The pure aggregates over the daemon's own metadata, timed here: full pass and one change."""
-    from sessiond.index import FileStat, SessionRecord
-    from sessiond.stats import BUILD_CHUNK, SessionStats
+    from sessiond.core.index import FileStat, SessionRecord
+    from sessiond.core.stats import BUILD_CHUNK, SessionStats
 
     records, cursor = [], None
     while True:

@@ -1,6 +1,6 @@
 """`python -m sessiond` runs the daemon."""
 
-from .cli import main
+from sessiond.cli import main
 
 # Guarded: the scan's worker processes (forkserver) import the main module again.
 if __name__ == "__main__":

@@ -11,16 +11,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .appkeys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
-from .config import Settings
-from .features import setup_features
-from .front import front_door
-from .metrics import Metrics
-from .middlewares.request_id import stamp_response
-from .routes import add_routes
-from .runtime import Runtime
-from .store import SessionStore
-from .watcher import SessionWatcher
+from sessiond.config import Settings
+from sessiond.features import setup_features
+from sessiond.live.store import SessionStore
+from sessiond.live.watcher import SessionWatcher
+from sessiond.web.appkeys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
+from sessiond.web.front.door import front_door
+from sessiond.web.front.request_id import stamp_response
+from sessiond.web.metrics import Metrics
+from sessiond.web.routes import add_routes
+from sessiond.web.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

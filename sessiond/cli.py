@@ -18,16 +18,16 @@ from typing import NoReturn
 
 from aiohttp import web
 
-from . import __version__, config
-from .accesslog import AccessLogger
-from .app import create_app
-from .appkeys import METRICS, RUNTIME, WATCHER
-from .capacity import AcceptErrors, CappedRunner, CappedServer, ConnectionMetrics, connection_cap, raise_fd_limit
-from .checkconfig import check_config
-from .handlers import probe_answer
-from .logsetup import apply_logging, setup_logging, stream_is_journal
-from .metrics_site import METRICS_FD_NAME, create_metrics_app
-from .systemd import SystemdNotifier, listen_fds_with_names, run_watchdog
+from sessiond import __version__, config
+from sessiond.app import create_app
+from sessiond.ops.checkconfig import check_config
+from sessiond.ops.logs import apply_logging, setup_logging, stream_is_journal
+from sessiond.ops.systemd import SystemdNotifier, listen_fds_with_names, run_watchdog
+from sessiond.web.accesslog import AccessLogger
+from sessiond.web.api.sessions import probe_answer
+from sessiond.web.appkeys import METRICS, RUNTIME, WATCHER
+from sessiond.web.capacity import AcceptErrors, CappedRunner, CappedServer, ConnectionMetrics, connection_cap, raise_fd_limit
+from sessiond.web.metrics_site import METRICS_FD_NAME, create_metrics_app
 
 log = logging.getLogger("sessiond")
 # A first scan that takes longer than this logs its progress this often.

@@ -25,7 +25,7 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
-from . import __version__
+from sessiond import __version__
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 PAGE = 1000

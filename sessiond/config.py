@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .retention import RetentionRule, parse_rules
+from sessiond.core.retention import RetentionRule, parse_rules
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .appkeys import EVENTS, METRICS, PAGE, RETENTION, RUNTIME, SETTINGS, STATS, STORE, TRASH, WATCHER
-from .feed import EventFeed, FeedMetrics
-from .pagefiles import PageAssets
-from .retention_api import run_retention
-from .retention_run import Retention, RetentionMetrics
-from .stats import StatsKeeper
-from .stats_api import count_when_ready
-from .trash import Trash
-from .trash_api import purge_trash
+from sessiond.core.stats import StatsKeeper
+from sessiond.core.trash import Trash
+from sessiond.live.feed import EventFeed, FeedMetrics
+from sessiond.live.retention import Retention, RetentionMetrics
+from sessiond.web.api.retention import run_retention
+from sessiond.web.api.stats import count_when_ready
+from sessiond.web.api.trash import purge_trash
+from sessiond.web.appkeys import EVENTS, METRICS, PAGE, RETENTION, RUNTIME, SETTINGS, STATS, STORE, TRASH, WATCHER
+from sessiond.web.pagefiles import PageAssets
 
 
 def setup_features(app: web.Application) -> None:

@@ -19,8 +19,8 @@ from aiohttp.test_utils import TestClient
 
 from sessiond import config
 from sessiond.app import create_app
-from sessiond.appkeys import STORE, WATCHER
 from sessiond.demo import file_name
+from sessiond.web.appkeys import STORE, WATCHER
 
 TOKEN = "test-token-0123456789abcdef"
 NOBODY = 65534
@@ -67,8 +67,8 @@ async def eventually(check: Callable[[], Awaitable[bool]] | Callable[[], bool], 
 
 def open_store(folder: Path, max_file_bytes: int = 1 << 20, **kw: Any) -> Any:
     """A SessionStore on *folder* verified as the watcher would (for tests without a watcher)."""
-    from sessiond.folder import verify
-    from sessiond.store import SessionStore
+    from sessiond.core.folder import verify
+    from sessiond.live.store import SessionStore
 
     store = SessionStore(folder, max_file_bytes, **kw)
     store.folder = verify(str(folder))
@@ -77,8 +77,8 @@ def open_store(folder: Path, max_file_bytes: int = 1 << 20, **kw: Any) -> Any:
 
 def read_file(folder: Path, name: str, max_bytes: int) -> Any:
     """What the loader makes of *folder/name* (big files through the child process)."""
-    from sessiond import loader
-    from sessiond.folder import verify
+    from sessiond.core import loader
+    from sessiond.core.folder import verify
 
     handle = verify(str(folder))
     assert handle is not None
@@ -133,7 +133,7 @@ def fill_up(path: Path) -> None:
 @pytest.fixture
 def held_first_scan(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
     """Hold every app's first scan until the returned event is set (the start takes that long)."""
-    from sessiond.store import SessionStore
+    from sessiond.live.store import SessionStore
 
     gate = asyncio.Event()
     original = SessionStore.scan

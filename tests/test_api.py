@@ -11,8 +11,8 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
+from sessiond.core.folder import Folder
 from sessiond.demo import file_name
-from sessiond.folder import Folder
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 
@@ -204,7 +204,7 @@ async def test_half_written_in_place_file_is_retried(client: TestClient, session
 async def test_files_written_during_the_scan_are_seen(start_client, sessions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for i in range(50):
         write_atomic(sessions, f"pre:{i}")
-    from sessiond import store as store_mod
+    from sessiond.live import store as store_mod
 
     original = store_mod._names_in
 
@@ -227,7 +227,7 @@ async def test_files_written_during_a_restart_from_the_snapshot_are_seen(
 ) -> None:
     """The same on a restart: there the scan lists the folder with a stat walk
     (_idents_in) and trusts the snapshot for what did not change."""
-    from sessiond import store as store_mod
+    from sessiond.live import store as store_mod
 
     from .conftest import open_store
     from .test_snapshot import later
@@ -267,8 +267,8 @@ async def test_health_public_and_api_health(client: TestClient) -> None:
 
 
 async def test_health_503_while_starting(aiohttp_client, make_settings, sessions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sessiond import store as store_mod
     from sessiond.app import create_app
+    from sessiond.live import store as store_mod
 
     gate = asyncio.Event()
     original = store_mod.SessionStore.scan

@@ -6,7 +6,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from sessiond.middlewares.ratelimit import RateLimiter, client_key, rate_limit_middleware
+from sessiond.web.front.ratelimit import RateLimiter, client_key, rate_limit_middleware
 
 from .conftest import AUTH, TOKEN
 

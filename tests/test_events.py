@@ -15,9 +15,9 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from sessiond.app import create_app
-from sessiond.appkeys import WATCHER
-from sessiond.feed import EventFeed
-from sessiond.index import Change, FileStat, SessionRecord
+from sessiond.core.index import Change, FileStat, SessionRecord
+from sessiond.live.feed import EventFeed
+from sessiond.web.appkeys import WATCHER
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 from .daemon import TOKEN, Daemon

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond import export as export_mod
+from sessiond.web.api import export as export_mod
 
 from .conftest import AUTH, eventually, session_doc, store_of, write_atomic
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond import watcher as watcher_mod
-from sessiond.appkeys import WATCHER
+from sessiond.live import watcher as watcher_mod
+from sessiond.web.appkeys import WATCHER
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 from .disk import api_equals_disk

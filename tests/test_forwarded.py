@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 from aiohttp import web
 
-from sessiond.middlewares.forwarded import TrustedProxies, forwarded_middleware
+from sessiond.web.front.forwarded import TrustedProxies, forwarded_middleware
 
 NETS = [ipaddress.ip_network(n) for n in ("127.0.0.1", "10.0.0.0/8", "::1")]
 

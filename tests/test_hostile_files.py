@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sessiond import bigfile
-from sessiond.index import InvalidFile, SessionRecord
+from sessiond.core import bigfile
+from sessiond.core.index import InvalidFile, SessionRecord
 
 from .conftest import AUTH, eventually, read_file, session_doc, store_of, write_atomic
 
@@ -200,7 +200,8 @@ async def test_200mb_file_neither_stalls_the_loop_nor_bloats_the_daemon(
 
 UNREADABLE_PROBE = """
 import asyncio, json, sys
-from sessiond import folder as folder_mod, store as store_mod
+from sessiond.core import folder as folder_mod
+from sessiond.live import store as store_mod
 folder = sys.argv[1]
 async def main():
     store = store_mod.SessionStore(folder, 1 << 20)

@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessiond.index import FileStat, InvalidFile, SessionIndex, SessionRecord
+from sessiond.core.index import FileStat, InvalidFile, SessionIndex, SessionRecord
 
 ST = FileStat(100, 1, 1, 1)
 

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sessiond.index import InvalidFile, SessionRecord
-from sessiond.loader import InvalidSession, is_session_name, parse_session
+from sessiond.core.index import InvalidFile, SessionRecord
+from sessiond.core.loader import InvalidSession, is_session_name, parse_session
 
 from .conftest import read_file
 

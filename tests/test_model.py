@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from sessiond import config
-from sessiond import store as store_mod
 from sessiond.app import create_app
-from sessiond.appkeys import STORE, WATCHER
-from sessiond.index import InvalidFile, SessionRecord
+from sessiond.core.index import InvalidFile, SessionRecord
+from sessiond.live import store as store_mod
+from sessiond.web.appkeys import STORE, WATCHER
 
 from .conftest import TOKEN, session_doc
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 
-from sessiond import snapshot
+from sessiond.core import snapshot
 
 from .conftest import AUTH, eventually, session_doc, store_of, write_atomic
 from .daemon import Daemon

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 from aiohttp.test_utils import TestClient
 
-from sessiond.openapi import DOCUMENT
+from sessiond.web.api.openapi import DOCUMENT
 
 from .conftest import AUTH, session_doc
 from .daemon import TOKEN, Daemon

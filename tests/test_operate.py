@@ -19,8 +19,8 @@ import pytest
 from sessiond import config
 from sessiond.cli import ScanProgress
 from sessiond.demo import demo_session, write_session
-from sessiond.logsetup import priority
-from sessiond.systemd import SystemdNotifier
+from sessiond.ops.logs import priority
+from sessiond.ops.systemd import SystemdNotifier
 
 from .conftest import as_nobody
 from .daemon import TOKEN, Daemon, free_port
@@ -85,7 +85,7 @@ def test_under_journald_every_line_carries_its_priority(workspace: Path) -> None
 
 
 def test_traceback_lines_all_keep_the_error_priority() -> None:
-    from sessiond.logsetup import make_formatter
+    from sessiond.ops.logs import make_formatter
 
     try:
         raise ValueError("boom")
@@ -317,7 +317,7 @@ def test_a_refused_reload_says_so_in_the_status_line(workspace: Path, notify: No
 
 
 def test_every_setting_is_either_live_or_named_on_reload() -> None:
-    from sessiond.runtime import LIVE, RESTART_ONLY
+    from sessiond.web.runtime import LIVE, RESTART_ONLY
 
     names = {setting.name for setting in config.SETTINGS} - {"token_file"}
     assert names <= LIVE | set(RESTART_ONLY)
@@ -405,7 +405,7 @@ def test_the_license_file_matches_setup_cfg() -> None:
     ],
 )
 def test_a_bad_file_is_logged_with_where_and_why(data: bytes, reason: str) -> None:
-    from sessiond.loader import InvalidSession, parse_session
+    from sessiond.core.loader import InvalidSession, parse_session
 
     with pytest.raises(InvalidSession) as info:
         parse_session(data)

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessiond.index import FileStat, SessionIndex, SessionRecord
-from sessiond.query import (
+from sessiond.core.index import FileStat, SessionIndex, SessionRecord
+from sessiond.core.query import (
     LIST_PARAMS,
     SORTS,
     Filter,

@@ -11,9 +11,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sessiond import reconcile
-from sessiond import watcher as watcher_mod
-from sessiond.reconcile import ReconcileSchedule
+from sessiond.core import reconcile
+from sessiond.core.reconcile import ReconcileSchedule
+from sessiond.live import watcher as watcher_mod
 
 from .conftest import AUTH, eventually, open_store, session_doc, store_of, write_atomic
 from .disk import api_equals_disk, disk_model

@@ -15,10 +15,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sessiond import config
-from sessiond.appkeys import RETENTION
-from sessiond.errors import SessionChanged
-from sessiond.retention import RetentionRule, parse_rules
-from sessiond.retention_run import Retention
+from sessiond.core.errors import SessionChanged
+from sessiond.core.retention import RetentionRule, parse_rules
+from sessiond.live.retention import Retention
+from sessiond.web.appkeys import RETENTION
 
 from .conftest import AUTH, eventually, immutable, open_store, store_of, write_atomic
 from .daemon import Daemon

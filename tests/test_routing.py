@@ -75,7 +75,7 @@ async def test_every_key_the_contract_allows_is_reachable(client: TestClient, se
 
 
 async def test_every_route_has_a_policy_and_an_openapi_entry(client) -> None:
-    from sessiond.routes import ROUTES, UNMATCHED, canonical
+    from sessiond.web.routes import ROUTES, UNMATCHED, canonical
 
     spec = await (await client.get("/api/v1/openapi.json", headers=AUTH)).json()
     table = {(route.method, canonical(route.path)) for route in ROUTES}

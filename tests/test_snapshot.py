@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from sessiond import snapshot
-from sessiond.index import FileStat, InvalidFile, SessionRecord
+from sessiond.core import snapshot
+from sessiond.core.index import FileStat, InvalidFile, SessionRecord
 
 from .conftest import open_store, session_doc, write_atomic
 

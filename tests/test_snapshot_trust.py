@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sessiond import snapshot
+from sessiond.core import snapshot
 
 from .conftest import as_nobody, session_doc
 from .daemon import Daemon

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sessiond.app import create_app
-from sessiond.appkeys import WATCHER
+from sessiond.web.appkeys import WATCHER
 
 from .conftest import AUTH, eventually, session_doc, write_atomic
 from .daemon import TOKEN, Daemon

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond.appkeys import STATS
-from sessiond.index import FileStat, SessionRecord
-from sessiond.stats import DAY, SessionStats, bucket_bounds, bucket_of, channel_of, day_of
+from sessiond.core.index import FileStat, SessionRecord
+from sessiond.core.stats import DAY, SessionStats, bucket_bounds, bucket_of, channel_of, day_of
+from sessiond.web.appkeys import STATS
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 
@@ -174,7 +174,7 @@ async def test_stats_answer_503_with_retry_after_until_indexed(
     aiohttp_client: Any, make_settings: Any, held_first_scan: asyncio.Event
 ) -> None:
     from sessiond.app import create_app
-    from sessiond.appkeys import WATCHER
+    from sessiond.web.appkeys import WATCHER
 
     app = create_app(make_settings())
     client = await aiohttp_client(app)
@@ -189,9 +189,9 @@ async def test_stats_answer_503_with_retry_after_until_indexed(
 async def test_the_full_pass_gives_the_loop_back_and_misses_no_change_made_during_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sessiond import stats as stats_mod
-    from sessiond.stats import StatsKeeper
-    from sessiond.store import SessionStore
+    from sessiond.core import stats as stats_mod
+    from sessiond.core.stats import StatsKeeper
+    from sessiond.live.store import SessionStore
 
     store = SessionStore(tmp_path, 1 << 20)
     store.index.load([(f"k{i:03d}.json", record(f"k{i:03d}", messages=i % 5)) for i in range(100)])

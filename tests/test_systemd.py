@@ -1,4 +1,4 @@
-"""sessiond.systemd against a real notify socket and real passed sockets."""
+"""sessiond.ops.systemd against a real notify socket and real passed sockets."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sessiond.systemd import SystemdNotifier, listen_fds, listen_fds_with_names, run_watchdog
+from sessiond.ops.systemd import SystemdNotifier, listen_fds, listen_fds_with_names, run_watchdog
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_socket_is_reopened_after_close(notify_socket: tuple[socket.socket, str]
 def test_failed_send_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     notifier = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
     assert notifier.enabled
-    with caplog.at_level(logging.DEBUG, logger="sessiond.systemd"):
+    with caplog.at_level(logging.DEBUG, logger="sessiond.ops.systemd"):
         assert notifier.ready() is False
         assert notifier.watchdog() is False
     notifier.close()
@@ -130,7 +130,7 @@ def test_failed_send_is_logged_not_raised(tmp_path: Path, caplog: pytest.LogCapt
 def test_send_recovers_after_a_failure(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "notify"
     notifier = SystemdNotifier({"NOTIFY_SOCKET": str(path)})
-    with caplog.at_level(logging.INFO, logger="sessiond.systemd"):
+    with caplog.at_level(logging.INFO, logger="sessiond.ops.systemd"):
         assert notifier.watchdog() is False
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.bind(str(path))
@@ -169,7 +169,7 @@ def test_full_receive_queue_is_not_fatal(notify_socket: tuple[socket.socket, str
 @pytest.mark.parametrize("env", [{}, {"NOTIFY_SOCKET": ""}, {"WATCHDOG_USEC": "30000000"}])
 def test_without_notify_socket_everything_is_silent(env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
     notifier = SystemdNotifier(env)
-    with caplog.at_level(logging.DEBUG, logger="sessiond.systemd"):
+    with caplog.at_level(logging.DEBUG, logger="sessiond.ops.systemd"):
         assert not notifier.enabled
         assert notifier.ready("x") is False
         assert notifier.status("x") is False
@@ -182,7 +182,7 @@ def test_without_notify_socket_everything_is_silent(env: dict[str, str], caplog:
 
 
 def test_unsupported_address_disables_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="sessiond.systemd"):
+    with caplog.at_level(logging.WARNING, logger="sessiond.ops.systemd"):
         notifier = SystemdNotifier({"NOTIFY_SOCKET": "vsock:2:1234"})
     assert not notifier.enabled
     assert notifier.ready() is False
@@ -319,7 +319,7 @@ async def test_run_watchdog_returns_without_an_interval(env: dict[str, str]) -> 
 PRELUDE = """
 import fcntl, json, os, socket, sys
 sys.path.insert(0, sys.argv[1])
-from sessiond.systemd import listen_fds_with_names
+from sessiond.ops.systemd import listen_fds_with_names
 high = [fcntl.fcntl(int(fd), fcntl.F_DUPFD, 100) for fd in sys.argv[2:]]
 for fd in sys.argv[2:]:
     os.close(int(fd))
@@ -437,7 +437,7 @@ def test_listen_fds_under_systemd_socket_activate(tmp_path: Path) -> None:
     code = """
 import os, sys
 sys.path.insert(0, sys.argv[1])
-from sessiond.systemd import listen_fds_with_names
+from sessiond.ops.systemd import listen_fds_with_names
 pairs = listen_fds_with_names()
 left = [k for k in os.environ if k.startswith("LISTEN_")]
 for sock, name in pairs:

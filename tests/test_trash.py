@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond.appkeys import TRASH
+from sessiond.web.appkeys import TRASH
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from sessiond.pagefiles import CSP, PageAssets
+from sessiond.web.pagefiles import CSP, PageAssets
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 
-UI = Path(resources.files("sessiond").joinpath("ui"))  # type: ignore[arg-type]
+UI = Path(resources.files("sessiond.web").joinpath("ui"))  # type: ignore[arg-type]
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -126,7 +126,7 @@ def test_the_wheel_ships_every_file_of_the_page(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr[-3000:]
     (wheel,) = tmp_path.glob("sessiond-*.whl")
-    shipped = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("sessiond/ui/")}
+    shipped = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("sessiond/web/ui/")}
     assert shipped == {path.name for path in UI.iterdir()}
 
 

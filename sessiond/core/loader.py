@@ -1,0 +1,293 @@
+"""Turning files into index records: a pure parser, one-file reads, and the stat walk.
+
+What a session is, in one rule: a top-level `*.json` file of the sessions folder
+(hidden names included) whose bytes Python's `json.loads` accepts as an object
+with a non-empty string `key` and a list `messages`, with exactly the values
+`json.loads` gives (the agent writes with `json.dumps` and reads with
+`json.loads`). simdjson is the fast path; whenever it refuses a document, or the
+document repeats a top-level member, `json.loads` itself decides.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import re
+import stat as stat_mod
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import NamedTuple
+
+import simdjson
+
+from sessiond.core import bigfile
+from sessiond.core.folder import Folder
+from sessiond.core.index import FileStat, FileState, InvalidFile, SessionRecord, pack
+
+
+class InvalidSession(ValueError):
+    """The bytes are not a session; the message says why (no paths, safe to show)."""
+
+
+class NeedsChild(Exception):
+    """The file is too big to parse in the daemon; read it with bigfile.read_in_child."""
+
+    def __init__(self, stat: FileStat) -> None:
+        super().__init__("parse in a child process")
+        self.stat = stat
+
+
+class ParsedSession(NamedTuple):
+    """What the index keeps from a session's content."""
+
+    key: str
+    message_count: int
+    created_at: int | float | None
+    updated_at: int | float | None
+
+
+MAX_KEY_LENGTH = 4096
+# How every session file is opened: never through a symlink, never blocking on a FIFO.
+OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# Files above this are parsed in a child process (see bigfile.py): parsing holds
+# the GIL, so this keeps a parse within a few ms of loop stall.
+INLINE_PARSE_BYTES = 4 * 1024 * 1024
+# Integers the API can echo as stored (orjson writes 64-bit integers); others fall back.
+_INT_RANGE = range(-(2**63), 2**64)
+BAD_NAME = "file name is not valid UTF-8 (rename it: such names cannot be watched)"
+
+
+_NOT_IN_NAMES = re.compile(r"[^\w\-.]")
+
+
+def file_name_for(key: str) -> str:
+    """The file name the agent gives session *key* (lossy: the key inside the file is the truth)."""
+    return _NOT_IN_NAMES.sub("_", key) + ".json"
+
+
+def is_session_name(name: str) -> bool:
+    """True for a top-level file name that can hold a session (`*.json`; hidden names too)."""
+    return name.endswith(".json") and "/" not in name and "\0" not in name
+
+
+def name_is_text(name: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (os gives it with surrogate escapes)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _timestamp(value: object) -> int | float | None:
+    # Echoed as stored: an integer stays an integer. Anything the API could not
+    # write back as a JSON number (NaN, infinities, integers past 64 bits) falls back.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value in _INT_RANGE else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return None
+
+
+_local = threading.local()
+_JSON_TYPE = {simdjson.Array: "list", list: "list", type(None): "null", str: "str", int: "int", float: "float", bool: "bool"}
+
+
+def _parser() -> simdjson.Parser:
+    # A simdjson parser reuses its buffers between documents; one per thread.
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = simdjson.Parser()
+    return parser
+
+
+def parse_session(data: bytes) -> ParsedSession:
+    """Parse a session file's bytes exactly as `json.loads` reads them; raise InvalidSession with a short reason.
+
+    simdjson validates the whole document but builds no Python objects for the
+    messages: counting them is a length lookup, 3-4x cheaper than a full parse.
+    It refuses what Python accepts (NaN, Infinity, integers past 64 bits, lone
+    surrogates, UTF-16), and keeps the first of repeated members where Python
+    keeps the last: those documents go to `json.loads` itself.
+    """
+    if not data.strip():
+        raise InvalidSession("empty file")
+    parser = _parser()
+    try:
+        doc = parser.parse(data)
+    except (ValueError, RuntimeError):
+        return _parse_reference(data)
+    try:
+        if not isinstance(doc, simdjson.Object):
+            raise InvalidSession(f"top level is a JSON {_JSON_TYPE.get(type(doc), 'value')}, not an object")
+        names = list(doc.keys())
+        if len(names) != len(set(names)):
+            return _parse_reference(data)  # a repeated member: the last one counts
+        return _session_from(doc.get, text_checked=True)
+    finally:
+        # The parser refuses the next document while proxies into this one live.
+        del doc
+        if len(data) > INLINE_PARSE_BYTES:
+            _local.parser = None  # do not keep a huge document's buffers around
+
+
+def _parse_reference(data: bytes) -> ParsedSession:
+    try:
+        doc = json.loads(data)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise InvalidSession(f"not valid JSON ({exc.msg} {where if exc.msg.endswith(' at') else 'at ' + where})") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidSession(f"not valid JSON (not UTF-8 at byte {exc.start})") from None
+    except RecursionError:
+        raise InvalidSession("not valid JSON (nested too deeply)") from None
+    if not isinstance(doc, dict):
+        raise InvalidSession(f"top level is a JSON {_JSON_TYPE.get(type(doc), 'value')}, not an object")
+    return _session_from(doc.get, text_checked=False)
+
+
+def _session_from(get: Callable[[str], object], text_checked: bool) -> ParsedSession:
+    key = get("key")
+    if not isinstance(key, str) or not key:
+        raise InvalidSession("no string 'key'")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidSession(f"'key' longer than {MAX_KEY_LENGTH} characters")
+    if not text_checked and not name_is_text(key):
+        raise InvalidSession("'key' holds a lone surrogate escape, which is not text")
+    messages = get("messages")
+    if not isinstance(messages, (simdjson.Array, list)):
+        raise InvalidSession("'messages' is not a list")
+    return ParsedSession(key, len(messages), _timestamp(get("created_at")), _timestamp(get("updated_at")))
+
+
+def make_record(name: str, parsed: ParsedSession, st: FileStat) -> SessionRecord:
+    """Combine parsed content and stat; missing timestamps fall back to the file's mtime."""
+    mtime = st.mtime_ns / 1e9
+    created = parsed.created_at
+    updated = parsed.updated_at
+    if created is None:
+        created = updated if updated is not None else mtime
+    if updated is None:
+        updated = max(created, mtime)
+    return SessionRecord(parsed.key, name, parsed.message_count, created, updated, st)
+
+
+def stat_of(st: os.stat_result) -> FileStat:
+    """The parts of a stat that tell whether a file changed."""
+    return FileStat(st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, "error")
+
+
+def read_state(dir_fd: int, name: str, max_bytes: int, inline_bytes: int = INLINE_PARSE_BYTES) -> FileState:
+    """The current truth about file *name* in the folder open as *dir_fd*: a record, an InvalidFile, or None if gone.
+
+    Blocking; call it from an executor. Symlinks and non-regular files are not
+    sessions. No read goes past *inline_bytes* + 1 bytes, however the file grows
+    meanwhile; a file bigger than that raises NeedsChild (bigfile.py reads it with
+    *inline_bytes* = *max_bytes*).
+    """
+    if not name_is_text(name):
+        return InvalidFile(name, BAD_NAME, _lstat_or_zero(dir_fd, name))
+    try:
+        fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return InvalidFile(name, "symlink (not followed)", _lstat_or_zero(dir_fd, name))
+        if exc.errno in (errno.ENOTDIR, errno.ENAMETOOLONG):
+            return None
+        return InvalidFile(name, f"cannot open ({_errno_name(exc)})", _lstat_or_zero(dir_fd, name))
+    try:
+        st = os.fstat(fd)
+        fst = stat_of(st)
+        if not stat_mod.S_ISREG(st.st_mode):
+            return InvalidFile(name, "not a regular file", fst)
+        if st.st_size > max_bytes:
+            return InvalidFile(name, f"larger than max_file_bytes ({st.st_size} > {max_bytes})", fst)
+        if st.st_size > inline_bytes:
+            raise NeedsChild(fst)
+        data = read_at_most(fd, st.st_size, inline_bytes + 1)
+        if len(data) > inline_bytes:
+            if inline_bytes >= max_bytes:
+                return InvalidFile(name, f"larger than max_file_bytes (grew past {max_bytes} while read)", fst)
+            raise NeedsChild(fst)
+    except OSError as exc:
+        return InvalidFile(name, f"cannot read ({_errno_name(exc)})", _lstat_or_zero(dir_fd, name))
+    finally:
+        os.close(fd)
+    try:
+        parsed = parse_session(data)
+    except InvalidSession as exc:
+        return InvalidFile(name, str(exc), fst)
+    return make_record(name, parsed, fst)
+
+
+def read_fully(folder: Folder, dir_fd: int, name: str, max_bytes: int) -> FileState:
+    """read_state of *name* in *folder* (open as *dir_fd*), with a big file parsed in a child process."""
+    try:
+        return read_state(dir_fd, name, max_bytes)
+    except NeedsChild as big:
+        try:
+            return bigfile.read_in_child(folder, name, max_bytes)
+        except bigfile.ChildFailed as exc:
+            return InvalidFile(name, str(exc), big.stat)
+
+
+def read_at_most(fd: int, size_hint: int, limit: int) -> bytes:
+    """The file's bytes from the current offset, but never more than *limit* of them."""
+    want = min(max(size_hint, 0) + 1, limit)  # one extra byte notices a file that grew since fstat
+    data = os.read(fd, want)
+    if len(data) < want or len(data) >= limit:
+        return data  # a short read of a regular file is the end: one syscall for most files
+    chunks = [data]
+    got = len(data)
+    while got < limit and (chunk := os.read(fd, min(65536, limit - got))):
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _lstat_or_zero(dir_fd: int, name: str) -> FileStat:
+    try:
+        return stat_of(os.lstat(name, dir_fd=dir_fd))
+    except OSError:
+        return FileStat(0, 0, 0, 0)
+
+
+def list_session_files(dir_fd: int) -> Iterator[tuple[str, FileStat]]:
+    """Stat-only walk of the top level: (name, stat) of every candidate session file."""
+    with os.scandir(dir_fd) as entries:
+        for entry in entries:
+            if not is_session_name(entry.name):
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            yield entry.name, stat_of(st)
+
+
+def list_idents(dir_fd: int) -> dict[str, int]:
+    """Name -> index.pack of the stat, for every candidate session file of the top level."""
+    return {name: pack(st) for name, st in list_session_files(dir_fd)}
+
+
+def stale_names(dir_fd: int | None, known: Mapping[str, int]) -> list[tuple[str, FileStat | None]]:
+    """Names whose stat on disk differs from *known* (name -> index.pack of the stat), with the disk's stat (None: gone).
+
+    No folder (None) holds nothing, so then every known name is stale.
+    """
+    listing = dict(list_session_files(dir_fd)) if dir_fd is not None else {}
+    stale: list[tuple[str, FileStat | None]] = [(name, st) for name, st in listing.items() if known.get(name) != pack(st)]
+    stale.extend((name, None) for name in known if name not in listing)
+    return stale

@@ -1,0 +1,318 @@
+"""Index snapshots: flat records for worker processes, and a columnar file for a fast restart.
+
+A restart loads the last snapshot, stats every file, and re-reads only the
+files whose (size, mtime, inode, ctime) differ, as git does with its index.
+The ctime is what makes this safe: an edit that puts size and mtime back
+(`touch -r`, `cp -p`, `rsync -t`) or a new file on a reused inode still moves
+it. A file whose times are too close to the moment the snapshot was taken may
+have changed again within the same timestamp tick, so it is re-read too.
+
+The file is columnar (format 3): one JSON header line, then each field of
+every session as one block: names and keys NUL-joined UTF-8, numbers as
+machine arrays, and a small JSON side table for what the columns cannot hold
+(a key with a NUL in it, a timestamp stored as an integer). A BLAKE2b checksum
+covers the blocks. Records are in key order, so the index's sorted key list
+is built from sorted input. A million sessions load without a large temporary
+object graph: the only objects made are the records the index keeps.
+
+A snapshot is data, not trust: the checksum, every column's length and every
+value's range are checked on load, and anything wrong discards the whole
+snapshot (one warning, then a full scan). Only valid sessions are kept in it;
+every file found invalid before is looked at again, since a raised limit or
+fixed permission does not change the file's stat.
+"""
+
+from __future__ import annotations
+
+import array
+import hashlib
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sessiond.core.index import FileState, InvalidFile, SessionRecord, pack, unpack
+from sessiond.core.loader import MAX_KEY_LENGTH, is_session_name, name_is_text
+
+log = logging.getLogger(__name__)
+
+FORMAT = "sessiond-snapshot/3"
+# Names of files that earlier versions wrote next to ours, removed at start.
+OLDER_FILES = ("index.snapshot.json",)
+# times this close to the snapshot's own time are not trusted (timestamp granularity).
+RACY_SECONDS = 2.0
+_WORD = 64
+
+# A flat record, for worker processes (plain values pickle several times faster than
+# objects): (name, ident, key, message_count, created_at, updated_at) for a session,
+# (name, ident, reason) for an invalid file; ident is index.pack of the file's stat.
+Flat = tuple[Any, ...]
+
+# The numeric columns, in file order, with their array type codes (machine byte order,
+# recorded in the header: a snapshot moved to another architecture is simply not used).
+NUMBERS = {"count": "q", "created": "d", "updated": "d", "size": "q", "mtime": "q", "inode": "Q", "ctime": "q"}
+BLOCKS = ("names", "keys", *NUMBERS, "odd")
+
+
+class BadSnapshot(ValueError):
+    """A snapshot is not what save() writes."""
+
+
+def flatten(name: str, state: FileState) -> Flat | None:
+    """A record of plain values (cheap to pickle)."""
+    if isinstance(state, SessionRecord):
+        return (name, state.ident, state.key, state.message_count, state.created_at, state.updated_at)
+    if isinstance(state, InvalidFile):
+        return (name, pack(state.stat), state.reason)
+    return None
+
+
+def unflatten(flat: Flat | list[Any]) -> tuple[str, FileState]:
+    """The inverse of flatten."""
+    name = flat[0]
+    if len(flat) == 3:
+        return name, InvalidFile(name, flat[2], unpack(flat[1]))
+    return name, SessionRecord(flat[2], name, flat[3], flat[4], flat[5], flat[1])
+
+
+# -- writing -----------------------------------------------------------------------------
+
+
+def encode(folder: str, taken_at: float, records: Iterable[SessionRecord]) -> tuple[bytes, int]:
+    """The snapshot's bytes for *records* (sessions only), and how many it holds."""
+    rows = sorted((r for r in records if name_is_text(r.name)), key=lambda r: (r.key, r.name))
+    odd_keys: dict[str, str] = {}  # row -> a key holding NUL (it cannot be in the NUL-joined block)
+    exact: dict[str, list[int | float]] = {}  # row -> timestamps a double would not echo as stored
+    keys: list[str] = []
+    for i, record in enumerate(rows):
+        key = record.key
+        if "\0" in key:
+            odd_keys[str(i)] = key
+            key = "?"
+        keys.append(key)
+        if type(record.created_at) is not float or type(record.updated_at) is not float:
+            exact[str(i)] = [record.created_at, record.updated_at]
+    mask = (1 << _WORD) - 1
+    offset = 1 << (_WORD - 1)
+    idents = [r.ident for r in rows]
+    columns: dict[str, array.array[Any]] = {
+        "count": array.array("q", [r.message_count for r in rows]),
+        "created": array.array("d", [float(r.created_at) for r in rows]),
+        "updated": array.array("d", [float(r.updated_at) for r in rows]),
+        "size": array.array("q", [i >> (3 * _WORD) for i in idents]),
+        "mtime": array.array("q", [((i >> (2 * _WORD)) & mask) - offset for i in idents]),
+        "inode": array.array("Q", [(i >> _WORD) & mask for i in idents]),
+        "ctime": array.array("q", [(i & mask) - offset for i in idents]),
+    }
+    blocks = {
+        "names": "\0".join(r.name for r in rows).encode(),
+        "keys": "\0".join(keys).encode(),  # the loader lets no lone surrogate into a key
+        **{field: column.tobytes() for field, column in columns.items()},
+        "odd": orjson.dumps({"keys": odd_keys, "exact": exact}),
+    }
+    body = b"".join(blocks[name] for name in BLOCKS)
+    header = {
+        "format": FORMAT,
+        "folder": folder,
+        "taken_at": taken_at,
+        "records": len(rows),
+        "byteorder": sys.byteorder,
+        "blocks": [len(blocks[name]) for name in BLOCKS],
+        "checksum": _checksum(body),
+    }
+    return orjson.dumps(header) + b"\n" + body, len(rows)
+
+
+def _checksum(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def save(path: Path, folder: str, records: Iterable[SessionRecord]) -> int:
+    """Write a snapshot atomically (temp file + rename); return the record count. Blocking."""
+    data, count = encode(folder, time.time(), records)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")  # never shared
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def remove_leftovers(path: Path) -> int:
+    """Delete temp files of saves that never finished (a crash, kill -9) and snapshots of
+    older formats; return how many."""
+    removed = 0
+    prefix = path.name + "."
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return 0
+    for name in names:
+        if (name.startswith(prefix) and name.endswith(".tmp")) or (name in OLDER_FILES and name != path.name):
+            try:
+                os.unlink(path.parent / name)
+                removed += 1
+            except OSError as exc:
+                log.warning("cannot remove the leftover snapshot %s: %s", name, exc.strerror)
+    return removed
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+class Columns:
+    """A decoded, checked snapshot; records are made from it only for the files still as they were."""
+
+    def __init__(
+        self,
+        taken_at: float,
+        names: list[str],
+        keys: list[str],
+        numbers: dict[str, array.array[Any]],
+        exact: dict[int, list[Any]],
+    ) -> None:
+        self.taken_at = taken_at
+        self.names = names
+        self.keys = keys
+        self.numbers = numbers
+        self.exact = exact
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def split(self, disk: dict[str, int], kept: list[tuple[str, FileState]]) -> list[str]:
+        """Compare with the disk (name -> pack of its stat; emptied): append to *kept* the
+        records still true, and return the names to read.
+
+        A record is still true when the file's stat is exactly the one recorded and its
+        times lie outside the racy window before the snapshot was taken. (*kept* is filled
+        in place, not returned: a result handed back through an executor's future stays
+        referenced by the future's cycle until the collector runs, and here that would be
+        a million tuples.)
+        """
+        n = self.numbers
+        racy_ns = int((self.taken_at - RACY_SECONDS) * 1e9)
+        offset = 1 << (_WORD - 1)
+        created, updated = n["created"].tolist(), n["updated"].tolist()
+        for row, (exact_created, exact_updated) in self.exact.items():
+            created[row], updated[row] = exact_created, exact_updated  # as stored: int, or beyond a double
+        append = kept.append
+        rows = zip(
+            self.names, self.keys, n["count"], created, updated, n["size"], n["mtime"], n["inode"], n["ctime"], strict=True
+        )
+        for name, key, count, made, changed, size, mtime, inode, ctime in rows:
+            on_disk = disk.pop(name, None)
+            if on_disk is None:
+                continue  # gone
+            ident = (((((size << _WORD) | (mtime + offset)) << _WORD) | inode) << _WORD) | (ctime + offset)
+            if on_disk != ident or mtime >= racy_ns or ctime >= racy_ns:
+                disk[name] = on_disk  # back, to be read
+                continue
+            append((name, SessionRecord(key, name, count, made, changed, ident)))
+        return list(disk)
+
+
+def load(path: Path, folder: str) -> Columns | None:
+    """The checked columns of a snapshot of *folder*, or None if there is none usable. Blocking."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("ignoring unreadable snapshot %s (%s); reading every file", path, exc)
+        return None
+    head, _, body = data.partition(b"\n")
+    del data
+    try:
+        header = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        header = None
+    if not isinstance(header, dict) or header.get("format") != FORMAT or header.get("folder") != folder:
+        log.info("snapshot %s is for another folder or format; reading every file", path)
+        return None
+    if header.get("byteorder") != sys.byteorder:
+        log.info("snapshot %s was written on another architecture; reading every file", path)
+        return None
+    try:
+        return _decode(header, body)
+    except (BadSnapshot, KeyError, TypeError, ValueError) as exc:  # UnicodeDecodeError, JSONDecodeError too
+        log.warning("ignoring malformed snapshot %s (%s); reading every file", path, exc)
+        return None
+
+
+def _decode(header: dict[str, Any], body: bytes) -> Columns:
+    if _checksum(body) != header["checksum"]:
+        raise BadSnapshot("checksum mismatch (truncated or altered)")
+    taken_at, count, lengths = header["taken_at"], header["records"], header["blocks"]
+    if not (_finite(taken_at) and _count(count) and isinstance(lengths, list) and len(lengths) == len(BLOCKS)):
+        raise BadSnapshot("bad header")
+    blocks: dict[str, bytes] = {}
+    start = 0
+    for name, length in zip(BLOCKS, lengths, strict=True):
+        if not _count(length):
+            raise BadSnapshot(f"bad length of {name}")
+        blocks[name] = body[start : start + length]
+        start += length
+    if start != len(body):
+        raise BadSnapshot("the blocks do not add up to the body")
+    names = blocks["names"].decode().split("\0") if count else []
+    keys = blocks["keys"].decode().split("\0") if count else []
+    numbers: dict[str, array.array[Any]] = {}
+    for field, code in NUMBERS.items():
+        column = array.array(code)
+        column.frombytes(blocks[field])  # ValueError unless a whole number of items
+        numbers[field] = column
+    if len(names) != count or len(keys) != count or any(len(column) != count for column in numbers.values()):
+        raise BadSnapshot("columns of different lengths")
+    odd = orjson.loads(blocks["odd"])
+    for row, key in _rows(odd["keys"], count).items():
+        if not isinstance(key, str):
+            raise BadSnapshot("a record has a bad key")
+        keys[row] = key
+    exact = _rows(odd["exact"], count)
+    _check(names, keys, numbers, exact)
+    return Columns(float(taken_at), names, keys, numbers, exact)
+
+
+def _rows(table: object, count: int) -> dict[int, Any]:
+    if not isinstance(table, dict):
+        raise BadSnapshot("bad side table")
+    rows = {int(row): value for row, value in table.items()}
+    if any(row not in range(count) for row in rows):
+        raise BadSnapshot("a side table names a record that is not there")
+    return rows
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(value: object) -> bool:
+    return type(value) is int and value >= 0
+
+
+def _check(names: list[str], keys: list[str], numbers: dict[str, array.array[Any]], exact: dict[int, Any]) -> None:
+    # Every value in range, a column at a time (loops in C where they can be).
+    if not all(map(is_session_name, names)):
+        raise BadSnapshot("a record has no session file name")
+    if len(set(names)) != len(names):
+        raise BadSnapshot("a file name appears twice")
+    if names and (min(map(len, keys)) == 0 or max(map(len, keys)) > MAX_KEY_LENGTH):
+        raise BadSnapshot("a record has a bad key")
+    if names and (min(numbers["count"]) < 0 or min(numbers["size"]) < 0):
+        raise BadSnapshot("a record has a bad message count or size")
+    if not (all(map(math.isfinite, numbers["created"])) and all(map(math.isfinite, numbers["updated"]))):
+        raise BadSnapshot("a record has a bad timestamp")
+    for pair in exact.values():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(map(_finite, pair))):
+            raise BadSnapshot("a record has a bad timestamp")

@@ -1,0 +1,195 @@
+"""The overview page's figures (GET /api/v1/stats, in stats_api.py), kept up to date from the index alone.
+
+`SessionStats` is pure: aggregates over the served sessions (by channel, by day, by
+message count, bytes on disk). `StatsKeeper` keeps one in step with the index: one
+full pass once the first index is complete (the first scan announces nothing), done in
+chunks that give the event loop back between them, then every change the store
+announces is applied by key. Announcements are hints, as the watcher's are: for each
+key the record the index holds *now* replaces the one counted before, so a change
+applied twice, or announced after the full pass already saw it, counts once. A request
+therefore costs O(changes since the last one), never a walk of 100k records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from sessiond.core.index import Change, SessionIndex, SessionRecord
+from sessiond.live.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+DAY = 86_400
+BUILD_CHUNK = 10_000  # records per step of the full pass (~10-20 ms of the loop)
+DAYS = 30
+TOP_CHANNELS = 50
+
+
+def channel_of(key: str) -> str:
+    """The key's prefix up to its first `:`; "" for a key without one."""
+    head, colon, _ = key.partition(":")
+    return head if colon else ""
+
+
+def day_of(timestamp: float) -> int | None:
+    """Days since the epoch (UTC) of a Unix time; None for NaN, infinities and non-numbers."""
+    try:
+        return int(timestamp // DAY)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def bucket_of(message_count: int) -> int:
+    """Histogram bucket: 0 holds 0 messages, b holds 2**(b-1) to 2**b - 1."""
+    return message_count.bit_length()
+
+
+def bucket_bounds(bucket: int) -> tuple[int, int]:
+    """The smallest and largest message count in *bucket*."""
+    return (0, 0) if bucket == 0 else (1 << (bucket - 1), (1 << bucket) - 1)
+
+
+def _decrement(counter: Counter[Any], item: Any) -> None:
+    left = counter[item] - 1
+    if left:
+        counter[item] = left
+    else:
+        del counter[item]  # a counter of every day or channel ever seen would only grow
+
+
+class SessionStats:
+    """Aggregates over a set of session records, updated one key at a time. Pure."""
+
+    def __init__(self, records: Iterable[SessionRecord] = ()) -> None:
+        self.bytes = 0
+        self.channels: Counter[str] = Counter()
+        self.created: Counter[int] = Counter()
+        self.updated: Counter[int] = Counter()
+        self.buckets: Counter[int] = Counter()
+        self._counted: dict[str, SessionRecord] = {}  # key -> the record these figures include
+        self.add_new(list(records))
+
+    def __len__(self) -> int:
+        return len(self._counted)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._counted
+
+    def add_new(self, records: list[SessionRecord]) -> None:
+        """Count *records*, none of whose keys is counted yet: a full pass's bulk path."""
+        self._counted.update((r.key, r) for r in records)
+        self.bytes += sum(r.size for r in records)
+        self.channels.update(channel_of(r.key) for r in records)
+        self.buckets.update(r.message_count.bit_length() for r in records)
+        self.created.update(day for day in map(day_of, [r.created_at for r in records]) if day is not None)
+        self.updated.update(day for day in map(day_of, [r.updated_at for r in records]) if day is not None)
+
+    def sync(self, key: str, record: SessionRecord | None) -> None:
+        """Make the figures count *record* for *key* (None: the key is gone)."""
+        old = self._counted.get(key)
+        if old is record:
+            return
+        if old is not None:
+            self._count(old, -1)
+            del self._counted[key]
+        if record is not None:
+            self._count(record, 1)
+            self._counted[record.key] = record  # record.key: the index's own string, not a copy
+
+    def _count(self, r: SessionRecord, sign: int) -> None:
+        self.bytes += sign * r.size
+        created, updated = day_of(r.created_at), day_of(r.updated_at)
+        if sign > 0:
+            self.channels[channel_of(r.key)] += 1
+            self.buckets[bucket_of(r.message_count)] += 1
+            if created is not None:
+                self.created[created] += 1
+            if updated is not None:
+                self.updated[updated] += 1
+            return
+        _decrement(self.channels, channel_of(r.key))
+        _decrement(self.buckets, bucket_of(r.message_count))
+        if created is not None:
+            _decrement(self.created, created)
+        if updated is not None:
+            _decrement(self.updated, updated)
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """The figures as the API shows them; *now* picks the 30 days (UTC) ending today."""
+        top = heapq.nsmallest(TOP_CHANNELS, self.channels.items(), key=lambda item: (-item[1], item[0]))
+        shown = sum(count for _, count in top)
+        today = int(now // DAY)
+        days = []
+        for day in range(today - DAYS + 1, today + 1):
+            start = day * DAY
+            days.append(
+                {
+                    "date": datetime.fromtimestamp(start, UTC).date().isoformat(),
+                    "start": start,
+                    "created": self.created.get(day, 0),
+                    "updated": self.updated.get(day, 0),
+                }
+            )
+        highest = max(self.buckets, default=0)
+        messages = []
+        for bucket in range(highest + 1):
+            low, high = bucket_bounds(bucket)
+            messages.append({"min": low, "max": high, "sessions": self.buckets.get(bucket, 0)})
+        return {
+            "sessions": len(self._counted),
+            "bytes": self.bytes,
+            "channels": [{"channel": name, "sessions": count} for name, count in top],
+            "other_channels": {"channels": len(self.channels) - len(top), "sessions": len(self._counted) - shown},
+            "days": days,
+            "messages": messages,
+        }
+
+
+class StatsKeeper:
+    """A SessionStats kept in step with a store's index (a store listener)."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+        self.full_passes = 0
+        self._stats = SessionStats()
+        self._index: SessionIndex | None = None  # the index being (or been) counted
+        self._pass: asyncio.Future[None] | None = None
+
+    def on_changes(self, changes: list[Change]) -> None:
+        """Store listener: re-count each changed key from what the index holds now."""
+        index = self.store.index
+        if index is not self._index:
+            return  # no pass over this index has begun: the next one will see it all
+        stats = self._stats
+        for change in changes:
+            stats.sync(change.key, index.get(change.key))
+
+    async def current(self) -> SessionStats:
+        """Figures that match the index now; a full pass only the first time (or for a new index)."""
+        index = self.store.index
+        stale = self._pass is None or index is not self._index
+        if not stale and self._pass is not None and self._pass.done() and len(self._stats) != len(index):
+            log.warning("stats: %d sessions counted for %d indexed; counting again", len(self._stats), len(index))
+            stale = True  # some change was never announced; cheap to notice, rare to happen
+        if stale:
+            self._pass = asyncio.ensure_future(self._full_pass(index))
+        assert self._pass is not None
+        await asyncio.shield(self._pass)
+        return self._stats
+
+    async def _full_pass(self, index: SessionIndex) -> None:
+        stats = SessionStats()
+        self._stats, self._index = stats, index  # changes are applied from now on, during the pass too
+        keys = list(index.keys())
+        for start in range(0, len(keys), BUILD_CHUNK):
+            # A key a change has counted meanwhile is already current; a key gone is skipped.
+            chunk = [r for r in map(index.get, keys[start : start + BUILD_CHUNK]) if r is not None and r.key not in stats]
+            stats.add_new(chunk)
+            await asyncio.sleep(0)
+        self.full_passes += 1

@@ -1,0 +1,197 @@
+"""The retention runner and its metrics (the HTTP side is retention_api.py).
+
+A run waits for the first index to be whole, plans from the index alone
+(retention.py), refuses the whole run when it would delete more than
+retention_max_per_run, and deletes each planned session through the store's
+DELETE, so each goes into the trash when the trash is on and the change feed
+reports it. A session that changed since it was planned stays. The settings are
+read at every run, so a reload (SIGHUP) changes the rules live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
+from sessiond.core.retention import RulePlan, plan
+from sessiond.live.store import SessionStore
+from sessiond.web.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+SAMPLE = 10  # keys shown per rule in a preview
+PREVIEW_TTL = 5.0  # seconds a preview is reused while the index does not change
+RECHECK = 1.0  # seconds between looks at retention_interval while waiting (a reload may shorten it)
+
+
+@dataclass(slots=True)
+class RunReport:
+    """What one run did."""
+
+    started_at: float
+    outcome: str  # deleted, nothing, over_maximum, dry_run
+    matched: dict[str, int]
+    deleted: dict[str, int] = field(default_factory=dict)
+    spared_recent: int = 0
+    changed: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    reason: str | None = None
+    seconds: float = 0.0
+
+    def show(self) -> dict[str, Any]:
+        return {
+            "started_at": self.started_at,
+            "outcome": self.outcome,
+            "reason": self.reason,
+            "matched": sum(self.matched.values()),
+            "deleted": sum(self.deleted.values()),
+            "by_rule": {rule: {"matched": n, "deleted": self.deleted.get(rule, 0)} for rule, n in self.matched.items()},
+            "spared_recent": self.spared_recent,
+            "changed_since_planned": self.changed,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class Retention:
+    """Runs the rules on a timer and remembers what the runs did."""
+
+    def __init__(self, store: SessionStore, runtime: Runtime, ready: asyncio.Event) -> None:
+        self.store = store
+        self.runtime = runtime
+        self.ready = ready
+        self.last: RunReport | None = None
+        self.next_at: float | None = None
+        self.deleted_total: dict[str, int] = {}
+        self.runs = 0
+        self._preview: tuple[tuple[int, object, int], dict[str, Any]] | None = None
+
+    def plans(self, now: float) -> list[RulePlan]:
+        settings = self.runtime.settings
+        return plan(self.store.index, settings.retention, now, settings.retention_grace)
+
+    async def run_once(self) -> RunReport:
+        """One run: plan, check the guard rails, delete (unless dry run), report."""
+        settings = self.runtime.settings
+        started = time.time()
+        began = time.monotonic()
+        plans = self.plans(started)
+        report = RunReport(started, "nothing", {p.rule.name: len(p.doomed) for p in plans})
+        report.spared_recent = sum(p.spared_recent for p in plans)
+        total = sum(len(p.doomed) for p in plans)
+        if total > settings.retention_max_per_run:
+            report.outcome = "over_maximum"
+            report.reason = (
+                f"{total} sessions match, more than retention_max_per_run ({settings.retention_max_per_run}); "
+                "nothing was deleted: narrow the rules or raise the maximum"
+            )
+        elif settings.retention_dry_run:
+            report.outcome = "dry_run"
+            report.reason = f"retention_dry_run is on: {total} sessions would have been deleted"
+        elif total:
+            report.outcome = "deleted"
+            await self._delete(plans, report)
+        report.seconds = time.monotonic() - began
+        self.last = report
+        self.runs += 1
+        level = logging.WARNING if report.outcome == "over_maximum" or report.failed else logging.INFO
+        log.log(
+            level,
+            "retention: %s; %d matched, %d deleted, %d spared as recent, %d changed since planned, %d failed%s",
+            report.outcome,
+            total,
+            sum(report.deleted.values()),
+            report.spared_recent,
+            report.changed,
+            len(report.failed),
+            f" ({report.reason})" if report.reason else "",
+        )
+        return report
+
+    async def _delete(self, plans: list[RulePlan], report: RunReport) -> None:
+        for rule_plan in plans:
+            name = rule_plan.rule.name
+            for record in rule_plan.doomed:
+                try:
+                    await self.store.delete(record.key, expected=record)
+                except SessionChanged:
+                    report.changed += 1
+                except SessionNotFound:
+                    pass  # gone already: nothing to do
+                except DeleteFailed as exc:
+                    report.failed.append({"key": record.key, "reason": str(exc)})
+                else:
+                    report.deleted[name] = report.deleted.get(name, 0) + 1
+                    self.deleted_total[name] = self.deleted_total.get(name, 0) + 1
+
+    async def forever(self) -> None:
+        """Run every retention_interval, never before the first index is whole."""
+        await self.ready.wait()
+        while True:
+            await self._until_due(time.monotonic())
+            if self.runtime.settings.retention:
+                try:
+                    await self.run_once()
+                except Exception:  # a failed run is reported; the next one still comes
+                    log.exception("retention run failed")
+
+    async def _until_due(self, since: float) -> None:
+        # The interval is read again every RECHECK seconds, so a reload that shortens
+        # it takes effect at once (not after the wait already under way, up to an hour).
+        while True:
+            remaining = since + self.runtime.settings.retention_interval - time.monotonic()
+            self.next_at = time.time() + max(remaining, 0.0)
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, RECHECK))
+
+    def preview(self) -> dict[str, Any]:
+        """What the next run would delete now: per rule, a count and a sample (cached a few seconds)."""
+        settings = self.runtime.settings
+        now = time.time()
+        stamp = (self.store.index.version, settings.retention, int(now // PREVIEW_TTL))
+        if self._preview is not None and self._preview[0] == stamp:
+            return self._preview[1]
+        plans = self.plans(now)
+        total = sum(len(p.doomed) for p in plans)
+        shown = {
+            "total": total,
+            "over_maximum": total > settings.retention_max_per_run,
+            "spared_recent": sum(p.spared_recent for p in plans),
+            "rules": [{"rule": p.rule.name, "count": len(p.doomed), "sample": [r.key for r in p.doomed[:SAMPLE]]} for p in plans],
+        }
+        self._preview = (stamp, shown)
+        return shown
+
+
+class RetentionMetrics(Collector):
+    """Deleted by rule, the last run's time and outcome, read at scrape time."""
+
+    OUTCOMES = ("deleted", "nothing", "over_maximum", "dry_run")
+
+    def __init__(self, retention: Retention) -> None:
+        self.retention = retention
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        deleted = CounterMetricFamily("sessiond_retention_deleted", "Sessions deleted by retention, by rule", labels=["rule"])
+        for rule in self.retention.runtime.settings.retention:
+            deleted.add_metric([rule.name], self.retention.deleted_total.get(rule.name, 0))
+        yield deleted
+        last = self.retention.last
+        yield GaugeMetricFamily(
+            "sessiond_retention_last_run_timestamp_seconds",
+            "When the last retention run started (0: none yet)",
+            value=last.started_at if last else 0,
+        )
+        outcome = GaugeMetricFamily("sessiond_retention_last_run_outcome", "1 for the last run's outcome", labels=["outcome"])
+        for name in self.OUTCOMES:
+            outcome.add_metric([name], 1 if last and last.outcome == name else 0)
+        yield outcome

@@ -1,0 +1,543 @@
+"""SessionStore: the index plus the I/O around it (scan, re-read, look up, delete)."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import gc
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from sessiond.core import loader, removal, snapshot
+from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
+from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
+from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord
+
+log = logging.getLogger(__name__)
+
+# Small folders are read in a thread; big ones are spread over worker processes
+# because parsing is CPU-bound and a thread pool would share one core under the GIL.
+PROCESS_POOL_THRESHOLD = 20_000
+SCAN_CHUNK = 2_000
+APPLY_CHUNK = 256
+# A file that fails to parse right after it changed may be half-written by a
+# writer that does not rename; look again after these delays before calling it invalid.
+RETRY_DELAYS = (0.05, 0.2, 0.5)
+
+
+ChangeListener = Callable[[list[Change]], None]
+
+
+class _Big:
+    """Marks a file to be parsed in a child process, off the hint loop."""
+
+    __slots__ = ()
+
+
+BIG = _Big()
+
+
+class SessionStore:
+    """Owns the index for one sessions folder; every change to it goes through here."""
+
+    def __init__(
+        self,
+        path: os.PathLike[str] | str,
+        max_file_bytes: int,
+        snapshot_path: Path | None = None,
+    ) -> None:
+        self.path = os.fspath(path)
+        # The verified folder (folder.py); None while it is gone or unusable, when it holds nothing.
+        self.folder: Folder | None = None
+        self.snapshot_path = snapshot_path
+        self.snapshot_version = -1
+        self._snapshot_lock = asyncio.Lock()
+        self.last_scan_counts = (0, 0)  # (files read, files kept from the snapshot)
+        self.max_file_bytes = max_file_bytes
+        self.destination: removal.Destination = removal.Unlink()
+        self.index = SessionIndex()
+        # Serialises "read files, then update the index" and DELETE's "check, move,
+        # update", so a read that started before an unlink cannot put the session back.
+        self.lock = asyncio.Lock()
+        self.listeners: list[ChangeListener] = []
+        self._retries: dict[str, int] = {}
+        self._big: dict[str, asyncio.Task[None]] = {}
+        self._big_again: set[str] = set()
+        self._reported_invalid: set[tuple[str, str]] = set()
+        self._reported_collisions: set[tuple[str, ...]] = set()
+        self.last_change = time.monotonic()
+        # Asks for a file to be re-read soon (the watcher's hint); the delays are ours.
+        self.reread: Callable[[str], None] | None = None
+        self.files_applied = 0
+        self.scans = 0
+        self.reconciles = 0
+        # One set per running reconcile: names re-read meanwhile came through an event, not lost.
+        self._applied_during_walks: list[set[str]] = []
+        self.drift_files = 0  # files a reconcile found out of date that no event had reported
+        self.last_walk_seconds = 0.0  # what the last reconcile's stat walk took (its cost, without waits)
+
+    # -- whole-folder --------------------------------------------------------
+
+    async def scan(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Read every session file off the event loop and replace the index with the result.
+
+        With a snapshot, only files whose stat differs from it are read, and every
+        file it does not vouch for (new, changed, or invalid before) is read.
+        """
+        with collector_paused():
+            await self._scan(progress)
+
+    async def _scan(self, progress: Callable[[int, int], None] | None) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        folder = self.folder
+        if folder is None:
+            self._load([], started, 0, 0)
+            return
+        if self.scans == 0:
+            await loop.run_in_executor(None, self._tidy_after_crash, folder)
+        kept: list[tuple[str, FileState]] = []
+        unchanged = False
+        if self.snapshot_path is None or not self.snapshot_path.exists():
+            names = await loop.run_in_executor(None, _names_in, folder)  # no stat: reads fstat anyway
+            total = len(names)
+        else:
+            # The snapshot is decoded while the folder is walked: one waits on the disk.
+            loading = loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
+            try:
+                disk = await loop.run_in_executor(None, _idents_in, folder)
+            finally:
+                previous = await loading
+            total = len(disk)
+            if previous is None:
+                names = list(disk)
+            else:
+                names = await loop.run_in_executor(None, previous.split, disk, kept)
+                unchanged = not names and len(kept) == len(previous)
+            del previous, disk
+        counts = len(names), len(kept)
+        kept.extend(await self._read_all(folder, names, total, progress))
+        self._load(kept, started, *counts)
+        if unchanged:
+            self.snapshot_version = self.index.version  # the file on disk says exactly this: no save
+
+    def _tidy_after_crash(self, folder: Folder) -> None:
+        if self.snapshot_path is not None and (count := snapshot.remove_leftovers(self.snapshot_path)):
+            log.info("removed %d unfinished snapshot file(s) of an earlier run", count)
+        removal.recover_interrupted(folder, self.max_file_bytes)
+
+    def _load(self, results: list[tuple[str, FileState]], started: float, read: int, kept: int) -> None:
+        self.last_scan_counts = (read, kept)
+        changes = self.index.load(results)
+        self.scans += 1
+        self._retries.clear()
+        for _, state in results:
+            if isinstance(state, InvalidFile):
+                self._report_invalid(state)
+        self._report_collisions()
+        self.last_change = time.monotonic()
+        log.info(
+            "indexed %d sessions from %d files in %.2fs (%d read, %d unchanged since the snapshot, %d invalid)",
+            len(self.index),
+            len(results),
+            time.monotonic() - started,
+            read,
+            kept,
+            len(self.index.invalid),
+        )
+        if changes:
+            self._notify(changes)
+
+    async def clear(self) -> None:
+        """Forget every file: the folder is gone or unusable, so it holds nothing we may serve."""
+        async with self.lock:
+            self.folder = None
+            self._load([], time.monotonic(), 0, 0)
+
+    async def _read_all(
+        self, folder: Folder, names: list[str], total: int, progress: Callable[[int, int], None] | None
+    ) -> list[tuple[str, FileState]]:
+        loop = asyncio.get_running_loop()
+        chunks = [names[i : i + SCAN_CHUNK] for i in range(0, len(names), SCAN_CHUNK)]
+        results: list[tuple[str, FileState]] = []
+        done = total - len(names)
+        pool: concurrent.futures.Executor | None = None
+        if len(names) >= PROCESS_POOL_THRESHOLD:
+            # forkserver, not fork: forking a process that runs threads (the watcher's,
+            # the executor's) can copy a held lock into the child.
+            context = multiprocessing.get_context("forkserver")
+            # Imported once in the fork server, not once per worker.
+            context.set_forkserver_preload(["sessiond.live.store"])
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2, mp_context=context)
+        try:
+            futures = [loop.run_in_executor(pool, _read_flat, folder, chunk, self.max_file_bytes) for chunk in chunks]
+            for future in asyncio.as_completed(futures):
+                flats = await future
+                results.extend(snapshot.unflatten(flat) for flat in flats)
+                done += len(flats)
+                if progress:
+                    progress(done, total)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        return results
+
+    async def save_snapshot(self) -> None:
+        """Write the index to the snapshot file (off the loop) unless it is current.
+
+        One save at a time; failures are logged, not raised.
+        """
+        if self.snapshot_path is None:
+            return
+        async with self._snapshot_lock:
+            version = self.index.version
+            if version == self.snapshot_version:
+                return
+            records = self.index.file_records()  # a cheap copy on the loop; encoding happens in a thread
+            loop = asyncio.get_running_loop()
+            try:
+                count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.path, records)
+            except OSError as exc:
+                log.warning("cannot write snapshot %s: %s", self.snapshot_path, exc)
+                return
+            self.snapshot_version = version
+            log.debug("snapshot of %d files written to %s", count, self.snapshot_path)
+
+    async def keep_snapshot(self, ready: asyncio.Event, interval: float) -> None:
+        """Once the first scan is served, save the snapshot, then again every *interval* s if changed."""
+        await ready.wait()  # never before: an empty or partial index is no snapshot
+        while True:
+            await self.save_snapshot()
+            await asyncio.sleep(interval)
+
+    async def reconcile(
+        self,
+        *,
+        in_flight: Callable[[str], bool] | None = None,
+        grace: float = 0.0,
+        expect_changes: bool = False,
+        recheck_invalid: bool = False,
+    ) -> int:
+        """Stat-walk the folder and re-read only the files whose stat differs from the index.
+
+        Returns the drift: files that disagreed with the index and still did *grace*
+        seconds after the walk, not counting names *in_flight* says the watcher has
+        been told about meanwhile. With *expect_changes* (a new folder)
+        differences are not drift. With *recheck_invalid*, every invalid file is read
+        again whatever its stat (a limit raised, a permission granted).
+        """
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        applied: set[str] = set()
+        self._applied_during_walks.append(applied)
+        try:
+            stale = await loop.run_in_executor(None, _stale, self.folder, self.index.file_idents())
+            self.last_walk_seconds = time.monotonic() - started
+            # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
+            stale = [(name, st) for name, st in stale if name not in self._retries]
+            drift = 0
+            if stale and not expect_changes:
+                await asyncio.sleep(grace)  # a write just before the walk may still be inside the watch's debounce
+                # A DELETE or an event applied while the walk ran may already have fixed a name.
+                drift = sum(
+                    1
+                    for name, st in stale
+                    if not (in_flight and in_flight(name))
+                    and name not in applied
+                    and self._recorded_stat(name) != st
+                    and loader.name_is_text(name)  # such names are never reported by the watch
+                )
+        finally:
+            self._applied_during_walks.remove(applied)
+        names = [name for name, _ in stale]
+        if recheck_invalid:
+            names.extend(name for name in list(self.index.invalid) if name not in set(names))
+        if names:
+            await self.refresh(names)
+        self.reconciles += 1
+        self.drift_files += drift
+        if drift:
+            log.warning("reconcile: %d file(s) had changed without an event reaching the index; re-read", drift)
+        log.debug("reconcile: %d stale, %d drift, %.3fs", len(stale), drift, time.monotonic() - started)
+        return drift
+
+    def _recorded_stat(self, name: str) -> FileStat | None:
+        state = self.index.file_state(name)
+        return state.stat if state is not None else None
+
+    # -- single files --------------------------------------------------------
+
+    async def refresh(self, names: Iterable[str]) -> list[Change]:
+        """Re-read each named file and record what is on disk now (the watcher's hints).
+
+        Files too big to parse in the daemon are handed to a child process in the
+        background, so the names after them do not wait.
+        """
+        loop = asyncio.get_running_loop()
+        names = [n for n in names if loader.is_session_name(n)]
+        changes: list[Change] = []
+        for i in range(0, len(names), APPLY_CHUNK):
+            chunk = names[i : i + APPLY_CHUNK]
+            async with self.lock:
+                folder = self.folder
+                if folder is None:
+                    break  # gone or unusable: the watcher empties the index and resyncs
+                try:
+                    states = await loop.run_in_executor(None, _read_inline, folder, chunk, self.max_file_bytes)
+                except FolderUnusable:
+                    break  # replaced under us: the watcher sees it and resyncs
+                for name, state in states:
+                    if state is BIG:
+                        self._parse_in_child(name)
+                    else:
+                        changes.extend(self._apply(name, state))  # type: ignore[arg-type]
+                self.files_applied += len(states)
+                for seen in self._applied_during_walks:
+                    seen.update(chunk)
+        self._publish(changes)
+        return changes
+
+    def _publish(self, changes: list[Change]) -> None:
+        if changes:
+            self._report_collisions()
+            self._notify(changes)
+
+    def _parse_in_child(self, name: str) -> None:
+        if name in self._big:
+            self._big_again.add(name)  # changed again while being parsed: parse once more after
+            return
+        task = asyncio.create_task(self._parse_big(name), name="sessiond-big-parse")
+        self._big[name] = task
+        task.add_done_callback(lambda _: self._big.pop(name, None))
+
+    async def _parse_big(self, name: str) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._big_again.discard(name)
+            folder = self.folder
+            if folder is None:
+                return
+            try:
+                state = await loop.run_in_executor(None, _read_big, folder, name, self.max_file_bytes)
+            except FolderUnusable:
+                return
+            async with self.lock:
+                # Applied only if the file is still what the child read: otherwise a newer
+                # event (or the re-run below) has the truth.
+                now = await loop.run_in_executor(None, _stat_in, folder, name)
+                if name not in self._big_again and (state.stat if state is not None else None) == now:
+                    changes = self._apply(name, state)
+                    self.files_applied += 1
+                else:
+                    changes = []
+                    self._big_again.add(name)
+            self._publish(changes)
+            if name not in self._big_again:
+                return
+            await self.refresh([name])  # small again, or still big: refresh decides
+            if name not in self._big_again:
+                return
+
+    def _apply(self, name: str, state: FileState) -> list[Change]:
+        if isinstance(state, InvalidFile) and self._should_retry(name, state):
+            return []  # keep what we had until the writer has had time to finish
+        self._retries.pop(name, None)
+        if isinstance(state, InvalidFile):
+            self._report_invalid(state)
+        return self.index.set_file(name, state)
+
+    def _should_retry(self, name: str, state: InvalidFile) -> bool:
+        attempt = self._retries.get(name, 0)
+        recent = time.time() - state.stat.mtime_ns / 1e9 < 2.0
+        if attempt >= len(RETRY_DELAYS) or not recent or self.reread is None:
+            return False
+        self._retries[name] = attempt + 1
+        asyncio.get_running_loop().call_later(RETRY_DELAYS[attempt], self.reread, name)
+        return True
+
+    async def find(self, key: str) -> SessionRecord | None:
+        """The record for *key*; on a miss, the agent's file for it is looked at first.
+
+        Read-your-writes: the agent may have saved the session a moment ago and the
+        watch not have reported it yet. One stat of the file the agent's naming rule
+        gives; a read only if that file is not what the index already knows.
+        """
+        record = self.index.get(key)
+        folder = self.folder
+        if record is not None or folder is None:
+            return record
+        name = loader.file_name_for(key)
+        if len(os.fsencode(name)) > removal.NAME_MAX:
+            return None
+        now = await asyncio.get_running_loop().run_in_executor(None, _stat_in, folder, name)
+        if (record := self.index.get(key)) is not None:
+            return record  # the watcher got there while we looked
+        if now is None or now == self._recorded_stat(name):
+            return None
+        await self.refresh([name])
+        return self.index.get(key)
+
+    async def delete(self, key: str, expected: SessionRecord | None = None) -> SessionRecord:
+        """Remove every file claiming *key* and drop it from the index before returning.
+
+        Raises SessionNotFound when no file on disk still holds the session (see
+        removal.py for what counts; the index then records what is there), and
+        DeleteFailed when a file could not be removed (nothing else was changed).
+        With *expected* (retention), the session must still be that very record,
+        and only files unchanged since the index read them go; else SessionChanged.
+        """
+        loop = asyncio.get_running_loop()
+        changes: list[Change] = []
+        removed = 0
+        try:
+            async with self.lock:
+                record = self.index.get(key)
+                folder = self.folder
+                if record is None or folder is None:
+                    raise SessionNotFound(key)
+                if expected is not None and record is not expected:
+                    raise SessionChanged(key)
+                for name in self.index.files_for(key):
+                    indexed = self.index.file_state(name)
+                    outcome = await loop.run_in_executor(
+                        None,
+                        removal.remove_claimant,
+                        folder,
+                        name,
+                        key,
+                        indexed if isinstance(indexed, SessionRecord) else None,
+                        self.max_file_bytes,
+                        self.destination,
+                        expected is not None,
+                    )
+                    removed += outcome.removed
+                    changes.extend(self.index.set_file(name, None if outcome.removed else outcome.now))
+                    for seen in self._applied_during_walks:
+                        seen.add(name)
+        except FolderChanged:
+            raise DeleteFailed("the sessions folder changed meanwhile; try again") from None
+        except FolderUnusable as exc:
+            raise DeleteFailed(f"the sessions folder {exc}") from None
+        except removal.RemovalFailed as exc:
+            raise DeleteFailed(str(exc)) from None
+        except OSError as exc:
+            log.warning("cannot delete session %r: %s", key, exc.strerror)
+            raise DeleteFailed(f"{exc.strerror or 'the file system refused'}; nothing was changed") from None
+        finally:
+            self._publish(changes)
+        if not removed:
+            if expected is not None and key in self.index:
+                raise SessionChanged(key)  # rewritten since it was judged: it stays
+            raise SessionNotFound(key)  # someone else removed it first; the index has healed
+        return record
+
+    # -- reporting -----------------------------------------------------------
+
+    def _notify(self, changes: list[Change]) -> None:
+        self.last_change = time.monotonic()
+        for listener in self.listeners:
+            listener(changes)
+
+    def _report_invalid(self, bad: InvalidFile) -> None:
+        marker = (bad.name, bad.reason)
+        if marker not in self._reported_invalid:
+            self._reported_invalid.add(marker)
+            log.warning("ignoring %r: %s", bad.name, bad.reason)  # %r: a name may hold newlines
+        # Pruned with the files it describes: a file fixed or gone is forgotten.
+        if len(self._reported_invalid) > 2 * len(self.index.invalid) + 64:
+            self._reported_invalid = {(n, b.reason) for n, b in self.index.invalid.items()} | {marker}
+
+    def _report_collisions(self) -> None:
+        if not self.index.collision_count and not self._reported_collisions:
+            return
+        current = {(key, *names) for key, names in self.index.collisions().items()}
+        for key, *names in current - self._reported_collisions:
+            log.warning("key %r is claimed by %d files; serving %r", key, len(names), names[0])
+        self._reported_collisions = current  # what the disk holds now, nothing more
+
+
+# -- blocking helpers (executor threads and worker processes) ---------------------------
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cycle collector while a scan builds the index, then freeze what it built.
+
+    A scan makes two objects per session (a record and its entry) that live as long as
+    the daemon and hold no cycles. Left to itself, the collector walks all of them again
+    and again while they are made (at 1M sessions: 29 s to restart instead of 18 s, and
+    a snapshot save 14 s instead of 4.5 s), then on every full collection afterwards (a
+    stall of 3-4 s in the middle of serving). gc.freeze() moves them out of its sight;
+    they are still freed by reference counting when a session goes. The price: cyclic
+    garbage made during the scan itself would be frozen too and never collected; there
+    is none (gc.unfreeze(); gc.collect() after three scans of 10k and of 1M sessions
+    found 0 objects), and the frozen count stays flat from one rescan to the next.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
+def _names_in(folder: Folder) -> list[str]:
+    with folder.open() as dir_fd, os.scandir(dir_fd) as entries:
+        return [entry.name for entry in entries if loader.is_session_name(entry.name)]
+
+
+def _idents_in(folder: Folder) -> dict[str, int]:
+    with folder.open() as dir_fd:
+        return loader.list_idents(dir_fd)
+
+
+def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, FileStat | None]]:
+    if folder is None:
+        return loader.stale_names(None, known)
+    try:
+        with folder.open() as dir_fd:
+            return loader.stale_names(dir_fd, known)
+    except FolderUnusable:
+        return []  # replaced or gone: the watcher resyncs against the new folder
+
+
+def _stat_in(folder: Folder, name: str) -> FileStat | None:
+    with contextlib.suppress(OSError, FolderUnusable), folder.open() as dir_fd:
+        return loader.stat_of(os.lstat(name, dir_fd=dir_fd))
+    return None
+
+
+def _read_inline(folder: Folder, names: list[str], max_bytes: int) -> list[tuple[str, FileState | _Big]]:
+    out: list[tuple[str, FileState | _Big]] = []
+    with folder.open() as dir_fd:
+        for name in names:
+            try:
+                out.append((name, loader.read_state(dir_fd, name, max_bytes)))
+            except loader.NeedsChild:
+                out.append((name, BIG))
+    return out
+
+
+def _read_big(folder: Folder, name: str, max_bytes: int) -> FileState:
+    with folder.open() as dir_fd:
+        return loader.read_fully(folder, dir_fd, name, max_bytes)
+
+
+def _read_flat(folder: Folder, names: list[str], max_bytes: int) -> list[snapshot.Flat]:
+    # Runs in a worker process for big scans: plain tuples pickle several times faster
+    # than record objects. A file gone since the listing is simply left out.
+    flats = []
+    with folder.open() as dir_fd:
+        for name in names:
+            flat = snapshot.flatten(name, loader.read_fully(folder, dir_fd, name, max_bytes))
+            if flat is not None:
+                flats.append(flat)
+    return flats

@@ -1,0 +1,202 @@
+"""GET /api/v1/export: one session's file as stored, or NDJSON of every session a filter matches.
+
+Both stream: a file is read in chunks off the event loop (aiofiles), never whole into
+memory, and NDJSON goes out a few files at a time. Paths come from the index, never
+from a key, and every file is opened relative to the verified sessions folder.
+No read goes past the file's size when it was opened, nor past max_file_bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import io
+import json
+import logging
+import os
+import stat as stat_mod
+from collections.abc import Callable
+from urllib.parse import quote
+
+import aiofiles.threadpool
+import orjson
+from aiohttp import web
+
+from sessiond.core.errors import SessionNotFound
+from sessiond.core.folder import Folder, FolderUnusable
+from sessiond.core.loader import OPEN_FLAGS, InvalidSession, parse_session, read_at_most
+from sessiond.core.query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
+from sessiond.web.appkeys import SETTINGS, STORE
+from sessiond.web.responses import etag_matches, write_or_drop
+
+log = logging.getLogger(__name__)
+
+PARAMS = FILTER_PARAMS | ORDER_PARAMS | {"key"}
+CHUNK = 256 * 1024
+# NDJSON is built a few files per executor call: fewer hops, bounded memory.
+BATCH_FILES = 32
+BATCH_BYTES = 4 * 1024 * 1024
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """`?key=K`: the file as stored, with an ETag. Otherwise NDJSON of the sessions the filter matches."""
+    values = single_values(request.query.items(), PARAMS, strict=True)
+    if "key" in values:
+        if len(values) > 1:
+            raise QueryError("key", "exports one session; do not combine it with filter parameters")
+        return await _one_file(request, values["key"])
+    return await _ndjson(request, parse_query(values))
+
+
+def opener_in(folder: Folder) -> Callable[[str, int], int]:
+    """An `open(..., opener=)` that opens a session file inside *folder*, never through a symlink.
+
+    Refuses anything but a regular file (a FIFO or device named `*.json` is no session).
+    """
+
+    def open_session(name: str, flags: int) -> int:
+        with folder.open() as dir_fd:
+            fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise IsADirectoryError(f"{name!r} is not a regular file")
+        return fd
+
+    return open_session
+
+
+def _etag(st: os.stat_result) -> str:
+    return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}-{st.st_size:x}"'
+
+
+async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
+    store = request.app[STORE]
+    record = await store.find(key)
+    folder = store.folder
+    if record is None or folder is None:
+        raise SessionNotFound(key)
+    try:
+        raw = await _open(record.name, opener_in(folder))
+    except (OSError, FolderUnusable):
+        raise SessionNotFound(key) from None  # gone (or replaced by something that is not a file) meanwhile
+    fh = aiofiles.threadpool.wrap(raw)  # reads go to the executor, a chunk at a time
+    try:
+        st = os.fstat(fh.fileno())
+        etag = _etag(st)
+        if etag_matches(request.headers.get("If-None-Match", ""), etag):
+            return web.Response(status=304, headers={"ETag": etag})
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/json",
+                "ETag": etag,
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(record.name)}",
+            }
+        )
+        # Chunked, not Content-Length: if the file is rewritten in place while we read,
+        # the stream is cut instead of passing off a mix as the file. The agent's renames
+        # never touch the file we hold open.
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if request.method == "HEAD":
+            return response
+        left = min(st.st_size, request.app[SETTINGS].max_file_bytes)
+        with contextlib.suppress(ConnectionResetError):  # the client went away
+            while left > 0 and (chunk := await fh.read(min(CHUNK, left))):
+                await write_or_drop(request, response, chunk)
+                left -= len(chunk)
+            if _etag(os.fstat(fh.fileno())) != etag and request.transport is not None:
+                log.warning("export of %r cut: the file changed while it was sent", record.name)
+                request.transport.abort()
+                return response
+            await response.write_eof()
+        return response
+    finally:
+        raw.close()  # at once, even when the client went away and the handler is cancelled
+
+
+async def _open(name: str, opener: Callable[[str, int], int]) -> io.FileIO:
+    """open() in the executor; a file opened for a handler cancelled meanwhile is closed, not leaked."""
+    opening = asyncio.get_running_loop().run_in_executor(None, functools.partial(io.FileIO, name, "rb", opener=opener))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_unused)
+        raise
+
+
+def _close_unused(opened: asyncio.Future[io.FileIO]) -> None:
+    if not opened.cancelled() and opened.exception() is None:
+        opened.result().close()
+
+
+def read_lines(folder: Folder, files: list[tuple[str, str]], max_bytes: int) -> bytes:
+    """Each (name, key) session file as one JSON line, exactly as stored; files gone or no longer that session are skipped."""
+    lines = []
+    with folder.open() as dir_fd:
+        for name, key in files:
+            try:
+                fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                if not stat_mod.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+                    continue
+                data = read_at_most(fd, st.st_size, max_bytes + 1)
+            except OSError as exc:
+                log.warning("export: cannot read %r: %s", name, exc.strerror)
+                continue
+            finally:
+                os.close(fd)
+            if len(data) <= max_bytes and (line := _one_line(data, key)) is not None:
+                lines.append(line)
+    return b"".join(lines)
+
+
+def _one_line(data: bytes, key: str) -> bytes | None:
+    try:
+        if parse_session(data).key != key:
+            return None  # another session took the file since the index matched it
+    except InvalidSession:
+        return None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # UTF-16 and the like, which json.loads reads too: written out again, values unchanged.
+        return json.dumps(json.loads(data)).encode() + b"\n"
+    # In valid JSON a line break can only be whitespace between tokens (inside a string
+    # it must be escaped), so the stored document, NaN and big integers included,
+    # becomes one line without being parsed and written again.
+    return text.replace("\r", " ").replace("\n", " ").encode() + b"\n"
+
+
+async def _ndjson(request: web.Request, query: Query) -> web.StreamResponse:
+    store = request.app[STORE]
+    max_bytes = request.app[SETTINGS].max_file_bytes
+    records = run(store.index, query).records  # a snapshot of who matches now
+    folder = store.folder
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if request.method == "HEAD" or folder is None:
+        return response
+    loop = asyncio.get_running_loop()
+    batch: list[tuple[str, str]] = []
+    size = 0
+    with contextlib.suppress(ConnectionResetError):  # the client went away
+        for i, record in enumerate(records):
+            batch.append((record.name, record.key))
+            size += record.size
+            if len(batch) >= BATCH_FILES or size >= BATCH_BYTES or i == len(records) - 1:
+                try:
+                    lines = await loop.run_in_executor(None, read_lines, folder, batch, max_bytes)
+                except FolderUnusable as exc:
+                    # The folder was replaced: what follows would not be these sessions.
+                    # A stream that simply ended would pass for the whole export, so it
+                    # ends with an error record (documented in the OpenAPI description).
+                    await response.write(orjson.dumps({"error": {"detail": f"Export cut short: {exc}"}}) + b"\n")
+                    return response
+                await write_or_drop(request, response, lines)
+                batch, size = [], 0
+    return response

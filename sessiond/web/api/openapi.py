@@ -1,0 +1,567 @@
+"""GET /api/v1/openapi.json: an OpenAPI 3.1 description of every endpoint.
+
+Built once from Python, so the filter vocabulary is written down in one place; a test
+checks it against the app's routes, and schemathesis checks the app against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from sessiond import __version__
+from sessiond.core.loader import MAX_KEY_LENGTH
+from sessiond.core.query import MAX_CURSOR, MAX_LIMIT, SORTS
+
+JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+TIME: dict[str, Any] = {"type": "number"}
+COUNT: dict[str, Any] = {"type": "integer", "minimum": 0}
+KEY: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
+
+_FILTER_DOCS: dict[str, tuple[dict[str, Any], str]] = {
+    "prefix": ({"type": "string", "maxLength": MAX_KEY_LENGTH}, "Only keys starting with this text."),
+    "created_after": (TIME, "Only sessions created after this time (Unix seconds, strict)."),
+    "created_before": (TIME, "Only sessions created before this time (Unix seconds, strict)."),
+    "updated_after": (TIME, "Only sessions updated after this time (Unix seconds, strict)."),
+    "updated_before": (TIME, "Only sessions updated before this time (Unix seconds, strict)."),
+    "min_messages": (COUNT, "Only sessions with at least this many messages."),
+    "max_messages": (COUNT, "Only sessions with at most this many messages."),
+}
+FILTER = [_query(name, schema, doc) for name, (schema, doc) in _FILTER_DOCS.items()]
+ORDER = [
+    _query("sort", {"type": "string", "enum": list(SORTS)}, "Sort field (default key); ties go by key."),
+    _query("order", {"type": "string", "enum": ["asc", "desc"]}, "Sort direction (default asc)."),
+]
+PAGE = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "Page size; the answer has next_cursor."),
+    _query(
+        "cursor",
+        {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": MAX_CURSOR},
+        "next_cursor of the previous page, with the same filter, sort and order.",
+    ),
+    _query("include", {"type": "string", "enum": ["meta"]}, "meta: objects instead of bare keys."),
+]
+KEY_PATH = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "schema": KEY,
+    "example": "telegram:123456789",
+    "description": "The session key: the rest of the path, percent-decoded once.",
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": {"type": "string"}, "parameter": {"type": "string"}},
+    },
+    "SessionMeta": {
+        "type": "object",
+        "required": ["key", "message_count", "created_at", "updated_at", "size"],
+        "properties": {
+            "key": {"type": "string"},
+            "message_count": COUNT,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "size": {**COUNT, "description": "File size in bytes."},
+        },
+    },
+    "SessionList": {
+        "type": "object",
+        "required": ["sessions", "count"],
+        "properties": {
+            "sessions": {"type": "array", "items": {"oneOf": [{"type": "string"}, _ref("SessionMeta")]}},
+            "count": {**COUNT, "description": "How many sessions match (all pages)."},
+            "next_cursor": {"type": ["string", "null"], "description": "Present with parameters; null on the last page."},
+        },
+    },
+    "SessionDetail": {
+        "type": "object",
+        "required": ["key", "message_count", "created_at", "updated_at", "age_seconds"],
+        "properties": {
+            "key": {"type": "string"},
+            "message_count": COUNT,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "age_seconds": {"type": "number"},
+        },
+    },
+    "Deleted": {
+        "type": "object",
+        "required": ["deleted", "key"],
+        "properties": {"deleted": {"const": True}, "key": {"type": "string"}},
+    },
+    "Filter": {
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": False,
+        "properties": {
+            **{name: schema for name, (schema, _) in _FILTER_DOCS.items()},
+            "prefix": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+        },
+    },
+    "BatchDelete": {
+        "type": "object",
+        "additionalProperties": False,
+        "oneOf": [{"required": ["keys"]}, {"required": ["filter"]}],
+        "properties": {
+            "keys": {
+                "type": "array",
+                "items": KEY,
+                "minItems": 1,
+                "maxItems": 10_000,
+                "description": "At most 10,000 keys; the body at most 2 MiB.",
+            },
+            "filter": _ref("Filter"),
+            "dry_run": {"type": "boolean", "default": False},
+            "max": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 1_000_000,
+                "default": 1000,
+                "description": "Refuse (409) when more sessions than this match.",
+            },
+        },
+    },
+    "Failure": {
+        "type": "object",
+        "required": ["reason"],
+        "properties": {"key": {"type": "string"}, "id": {"type": "string"}, "reason": {"type": "string"}},
+    },
+    "BatchDeleteResult": {
+        "type": "object",
+        "required": ["dry_run", "matched", "deleted", "failed"],
+        "properties": {
+            "dry_run": {"type": "boolean"},
+            "matched": {"type": "array", "items": {"type": "string"}},
+            "deleted": {"type": "array", "items": {"type": "string"}},
+            "failed": {"type": "array", "items": _ref("Failure")},
+        },
+    },
+    "TrashEntry": {
+        "type": "object",
+        "required": ["id", "key", "deleted_at", "purge_at", "message_count", "created_at", "updated_at", "size"],
+        "properties": {
+            "id": {"type": "string"},
+            "key": {"type": ["string", "null"]},
+            "deleted_at": TIME,
+            "purge_at": TIME,
+            "message_count": COUNT,
+            "created_at": TIME,
+            "updated_at": TIME,
+            "size": COUNT,
+        },
+    },
+    "Restore": {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "properties": {
+            "keys": {"type": "array", "items": KEY, "minItems": 1},
+            "ids": {"type": "array", "items": KEY, "minItems": 1},
+        },
+    },
+    "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    "Stats": {
+        "type": "object",
+        "required": [
+            "sessions",
+            "bytes",
+            "channels",
+            "other_channels",
+            "days",
+            "messages",
+            "invalid_files",
+            "collisions",
+            "watcher",
+            "problem",
+            "trash",
+        ],
+        "properties": {
+            "sessions": COUNT,
+            "bytes": {**COUNT, "description": "Total size of the served session files."},
+            "channels": {
+                "type": "array",
+                "description": "Sessions per channel (the key up to its first `:`; "
+                '"" for keys without one), most first, at most 50.',
+                "items": {
+                    "type": "object",
+                    "required": ["channel", "sessions"],
+                    "properties": {"channel": {"type": "string"}, "sessions": COUNT},
+                },
+            },
+            "other_channels": {
+                "type": "object",
+                "required": ["channels", "sessions"],
+                "description": "What the channels beyond the first 50 hold.",
+                "properties": {"channels": COUNT, "sessions": COUNT},
+            },
+            "days": {
+                "type": "array",
+                "minItems": 30,
+                "maxItems": 30,
+                "description": "The last 30 days (UTC), oldest first: sessions created and last updated on each.",
+                "items": {
+                    "type": "object",
+                    "required": ["date", "start", "created", "updated"],
+                    "properties": {
+                        "date": {"type": "string", "format": "date"},
+                        "start": COUNT,
+                        "created": COUNT,
+                        "updated": COUNT,
+                    },
+                },
+            },
+            "messages": {
+                "type": "array",
+                "description": "Histogram of message counts: 0, 1, 2-3, 4-7, ... up to the largest bucket in use.",
+                "items": {
+                    "type": "object",
+                    "required": ["min", "max", "sessions"],
+                    "properties": {"min": COUNT, "max": COUNT, "sessions": COUNT},
+                },
+            },
+            "invalid_files": COUNT,
+            "collisions": {**COUNT, "description": "Keys claimed by more than one file."},
+            "watcher": {"type": "string", "description": "The watcher's state, e.g. ready."},
+            "problem": {"type": ["string", "null"], "description": "Why the daemon is not healthy, or null."},
+            "trash": {
+                "type": "object",
+                "required": ["enabled", "days"],
+                "properties": {"enabled": {"type": "boolean"}, "days": {"type": "number"}},
+            },
+        },
+    },
+}
+
+GUARDED = {"401": _error("Missing or wrong token."), "429": _error("Rate limit exceeded.")}
+BAD = {"400": _error("A parameter is wrong; `parameter` names it.")}
+NOT_FOUND = {"404": _error("Session not found.")}
+TRASH_OFF = {"404": _error("Trash is off (trash_days = 0).")}
+TOO_BIG = {"413": _error("Request body too large.")}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    parameters: Sequence[Any] = (),
+    body: str | None = None,
+    public: bool = False,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses if public else {**responses, **GUARDED}}
+    if parameters:
+        op["parameters"] = list(parameters)
+    if body:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": _ref(body)}}}
+    if public:
+        op["security"] = []
+    return op
+
+
+PATHS: dict[str, Any] = {
+    "/health": {
+        "get": _op(
+            "Liveness and readiness (no token, never rate limited).",
+            {
+                "200": _json(_ref("Health"), "Indexed, watcher running."),
+                "503": _json(_ref("Health"), "Starting, or the watcher is down; `reason` says which."),
+            },
+            public=True,
+        )
+    },
+    "/readyz": {
+        "get": _op(
+            "Readiness, the same answer as /health (no token, never rate limited).",
+            {
+                "200": _json(_ref("Health"), "Indexed, watcher running."),
+                "503": _json(_ref("Health"), "Not ready; `reason` says why."),
+            },
+            public=True,
+        )
+    },
+    "/livez": {
+        "get": _op(
+            "Liveness: 503 means restart me (no token, never rate limited).",
+            {
+                "200": _json(_ref("Health"), "The process can serve."),
+                "503": _json(_ref("Health"), "The watcher failed for good."),
+            },
+            public=True,
+        )
+    },
+    "/metrics": {
+        "get": _op(
+            "Prometheus metrics, every name sessiond_*.",
+            {
+                "200": {"description": "Text exposition format.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            },
+        )
+    },
+    "/api/v1/health": {
+        "get": _op(
+            "Version, uptime and index figures.",
+            {
+                "200": _json(_ref("Health"), "Healthy."),
+                "503": _json(_ref("Health"), "Not ready."),
+            },
+        )
+    },
+    "/api/v1/sessions": {
+        "get": _op(
+            "List sessions. Without parameters: every key, ascending, exactly as the seed, with an ETag.",
+            {
+                "200": _json(_ref("SessionList"), "Keys (or metadata with include=meta) and the count."),
+                "304": {"description": "No parameters, and If-None-Match matched the list's ETag."},
+                **BAD,
+            },
+            FILTER + ORDER + PAGE,
+        )
+    },
+    "/api/v1/sessions/{key}": {
+        "get": _op("One session's metadata.", {"200": _json(_ref("SessionDetail"), "Found."), **BAD, **NOT_FOUND}, [KEY_PATH]),
+        "delete": _op(
+            "Delete a session (to the trash when trash_days > 0).",
+            {"200": _json(_ref("Deleted"), "Deleted."), **BAD, **NOT_FOUND},
+            [KEY_PATH],
+        ),
+    },
+    "/api/v1/sessions:batchDelete": {
+        "post": _op(
+            "Delete sessions by explicit keys or by a non-empty filter, at most `max`.",
+            {
+                "200": _json(_ref("BatchDeleteResult"), "What matched, was deleted, and failed (with reasons)."),
+                **BAD,
+                "409": _error("More sessions match than `max`."),
+                **TOO_BIG,
+            },
+            body="BatchDelete",
+        )
+    },
+    "/api/v1/events": {
+        "get": _op(
+            "Change feed (Server-Sent Events): created, updated, deleted, resync; keep-alive comments.",
+            {
+                "200": {
+                    "description": "An endless event stream; each event's id resumes it (Last-Event-ID).",
+                    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                },
+                **BAD,
+            },
+            [
+                _query("prefix", _FILTER_DOCS["prefix"][0], "Only events for keys starting with this text."),
+                _query("since", COUNT, "Resume after this event id (as Last-Event-ID does)."),
+                {
+                    "name": "Last-Event-ID",
+                    "in": "header",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "The id of the last event received; resumes from the buffer, else a resync event.",
+                },
+            ],
+        )
+    },
+    "/api/v1/export": {
+        "get": _op(
+            "With key: that session's file as stored. Otherwise: NDJSON of every session the filter matches.",
+            {
+                "200": {
+                    "description": "The file (application/json, with ETag) or NDJSON, streamed: each line a "
+                    "session file exactly as stored (NaN and big integers included). A file that "
+                    "changes while it is sent cuts the connection instead of being passed off as "
+                    "whole; an NDJSON export that cannot go on ends with the line "
+                    '{"error": {"detail": "..."}}.',
+                    "content": {JSON: {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}},
+                },
+                "304": {"description": "If-None-Match matched the file's ETag."},
+                **BAD,
+                **NOT_FOUND,
+            },
+            [
+                _query(
+                    "key", KEY, "Export this one session (alone: not with filter parameters). Answers If-None-Match with 304."
+                ),
+                *FILTER,
+                *ORDER,
+            ],
+        )
+    },
+    "/api/v1/retention": {
+        "get": _op(
+            "Retention: the rules, the last run, when the next comes, and a preview of what it would delete.",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["rules", "interval_seconds", "max_per_run", "dry_run", "grace_seconds", "last_run"],
+                        "properties": {
+                            "rules": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "prefix": {"type": "string"},
+                                        "idle_days": {"type": ["number", "null"]},
+                                        "keep_at_most": {"type": ["integer", "null"]},
+                                    },
+                                },
+                            },
+                            "interval_seconds": TIME,
+                            "max_per_run": COUNT,
+                            "dry_run": {"type": "boolean"},
+                            "grace_seconds": TIME,
+                            "last_run": {
+                                "type": ["object", "null"],
+                                "description": "outcome is deleted, nothing, over_maximum (nothing was deleted) or dry_run.",
+                            },
+                            "next_run_at": {"type": ["number", "null"]},
+                            "preview": {
+                                "type": ["object", "null"],
+                                "description": "What a run now would delete: total, over_maximum, and per rule a count and a sample of keys.",
+                            },
+                        },
+                    },
+                    "Retention as it stands.",
+                ),
+            },
+        )
+    },
+    "/api/v1/trash": {
+        "get": _op(
+            "Trashed sessions, newest first, with when each will be purged.",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["items", "count"],
+                        "properties": {"items": {"type": "array", "items": _ref("TrashEntry")}, "count": COUNT},
+                    },
+                    "The trash.",
+                ),
+                **TRASH_OFF,
+            },
+        )
+    },
+    "/api/v1/trash:restore": {
+        "post": _op(
+            "Restore trashed sessions: the newest version of each key, and each id.",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["restored", "failed"],
+                        "properties": {
+                            "restored": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {"key": {"type": ["string", "null"]}, "id": {"type": "string"}},
+                                },
+                            },
+                            "failed": {"type": "array", "items": _ref("Failure")},
+                        },
+                    },
+                    "What was restored and what failed (with reasons).",
+                ),
+                **BAD,
+                **TRASH_OFF,
+                **TOO_BIG,
+            },
+            body="Restore",
+        )
+    },
+    "/api/v1/stats": {
+        "get": _op(
+            "Figures for the overview, from the in-memory index only (no disk reads): by channel, "
+            "per day, by message count; bytes, invalid files, collisions, watcher and trash state.",
+            {"200": _json(_ref("Stats"), "The figures."), "503": _error("Still indexing; try again after Retry-After seconds.")},
+        )
+    },
+    "/api/v1/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"}, "OpenAPI 3.1.")})},
+    "/ui": {
+        "get": _op(
+            "The operators' web page lives at /ui/.",
+            {
+                "308": {"description": "Redirect to /ui/."},
+            },
+            public=True,
+        )
+    },
+    "/ui/": {
+        "get": _op(
+            "The operators' web page (public; the data it shows needs the token).",
+            {
+                "200": {"description": "The page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+                "304": {"description": "If-None-Match matched the page's ETag."},
+            },
+            public=True,
+        )
+    },
+    "/ui/v/{version}/{name}": {
+        "get": _op(
+            "A script, style sheet or icon of the page, cacheable for a year.",
+            {
+                "200": {
+                    "description": "The file.",
+                    "content": {
+                        "text/javascript": {"schema": {"type": "string"}},
+                        "text/css": {"schema": {"type": "string"}},
+                        "image/svg+xml": {"schema": {"type": "string"}},
+                    },
+                },
+                "304": {"description": "If-None-Match matched the file's ETag."},
+                "404": _error("No such file in this version of the page."),
+            },
+            [
+                {
+                    "name": "version",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The content version index.html names.",
+                },
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "example": "app.js"},
+            ],
+            public=True,
+        )
+    },
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "sessiond",
+        "version": __version__,
+        "description": "AI-agent sessions served from a watched in-memory index.",
+    },
+    "components": {"schemas": SCHEMAS, "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    "security": [{"bearer": []}],
+    "paths": PATHS,
+}
+_BODY = orjson.dumps(DOCUMENT)
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    """GET /api/v1/openapi.json."""
+    return web.Response(body=_BODY, content_type=JSON)

@@ -1,0 +1,68 @@
+"""Bearer-token authentication for everything but the public probes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from sessiond.web.front.ratelimit import client_key, too_many
+from sessiond.web.front.request_id import info_of
+from sessiond.web.responses import error_response
+from sessiond.web.typedefs import Handler
+
+if TYPE_CHECKING:
+    from sessiond.web.runtime import Runtime
+
+UNAUTHORIZED = "Authentication required"
+
+
+def presented_token(request: web.Request) -> bytes | None:
+    """The bearer token of the request as bytes, or None (scheme is case-insensitive)."""
+    header = request.headers.get("Authorization")
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    token = token.strip()
+    if not token:
+        return None
+    # Header values arrive as str; non-ASCII bytes must compare (and fail), not raise.
+    return token.encode("utf-8", "surrogateescape")
+
+
+def token_id(token: bytes) -> str:
+    """A stable, non-secret name for a token (for rate-limit buckets and logs)."""
+    return hashlib.sha256(token).hexdigest()[:16]
+
+
+def auth_middleware(runtime: Runtime, public: Callable[[web.Request, Runtime], bool]) -> Middleware:
+    """Reject requests without the right bearer token, except where *public* says none is needed."""
+
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if public(request, runtime):
+            return await handler(request)
+        refused = await authenticate(request, runtime)
+        return refused if refused is not None else await handler(request)
+
+    return check_token
+
+
+async def authenticate(request: web.Request, runtime: Runtime) -> web.Response | None:
+    """None if the request carries the token (its id noted for the per-token limit), else the 401 (or 429)."""
+    token = presented_token(request)
+    # compare_digest on bytes runs in time independent of where they differ.
+    if token is None or not hmac.compare_digest(token, runtime.token):
+        limiter = runtime.auth_failure_limiter
+        if limiter is not None and not await limiter.allow(client_key(request.remote)):
+            return too_many(limiter)  # guessing tokens, on any path, is rate limited
+        return error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    if (info := info_of(request)) is not None:
+        info.token_id = runtime.token_id
+    return None

@@ -1,0 +1,82 @@
+"""The front door: every middleware's part, composed into one middleware, in the order that matters.
+
+A chain of eight aiohttp middlewares cost about half of a detail request (each
+layer a coroutine frame, each asking the route's policy again). The parts stay
+where they were, each in its module and tested there on a bare Application
+(request_id.begin, forwarded.as_client_sees_it, ratelimit.RateLimiter,
+auth.authenticate, errors.answer_error, the metrics recorder); this calls them
+in turn, with the route's policy looked up once:
+
+1. request id first, so every response, even an error from a later part, carries it
+   (stamped by the stamp_response signal, which streamed responses also pass);
+2. metrics around everything below, to see the final status;
+3. errors around the handler and the checks, so whatever they raise leaves as JSON;
+4. forwarded settles who the client is before anything keys on it;
+5. the per-IP limit before auth, so guessing tokens is rate limited too;
+6. auth, then the per-token limit, which needs to know the token is genuine;
+7. readiness last: only a genuine, admitted client learns the index is not whole.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from sessiond.web.front.auth import authenticate
+from sessiond.web.front.errors import answer_error
+from sessiond.web.front.forwarded import as_client_sees_it
+from sessiond.web.front.ratelimit import client_key, too_many
+from sessiond.web.front.readiness import not_ready
+from sessiond.web.front.request_id import begin
+from sessiond.web.routes import Policy, policy_of
+from sessiond.web.runtime import Runtime
+from sessiond.web.typedefs import Handler
+
+Recorder = Callable[[web.Request, int, float], None]
+
+
+def front_door(runtime: Runtime, not_serving: Callable[[], str | None], record: Recorder) -> Middleware:
+    """The one middleware of the API (see the module docstring for the order and why)."""
+
+    @web.middleware
+    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
+        begin(request)  # 1
+        started = time.perf_counter()
+        status = 500
+        try:
+            try:  # 3
+                response = await _admit(request, handler, runtime, not_serving)
+            except Exception as exc:
+                response = answer_error(request, exc)
+            status = response.status
+            return response
+        except web.HTTPException as exc:  # a redirect, or JSON already: passed on as aiohttp raised it
+            status = exc.status
+            raise
+        finally:
+            record(request, status, time.perf_counter() - started)  # 2
+
+    return front
+
+
+async def _admit(
+    request: web.Request, handler: Handler, runtime: Runtime, not_serving: Callable[[], str | None]
+) -> web.StreamResponse:
+    policy = policy_of(request)
+    request = as_client_sees_it(request, runtime.proxies)  # 4
+    limiter = runtime.ip_limiter if policy.rate_limited else None
+    if limiter is not None and not await limiter.allow(client_key(request.remote)):  # 5
+        return too_many(limiter)
+    if not (policy in (Policy.PROBE, Policy.PAGE) or (policy is Policy.MONITORING and runtime.metrics_public)):  # 6
+        refused = await authenticate(request, runtime)
+        if refused is not None:
+            return refused
+        limiter = runtime.token_limiter if policy.rate_limited else None
+        if limiter is not None and not await limiter.allow(runtime.token_id):
+            return too_many(limiter)
+    if policy.needs_whole_index and (why := not_serving()):  # 7
+        return not_ready(why)
+    return await handler(request)

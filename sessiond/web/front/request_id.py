@@ -1,0 +1,96 @@
+"""Give every request an id (the client's X-Request-ID when sane) and stamp every response.
+
+Every response, errors included, carries X-Request-ID and (unless a handler chose
+otherwise) `Cache-Control: no-store`: session data must not sit in shared caches.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+
+from aiohttp import web
+
+from sessiond.web.typedefs import Handler
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+# Made-up ids: a random per-process prefix and a counter. Unique without a
+# syscall per request (getrandom costs more than the rest of this middleware).
+_PREFIX = os.urandom(6).hex()
+_counter = itertools.count(1)
+
+
+def _new_id() -> str:
+    return f"{_PREFIX}{next(_counter):010x}"
+
+
+# Echo only ids that are safe to put in a header and a log line.
+_SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+
+
+class RequestInfo:
+    """Per-request facts shared by middlewares and the access log.
+
+    One mutable object, because `request.clone()` copies the request's state
+    shallowly: what a later middleware learns (the real client) reaches the log.
+    """
+
+    __slots__ = ("client", "id", "prepared", "token_id")
+
+    def __init__(self, rid: str, client: str | None) -> None:
+        self.id = rid
+        self.client = client
+        self.token_id: str | None = None  # set by auth once the token is known good
+        self.prepared = False  # headers sent: an error now can only cut the connection
+
+
+# Per-request state (one mutable object; see RequestInfo), beside the middleware that sets it.
+REQUEST_INFO = web.RequestKey("info", RequestInfo)
+
+
+def info_of(request: web.BaseRequest) -> RequestInfo | None:
+    """The RequestInfo the middleware attached, if any."""
+    return request.get(REQUEST_INFO)
+
+
+def request_id_of(request: web.BaseRequest) -> str:
+    """The id this request is known by."""
+    info = info_of(request)
+    return info.id if info else "-"
+
+
+def begin(request: web.Request) -> RequestInfo:
+    """Attach the request's RequestInfo (the client's X-Request-ID when sane, else a new id)."""
+    sent = request.headers.get(REQUEST_ID_HEADER)
+    rid = sent if sent and _SAFE_ID.fullmatch(sent) else _new_id()
+    info = request[REQUEST_INFO] = RequestInfo(rid, request.remote)
+    return info
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Attach the RequestInfo; stamp_response puts its id on the way out."""
+    begin(request)
+    return await handler(request)
+
+
+async def stamp_response(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: X-Request-ID, Cache-Control and the security headers on every response.
+
+    A signal, not the middleware, because streamed responses (SSE, exports)
+    send their headers from inside the handler, before a middleware could.
+    The security headers are the ones the agent's own API sends: no sniffing,
+    no framing, and for JSON a policy that lets the body do nothing in a browser
+    (a page with a policy of its own, the UI, keeps it).
+    """
+    headers = response.headers
+    if (info := info_of(request)) is not None:
+        headers[REQUEST_ID_HEADER] = info.id
+        info.prepared = True
+    headers.setdefault("Cache-Control", "no-store")
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers.setdefault("X-Frame-Options", "DENY")
+    if "Content-Security-Policy" not in headers and headers.get("Content-Type", "").startswith("application/json"):
+        headers["Content-Security-Policy"] = "default-src 'none'"

@@ -1,0 +1,110 @@
+"""The route table: every route with its handler and its policy, in one place.
+
+The app registers routes from it; auth, the rate limits and the readiness gate
+read each request's policy from it; metrics label by its path templates; a test
+holds the OpenAPI document to it. A new route gets a policy here or nowhere.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from sessiond.web.api.bulk import batch_delete
+from sessiond.web.api.events import stream_events
+from sessiond.web.api.export import export
+from sessiond.web.api.openapi import openapi_document
+from sessiond.web.api.retention import show_retention
+from sessiond.web.api.sessions import api_health, delete_session, get_session, health, list_sessions, livez, metrics
+from sessiond.web.api.stats import stats
+from sessiond.web.api.trash import list_trash, restore
+from sessiond.web.page import page_asset, page_index, page_redirect
+from sessiond.web.typedefs import Handler
+
+
+class Policy(enum.Enum):
+    """Who may call a route, and when."""
+
+    PROBE = "probe"  # no token, never rate limited, answered while starting: liveness and readiness
+    MONITORING = "monitoring"  # the token unless metrics_require_token is off; never rate limited
+    STATUS = "status"  # token and rate limits, but answered while starting: it says why
+    API = "api"  # token, rate limits, and 503 until the first index is whole
+    PAGE = "page"  # the web page's own files: no token, never rate limited, served while starting
+
+    @property
+    def rate_limited(self) -> bool:
+        """Whether the per-IP and per-token limits apply (monitoring must never starve)."""
+        return self in (Policy.STATUS, Policy.API)
+
+    @property
+    def needs_whole_index(self) -> bool:
+        """Whether the route answers 503 until the index is whole (it answers from it)."""
+        return self is Policy.API
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route: method, path template (aiohttp syntax), handler, policy."""
+
+    method: str
+    path: str
+    handler: Handler
+    policy: Policy
+
+
+# Below /api/v1/sessions/ every path is a session key ([\s\S]: a key may hold a
+# newline, %0A, which "." would not match), so new resources sit beside the collection.
+SESSION = r"/api/v1/sessions/{key:[\s\S]+}"
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/health", health, Policy.PROBE),
+    Route("GET", "/readyz", health, Policy.PROBE),  # the same answer: ready to take traffic
+    Route("GET", "/livez", livez, Policy.PROBE),
+    Route("GET", "/metrics", metrics, Policy.MONITORING),
+    Route("GET", "/api/v1/health", api_health, Policy.STATUS),
+    Route("GET", "/api/v1/openapi.json", openapi_document, Policy.STATUS),
+    Route("GET", "/api/v1/sessions", list_sessions, Policy.API),
+    Route("GET", SESSION, get_session, Policy.API),
+    Route("DELETE", SESSION, delete_session, Policy.API),
+    Route("POST", "/api/v1/sessions:batchDelete", batch_delete, Policy.API),
+    Route("GET", "/api/v1/events", stream_events, Policy.API),
+    Route("GET", "/api/v1/export", export, Policy.API),
+    Route("GET", "/api/v1/trash", list_trash, Policy.API),
+    Route("POST", "/api/v1/trash:restore", restore, Policy.API),
+    Route("GET", "/api/v1/stats", stats, Policy.API),
+    # The page is public (a dozen small files on a first visit, which must not use up the
+    # per-IP allowance its own API calls need); every figure on it needs the token.
+    Route("GET", "/ui", page_redirect, Policy.PAGE),
+    Route("GET", "/ui/", page_index, Policy.PAGE),
+    Route("GET", "/ui/v/{version}/{name}", page_asset, Policy.PAGE),
+    Route("GET", "/api/v1/retention", show_retention, Policy.API),
+)
+
+# Unknown paths and methods get the strictest policy: a token first, then the JSON 404/405.
+UNMATCHED = Policy.API
+
+
+def canonical(path: str) -> str:
+    """A path template as aiohttp names its resource: "{key:[\\s\\S]+}" becomes "{key}"."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+
+
+_BY_TEMPLATE = {canonical(route.path): route.policy for route in ROUTES}
+
+
+def policy_of(request: web.Request) -> Policy:
+    """The policy of the route *request* matched (UNMATCHED for none)."""
+    resource = request.match_info.route.resource
+    return _BY_TEMPLATE.get(resource.canonical, UNMATCHED) if resource is not None else UNMATCHED
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every route of the table (a GET also answers HEAD, but the event stream)."""
+    for route in ROUTES:
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler, allow_head=route.handler is not stream_events)
+        else:
+            app.router.add_route(route.method, route.path, route.handler)

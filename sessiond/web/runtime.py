@@ -1,0 +1,88 @@
+"""Runtime: the part of the settings that a reload (SIGHUP) may change without a restart."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+
+from sessiond.config import Settings
+from sessiond.web.front.auth import token_id
+from sessiond.web.front.forwarded import TrustedProxies
+from sessiond.web.front.ratelimit import RateLimiter
+
+# What a reload applies: Runtime (below) and the CLI's logging set-up read these.
+LIVE = frozenset(
+    {
+        "token",
+        "rate_limit_per_ip",
+        "rate_limit_per_token",
+        "rate_limit_max_clients",
+        "trusted_proxies",
+        "metrics_require_token",
+        "log_level",
+        "log_format",
+        "access_log",
+        # retention.py's task reads these at every run: a reload changes the rules live
+        "retention",
+        "retention_interval",
+        "retention_max_per_run",
+        "retention_dry_run",
+        "retention_grace",
+    }
+)
+# Every other setting is read once, at start: a reload that changes one says so.
+# Derived, so that a new setting is never silently ignored by a reload.
+RESTART_ONLY = tuple(
+    field.name for field in dataclasses.fields(Settings) if field.name not in LIVE | {"config_file", "token_source"}
+)
+
+
+class Runtime:
+    """Live configuration read by the middlewares on every request."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ip_limiter: RateLimiter | None = None
+        self.token_limiter: RateLimiter | None = None
+        # Wrong tokens per client address, at the per-IP rate, on every path that needs
+        # a token: /metrics is exempt from the per-IP limit (monitoring must not starve),
+        # so guessing there is limited by this one.
+        self.auth_failure_limiter: RateLimiter | None = None
+        self._configure(settings)
+
+    def _configure(self, settings: Settings) -> None:
+        self.token = settings.token.encode("ascii")
+        self.token_id = token_id(self.token)
+        # Signs list cursors: stable across restarts and instances sharing the token,
+        # void once the token is rotated.
+        self.cursor_key = hmac.new(self.token, b"sessiond list cursor", hashlib.sha256).digest()
+        self.metrics_public = not settings.metrics_require_token
+        self.proxies = TrustedProxies(settings.trusted_proxies)
+        self.ip_limiter = _limiter(self.ip_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients)
+        self.token_limiter = _limiter(self.token_limiter, settings.rate_limit_per_token, settings.rate_limit_max_clients)
+        self.auth_failure_limiter = _limiter(
+            self.auth_failure_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients
+        )
+        self.settings = settings
+
+    def reload(self, settings: Settings) -> list[str]:
+        """Apply *settings*; return the names of changed settings that need a restart."""
+        pending = [name for name in RESTART_ONLY if getattr(settings, name) != getattr(self.settings, name)]
+        self._configure(settings)
+        return pending
+
+    def limiters(self) -> dict[str, RateLimiter]:
+        """The active limiters by name (for metrics)."""
+        active = {"ip": self.ip_limiter, "token": self.token_limiter, "auth_failure": self.auth_failure_limiter}
+        return {name: limiter for name, limiter in active.items() if limiter is not None}
+
+
+def _limiter(current: RateLimiter | None, per_minute: int, max_keys: int) -> RateLimiter | None:
+    # Keep the buckets (and who is over the limit) when a reload leaves the rate alone.
+    if not per_minute:
+        return None
+    if current is not None and current.per_minute == per_minute:
+        current.max_keys = max_keys
+        return current
+    return RateLimiter(per_minute, max_keys)
