@@ -132,7 +132,8 @@ def api_json(base: str, path: str) -> Any:
 def aggregation_cost(base: str) -> dict[str, Any]:
     """The pure aggregates over the daemon's own metadata, timed here: full pass and one change."""
     from sessiond.core.index import FileStat, SessionRecord
-    from sessiond.core.stats import BUILD_CHUNK, SessionStats
+    from sessiond.core.stats import SessionStats
+    from sessiond.live.stats import BUILD_CHUNK
 
     records, cursor = [], None
     while True:

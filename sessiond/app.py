@@ -1,4 +1,8 @@
-"""create_app(settings): the middleware order, the routes and the background work."""
+"""create_app(settings): the state, the front door, the routes and the background work, wired in one place.
+
+New resources sit beside the collection, never under it: below /api/v1/sessions/ every
+path is a session key (the route table: web/routes.py).
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,24 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
 from sessiond.config import Settings
-from sessiond.features import setup_features
+from sessiond.core.trash import Trash
+from sessiond.live.feed import EventFeed, FeedMetrics
+from sessiond.live.retention import Retention, RetentionMetrics
+from sessiond.live.stats import StatsKeeper
 from sessiond.live.store import SessionStore
+from sessiond.live.trash import purge_forever
 from sessiond.live.watcher import SessionWatcher
-from sessiond.web.appkeys import METRICS, RUNTIME, SETTINGS, STARTED_AT, STORE, WATCHER
+from sessiond.web.appkeys import EVENTS, METRICS, PAGE, RETENTION, RUNTIME, SETTINGS, STARTED_AT, STATS, STORE, TRASH, WATCHER
 from sessiond.web.front.door import front_door
 from sessiond.web.front.request_id import stamp_response
 from sessiond.web.metrics import Metrics
+from sessiond.web.pagefiles import PageAssets
 from sessiond.web.routes import add_routes
 from sessiond.web.runtime import Runtime
 
@@ -63,10 +73,56 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = metrics
     app[STARTED_AT] = time.monotonic()
     metrics.watch(store, watcher, runtime.limiters)
-    setup_features(app)
+
+    feed = EventFeed(settings.events_buffer)
+    store.listeners.append(feed.publish)
+    app[EVENTS] = feed
+    metrics.registry.register(FeedMetrics(feed))
+    keeper = StatsKeeper(store)
+    store.listeners.append(keeper.on_changes)
+    app[STATS] = keeper
+    trash = Trash(settings.trash_days) if settings.trash_days > 0 else None
+    if trash is not None:
+        store.destination = trash  # a delete moves the file into the trash instead of unlinking it
+    app[TRASH] = trash
+    retention = Retention(store, runtime, watcher.ready)
+    app[RETENTION] = retention
+    metrics.registry.register(RetentionMetrics(retention))
+    app[PAGE] = PageAssets.from_package()  # read once: a request never touches the disk for it
+
     add_routes(app)
     app.cleanup_ctx.append(_run_watcher)
+    app.cleanup_ctx.append(background("sessiond-retention", retention.forever))
+    # The overview's full pass as soon as the first index is complete, not on a request.
+    app.cleanup_ctx.append(background("sessiond-stats-first-pass", lambda: keeper.first_pass(watcher.ready)))
+    if trash is not None:
+        app.cleanup_ctx.append(background("sessiond-trash-purge", lambda: purge_forever(trash, lambda: store.folder)))
+    app.on_shutdown.append(_close_streams)
     return app
+
+
+def background(name: str, work: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup_ctx that runs *work* as a task named *name* while the app runs, and cancels it at the stop."""
+
+    async def run(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(work(), name=name)
+        yield
+        await cancel(task)
+
+    return run
+
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    """Cancel *task* and wait until it has ended."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_streams(app: web.Application) -> None:
+    # on_shutdown runs before the server waits for handlers, so open event streams
+    # end now instead of holding a graceful stop for its whole timeout.
+    app[EVENTS].close()
 
 
 async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
@@ -87,8 +143,6 @@ async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
     yield
     await watcher.stop()
     if saver is not None:
-        saver.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await saver
+        await cancel(saver)
         if watcher.ready.is_set():
             await store.save_snapshot()  # the next start re-reads only what changes meanwhile

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 
-from sessiond.core.loader import file_name_for
+from sessiond.core.names import file_name_for
 
 DEMO_KEYS = (
     "api:a3f9c2e8b1d4",

@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from sessiond.core import bigfile
+from sessiond.core import loader
 from sessiond.core.index import InvalidFile, SessionRecord
 
 from .conftest import AUTH, eventually, read_file, session_doc, store_of, write_atomic
@@ -137,13 +137,13 @@ def write_big_session(path: Path, size: int, key: str = "big:1") -> int:
 def test_big_file_is_parsed_in_a_child(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     count = write_big_session(tmp_path / "big.json", 6 * MB)
     calls = []
-    real = bigfile.read_in_child
-    monkeypatch.setattr(bigfile, "read_in_child", lambda *a: calls.append(a) or real(*a))
+    real = loader.read_in_child
+    monkeypatch.setattr(loader, "read_in_child", lambda *a: calls.append(a) or real(*a))
     state = read_file(tmp_path, "big.json", 256 * MB)
     assert isinstance(state, SessionRecord) and state.message_count == count and state.key == "big:1"
     assert len(calls) == 1
     # A child that dies is a reported file, not a crash.
-    monkeypatch.setattr(bigfile.sys, "executable", shutil.which("false"))
+    monkeypatch.setattr(loader.sys, "executable", shutil.which("false"))
     state = read_file(tmp_path, "big.json", 256 * MB)
     assert isinstance(state, InvalidFile) and "parse worker failed" in state.reason
 

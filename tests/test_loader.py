@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sessiond.core.index import InvalidFile, SessionRecord
-from sessiond.core.loader import InvalidSession, is_session_name, parse_session
+from sessiond.core.loader import InvalidSession, parse_session
+from sessiond.core.names import is_session_name
 
 from .conftest import read_file
 

@@ -14,17 +14,19 @@ import errno
 import json
 import math
 import os
-import re
+import pickle
 import stat as stat_mod
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
 
 import simdjson
 
-from sessiond.core import bigfile
-from sessiond.core.folder import Folder
+from sessiond.core.folder import Folder, FolderUnusable
 from sessiond.core.index import FileStat, FileState, InvalidFile, SessionRecord, pack
+from sessiond.core.names import BAD_NAME, MAX_KEY_LENGTH, is_session_name, name_is_text
 
 
 class InvalidSession(ValueError):
@@ -32,7 +34,7 @@ class InvalidSession(ValueError):
 
 
 class NeedsChild(Exception):
-    """The file is too big to parse in the daemon; read it with bigfile.read_in_child."""
+    """The file is too big to parse in the daemon; read it with read_in_child."""
 
     def __init__(self, stat: FileStat) -> None:
         super().__init__("parse in a child process")
@@ -48,39 +50,13 @@ class ParsedSession(NamedTuple):
     updated_at: int | float | None
 
 
-MAX_KEY_LENGTH = 4096
 # How every session file is opened: never through a symlink, never blocking on a FIFO.
 OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-# Files above this are parsed in a child process (see bigfile.py): parsing holds
+# Files above this are parsed in a child process (read_in_child, below): parsing holds
 # the GIL, so this keeps a parse within a few ms of loop stall.
 INLINE_PARSE_BYTES = 4 * 1024 * 1024
 # Integers the API can echo as stored (orjson writes 64-bit integers); others fall back.
 _INT_RANGE = range(-(2**63), 2**64)
-BAD_NAME = "file name is not valid UTF-8 (rename it: such names cannot be watched)"
-
-
-_NOT_IN_NAMES = re.compile(r"[^\w\-.]")
-
-
-def file_name_for(key: str) -> str:
-    """The file name the agent gives session *key* (lossy: the key inside the file is the truth)."""
-    return _NOT_IN_NAMES.sub("_", key) + ".json"
-
-
-def is_session_name(name: str) -> bool:
-    """True for a top-level file name that can hold a session (`*.json`; hidden names too)."""
-    return name.endswith(".json") and "/" not in name and "\0" not in name
-
-
-def name_is_text(name: str) -> bool:
-    """False for a name whose bytes are not UTF-8 (os gives it with surrogate escapes)."""
-    if name.isascii():
-        return True
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _timestamp(value: object) -> int | float | None:
@@ -192,7 +168,7 @@ def read_state(dir_fd: int, name: str, max_bytes: int, inline_bytes: int = INLIN
 
     Blocking; call it from an executor. Symlinks and non-regular files are not
     sessions. No read goes past *inline_bytes* + 1 bytes, however the file grows
-    meanwhile; a file bigger than that raises NeedsChild (bigfile.py reads it with
+    meanwhile; a file bigger than that raises NeedsChild (read_in_child reads it with
     *inline_bytes* = *max_bytes*).
     """
     if not name_is_text(name):
@@ -238,8 +214,8 @@ def read_fully(folder: Folder, dir_fd: int, name: str, max_bytes: int) -> FileSt
         return read_state(dir_fd, name, max_bytes)
     except NeedsChild as big:
         try:
-            return bigfile.read_in_child(folder, name, max_bytes)
-        except bigfile.ChildFailed as exc:
+            return read_in_child(folder, name, max_bytes)
+        except ChildFailed as exc:
             return InvalidFile(name, str(exc), big.stat)
 
 
@@ -291,3 +267,69 @@ def stale_names(dir_fd: int | None, known: Mapping[str, int]) -> list[tuple[str,
     stale: list[tuple[str, FileStat | None]] = [(name, st) for name, st in listing.items() if known.get(name) != pack(st)]
     stale.extend((name, None) for name in known if name not in listing)
     return stale
+
+
+# Big files: read and parse one oversized session file in a short-lived child process.
+#
+# Parsing a very large session file builds an object tree several times the
+# file's size and holds the GIL while it does. Done in the daemon, that stalls
+# the event loop for seconds and leaves the heap bloated long after. Done in a
+# child, the daemon only waits (in an executor thread) for a small pickled
+# result, and the child's memory goes back to the system when it exits.
+#
+# The child runs this module (`python -m sessiond.core.loader`, _child_main). A plain subprocess rather than a multiprocessing pool: `python -m sessiond` has
+# no `__main__` guard for a spawned worker to respect, and a fork would copy the
+# locks of the daemon's threads.
+
+TIMEOUT = 300.0
+CHILD = "sessiond.core.loader"  # `python -m` of this module: _child_main below
+CHANGED = 4  # the child's exit code when the folder is no longer the one verified
+# One child at a time: big parses queue instead of multiplying their memory.
+_one_at_a_time = threading.Lock()
+# The folder this sessiond package was imported from, so the child imports the same code.
+_SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class ChildFailed(RuntimeError):
+    """The child died or timed out; the message is a short reason, safe to show."""
+
+
+def read_in_child(folder: Folder, name: str, max_bytes: int) -> FileState:
+    """read_state of *name* run in a child process. Blocking: call from a thread.
+
+    The child opens the folder itself and checks it is still the one verified.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_SOURCE_ROOT, os.environ.get("PYTHONPATH")]))}
+    dev, ino = folder.ident
+    # The name goes as bytes through argv (os.fsencode), so any file name survives the trip.
+    cmd: list[str | bytes] = [sys.executable, "-m", CHILD, folder.path, str(dev), str(ino), os.fsencode(name), str(max_bytes)]
+    with _one_at_a_time:
+        try:
+            proc = subprocess.run(cmd, capture_output=True, env=env, timeout=TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            raise ChildFailed(f"parse took over {TIMEOUT:.0f}s") from None
+    if proc.returncode == CHANGED:
+        raise ChildFailed("sessions folder changed")
+    if proc.returncode != 0:
+        # A negative code is a signal: SIGKILL here is almost always the out-of-memory killer.
+        why = "killed (out of memory?)" if proc.returncode < 0 else f"failed (exit {proc.returncode})"
+        raise ChildFailed(f"parse worker {why}")
+    state: FileState = pickle.loads(proc.stdout)
+    return state
+
+
+def _child_main(argv: list[str]) -> None:
+    """The child: read *argv*'s file and write its pickled state to stdout; exit 3 out of memory, CHANGED if the folder moved."""
+    path, dev, ino, name, max_bytes = argv[0], int(argv[1]), int(argv[2]), argv[3], int(argv[4])
+    try:
+        with Folder(path, (dev, ino)).open() as dir_fd:
+            state = read_state(dir_fd, name, max_bytes, inline_bytes=max_bytes)
+    except MemoryError:
+        sys.exit(3)
+    except FolderUnusable:
+        sys.exit(CHANGED)
+    sys.stdout.buffer.write(pickle.dumps(state))
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

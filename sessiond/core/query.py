@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from sessiond.core.index import SessionIndex, SessionRecord
-from sessiond.core.loader import MAX_KEY_LENGTH
+from sessiond.core.names import MAX_KEY_LENGTH
 
 FILTER_PARAMS = frozenset(
     {"prefix", "created_after", "created_before", "updated_after", "updated_before", "min_messages", "max_messages"}

@@ -33,7 +33,8 @@ from typing import NamedTuple, Protocol
 
 from sessiond.core.folder import Folder
 from sessiond.core.index import FileStat, FileState, InvalidFile, SessionRecord
-from sessiond.core.loader import file_name_for, is_session_name, read_fully, stat_of
+from sessiond.core.loader import read_fully, stat_of
+from sessiond.core.names import file_name_for, is_session_name
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sessiond.core.index import SessionIndex, SessionRecord
-from sessiond.core.loader import MAX_KEY_LENGTH
+from sessiond.core.names import MAX_KEY_LENGTH
 
 DAY = 86400.0
 

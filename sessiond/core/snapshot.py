@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from sessiond.core.index import FileState, InvalidFile, SessionRecord, pack, unpack
-from sessiond.core.loader import MAX_KEY_LENGTH, is_session_name, name_is_text
+from sessiond.core.names import MAX_KEY_LENGTH, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
 

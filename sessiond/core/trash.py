@@ -28,7 +28,7 @@ import orjson
 
 from sessiond.core.folder import DIR_FLAGS, Folder
 from sessiond.core.index import SessionRecord
-from sessiond.core.loader import is_session_name
+from sessiond.core.names import is_session_name
 from sessiond.core.removal import RemovalFailed
 
 log = logging.getLogger(__name__)

@@ -15,21 +15,28 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sessiond.config import Settings
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.retention import RulePlan, plan
 from sessiond.live.store import SessionStore
-from sessiond.web.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 SAMPLE = 10  # keys shown per rule in a preview
 PREVIEW_TTL = 5.0  # seconds a preview is reused while the index does not change
 RECHECK = 1.0  # seconds between looks at retention_interval while waiting (a reload may shorten it)
+
+
+class LiveSettings(Protocol):
+    """Where the settings of the moment are read at each run (web.runtime.Runtime: a reload changes them)."""
+
+    @property
+    def settings(self) -> Settings: ...
 
 
 @dataclass(slots=True)
@@ -64,14 +71,13 @@ class RunReport:
 class Retention:
     """Runs the rules on a timer and remembers what the runs did."""
 
-    def __init__(self, store: SessionStore, runtime: Runtime, ready: asyncio.Event) -> None:
+    def __init__(self, store: SessionStore, runtime: LiveSettings, ready: asyncio.Event) -> None:
         self.store = store
         self.runtime = runtime
         self.ready = ready
         self.last: RunReport | None = None
         self.next_at: float | None = None
         self.deleted_total: dict[str, int] = {}
-        self.runs = 0
         self._preview: tuple[tuple[int, object, int], dict[str, Any]] | None = None
 
     def plans(self, now: float) -> list[RulePlan]:
@@ -101,7 +107,6 @@ class Retention:
             await self._delete(plans, report)
         report.seconds = time.monotonic() - began
         self.last = report
-        self.runs += 1
         level = logging.WARNING if report.outcome == "over_maximum" or report.failed else logging.INFO
         log.log(
             level,

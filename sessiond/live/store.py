@@ -17,6 +17,7 @@ from sessiond.core import loader, removal, snapshot
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
 from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord
+from sessiond.core.names import file_name_for, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +251,7 @@ class SessionStore:
                     if not (in_flight and in_flight(name))
                     and name not in applied
                     and self._recorded_stat(name) != st
-                    and loader.name_is_text(name)  # such names are never reported by the watch
+                    and name_is_text(name)  # such names are never reported by the watch
                 )
         finally:
             self._applied_during_walks.remove(applied)
@@ -279,7 +280,7 @@ class SessionStore:
         background, so the names after them do not wait.
         """
         loop = asyncio.get_running_loop()
-        names = [n for n in names if loader.is_session_name(n)]
+        names = [n for n in names if is_session_name(n)]
         changes: list[Change] = []
         for i in range(0, len(names), APPLY_CHUNK):
             chunk = names[i : i + APPLY_CHUNK]
@@ -371,7 +372,7 @@ class SessionStore:
         folder = self.folder
         if record is not None or folder is None:
             return record
-        name = loader.file_name_for(key)
+        name = file_name_for(key)
         if len(os.fsencode(name)) > removal.NAME_MAX:
             return None
         now = await asyncio.get_running_loop().run_in_executor(None, _stat_in, folder, name)
@@ -491,7 +492,7 @@ def collector_paused() -> Iterator[None]:
 
 def _names_in(folder: Folder) -> list[str]:
     with folder.open() as dir_fd, os.scandir(dir_fd) as entries:
-        return [entry.name for entry in entries if loader.is_session_name(entry.name)]
+        return [entry.name for entry in entries if is_session_name(entry.name)]
 
 
 def _idents_in(folder: Folder) -> dict[str, int]:

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from watchfiles import BaseFilter, Change, awatch
 
 from sessiond.core.folder import Folder, FolderUnusable, identity, verify
-from sessiond.core.loader import is_session_name
+from sessiond.core.names import is_session_name
 from sessiond.core.reconcile import ReconcileSchedule
 from sessiond.live.store import SessionStore
 
@@ -117,7 +117,6 @@ class SessionWatcher:
         self.batches = 0
         self.files_seen = 0
         self.restarts = 0
-        self.undecodable_restarts = 0
         self.indexed = (0, 0)  # (files done, files in all) of the first scan
         self._hints: set[str] = set()
         self._folder_touched = False
@@ -205,7 +204,6 @@ class SessionWatcher:
                         # Not a failure of the watch: one file name it cannot report. Watch
                         # again at once; a reconcile soon (it survives the restart) finds what
                         # the lost batch held, and sees that file by its stat.
-                        self.undecodable_restarts += 1
                         self._batch_lost = True
                         self.schedule.soon(time.monotonic())
                         self._check_if_due()  # from here: the watch may die again before it gets to it

@@ -11,10 +11,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from sessiond.config import Settings
-from sessiond.core.stats import StatsKeeper
 from sessiond.core.trash import Trash
 from sessiond.live.feed import EventFeed
 from sessiond.live.retention import Retention
+from sessiond.live.stats import StatsKeeper
 from sessiond.live.store import SessionStore
 from sessiond.live.watcher import SessionWatcher
 from sessiond.web.metrics import Metrics

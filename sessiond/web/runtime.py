@@ -7,7 +7,6 @@ import hashlib
 import hmac
 
 from sessiond.config import Settings
-from sessiond.web.front.auth import token_id
 from sessiond.web.front.forwarded import TrustedProxies
 from sessiond.web.front.ratelimit import RateLimiter
 
@@ -36,6 +35,11 @@ LIVE = frozenset(
 RESTART_ONLY = tuple(
     field.name for field in dataclasses.fields(Settings) if field.name not in LIVE | {"config_file", "token_source"}
 )
+
+
+def token_id(token: bytes) -> str:
+    """A stable, non-secret name for a token (for rate-limit buckets and logs)."""
+    return hashlib.sha256(token).hexdigest()[:16]
 
 
 class Runtime:

@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from sessiond.core.loader import MAX_KEY_LENGTH
+from sessiond.core.names import MAX_KEY_LENGTH
 from sessiond.core.query import QueryError, single_values, whole_number
 from sessiond.live.feed import EventFeed
 from sessiond.web.appkeys import EVENTS, SETTINGS

@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from sessiond import __version__
-from sessiond.core.loader import MAX_KEY_LENGTH
+from sessiond.core.names import MAX_KEY_LENGTH
 from sessiond.core.query import MAX_CURSOR, MAX_LIMIT, SORTS
 
 JSON = "application/json"

@@ -1,10 +1,6 @@
-"""GET /api/v1/retention and the task that runs the rules (retention_run.py does the work)."""
+"""GET /api/v1/retention (the runs themselves: live/retention.py)."""
 
 from __future__ import annotations
-
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -28,12 +24,3 @@ async def show_retention(request: web.Request) -> web.Response:
             "preview": retention.preview() if settings.retention else None,
         }
     )
-
-
-async def run_retention(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: the retention task, for as long as the app runs."""
-    task = asyncio.create_task(app[RETENTION].forever(), name="sessiond-retention")
-    yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from sessiond import __version__
 from sessiond.core.errors import SessionNotFound
-from sessiond.core.loader import MAX_KEY_LENGTH
+from sessiond.core.names import MAX_KEY_LENGTH
 from sessiond.live.watcher import WatchState
 from sessiond.web.api.listing import query_response
 from sessiond.web.appkeys import METRICS, STARTED_AT, STORE, WATCHER

@@ -1,21 +1,16 @@
-"""GET /api/v1/trash, POST /api/v1/trash:restore, and the task that purges old entries."""
+"""GET /api/v1/trash and POST /api/v1/trash:restore (the purge task: live/trash.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from sessiond.core.errors import Unavailable
-from sessiond.core.folder import FolderUnusable
 from sessiond.core.query import QueryError
-from sessiond.core.removal import RemovalFailed
 from sessiond.core.trash import RestoreError, Trash, TrashEntry
+from sessiond.live.trash import off_loop
 from sessiond.web.appkeys import STORE, TRASH
 from sessiond.web.params import read_object, string_list
 from sessiond.web.responses import json_response
@@ -24,7 +19,6 @@ log = logging.getLogger(__name__)
 
 TRASH_OFF = "Trash is off; set trash_days above 0 to keep deleted sessions for a while"
 MOST = 10_000
-PURGE_EVERY = 600.0
 
 
 def _show(trash: Trash, entry: TrashEntry) -> dict[str, Any]:
@@ -58,13 +52,7 @@ async def _entries(app: web.Application, trash: Trash) -> list[TrashEntry]:
     folder = app[STORE].folder
     if folder is None:
         return []  # no sessions folder, no trash in it
-    try:
-        return await asyncio.get_running_loop().run_in_executor(None, trash.entries, folder)
-    except (FolderUnusable, RemovalFailed) as exc:
-        raise Unavailable(f"Trash unavailable: {exc}") from None
-    except OSError as exc:
-        log.warning("cannot read the trash: %s", exc.strerror)
-        raise Unavailable(f"Trash unavailable: {exc.strerror}") from None
+    return await off_loop("Trash unavailable", trash.entries, folder)
 
 
 async def restore(request: web.Request) -> web.Response:
@@ -101,38 +89,10 @@ async def _put_back(app: web.Application, entry: TrashEntry | None) -> str | Non
     if folder is None or trash is None:
         return "The sessions folder is gone"
     try:
-        name = await asyncio.get_running_loop().run_in_executor(None, trash.restore, folder, entry.id)
-    except (RestoreError, FolderUnusable, RemovalFailed) as exc:
+        name = await off_loop("Cannot restore", trash.restore, folder, entry.id)
+    except RestoreError as exc:
         return str(exc)
-    except OSError as exc:
-        log.warning("cannot restore trash entry %s: %s", entry.id, exc.strerror)
-        return f"Cannot restore: {exc.strerror}"
+    except Unavailable as exc:
+        return str(exc)
     await store.refresh([name])
     return None
-
-
-async def purge_trash(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx: purge expired trash now and then, while the app runs (if the trash is on)."""
-    trash = app[TRASH]
-    task = asyncio.create_task(_purge_forever(app, trash), name="sessiond-trash-purge") if trash else None
-    yield
-    if task is not None:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-async def _purge_forever(app: web.Application, trash: Trash) -> None:
-    loop = asyncio.get_running_loop()
-    every = min(PURGE_EVERY, max(1.0, trash.retention / 10))
-    store = app[STORE]
-    while True:
-        folder = store.folder
-        try:
-            if folder is not None:
-                await loop.run_in_executor(None, trash.purge, folder, time.time())
-        except (FolderUnusable, RemovalFailed) as exc:
-            log.warning("trash purge skipped: %s", exc)
-        except OSError as exc:
-            log.warning("trash purge failed: %s", exc.strerror)
-        await asyncio.sleep(every)

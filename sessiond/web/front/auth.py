@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -34,11 +33,6 @@ def presented_token(request: web.Request) -> bytes | None:
         return None
     # Header values arrive as str; non-ASCII bytes must compare (and fail), not raise.
     return token.encode("utf-8", "surrogateescape")
-
-
-def token_id(token: bytes) -> str:
-    """A stable, non-secret name for a token (for rate-limit buckets and logs)."""
-    return hashlib.sha256(token).hexdigest()[:16]
 
 
 def auth_middleware(runtime: Runtime, public: Callable[[web.Request, Runtime], bool]) -> Middleware:
