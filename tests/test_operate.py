@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sessiond import config
-from sessiond.cli import ScanProgress
+from sessiond.server import ScanProgress
 from sessiond.demo import demo_session, write_session
 from sessiond.ops.logs import priority
 from sessiond.ops.systemd import SystemdNotifier

@@ -2,7 +2,7 @@
 
 Typed with the real classes (`web.AppKey("store", SessionStore)`), so a type
 checker knows what `app[STORE]` is. Request-scoped keys live beside the
-middleware that sets them (middlewares/request_id.py). Nothing imported here
+middleware that sets them (web/front/request_id.py). Nothing imported here
 may import this module back.
 """
 
@@ -17,15 +17,16 @@ from sessiond.live.retention import Retention
 from sessiond.live.stats import StatsKeeper
 from sessiond.live.store import SessionStore
 from sessiond.live.watcher import SessionWatcher
-from sessiond.web.metrics import Metrics
+from sessiond.web.metrics import METRICS  # declared beside its reader, the one /metrics handler
 from sessiond.web.pagefiles import PageAssets
 from sessiond.web.runtime import Runtime
+
+__all__ = ["EVENTS", "METRICS", "PAGE", "RETENTION", "RUNTIME", "SETTINGS", "STARTED_AT", "STATS", "STORE", "TRASH", "WATCHER"]
 
 SETTINGS = web.AppKey("settings", Settings)  # as loaded at start; RUNTIME holds what reloads change
 RUNTIME = web.AppKey("runtime", Runtime)
 STORE = web.AppKey("store", SessionStore)
 WATCHER = web.AppKey("watcher", SessionWatcher)
-METRICS = web.AppKey("metrics", Metrics)
 STARTED_AT = web.AppKey("started_at", float)
 EVENTS = web.AppKey("events", EventFeed)
 TRASH: web.AppKey[Trash | None] = web.AppKey("trash")  # None while trash_days is 0

@@ -11,14 +11,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Info, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from sessiond import __version__
-from sessiond.web.typedefs import Handler
+from sessiond.web.front.errors import error_middleware
+from sessiond.web.front.request_id import request_id_middleware, stamp_response
 
 if TYPE_CHECKING:
     from sessiond.live.store import SessionStore
@@ -159,25 +159,29 @@ class Metrics:
         method = request.method if request.method in METHODS else "other"
         self.requests.record(route, method, status, seconds)
 
-    def middleware(self) -> Middleware:
-        """Count every response by route template (not raw path, which would explode labels)."""
-        record = self.requests.record
 
-        @web.middleware
-        async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-            started = time.perf_counter()
-            status = 500
-            try:
-                response = await handler(request)
-                status = response.status
-                return response
-            except web.HTTPException as exc:
-                status = exc.status
-                raise
-            finally:
-                resource = request.match_info.route.resource
-                route = resource.canonical if resource is not None else "unmatched"
-                method = request.method if request.method in METHODS else "other"
-                record(route, method, status, time.perf_counter() - started)
+# The one /metrics handler: the main app's route (routes.py) and the scrape listener's.
+METRICS = web.AppKey("metrics", Metrics)
 
-        return observe
+
+async def scrape(request: web.Request) -> web.Response:
+    """GET /metrics: the Prometheus text exposition."""
+    body, content_type = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+# The scrape listener: systemd passes it as the socket named ``metrics`` (systemd/sessiond-metrics.socket,
+# 127.0.0.1:9477). Prometheus scrapes it the ordinary way, with no credentials
+# file to hand out: the API token (which can delete sessions) never leaves
+# sessiond, and what the listener serves is figures, never session data. Who
+# may connect is the socket unit's business (IPAddressAllow=, the address).
+METRICS_FD_NAME = "metrics"
+
+
+def create_metrics_app(main: web.Application) -> web.Application:
+    """A small app serving the main app's metrics (/metrics alone, no token); anything else is a JSON 404."""
+    app = web.Application(middlewares=[request_id_middleware, error_middleware], client_max_size=1024)
+    app[METRICS] = main[METRICS]
+    app.on_response_prepare.append(stamp_response)
+    app.router.add_get("/metrics", scrape)
+    return app

@@ -13,14 +13,15 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sessiond.web.api.bulk import batch_delete
 from sessiond.web.api.events import stream_events
 from sessiond.web.api.export import export
+from sessiond.web.api.health import api_health, health, livez
 from sessiond.web.api.openapi import openapi_document
 from sessiond.web.api.retention import show_retention
-from sessiond.web.api.sessions import api_health, delete_session, get_session, health, list_sessions, livez, metrics
+from sessiond.web.api.sessions import batch_delete, delete_session, get_session, list_sessions
 from sessiond.web.api.stats import stats
 from sessiond.web.api.trash import list_trash, restore
+from sessiond.web.metrics import scrape
 from sessiond.web.page import page_asset, page_index, page_redirect
 from sessiond.web.typedefs import Handler
 
@@ -63,7 +64,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", health, Policy.PROBE),
     Route("GET", "/readyz", health, Policy.PROBE),  # the same answer: ready to take traffic
     Route("GET", "/livez", livez, Policy.PROBE),
-    Route("GET", "/metrics", metrics, Policy.MONITORING),
+    Route("GET", "/metrics", scrape, Policy.MONITORING),
     Route("GET", "/api/v1/health", api_health, Policy.STATUS),
     Route("GET", "/api/v1/openapi.json", openapi_document, Policy.STATUS),
     Route("GET", "/api/v1/sessions", list_sessions, Policy.API),

@@ -1,20 +1,30 @@
-"""The routes: look up the index, turn domain results into the contract's responses."""
+"""The sessions resource: GET /api/v1/sessions (the list, with or without query parameters),
+GET and DELETE /api/v1/sessions/{key}, and POST /api/v1/sessions:batchDelete."""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from sessiond import __version__
-from sessiond.core.errors import SessionNotFound
+from sessiond.core.errors import DeleteFailed, SessionNotFound
+from sessiond.core.index import SessionIndex
 from sessiond.core.names import MAX_KEY_LENGTH
-from sessiond.live.watcher import WatchState
-from sessiond.web.api.listing import query_response
-from sessiond.web.appkeys import METRICS, STARTED_AT, STORE, WATCHER
-from sessiond.web.responses import etag_matches, json_response
+from sessiond.core.query import LIST_PARAMS, QueryError, meta, parse_filter, parse_query, run, select, single_values, whole_number
+from sessiond.web.appkeys import RUNTIME, STORE
+from sessiond.web.params import flag, read_object, string_list
+from sessiond.web.responses import NOT_FOUND, etag_matches, json_response
+
+log = logging.getLogger(__name__)
+
+FIELDS = frozenset({"keys", "filter", "dry_run", "max"})
+DEFAULT_MAX = 1000
+MOST = 1_000_000  # sessions one call may delete (max)
+MOST_KEYS = 10_000  # keys one call may name
+# 10,000 keys of 100 characters, JSON-escaped, fit; the app's 64 KiB limit would stop near 5,000.
+BODY_LIMIT = 2 * 1024 * 1024
 
 
 def _key(request: web.Request) -> str:
@@ -31,7 +41,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     With If-None-Match equal to the current ETag the answer is an empty 304, so a
     monitor polling the list costs almost nothing while nothing changes.
     """
-    if request.query_string and (answer := query_response(request)) is not None:
+    if request.query_string and (answer := _query_response(request)) is not None:
         return answer
     index = request.app[STORE].index
     body = index.list_body()
@@ -70,75 +80,63 @@ async def delete_session(request: web.Request) -> web.Response:
     return json_response({"deleted": True, "key": record.key})
 
 
-def _problem(app: web.Application) -> str | None:
-    watcher = app[WATCHER]
-    if not watcher.ready.is_set():
-        return f"starting: {watcher.describe()}"
-    return watcher.problem  # e.g. "sessions folder gone", "degraded: watcher restarting ..."
+def _query_response(request: web.Request) -> web.Response | None:
+    """The list answer for a request with list parameters; None when it has none.
+
+    None sends the caller down the cached fast path, so a request without
+    parameters (or with only unknown ones, like a cache-buster) is answered as before.
+    """
+    values = single_values(request.query.items(), LIST_PARAMS)  # QueryError: a 400, mapped at the edge
+    if not values:
+        return None
+    query = parse_query(values, request.app[RUNTIME].cursor_key)
+    page = run(request.app[STORE].index, query)
+    items = [meta(r) for r in page.records] if query.include_meta else [r.key for r in page.records]
+    return json_response({"sessions": items, "count": page.total, "next_cursor": page.next_cursor})
 
 
-def readiness(app: web.Application) -> tuple[int, dict[str, Any]]:
-    """What /health and /readyz answer: 200 once indexed with a live watcher, else 503 and why."""
-    problem = _problem(app)
-    if problem:
-        return 503, {"status": "unavailable", "reason": problem}
-    return 200, {"status": "ok", "sessions": len(app[STORE].index)}
+async def batch_delete(request: web.Request) -> web.Response:
+    """Match keys or a filter; refuse more than `max`; unless `dry_run`, delete each one."""
+    store = request.app[STORE]
+    body = await read_object(request, FIELDS, BODY_LIMIT)
+    dry_run = flag(body, "dry_run")
+    most = whole_number("max", body["max"], 1, MOST) if "max" in body else DEFAULT_MAX
+    keys = _keys_or_filter(store.index, body)
+    matched: list[str] = []
+    failed: list[dict[str, str]] = []
+    for key in keys:
+        # store.find, as for one DELETE: a session the agent saved a moment ago is found.
+        if key in store.index or await store.find(key) is not None:
+            matched.append(key)
+        else:
+            failed.append({"key": key, "reason": NOT_FOUND})
+    if len(matched) > most:
+        raise web.HTTPConflict(text=f"{len(matched)} sessions match, more than max ({most}); narrow the filter or raise max")
+    deleted: list[str] = []
+    if not dry_run:
+        for key in matched:
+            try:
+                await store.delete(key)
+            except SessionNotFound:
+                failed.append({"key": key, "reason": NOT_FOUND})
+            except DeleteFailed as exc:
+                failed.append({"key": key, "reason": f"Cannot delete: {exc}"})
+            else:
+                deleted.append(key)
+    return json_response({"dry_run": dry_run, "matched": matched, "deleted": deleted, "failed": failed})
 
 
-def liveness(app: web.Application) -> tuple[int, dict[str, Any]]:
-    """What /livez answers: 200 while the process can serve at all; 503 means "restart me"."""
-    if app[WATCHER].state is WatchState.FAILED:
-        return 503, {"status": "failed", "reason": "watcher failed"}
-    return 200, {"status": "ok"}
-
-
-def probe_answer(app: web.Application) -> Callable[[str], tuple[int, dict[str, Any]] | None]:
-    """The probes' answers by path, for a responder outside aiohttp (capacity.py)."""
-    probes = {"/health": readiness, "/readyz": readiness, "/livez": liveness}
-
-    def answer(path: str) -> tuple[int, dict[str, Any]] | None:
-        probe = probes.get(path)
-        return probe(app) if probe is not None else None
-
-    return answer
-
-
-async def health(request: web.Request) -> web.Response:
-    """GET /health (public): 200 once indexed with a live watcher, else 503 and why."""
-    status, body = readiness(request.app)
-    return json_response(body, status=status)
-
-
-async def livez(request: web.Request) -> web.Response:
-    """GET /livez (public): 200 while the process can serve at all (the loop answers and
-    the watcher has not failed for good); a failure here means "restart me"."""
-    status, body = liveness(request.app)
-    return json_response(body, status=status)
-
-
-async def api_health(request: web.Request) -> web.Response:
-    """GET /api/v1/health (token): version, uptime and index figures."""
-    app = request.app
-    index = app[STORE].index
-    problem = _problem(app)
-    return json_response(
-        {
-            "status": "ok" if problem is None else "unavailable",
-            "reason": problem,
-            "version": __version__,
-            "uptime_seconds": round(time.monotonic() - app[STARTED_AT], 1),
-            "sessions": len(index),
-            "invalid_files": len(index.invalid),
-            "collisions": index.collision_count,
-            "watcher": app[WATCHER].state.value,
-        },
-        status=200 if problem is None else 503,
-    )
-
-
-async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text format."""
-    body, content_type = request.app[METRICS].render()
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = content_type
-    return response
+def _keys_or_filter(index: SessionIndex, body: dict[str, Any]) -> list[str]:
+    """The keys named, or the keys the filter matches now."""
+    if ("keys" in body) == ("filter" in body):
+        raise QueryError("keys", "give either keys or filter (not both, not neither)")
+    if "keys" in body:
+        return string_list(body, "keys", MOST_KEYS)
+    if not isinstance(body["filter"], dict):
+        raise QueryError("filter", "must be an object of filter parameters")
+    if body["filter"].get("prefix") == "":
+        raise QueryError("prefix", "is empty; leave it out, or name the prefix to delete")
+    flt = parse_filter(body["filter"])
+    if flt.is_empty():
+        raise QueryError("filter", "is empty, which would match every session; name at least one bound")
+    return [r.key for r in select(index, flt)]
