@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUNDIR := .run
 PORT   ?= 8080
 
-.PHONY: run test test-browser test-floor e2e bench bench-ui clean lint
+.PHONY: run test test-quick test-browser test-floor e2e bench bench-ui clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ run: $(VENV)/.installed
 # minutes on two cores, and make test must stay well under ten).
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest --ignore=tests/browser
+
+# The edit-test loop: everything but the browser and the tests that start the daemon as
+# a process (marked slow); under a minute.
+test-quick: $(VENV)/.installed
+	$(BIN)/python -m pytest --ignore=tests/browser -m "not slow" -q
 
 # The web page's tests: Playwright driving Debian's chromium (installed here if missing).
 test-browser: $(VENV)/.installed
@@ -58,12 +63,15 @@ bench-ui: $(VENV)/.installed
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; }
 	$(BIN)/python -m bench.ui $(BENCH_ARGS)
 
-# ruff (lint and format) and mypy --strict over the package; .ci/run runs it before the tests.
+# ruff (lint and format), mypy --strict, the import rules (import-linter contracts in
+# setup.cfg) and dead code (vulture); .ci/run runs it before the tests.
 LINTED := sessiond tests bench e2e
 lint: $(VENV)/.installed
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy sessiond
+	$(BIN)/lint-imports
+	$(BIN)/vulture sessiond vulture_whitelist.py --min-confidence 60
 
 clean:
 	rm -rf $(VENV) $(FLOOR) $(RUNDIR) .pytest_cache .hypothesis *.egg-info

@@ -25,8 +25,8 @@ from sessiond.live.store import SessionStore
 from sessiond.live.trash import purge_forever
 from sessiond.live.watcher import SessionWatcher
 from sessiond.web.appkeys import EVENTS, METRICS, PAGE, RETENTION, RUNTIME, SETTINGS, STARTED_AT, STATS, STORE, TRASH, WATCHER
-from sessiond.web.front.door import front_door
 from sessiond.web.front.request_id import stamp_response
+from sessiond.web.front_door import front_door
 from sessiond.web.metrics import Metrics
 from sessiond.web.pagefiles import PageAssets
 from sessiond.web.routes import add_routes

@@ -26,12 +26,9 @@ DEMO_KEYS = (
 OLD_KEYS = {"telegram:123456789": 1_762_000_000.0, "discord:987654321": 1_761_000_000.0, "slack:U01234ABCDE": 1_760_000_000.0}
 
 
-file_name = file_name_for
-
-
 def write_session(folder: Path, session: dict[str, object]) -> Path:
     """Write a session the way the agent does: a temp file renamed over the target."""
-    target = folder / file_name(str(session["key"]))
+    target = folder / file_name_for(str(session["key"]))
     tmp = target.with_name(target.stem + ".tmp")
     tmp.write_bytes(orjson.dumps(session, option=orjson.OPT_INDENT_2))
     os.replace(tmp, target)

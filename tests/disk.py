@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 from aiohttp.test_utils import TestClient
 
-from .conftest import AUTH
+from tests.support import AUTH
 
 
 def disk_model(folder: Path) -> dict[str, int]:

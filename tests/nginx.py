@@ -11,7 +11,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from .daemon import Daemon, free_port
+from tests.support import Daemon, free_port
 
 SITE = Path(__file__).resolve().parent.parent / "config" / "nginx" / "sessiond.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)

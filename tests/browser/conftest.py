@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from ..daemon import TOKEN, Daemon
+from tests.support import TOKEN, Daemon
+
 from .chromium import CHROMIUM_ARGS
 
 try:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from ..daemon import free_port
+from tests.support import free_port
 
 
 class Relay:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from ..conftest import write_atomic
-from ..daemon import TOKEN, Daemon
+from tests.support import TOKEN, Daemon, write_atomic
+
 from .conftest import PageUnderTest, needs_browser
 
 pytestmark = needs_browser

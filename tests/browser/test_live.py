@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from ..conftest import write_atomic
-from ..daemon import Daemon
+from tests.support import Daemon, write_atomic
+
 from .conftest import PageUnderTest, needs_browser, wait_indexed
 from .relay import Relay
 

@@ -10,8 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from sessiond.demo import DEMO_KEYS
+from tests.ops.test_readme_examples import README, Demo
 
-from ..test_readme_examples import README, Demo
 from .conftest import PageUnderTest, needs_browser
 
 pytestmark = needs_browser

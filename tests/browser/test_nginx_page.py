@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from ..conftest import write_atomic
-from ..nginx import NGINX, Nginx, daemon_behind_nginx
+from tests.nginx import NGINX, Nginx, daemon_behind_nginx
+from tests.support import write_atomic
+
 from .conftest import DEFAULT_ENV, PageUnderTest, needs_browser
 
 needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run does)")

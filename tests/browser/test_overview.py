@@ -10,8 +10,8 @@ from pathlib import Path
 
 from playwright.sync_api import Locator, expect
 
-from ..conftest import write_atomic
-from ..daemon import Daemon
+from tests.support import Daemon, write_atomic
+
 from .conftest import PageUnderTest, needs_browser, wait_indexed
 
 pytestmark = needs_browser

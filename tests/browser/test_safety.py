@@ -8,7 +8,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from ..daemon import Daemon
+from tests.support import Daemon
+
 from .conftest import PageUnderTest, needs_browser
 
 pytestmark = needs_browser

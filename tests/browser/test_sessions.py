@@ -8,8 +8,8 @@ from urllib.parse import parse_qs
 
 from playwright.sync_api import expect
 
-from ..conftest import write_atomic
-from ..daemon import Daemon
+from tests.support import Daemon, write_atomic
+
 from .conftest import PageUnderTest, needs_browser, wait_indexed
 
 pytestmark = needs_browser

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 from playwright.sync_api import expect
 
-from ..conftest import session_doc, write_atomic
-from ..daemon import TOKEN, Daemon
+from tests.support import TOKEN, Daemon, session_doc, write_atomic
+
 from .conftest import PageUnderTest, needs_browser
 
 pytestmark = needs_browser

@@ -1,1 +1,1 @@
-"""One middleware per module; the order they run in is set once, in app.py."""
+"""The front door's parts, one module each; web/front_door.py calls them in order and says why."""

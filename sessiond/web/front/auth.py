@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
-from sessiond.web.front.ratelimit import client_key, too_many
+from sessiond.web.front.ratelimit import RateLimiter, client_key, too_many
 from sessiond.web.front.request_id import info_of
 from sessiond.web.responses import error_response
-from sessiond.web.typedefs import Handler
-
-if TYPE_CHECKING:
-    from sessiond.web.runtime import Runtime
 
 UNAUTHORIZED = "Authentication required"
+
+
+class Credentials(Protocol):
+    """What authentication reads, as of now (web.runtime.Runtime: a reload changes it)."""
+
+    token: bytes
+    token_id: str
+    auth_failure_limiter: RateLimiter | None
 
 
 def presented_token(request: web.Request) -> bytes | None:
@@ -35,20 +37,7 @@ def presented_token(request: web.Request) -> bytes | None:
     return token.encode("utf-8", "surrogateescape")
 
 
-def auth_middleware(runtime: Runtime, public: Callable[[web.Request, Runtime], bool]) -> Middleware:
-    """Reject requests without the right bearer token, except where *public* says none is needed."""
-
-    @web.middleware
-    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if public(request, runtime):
-            return await handler(request)
-        refused = await authenticate(request, runtime)
-        return refused if refused is not None else await handler(request)
-
-    return check_token
-
-
-async def authenticate(request: web.Request, runtime: Runtime) -> web.Response | None:
+async def authenticate(request: web.Request, runtime: Credentials) -> web.Response | None:
     """None if the request carries the token (its id noted for the per-token limit), else the 401 (or 429)."""
     token = presented_token(request)
     # compare_digest on bytes runs in time independent of where they differ.

@@ -15,14 +15,12 @@ Policy (like aiohttp-remotes' XForwardedStrict, minus its refusals):
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aiohttp import hdrs, web
-from aiohttp.typedefs import Middleware
 
 from sessiond.config import IPNetwork
 from sessiond.web.front.request_id import info_of
-from sessiond.web.typedefs import Handler
 
 
 class TrustedProxies:
@@ -61,16 +59,6 @@ class TrustedProxies:
             if not self.trusts(address):
                 break
         return client
-
-
-def forwarded_middleware(proxies_of: Callable[[], TrustedProxies]) -> Middleware:
-    """Replace request.remote with the real client for everything after this middleware."""
-
-    @web.middleware
-    async def forwarded(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await handler(as_client_sees_it(request, proxies_of()))
-
-    return forwarded
 
 
 def as_client_sees_it(request: web.Request, proxies: TrustedProxies) -> web.Request:

@@ -5,15 +5,11 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import OrderedDict
-from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from aiolimiter import AsyncLimiter
 
-from sessiond.web.front.request_id import info_of
 from sessiond.web.responses import error_response
-from sessiond.web.typedefs import Handler
 
 RATE_LIMITED = "Rate limit exceeded"
 PERIOD = 60.0
@@ -74,38 +70,3 @@ def client_key(remote: str | None) -> str:
 def too_many(limiter: RateLimiter) -> web.Response:
     """The contract's 429: JSON, Retry-After in whole seconds, no-store."""
     return error_response(429, RATE_LIMITED, headers={"Retry-After": limiter.retry_after, "Cache-Control": "no-store"})
-
-
-def rate_limit_middleware(
-    limiter_of: Callable[[], RateLimiter | None],
-    key_of: Callable[[web.Request], str | None],
-    limited: Callable[[web.Request], bool],
-) -> Middleware:
-    """Reject with 429 when the bucket that *key_of* names is full.
-
-    *limiter_of* is asked on every request (a reload may switch a limit on or
-    off); None from it, or from *key_of*, means "not limited". *limited* says
-    whether the request's route is rate limited at all (the route table's policy).
-    """
-
-    @web.middleware
-    async def limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        limiter = limiter_of()
-        if limiter is not None and limited(request):
-            key = key_of(request)
-            if key is not None and not await limiter.allow(key):
-                return too_many(limiter)
-        return await handler(request)
-
-    return limit
-
-
-def per_ip(request: web.Request) -> str:
-    """Bucket key for the per-IP limit (request.remote is the client, after trusted-proxy handling)."""
-    return client_key(request.remote)
-
-
-def per_token(request: web.Request) -> str | None:
-    """Bucket key for the per-token limit (set by the auth middleware)."""
-    info = info_of(request)
-    return info.token_id if info else None

@@ -9,27 +9,11 @@ the metrics, `/api/v1/health` and the OpenAPI document keep answering, and say w
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from sessiond.web.responses import error_response
-from sessiond.web.typedefs import Handler
 
 RETRY_AFTER = "1"
-
-
-def readiness_middleware(not_serving: Callable[[], str | None], gated: Callable[[web.Request], bool]) -> Middleware:
-    """503 for every request *gated* says needs the whole index, while *not_serving* gives a reason."""
-
-    @web.middleware
-    async def readiness(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if gated(request) and (why := not_serving()):
-            return not_ready(why)
-        return await handler(request)
-
-    return readiness
 
 
 def not_ready(why: str) -> web.Response:

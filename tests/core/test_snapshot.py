@@ -1,0 +1,204 @@
+"""Snapshots: a restart re-reads only what changed while the daemon was down."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from sessiond.core import snapshot
+from sessiond.core.index import FileStat, InvalidFile, SessionRecord
+from tests.support import open_store, session_doc, write_atomic
+
+OLD = time.time() - 3600
+
+
+def later(snap: Path, seconds: float = 3600) -> None:
+    """Move the snapshot's own time forward (mocking time): every file then looks older than
+    the racy window, which a file's ctime cannot be made to look by any other means."""
+    head, _, body = snap.read_bytes().partition(b"\n")
+    header = orjson.loads(head)
+    header["taken_at"] += seconds  # the checksum covers the body only
+    snap.write_bytes(orjson.dumps(header) + b"\n" + body)
+
+
+def age(path: Path) -> None:
+    """Make a file look untouched for an hour (outside the racy window)."""
+    os.utime(path, (OLD, OLD))
+
+
+def test_flatten_round_trip() -> None:
+    rec = SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, FileStat(10, 20, 30, 20))
+    assert SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, rec.ident).stat == rec.stat
+    bad = InvalidFile("bad.json", "empty file", FileStat(0, 1, 2, 1))
+    name, back = snapshot.unflatten(snapshot.flatten("k_1.json", rec))
+    assert name == "k_1.json" and back.key == "k:1" and back.stat == rec.stat and back.same_content(rec)
+    assert snapshot.unflatten(snapshot.flatten("bad.json", bad)) == ("bad.json", bad)
+    assert snapshot.flatten("gone.json", None) is None
+
+
+async def scanned(folder: Path, snap: Path) -> Any:
+    store = open_store(folder, snapshot_path=snap)
+    await store.scan()
+    await store.save_snapshot()  # what the daemon does once it is ready
+    later(snap)
+    return store
+
+
+async def test_restart_reads_only_changed_files(sessions: Path, tmp_path: Path) -> None:
+    snap = tmp_path / "state" / "index.json"
+    snap.parent.mkdir()
+    paths = [write_atomic(sessions, f"s:{i}", messages=i) for i in range(20)]
+    (sessions / "bad.json").write_text("{")
+    for path in [*paths, sessions / "bad.json"]:
+        age(path)
+    first = await scanned(sessions, snap)
+    assert first.last_scan_counts == (21, 0) and snap.exists()
+
+    write_atomic(sessions, "s:3", messages=99)  # rewritten (new inode, size)
+    age(sessions / "s_3.json")
+    paths[4].unlink()  # removed
+    write_atomic(sessions, "s:new")  # added
+    age(sessions / "s_new.json")
+    second = await scanned(sessions, snap)
+    assert second.last_scan_counts == (3, 18)  # the changed, the new, and the invalid one again
+    assert second.index.get("s:3").message_count == 99
+    assert "s:4" not in second.index and "s:new" in second.index
+    assert set(second.index.invalid) == {"bad.json"}
+    assert list(second.index.keys()) == sorted(set(first.index.keys()) - {"s:4"} | {"s:new"})
+
+
+async def test_recent_files_are_not_trusted(sessions: Path, tmp_path: Path) -> None:
+    snap = tmp_path / "snap.json"
+    write_atomic(sessions, "fresh")
+    await scanned(sessions, snap)
+    later(snap, -3600)  # back to the snapshot's real time: the file's ctime is within the racy window
+    again = await scanned(sessions, snap)
+    assert again.last_scan_counts == (1, 0)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{not json",
+        b'{"format": "other"}\n',
+        b'{"format": "sessiond-snapshot/2", "folder": "X", "records": []}',
+        b'{"format": "sessiond-snapshot/3", "folder": "X"}\n',
+    ],
+)
+async def test_unusable_snapshot_means_full_scan(sessions: Path, tmp_path: Path, content: bytes) -> None:
+    snap = tmp_path / "snap.json"
+    age(write_atomic(sessions, "a"))
+    snap.write_bytes(content)
+    store = await scanned(sessions, snap)
+    assert store.last_scan_counts == (1, 0) and "a" in store.index
+
+
+async def test_snapshot_of_another_folder_is_ignored(tmp_path: Path) -> None:
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    age(write_atomic(one, "a"))
+    age(write_atomic(two, "b"))
+    snap = tmp_path / "snap.json"
+    await scanned(one, snap)
+    store = await scanned(two, snap)
+    assert list(store.index.keys()) == ["b"] and store.last_scan_counts == (1, 0)
+
+
+@pytest.mark.slow
+def test_daemon_restart_uses_its_snapshot(workspace: Path, tmp_path: Path) -> None:
+    from .daemon import Daemon
+
+    state = tmp_path / "state"
+    state.mkdir()
+    for i in range(5):
+        age(write_atomic(workspace / "sessions", f"r:{i}"))
+    env = {"SESSIOND_STATE_DIR": str(state)}
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready()
+        assert d.stop() == 0
+    assert (state / "index.snapshot").exists()
+    later(state / "index.snapshot")
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready()
+        assert d.get("/api/v1/sessions")[0] == 200
+        assert d.stop() == 0
+        assert "(0 read, 5 unchanged since the snapshot, 0 invalid)" in d.output()
+
+
+async def test_concurrent_saves_do_not_collide(sessions: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    (tmp_path / "state").mkdir()
+    snap = tmp_path / "state" / "snap.json"
+    age(write_atomic(sessions, "a"))
+    store = open_store(sessions, snapshot_path=snap)
+    await store.scan()
+    await asyncio.gather(*(store.save_snapshot() for _ in range(5)))
+    assert snapshot.load(snap, str(sessions)) is not None
+    assert sorted(p.name for p in snap.parent.iterdir()) == ["snap.json"]  # no temp file left behind
+
+
+async def test_a_restart_gives_back_every_value_exactly(sessions: Path, tmp_path: Path) -> None:
+    """What the columns cannot hold goes through the side table: integer times, times a
+    double would round, a key with a NUL in it; order and names come back too."""
+    snap = tmp_path / "snap"
+    docs = {
+        "int.json": session_doc("int:1", created=1_700_000_000, updated=1_700_000_001),
+        "wide.json": session_doc("wide:1", created=2**63 - 1, updated=2**64 - 1),
+        "nul.json": session_doc("nul:\u0000:1", messages=3),
+        "float.json": session_doc("float:1", created=1_700_000_000.25, updated=1e300),
+        "é.json": session_doc("b:é", messages=0),
+    }
+    for name, doc in docs.items():
+        (sessions / name).write_bytes(orjson.dumps(doc))
+        age(sessions / name)
+    first = await scanned(sessions, snap)
+    again = await scanned(sessions, snap)
+    assert again.last_scan_counts == (0, 5)
+    for key in ("int:1", "wide:1", "nul:\u0000:1", "float:1", "b:é"):
+        one, two = first.index.get(key), again.index.get(key)
+        assert (two.name, two.message_count, two.stat) == (one.name, one.message_count, one.stat)
+        for field in ("created_at", "updated_at"):
+            assert type(getattr(two, field)) is type(getattr(one, field))
+            assert getattr(two, field) == getattr(one, field)
+    assert again.index.get("wide:1").updated_at == 2**64 - 1
+    assert list(again.index.keys()) == list(first.index.keys())
+
+
+@pytest.mark.parametrize("cut", [1, 100, "body"])
+async def test_a_truncated_snapshot_means_full_scan(sessions: Path, tmp_path: Path, cut: int | str) -> None:
+    snap = tmp_path / "snap"
+    for i in range(3):
+        age(write_atomic(sessions, f"t:{i}", messages=i))
+    await scanned(sessions, snap)
+    data = snap.read_bytes()
+    snap.write_bytes(data[: data.index(b"\n") + 1] if cut == "body" else data[: len(data) - int(cut)])
+    store = await scanned(sessions, snap)
+    assert store.last_scan_counts == (3, 0) and store.index.get("t:2").message_count == 2
+
+
+async def test_a_restart_that_finds_nothing_changed_leaves_the_snapshot_as_it_is(sessions: Path, tmp_path: Path) -> None:
+    """Writing 100 MB again (at 1M sessions) to say what the file already says is a stall for nothing."""
+    snap = tmp_path / "snap"
+    for i in range(3):
+        age(write_atomic(sessions, f"u:{i}"))
+    await scanned(sessions, snap)
+    before = snap.stat()
+    store = open_store(sessions, snapshot_path=snap)
+    await store.scan()
+    await store.save_snapshot()
+    assert store.last_scan_counts == (0, 3)
+    assert (snap.stat().st_ino, snap.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    age(write_atomic(sessions, "u:new"))
+    again = open_store(sessions, snapshot_path=snap)
+    await again.scan()
+    await again.save_snapshot()
+    assert again.last_scan_counts == (1, 3) and snap.stat().st_ino != before.st_ino
+    assert snapshot.load(snap, str(sessions)) is not None and len(snapshot.load(snap, str(sessions)) or []) == 4

@@ -1,0 +1,218 @@
+"""Every curl and sessionctl example in the README, run against `make run`'s demo.
+
+Each ```sh block that holds an example gets a fresh `make run` (on a free port,
+with the variables the block names before "make run" in a comment). Lines that
+are not examples (TOKEN=..., export ...) are the block's set-up. The comment lines
+right after an example are what it prints; tokens, ids, cursors, times and sizes
+are normalised and `...` stands for anything. An example with no such lines must
+answer 2xx. The daemon is asked for readiness first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.support import free_port
+
+# Each test starts the real daemon as a process: `make test-quick` leaves them out.
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text()
+EXAMPLE = re.compile(r"^(curl|sessionctl) ")
+
+
+@dataclass
+class Example:
+    command: str
+    expected: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Block:
+    line: int
+    env: dict[str, str]
+    examples: list[Example]
+
+
+def blocks() -> list[Block]:
+    found = []
+    for match in re.finditer(r"```sh\n(.*?)```", README, re.S):
+        lines = match.group(1).splitlines()
+        if not any(EXAMPLE.match(line) for line in lines):
+            continue
+        env: dict[str, str] = {}
+        setup: list[str] = []
+        examples: list[Example] = []
+        current: Example | None = None
+        for line in lines:
+            if run := re.search(r"((?:[A-Z_]+=\S+ )+)make run", line):
+                env.update(pair.split("=", 1) for pair in run.group(1).split())
+            if line.startswith("# ") and current is not None:
+                current.expected.append(line[2:])
+                continue
+            current = None
+            if EXAMPLE.match(line):
+                current = Example(line, setup=list(setup))
+                examples.append(current)
+            elif line and not line.startswith("#"):
+                setup.append(line)
+        found.append(Block(README.count("\n", 0, match.start()) + 2, env, examples))
+    return found
+
+
+def normalise(text: str) -> str:
+    """Tokens, ids, cursors, times and sizes out; whitespace runs as one space."""
+    text = re.sub(
+        r'"(created_at|updated_at|age_seconds|deleted_at|purge_at|uptime_seconds|size|seq)":\s?[-\d.e+]+', r'"\1":N', text
+    )
+    text = re.sub(r'"(id|next_cursor)":\s?"[^"]*"', r'"\1":"X"', text)
+    text = re.sub(r"^id: \d+$", "id: N", text, flags=re.M)
+    text = re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "TIME", text)
+    text = re.sub(r"^age_seconds\s+\S+$", "age_seconds N", text, flags=re.M)
+    return re.sub(r"[ \t]+", " ", text).strip()
+
+
+def matches(expected: list[str], actual: str, anywhere: bool = False) -> bool:
+    pattern = re.escape(normalise("\n".join(expected))).replace(r"\.\.\.", ".*?")
+    finder = re.search if anywhere else re.fullmatch
+    return finder(pattern, normalise(actual), re.S) is not None
+
+
+class Demo:
+    """`make run` on a free port, in its own run folder, with *env*."""
+
+    def __init__(self, run_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.run_dir = run_dir
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIOND_", "NOTIFY_SOCKET", "LISTEN_", "MAKE"))}
+        self.log = (run_dir.parent / f"make-run-{self.port}.log").open("wb")
+        self.proc = subprocess.Popen(
+            ["make", "--no-print-directory", "-C", str(REPO), "run", f"RUNDIR={run_dir}", f"PORT={self.port}"],
+            env={**base, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.run_dir.parent / f"make-run-{self.port}.log").read_text()
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (OSError, urllib.error.HTTPError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError("make run: not ready")
+
+    def delete(self, key: str) -> None:
+        token = (self.run_dir / "token").read_text().strip()
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/sessions/{key}", method="DELETE", headers={"Authorization": f"Bearer {token}"}
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(20)
+        self.log.close()
+
+
+@pytest.fixture
+def cwd(tmp_path: Path) -> Path:
+    """Where the examples run: `.run` and `.venv` as in a checkout after `make run`."""
+    where = tmp_path / "checkout"
+    where.mkdir()
+    (where / ".venv").symlink_to(REPO / ".venv")
+    return where
+
+
+def run(cwd: Path, example: Example, port: int, timeout: float = 20) -> tuple[str, str, int]:
+    script = "\n".join([*example.setup, example.command]).replace("127.0.0.1:8080", f"127.0.0.1:{port}")
+    if example.command.startswith("curl "):
+        script += " -s -w '%{stderr}HTTP %{http_code}'"
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")},
+    )
+    return result.stdout, result.stderr, result.returncode
+
+
+def stream(cwd: Path, example: Example, demo: Demo) -> str:
+    """A curl -N example: read the feed for a moment; for the first, delete cli:default meanwhile."""
+    script = "\n".join([*example.setup, example.command]).replace("127.0.0.1:8080", f"127.0.0.1:{demo.port}")
+    proc = subprocess.Popen(
+        ["bash", "-c", script], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True
+    )
+    time.sleep(1.0)
+    if "Last-Event-ID" not in example.command:
+        demo.delete("cli:default")
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=10)
+    return out
+
+
+BLOCKS = blocks()
+
+
+def test_the_readme_has_examples_with_their_output() -> None:
+    examples = [e for b in BLOCKS for e in b.examples]
+    assert len(examples) >= 25
+    assert sum(1 for e in examples if e.expected) >= 18
+    assert any(b.env.get("SESSIOND_TRASH_DAYS") for b in BLOCKS)
+
+
+def _run_block(block: Block, demo: Demo, cwd: Path) -> list[str]:
+    failures = []
+    for example in block.examples:
+        if " -N " in example.command:
+            out = stream(cwd, example, demo)
+            if example.expected and not matches(example.expected, out, anywhere=True):
+                failures.append(f"{example.command}\n  expected: {example.expected}\n  got: {out!r}")
+            continue
+        out, err, code = run(cwd, example, demo.port)
+        if example.command.startswith("curl "):
+            status = int(err.rsplit("HTTP ", 1)[1]) if "HTTP " in err else 0
+            shown = out
+            if not example.expected and not 200 <= status < 300:
+                failures.append(f"{example.command}\n  status {status}: {out[:300]!r}")
+                continue
+            if example.expected and not matches(example.expected, shown):
+                failures.append(f"{example.command}\n  expected: {example.expected}\n  got: {shown!r}")
+        else:
+            shown = out + err
+            if code != 0 or (example.expected and not matches(example.expected, shown)):
+                failures.append(f"{example.command}\n  exit {code}, expected: {example.expected}\n  got: {shown!r}")
+    return failures
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"README.md:{b.line}" for b in BLOCKS])
+def test_readme_examples_print_what_the_readme_shows(block: Block, cwd: Path) -> None:
+    demo = Demo(cwd / ".run", block.env)
+    try:
+        failures = _run_block(block, demo, cwd)
+    finally:
+        demo.stop()
+    assert not failures, "\n\n".join(failures)

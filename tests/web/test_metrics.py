@@ -1,0 +1,39 @@
+"""/metrics: names, request counts by route template, the duration histogram."""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp.test_utils import TestClient
+
+from tests.support import AUTH
+
+
+async def scrape(client: TestClient) -> str:
+    resp = await client.get("/metrics", headers=AUTH)
+    assert resp.status == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    return await resp.text()
+
+
+async def test_requests_counted_by_route_template(client: TestClient) -> None:
+    for _ in range(2):
+        assert (await client.get("/api/v1/sessions", headers=AUTH)).status == 200
+    for key in ("a", "b/c", "d%20e"):
+        assert (await client.get(f"/api/v1/sessions/{key}", headers=AUTH)).status == 404
+    assert (await client.get("/api/v1/nothing", headers=AUTH)).status == 404
+    text = await scrape(client)
+    assert 'sessiond_requests_total{method="GET",route="/api/v1/sessions",status="200"} 2.0' in text
+    assert 'sessiond_requests_total{method="GET",route="/api/v1/sessions/{key}",status="404"} 3.0' in text
+    assert 'route="unmatched",status="404"} 1.0' in text
+    assert "b/c" not in text  # keys never become label values
+    assert 'sessiond_request_duration_seconds_count{route="/api/v1/sessions/{key}"} 3.0' in text
+    buckets = [
+        float(v)
+        for v in re.findall(
+            r'sessiond_request_duration_seconds_bucket\{le="[^"]+",route="/api/v1/sessions/\{key\}"\} (\S+)', text
+        )
+    ]
+    assert buckets == sorted(buckets) and buckets[-1] == 3.0  # cumulative, +Inf holds all
+    names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    assert names and all(name.startswith("sessiond_") for name in names)
+    assert {"sessiond_sessions", "sessiond_watcher_up", "sessiond_ready"} <= names
