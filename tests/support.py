@@ -277,3 +277,12 @@ def write_big_session(path: Path, size: int, key: str = "big:1") -> int:
             fh.write((b"," if count >= 1000 else b"") + b",".join([one] * rest))
         fh.write(b'], "created_at": 1.0, "updated_at": 2.0}')
     return count
+
+
+def later(snap: Path, seconds: float = 3600) -> None:
+    """Move the snapshot's own time forward (mocking time): every file then looks older than
+    the racy window, which a file's ctime cannot be made to look by any other means."""
+    head, _, body = snap.read_bytes().partition(b"\n")
+    header = orjson.loads(head)
+    header["taken_at"] += seconds  # the checksum covers the body only
+    snap.write_bytes(orjson.dumps(header) + b"\n" + body)

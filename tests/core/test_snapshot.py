@@ -12,18 +12,9 @@ import pytest
 
 from sessiond.core import snapshot
 from sessiond.core.index import FileStat, InvalidFile, SessionRecord
-from tests.support import open_store, session_doc, write_atomic
+from tests.support import later, open_store, session_doc, write_atomic
 
 OLD = time.time() - 3600
-
-
-def later(snap: Path, seconds: float = 3600) -> None:
-    """Move the snapshot's own time forward (mocking time): every file then looks older than
-    the racy window, which a file's ctime cannot be made to look by any other means."""
-    head, _, body = snap.read_bytes().partition(b"\n")
-    header = orjson.loads(head)
-    header["taken_at"] += seconds  # the checksum covers the body only
-    snap.write_bytes(orjson.dumps(header) + b"\n" + body)
 
 
 def age(path: Path) -> None:
@@ -113,7 +104,7 @@ async def test_snapshot_of_another_folder_is_ignored(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_daemon_restart_uses_its_snapshot(workspace: Path, tmp_path: Path) -> None:
-    from .daemon import Daemon
+    from tests.support import Daemon
 
     state = tmp_path / "state"
     state.mkdir()

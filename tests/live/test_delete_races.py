@@ -97,7 +97,7 @@ async def test_delete_while_the_agent_keeps_rewriting(client: TestClient, sessio
 
 @pytest.mark.slow
 def test_a_delete_interrupted_by_a_crash_is_undone_at_the_next_start(workspace: Path) -> None:
-    from .daemon import Daemon
+    from tests.support import Daemon
 
     sessions = workspace / "sessions"
     # What a crash between "renamed out of the way" and "unlinked" leaves behind:
@@ -137,7 +137,7 @@ async def test_a_trash_folder_that_is_not_a_folder_is_a_503_not_a_crash(start_cl
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", [0o555, 0o111], ids=["read-only folder", "unreadable folder"])
 def test_a_folder_the_daemon_may_not_change_is_a_503_never_a_traceback(open_workspace: Path, mode: int) -> None:
-    from .daemon import Daemon
+    from tests.support import Daemon
 
     workspace = open_workspace / "workspace"
     sessions = workspace / "sessions"

@@ -179,7 +179,7 @@ def test_a_client_that_connected_just_before_the_stop_gets_its_answer(workspace:
     import signal as signals
     import socket
 
-    from .daemon import Daemon
+    from tests.support import Daemon
 
     with Daemon(workspace) as d:
         d.wait_ready()

@@ -227,9 +227,7 @@ async def test_files_written_during_a_restart_from_the_snapshot_are_seen(
     """The same on a restart: there the scan lists the folder with a stat walk
     (_idents_in) and trusts the snapshot for what did not change."""
     from sessiond.live import store as store_mod
-
-    from .conftest import open_store
-    from .test_snapshot import later
+    from tests.support import later, open_store
 
     state = tmp_path / "state"
     state.mkdir()

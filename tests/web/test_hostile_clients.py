@@ -171,7 +171,7 @@ async def test_made_up_methods_add_no_metric_series(client: TestClient) -> None:
 
 @pytest.mark.slow
 def test_a_client_cannot_forge_a_log_line(workspace: Path) -> None:
-    from .daemon import Daemon
+    from tests.support import Daemon
 
     forged = "2026-11-30 12:00:00,000 CRITICAL sessiond: forged"
     with Daemon(workspace) as d:
@@ -193,7 +193,7 @@ def test_headers_a_client_sends_cannot_forge_or_colour_a_log_line(workspace: Pat
     the client address (forwarding headers count only from trusted proxies)."""
     import socket
 
-    from .daemon import Daemon
+    from tests.support import Daemon
 
     with Daemon(workspace) as d:
         d.wait_ready()
@@ -224,7 +224,7 @@ def test_clients_that_stop_reading_never_hold_the_stop_past_its_timeout(workspac
     import signal as signals
     import socket
 
-    from .daemon import Daemon
+    from tests.support import Daemon
 
     sessions = workspace / "sessions"
     for i in range(40):  # an export big enough to fill every socket buffer on the way
@@ -254,7 +254,7 @@ def test_idle_connections_past_the_descriptor_limit_leave_probes_answered(worksp
     import shutil
     import socket
 
-    from .daemon import Daemon
+    from tests.support import Daemon
 
     if shutil.which("prlimit") is None:
         pytest.skip("needs prlimit (util-linux)")
