@@ -57,9 +57,9 @@ def create_app(settings: Settings) -> web.Application:
     runtime = Runtime(settings)
     metrics = Metrics()
 
-    # One middleware, the front door (front.py), runs every part in the order that
+    # One middleware, the front door (web/front_door.py), runs every part in the order that
     # matters and says why: request id, metrics, errors, forwarded, per-IP limit,
-    # auth, per-token limit, readiness. The parts are tested one by one as middlewares.
+    # auth, per-token limit, readiness. The parts are tested one by one as functions.
     app = web.Application(
         middlewares=[front_door(runtime, lambda: watcher.not_serving, metrics.record)],
         client_max_size=64 * 1024,

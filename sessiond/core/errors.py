@@ -1,6 +1,6 @@
-"""The domain errors the HTTP edge maps to a status (middlewares/errors.py).
+"""The domain errors the HTTP edge maps to a status (web/front/errors.py).
 
-The core raises them; only the error middleware knows their status codes.
+The core and the live services raise them; only web/front/errors.py knows their status codes.
 (QueryError, a 400, lives with the query language in query.py.)
 """
 

@@ -1,4 +1,4 @@
-"""The retention runner and its metrics (the HTTP side is retention_api.py).
+"""The retention runner and its metrics (the HTTP side is web/api/retention.py).
 
 A run waits for the first index to be whole, plans from the index alone
 (retention.py), refuses the whole run when it would delete more than

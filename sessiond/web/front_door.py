@@ -1,8 +1,8 @@
 """The front door: every middleware's part, composed into one middleware, in the order that matters.
 
 A chain of eight aiohttp middlewares cost about half of a detail request (each
-layer a coroutine frame, each asking the route's policy again). The parts stay
-where they were, each in its module and tested there on a bare Application
+layer a coroutine frame, each asking the route's policy again). The parts live
+in web/front/, each in its module and tested there as the function called here
 (request_id.begin, forwarded.as_client_sees_it, ratelimit.RateLimiter,
 auth.authenticate, errors.answer_error, the metrics recorder); this calls them
 in turn, with the route's policy looked up once:

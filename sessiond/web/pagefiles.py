@@ -1,6 +1,6 @@
 """The operators' web page's files (sessiond/web/ui/): read once from the package, with their headers.
 
-The handlers that serve them at /ui/ are in webui.py. The scripts, styles and icon live
+The handlers that serve them at /ui/ are in page.py. The scripts, styles and icon live
 under /ui/v/<version>/, the version being a hash of their content: browsers keep them
 for a year without asking again (so a page load costs one request, for index.html) and
 a new release changes the URL. index.html is revalidated with its ETag.

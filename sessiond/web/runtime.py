@@ -43,7 +43,7 @@ def token_id(token: bytes) -> str:
 
 
 class Runtime:
-    """Live configuration read by the middlewares on every request."""
+    """Live configuration read by the front door on every request."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
