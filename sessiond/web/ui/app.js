@@ -5,8 +5,8 @@ import { Api, AuthError, ApiError } from "./api.js";
 import { h, newId, sleep } from "./dom.js";
 import { LiveFeed } from "./live.js";
 import { OverviewView } from "./overview.js";
-import { SessionView } from "./session.js";
-import { SessionsView } from "./sessions.js";
+import { SessionView } from "./session_detail.js";
+import { SessionsView } from "./sessions_list.js";
 import { TrashView } from "./trash.js";
 
 const TOKEN_KEY = "sessiond.token"; // sessionStorage only: this tab, until sign-out or close

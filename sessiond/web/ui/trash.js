@@ -3,7 +3,7 @@
 
 import { ApiError } from "./api.js";
 import { formatBytes, formatCount, h, timeElement } from "./dom.js";
-import { sessionHash } from "./sessions.js";
+import { sessionHash } from "./sessions_model.js";
 
 const RELOAD_DELAY_MS = 500;
 

@@ -133,3 +133,8 @@ export class PageModel {
     return true;
   }
 }
+
+/** The page's address of one session (the list and the trash link to it). */
+export function sessionHash(key) {
+  return `#/session/${encodeURIComponent(key)}`;
+}

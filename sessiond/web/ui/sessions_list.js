@@ -2,7 +2,7 @@
 
 import { ApiError, deleteSession } from "./api.js";
 import { channelOf, formatBytes, formatCount, formatTime, fromLocalInput, h, newId, timeElement, toLocalInput } from "./dom.js";
-import { PAGE_SIZES, PageModel, filterIsEmpty, listParams, readQuery, writeQuery } from "./rows.js";
+import { PAGE_SIZES, PageModel, filterIsEmpty, listParams, readQuery, sessionHash, writeQuery } from "./sessions_model.js";
 
 const COLUMNS = [
   { label: "Key", sort: "key", first: "asc" },
@@ -18,10 +18,6 @@ const RECOUNT_QUIET_MS = 1000;
 const RECOUNT_MAX_WAIT_MS = 5000;
 const BULK_PREVIEW_MAX = 1_000_000;
 const SAMPLE = 10;
-
-export function sessionHash(key) {
-  return `#/session/${encodeURIComponent(key)}`;
-}
 
 /** Say what a filter selects, in words. */
 export function describeFilter(filter) {
