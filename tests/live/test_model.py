@@ -188,6 +188,7 @@ class DiskAndApi(RuleBasedStateMachine):
         assert self.answered() == self.expected()
 
 
+@pytest.mark.slow  # a 30-40 s stateful hypothesis run against the daemon: make test runs it, test-quick does not
 def test_api_follows_any_mix_of_changes(monkeypatch: pytest.MonkeyPatch) -> None:
     # Garbage is re-read over 0.75 s before it counts as invalid; a tenth of that keeps
     # the same sequence of states and lets the machine take ten times the steps.

@@ -71,7 +71,7 @@ async def test_burst_past_a_64_event_queue_converges_within_10s(
     tiny_inotify_queue()
     store = store_of(client)
     # Two writer processes (not threads: they must not wait for our GIL) overflow the queue.
-    code = "import sys; from tests.test_overflow import churn; churn(__import__('pathlib').Path(sys.argv[1]), 3000, int(sys.argv[2]))"
+    code = "import sys; from tests.live.test_overflow import churn; churn(__import__('pathlib').Path(sys.argv[1]), 3000, int(sys.argv[2]))"
     writers = [
         await asyncio.create_subprocess_exec(sys.executable, "-c", code, str(sessions), str(seed), cwd=Path(__file__).parents[2])
         for seed in (1, 2)
