@@ -16,10 +16,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The demo (sessiond/demo.py): a workspace, settings and a token made once under $(RUNDIR),
+# then the daemon on them; the token and the page's URL are printed last, once it is ready.
 run: $(VENV)/.installed
-	@$(BIN)/python -m sessiond.demo $(RUNDIR) --port $(PORT)
-	@mkdir -p $(RUNDIR)/state
-	SESSIOND_STATE_DIR=$(RUNDIR)/state exec $(BIN)/sessiond --workspace $(RUNDIR)/workspace --token-file $(RUNDIR)/token --port $(PORT)
+	@exec $(BIN)/python -m sessiond.demo $(RUNDIR) --port $(PORT) --serve
 
 # Everything but the browser tests, which have their own target (they take a few
 # minutes on two cores, and make test must stay well under ten).

@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestClient
 from sessiond import config
 from sessiond.app import create_app
 from sessiond.appkeys import STORE, WATCHER
-from sessiond.demo import file_name
+from sessiond.loader import file_name_for as file_name
 
 TOKEN = "test-token-0123456789abcdef"
 NOBODY = 65534

@@ -11,8 +11,8 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond.demo import file_name
 from sessiond.folder import Folder
+from sessiond.loader import file_name_for as file_name
 
 from .conftest import AUTH, eventually, store_of, write_atomic
 

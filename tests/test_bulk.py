@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond.demo import file_name
+from sessiond.loader import file_name_for as file_name
 
 from .conftest import AUTH, eventually, immutable, store_of, write_atomic
 
