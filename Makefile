@@ -43,7 +43,7 @@ test-floor: $(FLOOR)/.installed
 	$(FLOOR)/bin/python -m pytest -p no:cacheprovider --ignore=tests/browser
 
 # The shipped units under a real systemd in a Debian container (root; a few minutes,
-# plus ~2 min once to build the cached root). See "Tested under a real systemd" in the README.
+# plus ~2 min once to build the cached root). See "Tested under a real systemd" in docs/operations.md.
 e2e: $(VENV)/.installed
 	$(BIN)/python -m pytest e2e -v -rs
 

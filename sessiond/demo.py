@@ -224,7 +224,7 @@ def generated_key(rng: random.Random, channel: str, i: int) -> str:
 
 def make_session(rng: random.Random, key: str, now: int, old: bool) -> dict[str, object]:
     """One generated session: its times counted back from *now*, the rest from *rng*."""
-    idle = rng.randrange(31 * DAY, 120 * DAY) if old else rng.randrange(60, 30 * DAY)
+    idle = rng.randrange(31 * DAY, 120 * DAY) if old else rng.randrange(60, 29 * DAY + DAY // 2)
     lifetime = rng.randrange(0, 20 * DAY)
     turns = rng.choice((0, 1, 1, 2, 2, 3, 4, 5, 6, 8, 10, 14, 20, 30, 45, 70))
     messages = conversation(rng, turns, tools=rng.random() < 0.35, long=rng.random() < 0.06)

@@ -330,7 +330,7 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/sessions": {
         "get": _op(
-            "List sessions. Without parameters: every key, ascending, exactly as the seed, with an ETag.",
+            "List sessions. Without parameters: every key, ascending, with an ETag.",
             {
                 "200": _json(_ref("SessionList"), "Keys (or metadata with include=meta) and the count."),
                 "304": {"description": "No parameters, and If-None-Match matched the list's ETag."},
