@@ -115,12 +115,16 @@ class Demo:
             assert self.proc.poll() is None, (self.run_dir.parent / f"make-run-{self.port}.log").read_text()
             try:
                 with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
+                    if resp.status == 200 and "Web page:" in self.printed():
+                        return  # ready, and make run has said how to reach it
             except (OSError, urllib.error.HTTPError):
                 pass
             time.sleep(0.1)
         raise AssertionError("make run: not ready")
+
+    def printed(self) -> str:
+        """What `make run` printed so far."""
+        return (self.run_dir.parent / f"make-run-{self.port}.log").read_text()
 
     def delete(self, key: str) -> None:
         token = (self.run_dir / "token").read_text().strip()
