@@ -4,7 +4,8 @@ A rule names a key prefix ("" for every key) and either an idle age (sessions
 whose `updated_at` is older than that many days go), a cap (a prefix keeps at
 most that many sessions; the least recently updated go first), or both. The
 first rule whose prefix matches a key decides for it; keys no rule matches are
-kept. Whatever a rule says, a session updated (or whose file changed) within
+kept. So a rule may not follow one with a shorter prefix of its own (it would
+never decide): the longer prefix goes first. Whatever a rule says, a session updated (or whose file changed) within
 the grace period is never planned for deletion.
 """
 
@@ -67,8 +68,16 @@ def parse_rules(raw: object) -> tuple[RetentionRule, ...]:
         if idle is None and cap is None:
             raise ValueError(f"{where}: give idle_days, keep_at_most or both (a rule that deletes nothing is a mistake)")
         rule = RetentionRule(prefix, None if idle is None else float(idle), cap)
-        if any(earlier.prefix == rule.prefix for earlier in rules):
-            raise ValueError(f"{where}: prefix {prefix!r} already has a rule (the first one would always decide)")
+        for j, earlier in enumerate(rules, 1):
+            if earlier.prefix == rule.prefix:
+                raise ValueError(f"{where}: prefix {prefix!r} already has a rule (the first one would always decide)")
+            if rule.prefix.startswith(earlier.prefix):
+                # The first match decides, so this rule would never apply: a longer idle time
+                # meant to keep these sessions would silently be the shorter one of rule j.
+                raise ValueError(
+                    f"{where}: prefix {prefix!r} is shadowed by rule {j} (prefix {earlier.prefix!r}), "
+                    "which decides for every key it would; order the longer prefix first"
+                )
         rules.append(rule)
     return tuple(rules)
 

@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -241,3 +243,46 @@ def test_a_reload_that_shortens_the_interval_applies_at_once(workspace: Path, tm
             time.sleep(0.1)
         assert not (sessions / "telegram_old.json").exists()
         assert json.loads(d.get("/api/v1/retention")[1])["next_run_at"] < time.time() + 5
+
+
+SHADOWED = '[[retention]]\nprefix = "tg:"\nidle_days = 7\n[[retention]]\nprefix = "tg:vip:"\nidle_days = 365\n'
+SHADOW_REASON = "rule 2: prefix 'tg:vip:' is shadowed by rule 1 (prefix 'tg:'), which decides for every key it would"
+
+
+def test_a_rule_shadowed_by_an_earlier_shorter_prefix_is_refused(workspace: Path, tmp_path: Path) -> None:
+    """`tg:` then `tg:vip:`: the second rule would never decide, so tg:vip:alice idle 30 days would go at 7."""
+    with pytest.raises(ValueError, match="order the longer prefix first") as info:
+        parse_rules([{"prefix": "tg:", "idle_days": 7}, {"prefix": "tg:vip:", "idle_days": 365}])
+    assert str(info.value).startswith(SHADOW_REASON)
+    with pytest.raises(ValueError, match=r"rule 2: prefix 'a:' is shadowed by rule 1 \(prefix ''\)"):
+        parse_rules([{"idle_days": 30}, {"prefix": "a:", "idle_days": 1}])  # every key: nothing may follow
+    # the longer prefix first is what the operator meant, and is accepted
+    assert len(parse_rules([{"prefix": "tg:vip:", "idle_days": 365}, {"prefix": "tg:", "idle_days": 7}])) == 2
+
+    conf = tmp_path / "sessiond.toml"
+    conf.write_text(SHADOWED)
+    checked = subprocess.run(
+        [sys.executable, "-m", "sessiond", "check-config", "--config", str(conf), "--workspace", str(workspace)],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}, "SESSIOND_TOKEN": "t" * 20},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 2 and SHADOW_REASON in checked.stderr and "order the longer prefix first" in checked.stderr
+
+    # a reload to such rules is refused and the running rules stay
+    conf.write_text('[[retention]]\nprefix = "tg:"\nidle_days = 7\n')
+    with Daemon(workspace, "--config", str(conf)) as d:
+        d.wait_ready()
+        conf.write_text(SHADOWED)
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "reload refused" not in d.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert SHADOW_REASON in d.output()
+        shown = json.loads(d.get("/api/v1/retention")[1])
+        assert shown["rules"] == [{"prefix": "tg:", "idle_days": 7.0, "keep_at_most": None}]
+        assert d.stop() == 0
+    # and so is a start
+    with Daemon(workspace, "--config", str(conf)) as d:
+        assert d.proc.wait(15) == 2 and SHADOW_REASON in d.output()
