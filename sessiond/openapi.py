@@ -438,7 +438,11 @@ PATHS: dict[str, Any] = {
                             "next_run_at": {"type": ["number", "null"]},
                             "preview": {
                                 "type": ["object", "null"],
-                                "description": "What a run now would delete: total, over_maximum, and per rule a count and a sample of keys.",
+                                "description": (
+                                    "What a run now would delete: total (sessions), total_files (a key claimed by "
+                                    "several files loses them all), over_maximum, spared_recent, and per rule a count, "
+                                    "files, a sample of keys and the files of each sampled key with several (collisions)."
+                                ),
                             },
                         },
                     },

@@ -84,16 +84,30 @@ def parse_rules(raw: object) -> tuple[RetentionRule, ...]:
 
 @dataclasses.dataclass(slots=True)
 class RulePlan:
-    """What one rule would delete now, and what the grace period spares."""
+    """What one rule would delete now, and what the grace period spares.
+
+    A key is deleted with every file claiming it (a collision), so the plan keeps
+    those files as it judged them: the delete removes exactly these or nothing.
+    """
 
     rule: RetentionRule
-    doomed: list[SessionRecord] = dataclasses.field(default_factory=list)
+    doomed: list[SessionRecord] = dataclasses.field(default_factory=list)  # the served record of each key
+    files: dict[str, list[SessionRecord]] = dataclasses.field(default_factory=dict)  # key -> its files, served first
     spared_recent: int = 0
+
+    @property
+    def file_count(self) -> int:
+        """How many files the doomed keys hold."""
+        return sum(len(self.files[record.key]) for record in self.doomed)
 
 
 def _recent(record: SessionRecord, cutoff: float) -> bool:
     # The session's own time, or its file's: a file just written is never touched.
     return record.updated_at >= cutoff or record.stat.mtime_ns / 1e9 >= cutoff
+
+
+def _claimants(index: SessionIndex, key: str) -> list[SessionRecord]:
+    return [state for name in index.files_for(key) if isinstance(state := index.file_state(name), SessionRecord)]
 
 
 def plan(index: SessionIndex, rules: Iterable[RetentionRule], now: float, grace: float) -> list[RulePlan]:
@@ -119,8 +133,12 @@ def plan(index: SessionIndex, rules: Iterable[RetentionRule], now: float, grace:
             oldest_first = sorted(candidates, key=lambda r: (r.updated_at, r.key))
             doomed.update((r.key, r) for r in oldest_first[: len(candidates) - rule.keep_at_most])
         for record in sorted(doomed.values(), key=lambda r: (r.updated_at, r.key)):
-            if _recent(record, recent_cutoff):
+            files = _claimants(index, record.key)
+            # Every file of the key goes with it, so any one of them written within the
+            # grace period (whichever its content's age) keeps the whole key.
+            if any(_recent(file, recent_cutoff) for file in files):
                 plans[i].spared_recent += 1
             else:
                 plans[i].doomed.append(record)
+                plans[i].files[record.key] = files
     return plans

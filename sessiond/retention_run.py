@@ -38,8 +38,10 @@ class RunReport:
 
     started_at: float
     outcome: str  # deleted, nothing, over_maximum, dry_run
-    matched: dict[str, int]
+    matched: dict[str, int]  # by rule: sessions (keys)
+    matched_files: dict[str, int] = field(default_factory=dict)  # by rule: their files (a collision has several)
     deleted: dict[str, int] = field(default_factory=dict)
+    deleted_files: dict[str, int] = field(default_factory=dict)
     spared_recent: int = 0
     changed: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
@@ -52,8 +54,18 @@ class RunReport:
             "outcome": self.outcome,
             "reason": self.reason,
             "matched": sum(self.matched.values()),
+            "matched_files": sum(self.matched_files.values()),
             "deleted": sum(self.deleted.values()),
-            "by_rule": {rule: {"matched": n, "deleted": self.deleted.get(rule, 0)} for rule, n in self.matched.items()},
+            "deleted_files": sum(self.deleted_files.values()),
+            "by_rule": {
+                rule: {
+                    "matched": n,
+                    "matched_files": self.matched_files.get(rule, 0),
+                    "deleted": self.deleted.get(rule, 0),
+                    "deleted_files": self.deleted_files.get(rule, 0),
+                }
+                for rule, n in self.matched.items()
+            },
             "spared_recent": self.spared_recent,
             "changed_since_planned": self.changed,
             "failed": self.failed,
@@ -85,6 +97,7 @@ class Retention:
         began = time.monotonic()
         plans = self.plans(started)
         report = RunReport(started, "nothing", {p.rule.name: len(p.doomed) for p in plans})
+        report.matched_files = {p.rule.name: p.file_count for p in plans}
         report.spared_recent = sum(p.spared_recent for p in plans)
         total = sum(len(p.doomed) for p in plans)
         if total > settings.retention_max_per_run:
@@ -105,10 +118,12 @@ class Retention:
         level = logging.WARNING if report.outcome == "over_maximum" or report.failed else logging.INFO
         log.log(
             level,
-            "retention: %s; %d matched, %d deleted, %d spared as recent, %d changed since planned, %d failed%s",
+            "retention: %s; %d matched, %d deleted (%d of %d files), %d spared as recent, %d changed since planned, %d failed%s",
             report.outcome,
             total,
             sum(report.deleted.values()),
+            sum(report.deleted_files.values()),
+            sum(report.matched_files.values()),
             report.spared_recent,
             report.changed,
             len(report.failed),
@@ -120,8 +135,9 @@ class Retention:
         for rule_plan in plans:
             name = rule_plan.rule.name
             for record in rule_plan.doomed:
+                files = rule_plan.files[record.key]
                 try:
-                    await self.store.delete(record.key, expected=record)
+                    await self.store.delete(record.key, expected=record, files=files)
                 except SessionChanged:
                     report.changed += 1
                 except SessionNotFound:
@@ -130,6 +146,10 @@ class Retention:
                     report.failed.append({"key": record.key, "reason": str(exc)})
                 else:
                     report.deleted[name] = report.deleted.get(name, 0) + 1
+                    # The delete set each file's state before returning (no await since):
+                    # None for a file that went, what it holds now for one changed meanwhile.
+                    gone = sum(self.store.index.file_state(file.name) is None for file in files)
+                    report.deleted_files[name] = report.deleted_files.get(name, 0) + gone
                     self.deleted_total[name] = self.deleted_total.get(name, 0) + 1
 
     async def forever(self) -> None:
@@ -164,12 +184,25 @@ class Retention:
         total = sum(len(p.doomed) for p in plans)
         shown = {
             "total": total,
+            "total_files": sum(p.file_count for p in plans),
             "over_maximum": total > settings.retention_max_per_run,
             "spared_recent": sum(p.spared_recent for p in plans),
-            "rules": [{"rule": p.rule.name, "count": len(p.doomed), "sample": [r.key for r in p.doomed[:SAMPLE]]} for p in plans],
+            "rules": [_preview_of(p) for p in plans],
         }
         self._preview = (stamp, shown)
         return shown
+
+
+def _preview_of(rule_plan: RulePlan) -> dict[str, Any]:
+    # Every file that goes is counted, and those of a sampled key with several are named.
+    sample = [record.key for record in rule_plan.doomed[:SAMPLE]]
+    return {
+        "rule": rule_plan.rule.name,
+        "count": len(rule_plan.doomed),
+        "files": rule_plan.file_count,
+        "sample": sample,
+        "collisions": {key: [file.name for file in rule_plan.files[key]] for key in sample if len(rule_plan.files[key]) > 1},
+    }
 
 
 class RetentionMetrics(Collector):

@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient
 from sessiond import config
 from sessiond.appkeys import RETENTION
 from sessiond.errors import SessionChanged
-from sessiond.retention import RetentionRule, parse_rules
+from sessiond.retention import RetentionRule, parse_rules, plan
 from sessiond.retention_run import Retention
 
 from .conftest import AUTH, eventually, immutable, open_store, store_of, write_atomic
@@ -80,7 +80,9 @@ async def test_a_cap_keeps_the_newest(start_client: Any, sessions: Path) -> None
     client = await start_client(retention=[{"prefix": "slack:", "keep_at_most": 2}])
     await settle(client, 6)
     preview = await (await client.get("/api/v1/retention", headers=AUTH)).json()
-    assert preview["preview"]["rules"] == [{"rule": "slack:", "count": 4, "sample": ["slack:0", "slack:1", "slack:2", "slack:3"]}]
+    assert preview["preview"]["rules"] == [
+        {"rule": "slack:", "count": 4, "files": 4, "sample": ["slack:0", "slack:1", "slack:2", "slack:3"], "collisions": {}}
+    ]
     await (await runs(client)).run_once()
     assert list(store_of(client).index.keys()) == ["slack:4", "slack:5"]
 
@@ -286,3 +288,64 @@ def test_a_rule_shadowed_by_an_earlier_shorter_prefix_is_refused(workspace: Path
     # and so is a start
     with Daemon(workspace, "--config", str(conf)) as d:
         assert d.proc.wait(15) == 2 and SHADOW_REASON in d.output()
+
+
+async def test_retention_spares_a_file_written_within_the_grace_period_whichever_key_it_holds(
+    start_client: Any, sessions: Path
+) -> None:
+    """Two files claim tg:x: the served one old, the other old in content but written 5 s ago."""
+    aged(sessions, "tg:x", 100)
+    backup = write_atomic(
+        sessions, "tg:x", name="tg_x.backup.json", created=time.time() - 201 * DAY, updated=time.time() - 200 * DAY
+    )
+    just_now = time.time() - 5
+    os.utime(backup, (just_now, just_now))
+    client = await start_client(retention=[{"prefix": "tg:", "idle_days": 1}], trash_days=7)
+    await eventually(lambda: store_of(client).index.collision_count == 1)
+    shown = await (await client.get("/api/v1/retention", headers=AUTH)).json()
+    assert shown["preview"]["total"] == 0 and shown["preview"]["spared_recent"] == 1
+    report = await (await runs(client)).run_once()
+    assert report.outcome == "nothing" and report.deleted == {} and report.spared_recent == 1
+    assert (sessions / "tg_x.json").exists() and backup.exists()
+    assert (await (await client.get("/api/v1/trash", headers=AUTH)).json())["items"] == []
+
+
+async def test_the_preview_and_the_report_count_every_file_that_goes(start_client: Any, sessions: Path) -> None:
+    aged(sessions, "tg:x", 100)
+    old_copy = write_atomic(sessions, "tg:x", name="tg_x.backup.json", updated=time.time() - 200 * DAY)
+    os.utime(old_copy, (time.time() - 150 * DAY,) * 2)
+    aged(sessions, "tg:y", 100)
+    client = await start_client(retention=[{"prefix": "tg:", "idle_days": 1}], trash_days=7)
+    await eventually(lambda: store_of(client).index.collision_count == 1 and "tg:y" in store_of(client).index)
+    preview = (await (await client.get("/api/v1/retention", headers=AUTH)).json())["preview"]
+    assert preview["total"] == 2 and preview["total_files"] == 3
+    assert preview["rules"] == [
+        {
+            "rule": "tg:",
+            "count": 2,
+            "files": 3,
+            "sample": ["tg:x", "tg:y"],
+            "collisions": {"tg:x": ["tg_x.json", "tg_x.backup.json"]},
+        }
+    ]
+    await (await runs(client)).run_once()
+    last = (await (await client.get("/api/v1/retention", headers=AUTH)).json())["last_run"]
+    assert (last["matched"], last["matched_files"], last["deleted"], last["deleted_files"]) == (2, 3, 2, 3)
+    assert last["by_rule"] == {"tg:": {"matched": 2, "matched_files": 3, "deleted": 2, "deleted_files": 3}}
+    trash = (await (await client.get("/api/v1/trash", headers=AUTH)).json())["items"]
+    assert sorted(item["key"] for item in trash) == ["tg:x", "tg:x", "tg:y"]
+
+
+async def test_a_file_claiming_the_key_after_it_was_judged_stays(sessions: Path) -> None:
+    """The plan judged tg:x by its one file; a second file claiming it since (older content,
+    just written) is not part of what was judged: the key stays whole."""
+    aged(sessions, "tg:x", 100)
+    store = open_store(sessions)
+    await store.scan()
+    (judged,) = plan(store.index, [RetentionRule("tg:", 1.0)], time.time(), 600)
+    (record,) = judged.doomed
+    late = write_atomic(sessions, "tg:x", name="tg_x.backup.json", updated=time.time() - 200 * DAY)
+    await store.refresh([late.name])
+    with pytest.raises(SessionChanged):
+        await store.delete("tg:x", expected=record, files=judged.files[record.key])
+    assert late.exists() and (sessions / "tg_x.json").exists()

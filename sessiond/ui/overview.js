@@ -45,9 +45,11 @@ function retentionPanel(r) {
       h("dt", {}, "Next run"), h("dd", {}, r.next_run_at === null ? "—" : timeElement(r.next_run_at)),
       h("dt", {}, "Next run would remove"),
       h("dd", { class: preview.over_maximum ? "warn" : "" },
-        `${formatCount(preview.total)} sessions`, preview.over_maximum ? " (over the maximum: the run will delete nothing)" : "")),
+        `${formatCount(preview.total)} sessions`, preview.total_files !== preview.total ? ` in ${formatCount(preview.total_files)} files` : "",
+        preview.over_maximum ? " (over the maximum: the run will delete nothing)" : "")),
     h("ul", { class: "retention-preview" }, ...preview.rules.map((p) =>
       h("li", {}, `${p.rule === "*" ? "every key:" : p.rule} ${formatCount(p.count)} ${p.count === 1 ? "session" : "sessions"}`,
+        p.files !== p.count ? ` in ${formatCount(p.files)} files` : "",
         p.sample.length ? h("span", { class: "muted" }, ` — e.g. ${p.sample.slice(0, 3).join(", ")}`) : ""))));
   return panel;
 }
