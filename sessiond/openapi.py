@@ -15,6 +15,7 @@ from aiohttp import web
 from . import __version__
 from .loader import MAX_KEY_LENGTH
 from .query import MAX_CURSOR, MAX_LIMIT, SORTS
+from .retention_run import OUTCOMES
 
 JSON = "application/json"
 
@@ -433,7 +434,21 @@ PATHS: dict[str, Any] = {
                             "grace_seconds": TIME,
                             "last_run": {
                                 "type": ["object", "null"],
-                                "description": "outcome is deleted, nothing, over_maximum (nothing was deleted) or dry_run.",
+                                "description": (
+                                    "What the last run did. outcome: deleted (every planned delete went through), "
+                                    "partial (some failed: see failed), failed (every one failed, nothing was deleted), "
+                                    "nothing (nothing matched, or all changed since planned), over_maximum (nothing "
+                                    "was deleted) or dry_run. matched and deleted count sessions; matched_files and "
+                                    "deleted_files their files."
+                                ),
+                                "properties": {
+                                    "outcome": {"type": "string", "enum": list(OUTCOMES)},
+                                    "matched": COUNT,
+                                    "matched_files": COUNT,
+                                    "deleted": COUNT,
+                                    "deleted_files": COUNT,
+                                    "failed": {"type": "array"},
+                                },
                             },
                             "next_run_at": {"type": ["number", "null"]},
                             "preview": {

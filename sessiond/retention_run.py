@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 SAMPLE = 10  # keys shown per rule in a preview
 PREVIEW_TTL = 5.0  # seconds a preview is reused while the index does not change
 RECHECK = 1.0  # seconds between looks at retention_interval while waiting (a reload may shorten it)
+# What a run did: deleted (every delete went through), partial (some failed), failed (every
+# one failed), nothing (nothing matched, or all changed meanwhile), over_maximum, dry_run.
+OUTCOMES = ("deleted", "partial", "failed", "nothing", "over_maximum", "dry_run")
 
 
 @dataclass(slots=True)
@@ -37,7 +40,7 @@ class RunReport:
     """What one run did."""
 
     started_at: float
-    outcome: str  # deleted, nothing, over_maximum, dry_run
+    outcome: str  # one of OUTCOMES
     matched: dict[str, int]  # by rule: sessions (keys)
     matched_files: dict[str, int] = field(default_factory=dict)  # by rule: their files (a collision has several)
     deleted: dict[str, int] = field(default_factory=dict)
@@ -49,6 +52,7 @@ class RunReport:
     seconds: float = 0.0
 
     def show(self) -> dict[str, Any]:
+        """The report as the API shows it."""
         return {
             "started_at": self.started_at,
             "outcome": self.outcome,
@@ -71,6 +75,14 @@ class RunReport:
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
         }
+
+
+def _outcome(report: RunReport) -> str:
+    """What a run that tried to delete did: its outcome says so even when no delete went through."""
+    deleted = sum(report.deleted.values())
+    if report.failed:
+        return "partial" if deleted else "failed"
+    return "deleted" if deleted else "nothing"  # nothing: every one changed or went meanwhile
 
 
 class Retention:
@@ -110,12 +122,12 @@ class Retention:
             report.outcome = "dry_run"
             report.reason = f"retention_dry_run is on: {total} sessions would have been deleted"
         elif total:
-            report.outcome = "deleted"
             await self._delete(plans, report)
+            report.outcome = _outcome(report)
         report.seconds = time.monotonic() - began
         self.last = report
         self.runs += 1
-        level = logging.WARNING if report.outcome == "over_maximum" or report.failed else logging.INFO
+        level = logging.WARNING if report.outcome in ("over_maximum", "partial", "failed") else logging.INFO
         log.log(
             level,
             "retention: %s; %d matched, %d deleted (%d of %d files), %d spared as recent, %d changed since planned, %d failed%s",
@@ -208,8 +220,6 @@ def _preview_of(rule_plan: RulePlan) -> dict[str, Any]:
 class RetentionMetrics(Collector):
     """Deleted by rule, the last run's time and outcome, read at scrape time."""
 
-    OUTCOMES = ("deleted", "nothing", "over_maximum", "dry_run")
-
     def __init__(self, retention: Retention) -> None:
         self.retention = retention
 
@@ -225,6 +235,6 @@ class RetentionMetrics(Collector):
             value=last.started_at if last else 0,
         )
         outcome = GaugeMetricFamily("sessiond_retention_last_run_outcome", "1 for the last run's outcome", labels=["outcome"])
-        for name in self.OUTCOMES:
+        for name in OUTCOMES:
             outcome.add_metric([name], 1 if last and last.outcome == name else 0)
         yield outcome

@@ -156,7 +156,7 @@ async def test_a_delete_the_file_system_refuses_is_reported_and_the_rest_goes_on
         client = await start_client(retention=RULES)
         await settle(client, 2)
         report = await (await runs(client)).run_once()
-    assert report.outcome == "deleted" and report.deleted == {"api:": 1}
+    assert report.outcome == "partial" and report.deleted == {"api:": 1}  # some went, some failed
     assert [failure["key"] for failure in report.failed] == ["api:stuck"]
     assert (sessions / "api_stuck.json").exists() and not (sessions / "api_old.json").exists()
     shown = await (await client.get("/api/v1/retention", headers=AUTH)).json()
@@ -165,6 +165,25 @@ async def test_a_delete_the_file_system_refuses_is_reported_and_the_rest_goes_on
     metrics = await (await client.get("/metrics", headers=AUTH)).text()
     stamp = next(line for line in metrics.splitlines() if line.startswith("sessiond_retention_last_run_timestamp_seconds "))
     assert abs(float(stamp.split()[1]) - report.started_at) < 1
+
+
+async def test_a_run_whose_every_delete_failed_says_failed(start_client: Any, sessions: Path) -> None:
+    stuck = [aged(sessions, f"api:stuck{i}", 30) for i in range(3)]
+    with contextlib.ExitStack() as held:
+        for path in stuck:
+            held.enter_context(immutable(path))
+        client = await start_client(retention=RULES)
+        await settle(client, 3)
+        report = await (await runs(client)).run_once()
+    assert report.outcome == "failed" and report.deleted == {} and len(report.failed) == 3
+    shown = (await (await client.get("/api/v1/retention", headers=AUTH)).json())["last_run"]
+    assert (shown["outcome"], shown["deleted"], len(shown["failed"])) == ("failed", 0, 3)
+    metrics = await (await client.get("/metrics", headers=AUTH)).text()
+    assert 'sessiond_retention_last_run_outcome{outcome="failed"} 1.0' in metrics
+    assert 'sessiond_retention_last_run_outcome{outcome="deleted"} 0.0' in metrics
+    document = await (await client.get("/api/v1/openapi.json", headers=AUTH)).json()
+    last_run = document["paths"]["/api/v1/retention"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"failed", "partial"} <= set(last_run["properties"]["last_run"]["properties"]["outcome"]["enum"])
 
 
 async def test_a_session_rewritten_after_it_was_judged_stays(sessions: Path) -> None:

@@ -39,7 +39,7 @@ function retentionPanel(r) {
     h("dl", { class: "retention-facts" },
       h("dt", {}, "Mode"), h("dd", {}, r.dry_run ? "dry run: reports only, deletes nothing" : `deletes, at most ${formatCount(r.max_per_run)} a run`),
       h("dt", {}, "Last run"),
-      h("dd", {}, last === null ? "not yet"
+      h("dd", { class: last !== null && (last.outcome === "failed" || last.outcome === "partial") ? "warn" : "" }, last === null ? "not yet"
         : h("span", {}, timeElement(last.started_at), ` · ${last.outcome} · ${formatCount(last.matched)} matched, ${formatCount(last.deleted)} deleted`,
           last.failed.length ? ` · ${formatCount(last.failed.length)} failed` : "", last.reason ? ` · ${last.reason}` : "")),
       h("dt", {}, "Next run"), h("dd", {}, r.next_run_at === null ? "—" : timeElement(r.next_run_at)),
