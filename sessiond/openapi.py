@@ -455,7 +455,9 @@ PATHS: dict[str, Any] = {
                                 "type": ["object", "null"],
                                 "description": (
                                     "What a run now would delete: total (sessions), total_files (a key claimed by "
-                                    "several files loses them all), over_maximum, spared_recent, and per rule a count, "
+                                    "several files loses them all), over_maximum, spared_recent, spared_restored (keys "
+                                    "kept because an operator restored them from the trash and nothing has written "
+                                    "them since), and per rule a count, "
                                     "files, a sample of keys and the files of each sampled key with several (collisions)."
                                 ),
                             },

@@ -5,15 +5,18 @@ whose `updated_at` is older than that many days go), a cap (a prefix keeps at
 most that many sessions; the least recently updated go first), or both. The
 first rule whose prefix matches a key decides for it; keys no rule matches are
 kept. So a rule may not follow one with a shorter prefix of its own (it would
-never decide): the longer prefix goes first. Whatever a rule says, a session updated (or whose file changed) within
-the grace period is never planned for deletion.
+never decide): the longer prefix goes first.
+
+Whatever a rule says, a session updated (or any of whose files changed) within
+the grace period is never planned for deletion, nor is one whose file an
+operator restored from the trash and nothing has written since (trash.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from .index import SessionIndex, SessionRecord
@@ -94,6 +97,7 @@ class RulePlan:
     doomed: list[SessionRecord] = dataclasses.field(default_factory=list)  # the served record of each key
     files: dict[str, list[SessionRecord]] = dataclasses.field(default_factory=dict)  # key -> its files, served first
     spared_recent: int = 0
+    spared_restored: int = 0
 
     @property
     def file_count(self) -> int:
@@ -110,8 +114,23 @@ def _claimants(index: SessionIndex, key: str) -> list[SessionRecord]:
     return [state for name in index.files_for(key) if isinstance(state := index.file_state(name), SessionRecord)]
 
 
-def plan(index: SessionIndex, rules: Iterable[RetentionRule], now: float, grace: float) -> list[RulePlan]:
-    """What each rule would delete now, from the index alone (no disk)."""
+def _restored(record: SessionRecord, restored: Collection[tuple[str, int, int, int]]) -> bool:
+    st = record.stat
+    return (record.name, st.inode, st.size, st.mtime_ns) in restored
+
+
+def plan(
+    index: SessionIndex,
+    rules: Iterable[RetentionRule],
+    now: float,
+    grace: float,
+    restored: Collection[tuple[str, int, int, int]] = frozenset(),
+) -> list[RulePlan]:
+    """What each rule would delete now, from the index alone (no disk).
+
+    *restored* names files put back from the trash, as (name, inode, size, mtime_ns)
+    (trash.RestoreMark.identity): a key with such a file, still that very file, stays.
+    """
     rules = list(rules)
     plans = [RulePlan(rule) for rule in rules]
     if not rules:
@@ -138,6 +157,8 @@ def plan(index: SessionIndex, rules: Iterable[RetentionRule], now: float, grace:
             # grace period (whichever its content's age) keeps the whole key.
             if any(_recent(file, recent_cutoff) for file in files):
                 plans[i].spared_recent += 1
+            elif restored and any(_restored(file, restored) for file in files):
+                plans[i].spared_restored += 1  # an operator's restore sticks until the file changes
             else:
                 plans[i].doomed.append(record)
                 plans[i].files[record.key] = files

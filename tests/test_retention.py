@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond import config
+from sessiond import config, retention_run
 from sessiond.appkeys import RETENTION
 from sessiond.errors import SessionChanged
 from sessiond.retention import RetentionRule, parse_rules, plan
@@ -368,3 +368,71 @@ async def test_a_file_claiming_the_key_after_it_was_judged_stays(sessions: Path)
     with pytest.raises(SessionChanged):
         await store.delete("tg:x", expected=record, files=judged.files[record.key])
     assert late.exists() and (sessions / "tg_x.json").exists()
+
+
+async def test_a_session_restored_from_the_trash_is_not_deleted_again_by_retention(start_client: Any, sessions: Path) -> None:
+    """Restore keeps the file's mtime and updated_at, so the next run would judge it as before.
+    The operator's restore sticks: across a restart, with the trash turned off since, until
+    the file changes."""
+    aged(sessions, "tg:old", 100)
+    rules = [{"prefix": "tg:", "idle_days": 1}]
+    client = await start_client(retention=rules, trash_days=7)
+    await settle(client, 1)
+    assert (await (await runs(client)).run_once()).deleted == {"tg:": 1}
+    resp = await client.post("/api/v1/trash:restore", json={"keys": ["tg:old"]}, headers=AUTH)
+    assert len((await resp.json())["restored"]) == 1
+    preview = (await (await client.get("/api/v1/retention", headers=AUTH)).json())["preview"]
+    assert (preview["total"], preview["spared_restored"]) == (0, 1)
+    report = await (await runs(client)).run_once()
+    assert report.outcome == "nothing" and report.spared_restored == 1
+    assert (sessions / "tg_old.json").exists()
+    await client.close()
+
+    # a restart (the trash turned off meanwhile) remembers it
+    client = await start_client(retention=rules, trash_days=0)
+    await settle(client, 1)
+    report = await (await runs(client)).run_once()
+    assert report.deleted == {} and report.spared_restored == 1 and (sessions / "tg_old.json").exists()
+
+    # once the file changes, the rules judge it again (here: rewritten with old content and times)
+    aged(sessions, "tg:old", 100, messages=2)
+    await eventually(lambda: store_of(client).index.get("tg:old").message_count == 2)
+    report = await (await runs(client)).run_once()
+    assert report.deleted == {"tg:": 1} and not (sessions / "tg_old.json").exists()
+
+
+async def test_a_restore_mark_is_forgotten_once_its_file_changed(
+    start_client: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aged(sessions, "tg:old", 100)
+    client = await start_client(retention=[{"prefix": "tg:", "idle_days": 1}], trash_days=7)
+    await settle(client, 1)
+    await store_of(client).delete("tg:old")
+    await client.post("/api/v1/trash:restore", json={"keys": ["tg:old"]}, headers=AUTH)
+    marks = sessions / ".trash" / "restored"
+    assert len(list(marks.iterdir())) == 1
+    write_atomic(sessions, "tg:old", messages=3)  # the agent carries on with it
+    await eventually(lambda: store_of(client).index.get("tg:old").message_count == 3)
+    await (await runs(client)).run_once()
+    assert len(list(marks.iterdir())) == 1  # a moment after the restore, the index may not show it yet
+    monkeypatch.setattr(retention_run, "MARK_SETTLE", 0.0)
+    await (await runs(client)).run_once()
+    assert list(marks.iterdir()) == [] and (sessions / "tg_old.json").exists()
+
+
+async def test_a_restore_that_cannot_be_remembered_changes_nothing_and_retention_waits(start_client: Any, sessions: Path) -> None:
+    aged(sessions, "tg:old", 100)
+    aged(sessions, "tg:other", 100)
+    client = await start_client(retention=[{"prefix": "tg:", "idle_days": 1}], trash_days=7)
+    await settle(client, 2)
+    await store_of(client).delete("tg:old")
+    (sessions / ".trash" / "restored").write_text("in the way")
+    resp = await client.post("/api/v1/trash:restore", json={"keys": ["tg:old"]}, headers=AUTH)
+    (failure,) = (await resp.json())["failed"]
+    assert "sessions/.trash/restored" in failure["reason"] and "not a directory" in failure["reason"]
+    assert not (sessions / "tg_old.json").exists()
+    assert [i["key"] for i in (await (await client.get("/api/v1/trash", headers=AUTH)).json())["items"]] == ["tg:old"]
+    # unable to tell what was restored, a run deletes nothing and says why
+    report = await (await runs(client)).run_once()
+    assert report.outcome == "failed" and "restore marks" in (report.reason or "") and report.deleted == {}
+    assert (sessions / "tg_other.json").exists()
