@@ -310,6 +310,7 @@ def _retention(api: Api, args: argparse.Namespace) -> int:
     if preview:
         print(
             f"would now delete {preview['total']}"
+            + (f" ({files} files)" if (files := preview.get("total_files", preview["total"])) != preview["total"] else "")
             + (" (over the maximum: the run will delete nothing)" if preview["over_maximum"] else "")
         )
         for rule in preview["rules"]:

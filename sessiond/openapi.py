@@ -15,6 +15,7 @@ from aiohttp import web
 from . import __version__
 from .loader import MAX_KEY_LENGTH
 from .query import MAX_CURSOR, MAX_LIMIT, SORTS
+from .retention_run import OUTCOMES
 
 JSON = "application/json"
 
@@ -433,12 +434,32 @@ PATHS: dict[str, Any] = {
                             "grace_seconds": TIME,
                             "last_run": {
                                 "type": ["object", "null"],
-                                "description": "outcome is deleted, nothing, over_maximum (nothing was deleted) or dry_run.",
+                                "description": (
+                                    "What the last run did. outcome: deleted (every planned delete went through), "
+                                    "partial (some failed: see failed), failed (every one failed, nothing was deleted), "
+                                    "nothing (nothing matched, or all changed since planned), over_maximum (nothing "
+                                    "was deleted) or dry_run. matched and deleted count sessions; matched_files and "
+                                    "deleted_files their files."
+                                ),
+                                "properties": {
+                                    "outcome": {"type": "string", "enum": list(OUTCOMES)},
+                                    "matched": COUNT,
+                                    "matched_files": COUNT,
+                                    "deleted": COUNT,
+                                    "deleted_files": COUNT,
+                                    "failed": {"type": "array"},
+                                },
                             },
                             "next_run_at": {"type": ["number", "null"]},
                             "preview": {
                                 "type": ["object", "null"],
-                                "description": "What a run now would delete: total, over_maximum, and per rule a count and a sample of keys.",
+                                "description": (
+                                    "What a run now would delete: total (sessions), total_files (a key claimed by "
+                                    "several files loses them all), over_maximum, spared_recent, spared_restored (keys "
+                                    "kept because an operator restored them from the trash and nothing has written "
+                                    "them since), and per rule a count, "
+                                    "files, a sample of keys and the files of each sampled key with several (collisions)."
+                                ),
                             },
                         },
                     },

@@ -39,15 +39,17 @@ function retentionPanel(r) {
     h("dl", { class: "retention-facts" },
       h("dt", {}, "Mode"), h("dd", {}, r.dry_run ? "dry run: reports only, deletes nothing" : `deletes, at most ${formatCount(r.max_per_run)} a run`),
       h("dt", {}, "Last run"),
-      h("dd", {}, last === null ? "not yet"
+      h("dd", { class: last !== null && (last.outcome === "failed" || last.outcome === "partial") ? "warn" : "" }, last === null ? "not yet"
         : h("span", {}, timeElement(last.started_at), ` · ${last.outcome} · ${formatCount(last.matched)} matched, ${formatCount(last.deleted)} deleted`,
           last.failed.length ? ` · ${formatCount(last.failed.length)} failed` : "", last.reason ? ` · ${last.reason}` : "")),
       h("dt", {}, "Next run"), h("dd", {}, r.next_run_at === null ? "—" : timeElement(r.next_run_at)),
       h("dt", {}, "Next run would remove"),
       h("dd", { class: preview.over_maximum ? "warn" : "" },
-        `${formatCount(preview.total)} sessions`, preview.over_maximum ? " (over the maximum: the run will delete nothing)" : "")),
+        `${formatCount(preview.total)} sessions`, preview.total_files !== preview.total ? ` in ${formatCount(preview.total_files)} files` : "",
+        preview.over_maximum ? " (over the maximum: the run will delete nothing)" : "")),
     h("ul", { class: "retention-preview" }, ...preview.rules.map((p) =>
       h("li", {}, `${p.rule === "*" ? "every key:" : p.rule} ${formatCount(p.count)} ${p.count === 1 ? "session" : "sessions"}`,
+        p.files !== p.count ? ` in ${formatCount(p.files)} files` : "",
         p.sample.length ? h("span", { class: "muted" }, ` — e.g. ${p.sample.slice(0, 3).join(", ")}`) : ""))));
   return panel;
 }

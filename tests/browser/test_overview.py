@@ -78,6 +78,8 @@ def test_overview_shows_retention_rules_last_and_next_run_and_what_would_go(
         os.utime(path, (old, old))
     write_atomic(sessions, "telegram:<img src=x onerror=alert(1)>", created=old, updated=old)
     os.utime(sessions / next(p.name for p in sessions.iterdir() if "img" in p.name), (old, old))
+    copy = write_atomic(sessions, "telegram:old0", name="telegram_old0.copy.json", created=old, updated=old - 1)
+    os.utime(copy, (old, old))  # a collision: the key goes with both its files
     write_atomic(sessions, "telegram:fresh")
     rules = '[{"prefix": "telegram:", "idle_days": 30}]'
     daemon = start_daemon(SESSIOND_RETENTION=rules, SESSIOND_RETENTION_INTERVAL="3600", SESSIOND_RETENTION_DRY_RUN="1")
@@ -88,8 +90,8 @@ def test_overview_shows_retention_rules_last_and_next_run_and_what_would_go(
     expect(panel).to_contain_text("telegram: idle over 30 days")
     expect(panel).to_contain_text("dry run: reports only, deletes nothing")
     expect(panel).to_contain_text("Last runnot yet")
-    expect(panel).to_contain_text("Next run would remove3 sessions")
-    expect(panel.locator(".retention-preview")).to_contain_text("telegram: 3 sessions — e.g.")
+    expect(panel).to_contain_text("Next run would remove3 sessions in 4 files")
+    expect(panel.locator(".retention-preview")).to_contain_text("telegram: 3 sessions in 4 files — e.g.")
     expect(panel.locator("img")).to_have_count(0)  # a key is text, never markup
     expect(panel.locator("dd time")).to_have_count(1)  # the next run's time
     ui.shot("overview-retention")
