@@ -23,7 +23,7 @@ from .accesslog import AccessLogger
 from .app import create_app
 from .appkeys import METRICS, RUNTIME, WATCHER
 from .capacity import AcceptErrors, CappedRunner, CappedServer, ConnectionMetrics, connection_cap, raise_fd_limit
-from .checkconfig import check_config
+from .checkconfig import check_config, toml_value
 from .handlers import probe_answer
 from .logsetup import apply_logging, setup_logging, stream_is_journal
 from .metrics_site import METRICS_FD_NAME, create_metrics_app
@@ -68,7 +68,7 @@ def settings_help() -> str:
     for setting in config.SETTINGS:
         flag = f" / --{setting.name.replace('_', '-')}" if setting.flag else ""
         default = defaults.get(setting.name, dataclasses.MISSING)
-        shown = "" if default in (dataclasses.MISSING, None, ()) else f" (default {default!r})"
+        shown = "" if default in (dataclasses.MISSING, None, ()) else f" (default {toml_value(setting.name, default)})"
         lines.append(f"  {setting.name} / {config.env_name(setting.name)}{flag}")
         lines.append(f"      {setting.help}{shown}")
     lines += [

@@ -77,9 +77,18 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     if record is None or folder is None:
         raise SessionNotFound(key)
     try:
-        raw = await _open(record.name, opener_in(folder))
+        raw = await open_file(record.name, opener_in(folder))
     except (OSError, FolderUnusable):
         raise SessionNotFound(key) from None  # gone (or replaced by something that is not a file) meanwhile
+    return await send_file(request, raw, record.name, request.app[SETTINGS].max_file_bytes)
+
+
+async def send_file(request: web.Request, raw: io.FileIO, name: str, max_bytes: int) -> web.StreamResponse:
+    """Stream the open file *raw* as stored (download name *name*), with an ETag; closes it.
+
+    Never more than its size when opened nor *max_bytes*; a file rewritten while it is
+    sent cuts the connection instead of passing off a mix as the file.
+    """
     fh = aiofiles.threadpool.wrap(raw)  # reads go to the executor, a chunk at a time
     try:
         st = os.fstat(fh.fileno())
@@ -90,7 +99,7 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
             headers={
                 "Content-Type": "application/json",
                 "ETag": etag,
-                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(record.name)}",
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
             }
         )
         # Chunked, not Content-Length: if the file is rewritten in place while we read,
@@ -100,13 +109,13 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
         await response.prepare(request)
         if request.method == "HEAD":
             return response
-        left = min(st.st_size, request.app[SETTINGS].max_file_bytes)
+        left = min(st.st_size, max_bytes)
         with contextlib.suppress(ConnectionResetError):  # the client went away
             while left > 0 and (chunk := await fh.read(min(CHUNK, left))):
                 await write_or_drop(request, response, chunk)
                 left -= len(chunk)
             if _etag(os.fstat(fh.fileno())) != etag and request.transport is not None:
-                log.warning("export of %r cut: the file changed while it was sent", record.name)
+                log.warning("export of %r cut: the file changed while it was sent", name)
                 request.transport.abort()
                 return response
             await response.write_eof()
@@ -115,7 +124,7 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
         raw.close()  # at once, even when the client went away and the handler is cancelled
 
 
-async def _open(name: str, opener: Callable[[str, int], int]) -> io.FileIO:
+async def open_file(name: str, opener: Callable[[str, int], int]) -> io.FileIO:
     """open() in the executor; a file opened for a handler cancelled meanwhile is closed, not leaked."""
     opening = asyncio.get_running_loop().run_in_executor(None, functools.partial(io.FileIO, name, "rb", opener=opener))
     try:

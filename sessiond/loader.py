@@ -196,7 +196,12 @@ def read_state(dir_fd: int, name: str, max_bytes: int, inline_bytes: int = INLIN
     *inline_bytes* = *max_bytes*).
     """
     if not name_is_text(name):
-        return InvalidFile(name, BAD_NAME, _lstat_or_zero(dir_fd, name))
+        try:
+            return InvalidFile(name, BAD_NAME, stat_of(os.lstat(name, dir_fd=dir_fd)))
+        except FileNotFoundError:
+            return None  # removed: forgotten, not listed as invalid for ever
+        except OSError:
+            return InvalidFile(name, BAD_NAME, FileStat(0, 0, 0, 0))
     try:
         fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:

@@ -484,6 +484,30 @@ PATHS: dict[str, Any] = {
             },
         )
     },
+    "/api/v1/trash/{id}": {
+        "get": _op(
+            "One trashed session's file as stored (as export serves a session), to read before restoring it.",
+            {
+                "200": {
+                    "description": "The file as stored (NaN and big integers included), streamed, with an ETag.",
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                },
+                "304": {"description": "If-None-Match matched the file's ETag."},
+                "404": _error("Not in the trash, or the trash is off (trash_days = 0)."),
+                "413": _error("The trashed file is larger than max_file_bytes."),
+            },
+            [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "example": "18790b1c2d3e4f50a1b2c3d4",
+                    "description": "The entry's id, from GET /api/v1/trash.",
+                }
+            ],
+        )
+    },
     "/api/v1/trash:restore": {
         "post": _op(
             "Restore trashed sessions: the newest version of each key, and each id.",
@@ -517,6 +541,45 @@ PATHS: dict[str, Any] = {
             "Figures for the overview, from the in-memory index only (no disk reads): by channel, "
             "per day, by message count; bytes, invalid files, collisions, watcher and trash state.",
             {"200": _json(_ref("Stats"), "The figures."), "503": _error("Still indexing; try again after Retry-After seconds.")},
+        )
+    },
+    "/api/v1/invalid": {
+        "get": _op(
+            "Files in the sessions folder that are not valid sessions, by name, each with the reason, "
+            "from the in-memory index (the folder is not read per request).",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["files", "count", "truncated"],
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "name_is_utf8", "reason", "size", "mtime"],
+                                    "properties": {
+                                        "name": {
+                                            "type": "string",
+                                            "description": "The file name; bytes that are not UTF-8 appear as \\xNN "
+                                            "(then name_is_utf8 is false). Control characters are as stored.",
+                                        },
+                                        "name_is_utf8": {"type": "boolean"},
+                                        "reason": {"type": "string", "description": "Why it is not a session."},
+                                        "size": {**COUNT, "description": "Bytes, when it was last looked at."},
+                                        "mtime": {"type": ["number", "null"], "description": "Last modified (Unix seconds)."},
+                                    },
+                                },
+                            },
+                            "count": {**COUNT, "description": "How many invalid files there are in all."},
+                            "truncated": {"type": "boolean", "description": "True when files holds only the first `limit`."},
+                        },
+                    },
+                    "The invalid files.",
+                ),
+                **BAD,
+            },
+            [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "At most this many files (default 1000).")],
         )
     },
     "/api/v1/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"}, "OpenAPI 3.1.")})},

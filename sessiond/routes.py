@@ -17,10 +17,11 @@ from .bulk import batch_delete
 from .events import stream_events
 from .export import export
 from .handlers import api_health, delete_session, get_session, health, list_sessions, livez, metrics
+from .invalid_api import list_invalid
 from .openapi import openapi_document
 from .retention_api import show_retention
 from .stats_api import stats
-from .trash_api import list_trash, restore
+from .trash_api import list_trash, read_trashed, restore
 from .typedefs import Handler
 from .webui import page_asset, page_index, page_redirect
 
@@ -74,7 +75,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/export", export, Policy.API),
     Route("GET", "/api/v1/trash", list_trash, Policy.API),
     Route("POST", "/api/v1/trash:restore", restore, Policy.API),
+    Route("GET", "/api/v1/trash/{id}", read_trashed, Policy.API),
     Route("GET", "/api/v1/stats", stats, Policy.API),
+    Route("GET", "/api/v1/invalid", list_invalid, Policy.API),
     # The page is public (a dozen small files on a first visit, which must not use up the
     # per-IP allowance its own API calls need); every figure on it needs the token.
     Route("GET", "/ui", page_redirect, Policy.PAGE),

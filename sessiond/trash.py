@@ -31,15 +31,16 @@ import logging
 import os
 import re
 import secrets
+import stat as stat_mod
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import orjson
 
 from .folder import DIR_FLAGS, Folder
 from .index import SessionRecord
-from .loader import is_session_name
+from .loader import OPEN_FLAGS, is_session_name
 from .removal import RemovalFailed
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,31 @@ class Trash:
                 if entry is not None:
                     found.append(entry)
             return found
+
+    def entry(self, folder: Folder, entry_id: str) -> TrashEntry | None:
+        """Entry *entry_id* (its record), or None when the trash holds no such entry."""
+        if not _ID.fullmatch(entry_id):  # also keeps any path out of the names below
+            return None
+        with folder.open() as dir_fd, self._opened(dir_fd) as trash_fd:
+            return None if trash_fd is None else _read_meta(trash_fd, entry_id)
+
+    def opener(self, folder: Folder, entry_id: str) -> Callable[[str, int], int]:
+        """An `open(..., opener=)` for entry *entry_id*'s file: in the trash, never through a
+        symlink, a regular file only (the name `open` passes is ignored)."""
+        if not _ID.fullmatch(entry_id):
+            raise FileNotFoundError(errno.ENOENT, "not a trash entry id")
+
+        def open_trashed(_name: str, _flags: int) -> int:
+            with folder.open() as dir_fd, self._opened(dir_fd) as trash_fd:
+                if trash_fd is None:
+                    raise FileNotFoundError(errno.ENOENT, "no trash folder")
+                fd = os.open(entry_id + ".json", OPEN_FLAGS, dir_fd=trash_fd)
+            if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise IsADirectoryError(errno.EISDIR, "not a regular file")
+            return fd
+
+        return open_trashed
 
     def purge_at(self, entry: TrashEntry) -> float:
         """When *entry* will be purged (Unix seconds)."""

@@ -250,3 +250,41 @@ async def test_what_is_remembered_about_bad_files_is_pruned_with_the_files(clien
     await eventually(lambda: "nudge" in store.index)
     assert len(store._reported_collisions) <= 1
     assert len(store._reported_invalid) <= 64
+
+
+async def test_invalid_files_are_listed_with_their_reason_size_and_time(start_client, sessions: Path) -> None:
+    """GET /api/v1/invalid: what the operator fixes or deletes next, from the index, every
+    name shown safely (control characters escaped by JSON; bytes that are not UTF-8 as \\xNN)."""
+    (sessions / "broken.json").write_text("{not json")
+    os.utime(sessions / "broken.json", (1_700_000_000, 1_700_000_000.5))
+    hostile = "evil\n\x1b[31m\u202e<b>.json"
+    (sessions / hostile).write_bytes(b"[]")
+    fd = os.open(os.fsencode(sessions) + b"/caf\xe9.json", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"{}")
+    os.close(fd)
+    write_atomic(sessions, "good:1")
+    client = await start_client()
+    assert (await client.get("/api/v1/invalid")).status == 401
+    resp = await client.get("/api/v1/invalid", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert (body["count"], body["truncated"]) == (3, False)
+    assert [f["name"] for f in body["files"]] == ["broken.json", "caf\\xe9.json", hostile]  # by name
+    broken, cafe, evil = body["files"]
+    assert broken["reason"].startswith("not valid JSON") and broken["name_is_utf8"] is True
+    assert (broken["size"], broken["mtime"]) == (9, 1_700_000_000.5)
+    assert cafe["name_is_utf8"] is False and "not valid UTF-8" in cafe["reason"]
+    assert evil["reason"] == "top level is a JSON list, not an object"
+    assert "good:1" not in json.dumps(body)
+
+
+async def test_the_invalid_list_is_bounded_by_limit(client, sessions: Path) -> None:
+    for i in range(5):
+        (sessions / f"bad{i}.json").write_text("[]")
+    await eventually(lambda: len(store_of(client).index.invalid) == 5)
+    body = await (await client.get("/api/v1/invalid?limit=2", headers=AUTH)).json()
+    assert [f["name"] for f in body["files"]] == ["bad0.json", "bad1.json"]
+    assert (body["count"], body["truncated"]) == (5, True)
+    for wrong in ("0", "x", "100001"):
+        resp = await client.get(f"/api/v1/invalid?limit={wrong}", headers=AUTH)
+        assert resp.status == 400 and (await resp.json())["parameter"] == "limit"

@@ -94,6 +94,16 @@ def test_read_state_gone_is_none(tmp_path: Path) -> None:
     assert read_file(tmp_path, "nope.json", 1 << 20) is None
 
 
+def test_read_state_of_a_removed_file_whose_name_is_not_utf8_is_none(tmp_path: Path) -> None:
+    """Else the index lists it as an invalid file for ever (the watch never reports such names)."""
+    name = os.fsdecode(b"caf\xe9.json")
+    (tmp_path / name).write_bytes(b"{}")
+    state = read_file(tmp_path, name, 1 << 20)
+    assert isinstance(state, InvalidFile) and "not valid UTF-8" in state.reason and state.stat.size == 2
+    (tmp_path / name).unlink()
+    assert read_file(tmp_path, name, 1 << 20) is None
+
+
 def test_read_state_symlink_not_followed(tmp_path: Path) -> None:
     outside = tmp_path / "outside.json"
     outside.write_bytes(orjson.dumps(GOOD))

@@ -3,6 +3,7 @@ the scrape listener, one-line errors, progress. Real daemon processes throughout
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -173,6 +175,54 @@ def test_check_config_fails_with_the_daemons_one_line_errors(workspace: Path, tm
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == ["sessiond: rate_limit_per_ip: -1 is not a whole number from 0 to 1000000"]
+
+
+def test_check_config_prints_toml_the_daemon_reads_back_unchanged(workspace: Path, tmp_path: Path) -> None:
+    """Its output, parsed with tomllib and given back as --config, is accepted and loads the
+    same settings: retention rules as tables (not a Python tuple), the socket mode in octal."""
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        f'unix = "{tmp_path}/api \\"quoted\\"\\n.sock"\n'
+        "unix_mode = 0o640\n"
+        'trusted_proxies = ["10.0.0.0/8", "::1"]\n'
+        f'state_dir = "{state}"\n'
+        "force_polling = true\n"
+        "events_keepalive = 0.01\n"
+        "[[retention]]\n"
+        'prefix = "tg:vip:\\t"\n'
+        "idle_days = 365\n"
+        "[[retention]]\n"
+        'prefix = ""\n'
+        "keep_at_most = 3\n"
+    )
+    env = {"SESSIOND_TOKEN": TOKEN}
+    first = run_sessiond("check-config", "--config", str(cfg), "--workspace", str(workspace), env=env)
+    assert first.returncode == 0, first.stderr
+    printed = tomllib.loads(first.stdout)
+    assert printed["unix_mode"] == 0o640 and "unix_mode = 0o640" in first.stdout
+    assert printed["retention"] == [
+        {"prefix": "tg:vip:\t", "idle_days": 365.0},
+        {"prefix": "", "keep_at_most": 3},
+    ]
+    again = tmp_path / "again.toml"
+    again.write_text(first.stdout)
+    second = run_sessiond("check-config", "--config", str(again), env=env)
+    assert second.returncode == 0, second.stderr
+    assert tomllib.loads(second.stdout) == printed
+    loaded = [config.load({"config": str(cfg), "workspace": str(workspace)}, env), config.load({"config": str(again)}, env)]
+    assert loaded[0].workspace == workspace.resolve()
+    assert dataclasses.replace(loaded[0], config_file=None) == dataclasses.replace(loaded[1], config_file=None)
+
+
+def test_modes_are_octal_in_help_and_errors(workspace: Path, tmp_path: Path) -> None:
+    assert "unix socket permissions, octal (default 0o660)" in run_sessiond("--help").stdout
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("unix_mode = 0o1000\n")
+    result = run_sessiond("check-config", "--config", str(cfg), "--workspace", str(workspace), env={"SESSIOND_TOKEN": TOKEN})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["sessiond: unix_mode: 0o1000 is not a permission mode from 0o000 to 0o777"]
 
 
 def test_check_config_checks_access_with_the_users_own_rights(open_workspace: Path) -> None:

@@ -116,6 +116,15 @@ export function formatDuration(seconds) {
   return `${Math.round(s / 86400)} days`;
 }
 
+/**
+ * Text with its invisible characters made visible: control characters (a newline, an
+ * escape), format characters (a right-to-left override, a zero-width space) and line
+ * separators become \u{…}. For file names, which anyone who can write a file chooses.
+ */
+export function visibleText(text) {
+  return String(text).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
+}
+
 /** The channel of a key: its prefix up to the first ":" ("" when it has none). */
 export function channelOf(key) {
   const colon = key.indexOf(":");

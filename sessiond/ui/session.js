@@ -84,7 +84,7 @@ function renderToolCall(call) {
     h("pre", { class: "code" }, args));
 }
 
-function renderMessage(message, index) {
+export function renderMessage(message, index) {
   if (!message || typeof message !== "object" || Array.isArray(message)) {
     return h("article", { class: "message role-other" }, h("header", {}, h("span", { class: "role" }, `#${index + 1}`)),
       foldable(pretty(message), { pre: true }));

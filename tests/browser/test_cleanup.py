@@ -118,6 +118,29 @@ def test_trash_lists_deleted_sessions_and_restores_them(ui: PageUnderTest, sessi
     expect(ui.row("slack:U1")).to_be_visible()
 
 
+def test_a_trashed_session_can_be_read_in_the_trash_before_restoring_it(ui: PageUnderTest, sessions: Path) -> None:
+    write_atomic(sessions, "slack:U2", messages=3, summary="what we <b>said</b>")
+    ui.sign_in()
+    ui.row("slack:U2").get_by_role("button", name="Delete slack:U2").click()
+    ui.page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+    expect(ui.row("slack:U2")).to_have_count(0)
+    ui.page.get_by_role("link", name="Trash").click()
+    ui.page.locator("table.trash tbody tr").get_by_role("button", name="View slack:U2").click()
+    preview = ui.page.get_by_role("region", name="Deleted session slack:U2")
+    expect(preview).to_contain_text("Read-only")
+    expect(preview.locator(".messages li")).to_have_count(3)
+    expect(preview).to_contain_text("m2")
+    expect(preview).to_contain_text("what we <b>said</b>")  # text, never markup
+    expect(preview.locator("b")).to_have_count(0)
+    expect(ui.page.locator(".trash-view")).not_to_contain_text("null")
+    assert len(trash_files(sessions)) == 1  # reading restores nothing
+    ui.shot("trash-preview")
+    preview.get_by_role("button", name="Restore slack:U2").click()
+    expect(ui.page.get_by_role("log", name="Notifications")).to_contain_text("Restored slack:U2")
+    expect(ui.page.get_by_text("The trash is empty.")).to_be_visible()
+    expect(preview).to_have_count(0)
+
+
 def test_with_the_trash_off_the_page_says_deletions_are_permanent(
     open_page: Callable[..., PageUnderTest], start_daemon: Callable[..., Daemon], sessions: Path
 ) -> None:

@@ -69,6 +69,41 @@ def test_overview_draws_channels_days_and_message_counts_with_health(ui: PageUnd
     expect(page.get_by_label("Key prefix")).to_have_value("telegram:")
 
 
+def test_overview_lists_each_invalid_file_with_its_reason_size_and_time(
+    ui: PageUnderTest, daemon: Daemon, sessions: Path
+) -> None:
+    write_atomic(sessions, "good:1")
+    (sessions / "broken.json").write_text("{not json")
+    os.utime(sessions / "broken.json", (1_700_000_000, 1_700_000_000))
+    hostile = "<img src=x onerror=alert(1)>\n\u202eevil.json"
+    (sessions / hostile).write_text("[]")
+    deadline = time.monotonic() + 5
+    while json.loads(daemon.get("/api/v1/invalid")[1])["count"] != 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    ui.sign_in("#/overview")
+    panel = ui.page.get_by_role("region", name="Invalid files")
+    rows = panel.locator("tbody tr")
+    expect(rows).to_have_count(2)
+    cells = [row.locator("td").all_text_contents() for row in rows.all()]
+    # By name ("<" sorts before "b"); control and direction characters made visible, markup kept as text.
+    assert cells[0][0] == "<img src=x onerror=alert(1)>\\u{a}\\u{202e}evil.json"
+    assert cells[0][1] == "top level is a JSON list, not an object"
+    assert cells[1][0] == "broken.json" and cells[1][1].startswith("not valid JSON") and cells[1][2] == "9 B"
+    assert cells[1][3] == time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_000))
+    expect(ui.page.locator("img")).to_have_count(0)
+    ui.shot("overview-invalid")
+
+
+def test_overview_has_no_invalid_files_list_when_there_are_none(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
+    write_atomic(sessions, "good:1")
+    wait_indexed(daemon, 1)
+    ui.sign_in("#/overview")
+    expect(ui.page.locator(".tiles")).to_contain_text("Invalid files0")
+    expect(ui.page.get_by_role("region", name="Invalid files")).to_have_count(0)
+    assert not [r for r in ui.requests if "/api/v1/invalid" in r.url]
+
+
 def test_overview_shows_retention_rules_last_and_next_run_and_what_would_go(
     start_daemon: Callable[..., Daemon], open_page: Callable[..., PageUnderTest], sessions: Path
 ) -> None:
