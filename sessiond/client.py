@@ -196,9 +196,9 @@ def _ls(api: Api, args: argparse.Namespace) -> int:
         print("no sessions matched", file=sys.stderr)
     for item in items:
         if args.long:
-            print(f"{item['key']}\t{item['message_count']}\t{_when(item['updated_at'])}\t{item['size']}")
+            print(f"{printable(item['key'])}\t{item['message_count']}\t{_when(item['updated_at'])}\t{item['size']}")
         else:
-            print(item["key"])
+            print(printable(item["key"]))
     return 0
 
 
@@ -209,14 +209,14 @@ def _show(api: Api, args: argparse.Namespace) -> int:
         try:
             shown.append(api.call("GET", key_path(key)))
         except HttpError as exc:
-            print(f"sessionctl: {key}: {exc}", file=sys.stderr)
+            print(f"sessionctl: {printable(key)}: {exc}", file=sys.stderr)
             failed = 1
     if args.output == "json":
         _print_json(shown if len(args.keys) > 1 else (shown[0] if shown else None))
         return failed
     for item in shown:
         print(
-            f"key\t{item['key']}\nmessages\t{item['message_count']}\n"
+            f"key\t{printable(item['key'])}\nmessages\t{item['message_count']}\n"
             f"created\t{_when(item['created_at'])}\nupdated\t{_when(item['updated_at'])}\nage_seconds\t{item['age_seconds']}"
         )
     return failed
@@ -374,9 +374,9 @@ def _trash(api: Api, args: argparse.Namespace) -> int:
 def _report(verb: str, keys: list[str], failed: list[dict[str, str]]) -> int:
     """One line per key done, one per failure (on stderr); 1 if anything failed."""
     for key in keys:
-        print(f"{verb} {key}")
+        print(f"{verb} {printable(key)}")
     for failure in failed:
-        print(f"failed {failure['key']}: {failure['reason']}", file=sys.stderr)
+        print(f"failed {printable(failure['key'])}: {printable(failure['reason'])}", file=sys.stderr)
     return 1 if failed else 0
 
 

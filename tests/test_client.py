@@ -263,3 +263,29 @@ def test_trash_lists_the_trash_and_shows_a_trashed_session_before_restoring_it(w
         assert missing.returncode == 2 and missing.stderr == b"sessionctl: 404: Not in the trash\n"
         assert sessionctl_cli(daemon, "restore", "tg:b").returncode == 0  # listed, shown, then restored
         assert [line.split("\t")[1] for line in sessionctl_cli(daemon, "trash").stdout.decode().splitlines()] == ["tg:a\\x1b[2J"]
+
+
+def test_every_listing_prints_hostile_keys_escaped_never_raw(workspace: Path) -> None:
+    # A key is whatever the agent wrote: an escape sequence or a direction override in it
+    # must not drive the operator's terminal from ls, show, rm or restore either.
+    hostile = "tg:a\x1b[2J\u202e\n"
+    write_atomic(workspace / "sessions", hostile, messages=2)
+    with Daemon(
+        workspace, env={"SESSIOND_TRASH_DAYS": "7", "SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0"}
+    ) as daemon:
+        daemon.wait_ready()
+        runs = [
+            sessionctl_cli(daemon, "ls"),
+            sessionctl_cli(daemon, "ls", "-l"),
+            sessionctl_cli(daemon, "show", hostile),
+            sessionctl_cli(daemon, "rm", "--dry-run", "--prefix", "tg:"),
+            sessionctl_cli(daemon, "rm", hostile),
+            sessionctl_cli(daemon, "show", hostile),
+            sessionctl_cli(daemon, "restore", hostile),
+        ]
+        for result in runs:
+            for stream in (result.stdout, result.stderr):
+                assert b"\x1b" not in stream and "\u202e".encode() not in stream, result.args
+        assert runs[0].stdout == b"tg:a\\x1b[2J\\u202e\\n\n"
+        assert b"deleted tg:a\\x1b[2J\\u202e\\n" in runs[4].stdout
+        assert b"restored tg:a\\x1b[2J\\u202e\\n" in runs[6].stdout
