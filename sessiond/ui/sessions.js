@@ -149,7 +149,6 @@ export class SessionsView {
     this.inputs.max_messages.value = filter.max_messages ?? "";
     this.inputs.limit.value = String(this.query.limit);
     this.renderHead();
-    this.model = null;
     this.showBulk();
     this.load();
   }
@@ -157,7 +156,7 @@ export class SessionsView {
   /** "Delete all matching…" only with a filter, and only while something matches it. */
   showBulk() {
     const noFilter = filterIsEmpty(this.query.filter);
-    const none = this.model !== null && this.model.count === 0;
+    const none = this.model !== null && this.model.query === this.query && this.model.count === 0;
     this.bulkButton.disabled = noFilter || none;
     this.bulkHint.textContent = noFilter ? "Set a filter to delete in bulk." : none ? "Nothing to delete: no session matches." : "";
   }
