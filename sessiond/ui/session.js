@@ -213,7 +213,7 @@ export class SessionView {
       ["Messages", formatCount(messages.length)],
       ["Created", timeElement(created)],
       ["Updated", timeElement(updated)],
-      ["Age", created === null ? "—" : formatDuration(Date.now() / 1000 - created)],
+      ["Since created", created === null ? "—" : formatDuration(Date.now() / 1000 - created)],
       ["Size", formatBytes(size)],
       ["File", h("code", {}, this.fileName)],
     ];

@@ -87,8 +87,8 @@ export class SessionsView {
     const group = (legend, a, b) => h("fieldset", {}, h("legend", {}, legend), a, b);
     this.form = h("form", { class: "filters", role: "search", "aria-label": "Filter sessions", novalidate: true, onsubmit: (e) => this.submit(e) },
       field("Key prefix", inputs.prefix),
-      group("Updated", field("after", inputs.updated_after), field("before", inputs.updated_before)),
-      group("Created", field("after", inputs.created_after), field("before", inputs.created_before)),
+      group("Updated (UTC)", field("after", inputs.updated_after), field("before", inputs.updated_before)),
+      group("Created (UTC)", field("after", inputs.created_after), field("before", inputs.created_before)),
       group("Messages", field("at least", inputs.min_messages), field("at most", inputs.max_messages)),
       field("Per page", inputs.limit),
       h("div", { class: "buttons" },

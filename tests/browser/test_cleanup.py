@@ -59,7 +59,7 @@ def test_bulk_delete_by_filter_shows_count_and_sample_then_deletes(ui: PageUnder
     bulk.click()
     dialog = ui.page.get_by_role("dialog", name="Delete 14 sessions?")
     expect(dialog.locator(".preview-count")).to_have_text(
-        "14 sessions match: key starts with “old:”, updated before 2024-01-01 00:00."
+        "14 sessions match: key starts with “old:”, updated before 2024-01-01 00:00 UTC."
     )
     shown = dialog.get_by_role("list", name="The sessions to delete").get_by_role("listitem")
     expect(shown).to_have_count(14)  # every one that will go, in a list that scrolls

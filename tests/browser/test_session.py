@@ -62,7 +62,8 @@ def test_a_session_shows_roles_tool_calls_folded_contents_and_summary(ui: PageUn
         "user",
     ]
     expect(page.locator(".facts")).to_contain_text("Messages6")
-    expect(page.locator(".facts")).to_contain_text("Created2025-11-24 16:00")
+    expect(page.locator(".facts")).to_contain_text("Created2025-11-24 16:00 UTC")
+    expect(page.locator(".facts")).to_contain_text("Since created")  # not "Age": it is not idle time
     expect(page.get_by_role("region", name="Summary")).to_contain_text("Alice booked the 08:02 to Zürich.")
 
     call = messages.nth(2).locator("details.tool-call")
