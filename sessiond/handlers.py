@@ -13,6 +13,7 @@ from .appkeys import METRICS, STARTED_AT, STORE, WATCHER
 from .errors import SessionNotFound
 from .listing import query_response
 from .loader import MAX_KEY_LENGTH
+from .query import version
 from .responses import etag_matches, json_response
 from .watcher import WatchState
 
@@ -56,6 +57,7 @@ async def get_session(request: web.Request) -> web.Response:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "age_seconds": round(time.time() - record.created_at, 1),
+            "version": version(record),
         }
     )
 

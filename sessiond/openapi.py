@@ -72,6 +72,12 @@ KEY_PATH = {
     "description": "The session key: the rest of the path, percent-decoded once.",
 }
 
+VERSION = {
+    "type": "string",
+    "description": "The identity of the session's file as read (opaque; the export's ETag unquoted). "
+    "It changes whenever the file is rewritten; hand it to sessions:batchDelete's expect.",
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -87,6 +93,7 @@ SCHEMAS: dict[str, Any] = {
             "created_at": TIME,
             "updated_at": TIME,
             "size": {**COUNT, "description": "File size in bytes."},
+            "version": VERSION,
         },
     },
     "SessionList": {
@@ -107,6 +114,7 @@ SCHEMAS: dict[str, Any] = {
             "created_at": TIME,
             "updated_at": TIME,
             "age_seconds": {"type": "number"},
+            "version": VERSION,
         },
     },
     "Deleted": {
@@ -127,6 +135,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "oneOf": [{"required": ["keys"]}, {"required": ["filter"]}],
+        "not": {"required": ["filter", "expect"]},  # expect names keys that were shown
         "properties": {
             "keys": {
                 "type": "array",
@@ -144,6 +153,13 @@ SCHEMAS: dict[str, Any] = {
                 "default": 1000,
                 "description": "Refuse (409) when more sessions than this match.",
             },
+            "expect": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 200},
+                "description": "With keys only: key -> the version the client was shown (list, detail or "
+                "dry-run answer). Such a key is deleted only if its session is still that very file; one "
+                'rewritten since stays and is reported in failed ("changed since it was shown; not deleted").',
+            },
         },
     },
     "Failure": {
@@ -159,6 +175,11 @@ SCHEMAS: dict[str, Any] = {
             "matched": {"type": "array", "items": {"type": "string"}},
             "deleted": {"type": "array", "items": {"type": "string"}},
             "failed": {"type": "array", "items": _ref("Failure")},
+            "versions": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Dry runs only: each matched key's version now, to send back as expect.",
+            },
         },
     },
     "TrashEntry": {
@@ -350,7 +371,8 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/sessions:batchDelete": {
         "post": _op(
-            "Delete sessions by explicit keys or by a non-empty filter, at most `max`.",
+            "Delete sessions by explicit keys or by a non-empty filter, at most `max`; with `expect`, "
+            "only the version of each key that the client was shown.",
             {
                 "200": _json(_ref("BatchDeleteResult"), "What matched, was deleted, and failed (with reasons)."),
                 **BAD,

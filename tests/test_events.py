@@ -41,6 +41,7 @@ def test_feed_numbers_buffers_and_knows_when_a_client_is_behind() -> None:
         "created_at": 1.0,
         "updated_at": 2.0,
         "size": 5,
+        "version": "1-1-1-5",  # the file's identity (inode, mtime, ctime, size): see sessiond.query.version
     }
     feed.publish([change("created", "b"), change("deleted", "a")])
     assert [e.seq for e in feed.since(101)] == [102, 103, 104]  # 101 itself dropped: still exact

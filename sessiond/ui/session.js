@@ -24,6 +24,48 @@ export function parsePythonJson(text) {
   }
 }
 
+/**
+ * The text of a JSON file's bytes, in the encoding json.loads (the daemon's reference
+ * parser) reads it in: a BOM says UTF-32, UTF-16 or UTF-8; else the zero bytes among the
+ * first four tell UTF-16 and UTF-32 from UTF-8 (RFC 8259's rule, json.detect_encoding).
+ */
+export function decodeJson(buffer) {
+  const b = new Uint8Array(buffer);
+  const starts = (...bytes) => bytes.every((byte, i) => b[i] === byte);
+  let encoding = "utf-8";
+  let skip = 0;
+  if (starts(0x00, 0x00, 0xfe, 0xff)) [encoding, skip] = ["utf-32be", 4];
+  else if (starts(0xff, 0xfe, 0x00, 0x00)) [encoding, skip] = ["utf-32le", 4];
+  else if (starts(0xfe, 0xff)) [encoding, skip] = ["utf-16be", 2];
+  else if (starts(0xff, 0xfe)) [encoding, skip] = ["utf-16le", 2];
+  else if (starts(0xef, 0xbb, 0xbf)) [encoding, skip] = ["utf-8", 3];
+  else if (b.length >= 4 && b[0] === 0) encoding = b[1] ? "utf-16be" : "utf-32be";
+  else if (b.length >= 4 && b[1] === 0) encoding = b[2] || b[3] ? "utf-16le" : "utf-32le";
+  else if (b.length === 2 && b[0] === 0) encoding = "utf-16be";
+  else if (b.length === 2 && b[1] === 0) encoding = "utf-16le";
+  const body = b.subarray(skip);
+  if (encoding.startsWith("utf-32")) return decodeUtf32(body, encoding === "utf-32le");
+  return new TextDecoder(encoding, { ignoreBOM: true }).decode(body);
+}
+
+/** UTF-32 (TextDecoder has none); a code unit that is no character reads as U+FFFD. */
+function decodeUtf32(bytes, littleEndian) {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const parts = [];
+  let chunk = [];
+  for (let at = 0; at + 4 <= bytes.byteLength; at += 4) {
+    const code = view.getUint32(at, littleEndian);
+    chunk.push(code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff) ? 0xfffd : code);
+    if (chunk.length === 8192) {
+      parts.push(String.fromCodePoint(...chunk));
+      chunk = [];
+    }
+  }
+  parts.push(String.fromCodePoint(...chunk));
+  if (bytes.byteLength % 4) parts.push("\ufffd");
+  return parts.join("");
+}
+
 function fileNameOf(resp) {
   const header = resp.headers.get("Content-Disposition") || "";
   const match = /filename\*=UTF-8''([^;]+)/i.exec(header);
@@ -134,7 +176,7 @@ export class SessionView {
       if (signal.aborted) return;
       this.fileName = fileNameOf(resp);
       this.setDownload(bytes);
-      const text = new TextDecoder().decode(bytes);
+      const text = decodeJson(bytes);
       this.show(parsePythonJson(text), bytes.byteLength);
     } catch (err) {
       if (signal.aborted) return;
@@ -171,7 +213,7 @@ export class SessionView {
       ["Messages", formatCount(messages.length)],
       ["Created", timeElement(created)],
       ["Updated", timeElement(updated)],
-      ["Age", created === null ? "—" : formatDuration(Date.now() / 1000 - created)],
+      ["Since created", created === null ? "—" : formatDuration(Date.now() / 1000 - created)],
       ["Size", formatBytes(size)],
       ["File", h("code", {}, this.fileName)],
     ];

@@ -135,3 +135,29 @@ def test_overview_shows_retention_rules_last_and_next_run_and_what_would_go(
 def test_overview_says_when_there_are_no_retention_rules(ui: PageUnderTest) -> None:
     ui.sign_in("#/overview")
     expect(ui.page.locator("section.retention")).to_contain_text("No retention rules: sessions are kept until deleted.")
+
+
+CHART_TEXT = """() => [...document.querySelectorAll("figure.chart svg text")].map((t) =>
+  parseFloat(getComputedStyle(t).fontSize) * t.ownerSVGElement.getScreenCTM().a)"""
+
+
+def test_charts_are_readable_on_a_phone_with_whole_number_ticks_and_a_one_line_legend(
+    open_page: Callable[..., PageUnderTest], daemon: Daemon, sessions: Path
+) -> None:
+    now = time.time()
+    for i in range(3):  # 3 created today: the largest value of two charts is 3
+        write_atomic(sessions, f"telegram:{i}", messages=2, created=now, updated=now)
+    wait_indexed(daemon, 3)
+    ui = open_page(daemon.url, viewport={"width": 390, "height": 844})
+    ui.sign_in("#/overview")
+    days = ui.page.locator("figure.chart", has_text="per day")
+    expect(days.locator("svg circle")).to_have_count(60)
+    ui.shot("overview-390")
+    sizes = ui.page.evaluate(CHART_TEXT)
+    assert sizes and min(sizes) >= 10, sorted(sizes)[:5]  # CSS pixels on screen, not the drawing's units
+    for chart in (days, ui.page.locator("figure.chart", has_text="number of messages")):
+        assert chart.locator("svg .grid text").all_text_contents() == ["0", "1", "2", "3"]  # not 0 and 5
+    tops = days.locator(".legend .key-item").evaluate_all("items => items.map((i) => i.getBoundingClientRect().top)")
+    assert len(tops) == 2 and len(set(tops)) == 1, tops
+    scroll = ui.page.evaluate("document.documentElement.scrollWidth")
+    assert scroll <= 390, scroll  # nothing pushes the page sideways
