@@ -468,7 +468,7 @@ def test_the_license_file_matches_setup_cfg() -> None:
         (b'{"key": "a", "messages": [] "x": 1}', "not valid JSON (Expecting ',' delimiter at line 1 column 29)"),
         (b'{"key": "a",\n "messages": [', "not valid JSON (Expecting value at line 2 column 15)"),
         (b'{"key": "caf\xe9"}', "not valid JSON (not UTF-8 at byte 12)"),
-        (b"[" * 5000 + b"]" * 5000, "not valid JSON (nested too deeply)"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON (nested too deeply for Python's json.loads)"),
     ],
 )
 def test_a_bad_file_is_logged_with_where_and_why(data: bytes, reason: str) -> None:
