@@ -25,7 +25,7 @@ from .appkeys import METRICS, RUNTIME, WATCHER
 from .capacity import AcceptErrors, CappedRunner, CappedServer, ConnectionMetrics, connection_cap, raise_fd_limit
 from .checkconfig import check_config, toml_value
 from .handlers import probe_answer
-from .logsetup import apply_logging, setup_logging, stream_is_journal
+from .logsetup import apply_logging, escape_controls, setup_logging, stream_is_journal
 from .metrics_site import METRICS_FD_NAME, create_metrics_app
 from .systemd import SystemdNotifier, listen_fds_with_names, run_watchdog
 
@@ -115,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = config.load(flags)
     except config.ConfigError as exc:
-        print(f"{'<3>' if stream_is_journal(sys.stderr) else ''}sessiond: {exc}", file=sys.stderr)
+        # One line: a value quoted from the config or the environment may hold any character.
+        print(f"{'<3>' if stream_is_journal(sys.stderr) else ''}sessiond: {escape_controls(str(exc))}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
     apply_logging(settings.log_level, settings.log_format, settings.access_log)

@@ -26,7 +26,7 @@ from aiohttp import web
 from .appkeys import SETTINGS, STORE
 from .errors import SessionNotFound
 from .folder import Folder, FolderUnusable
-from .loader import OPEN_FLAGS, InvalidSession, parse_session, read_at_most
+from .loader import OPEN_FLAGS, InvalidSession, json_loads, on_a_fresh_stack, parse_session, read_at_most
 from .query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
 from .responses import etag_matches, write_or_drop
 
@@ -173,7 +173,8 @@ def _one_line(data: bytes, key: str) -> bytes | None:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         # UTF-16 and the like, which json.loads reads too: written out again, values unchanged.
-        return json.dumps(json.loads(data)).encode() + b"\n"
+        # (Each on a fresh stack, as the loader read it: a deep document fits as it did there.)
+        return on_a_fresh_stack(json.dumps, json_loads(data)).encode() + b"\n"
     # In valid JSON a line break can only be whitespace between tokens (inside a string
     # it must be escaped), so the stored document, NaN and big integers included,
     # becomes one line without being parsed and written again.

@@ -394,7 +394,11 @@ PATHS: dict[str, Any] = {
             },
             [
                 _query("prefix", _FILTER_DOCS["prefix"][0], "Only events for keys starting with this text."),
-                _query("since", COUNT, "Resume after this event id (as Last-Event-ID does)."),
+                _query(
+                    "since",
+                    COUNT,
+                    "Resume after this event id (as Last-Event-ID does); an id not in the buffer, or none of ours, gets a resync event.",
+                ),
                 {
                     "name": "Last-Event-ID",
                     "in": "header",

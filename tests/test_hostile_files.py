@@ -19,6 +19,7 @@ import pytest
 
 from sessiond import bigfile
 from sessiond.index import InvalidFile, SessionRecord
+from sessiond.loader import json_loads
 
 from .conftest import AUTH, eventually, read_file, session_doc, store_of, write_atomic
 
@@ -146,6 +147,52 @@ def test_big_file_is_parsed_in_a_child(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(bigfile.sys, "executable", shutil.which("false"))
     state = read_file(tmp_path, "big.json", 256 * MB)
     assert isinstance(state, InvalidFile) and "parse worker failed" in state.reason
+
+
+NESTED_TOO_DEEPLY = "not valid JSON (nested too deeply for Python's json.loads)"
+
+
+def deep_session(key: str, depth: int, pad: int = 0) -> bytes:
+    """A session *depth* levels deep in all, with a *pad*-byte message beside the deep one."""
+    filler = b'{"role": "user", "content": "' + b"x" * pad + b'"}, ' if pad else b""
+    return b'{"key": "' + key.encode() + b'", "messages": [' + filler + b"[" * (depth - 2) + b"]" * (depth - 2) + b"]}"
+
+
+async def test_a_session_nested_deeper_than_json_loads_reads_is_an_invalid_file_not_served(client, sessions: Path) -> None:
+    # simdjson reads up to 1,024 levels; the agent's json.loads stops near 990.
+    deep = {f"deep{depth}.json": depth for depth in (994, 1000, 1022, 1024)}
+    for name, depth in deep.items():
+        (sessions / name).write_bytes(deep_session(f"deep:{depth}", depth))
+    (sessions / "fine.json").write_bytes(deep_session("deep:950", 950))  # json.loads reads this one
+    store = store_of(client)
+    await eventually(lambda: set(deep) <= set(store.index.invalid) and "deep:950" in store.index, timeout=3)
+    assert all(store.index.invalid[name].reason == NESTED_TOO_DEEPLY for name in deep)
+    listing = await (await client.get("/api/v1/sessions?prefix=deep:", headers=AUTH)).json()
+    assert listing["sessions"] == ["deep:950"]
+    for depth in deep.values():
+        assert (await client.get(f"/api/v1/sessions/deep:{depth}", headers=AUTH)).status == 404
+    export = await client.get("/api/v1/export?prefix=deep:", headers=AUTH)
+    lines = (await export.read()).splitlines()
+    # (read as a fresh caller would: pytest's own stack leaves json.loads here too little room)
+    assert export.status == 200 and [json_loads(line)["key"] for line in lines] == ["deep:950"]  # type: ignore[index]
+
+
+async def test_a_deep_utf16_session_that_json_loads_reads_exports_as_one_line(client, sessions: Path) -> None:
+    # UTF-16 is written out again through json.loads and json.dumps, each near its depth limit.
+    (sessions / "deep16.json").write_bytes(deep_session("deep16:989", 989).decode().encode("utf-16"))
+    await eventually(lambda: "deep16:989" in store_of(client).index, timeout=3)
+    export = await client.get("/api/v1/export?prefix=deep16:", headers=AUTH)
+    (line,) = (await export.read()).splitlines()
+    assert export.status == 200 and line == deep_session("deep16:989", 989)  # json.dumps writes it just so
+
+
+def test_a_big_session_nested_deeper_than_json_loads_reads_is_invalid_in_the_child_too(tmp_path: Path) -> None:
+    (tmp_path / "big-deep.json").write_bytes(deep_session("big:deep", 1000, pad=5 * MB))
+    (tmp_path / "big-fine.json").write_bytes(deep_session("big:fine", 900, pad=5 * MB))
+    state = read_file(tmp_path, "big-deep.json", 256 * MB)
+    assert isinstance(state, InvalidFile) and state.reason == NESTED_TOO_DEEPLY, state
+    state = read_file(tmp_path, "big-fine.json", 256 * MB)
+    assert isinstance(state, SessionRecord) and state.message_count == 2
 
 
 @asynccontextmanager

@@ -123,6 +123,73 @@ def test_json_log_format_is_one_object_per_line(workspace: Path) -> None:
     assert TOKEN not in d.output()
 
 
+# Every character str.splitlines() breaks at, but \n (which the access log never holds raw).
+LINE_BREAKS = "\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def hostile_requests(port: int) -> list[str]:
+    """Requests whose path and headers carry every line break, each trying to forge a record."""
+    paths = ["/x%E2%80%A8<3>FORGED%E2%80%A8", "/y%C2%85<3>FORGED%E2%80%A9", "/z%0B%0C%1C%1D%1E%0D<3>FORGED"]
+    for path in paths:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n".encode()
+                # A trusted proxy's X-Forwarded-For: an IPv6 scope id may hold any text.
+                + "X-Forwarded-For: fe80::1%\u2028<3>FORGED\x85\r\n".encode()
+                + "X-Request-ID: a\u2028<3>FORGED\r\nUser-Agent: \u2029<3>FORGED\r\n\r\n".encode()
+            )
+            assert conn.recv(100).startswith(b"HTTP/1.1 404")
+    return paths
+
+
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_under_journald_a_hostile_path_or_header_stays_one_line_of_one_record(workspace: Path, log_format: str) -> None:
+    # A file name is the other thing outside parties write into the log.
+    (workspace / "sessions" / "bad\u2028<3>FORGED\x85.json").write_text("{not json")
+    port = free_port()
+    log_path = workspace.parent / f"sessiond-{port}.log"  # the file Daemon writes to: its inode is the stream
+    log_path.touch()
+    env = {**journal_env(log_path), "SESSIOND_LOG_FORMAT": log_format, "SESSIOND_TRUSTED_PROXIES": "127.0.0.1"}
+    with Daemon(workspace, env=env, port=port) as d:
+        d.wait_ready()
+        paths = hostile_requests(port)
+        assert d.stop() == 0
+    lines = d.output().split("\n")[:-1]
+    assert all(line[:3] in ("<6>", "<4>", "<3>", "<7>") for line in lines), lines
+    assert not any(ch in line for line in lines for ch in LINE_BREAKS), lines
+    assert not any(line[3:].startswith("<3>FORGED") for line in lines), lines
+    assert sum("FORGED" in line for line in lines) == len(paths) + 1, lines
+    if log_format == "json":
+        entries = [json.loads(line[3:]) for line in lines]
+        access = [e["message"] for e in entries if e["logger"] == "sessiond.access" and "FORGED" in e["message"]]
+        assert [m.split(" ")[1] for m in access] == [
+            "/x\u2028<3>FORGED\u2028",
+            "/y\x85<3>FORGED\u2029",
+            "/z\v\f\x1c\x1d\x1e\r<3>FORGED",
+        ]
+        assert all("client=fe80::1%\u2028<3>FORGED " in m for m in access), access
+        assert any("FORGED" in e["message"] and e["logger"] == "sessiond.store" for e in entries)
+
+
+def test_a_record_with_line_breaks_in_its_traceback_is_still_its_own_lines_only() -> None:
+    from sessiond.logsetup import make_formatter
+
+    try:
+        raise ValueError("bad\u2028<3>FORGED\x85<3>FORGED\r<3>FORGED")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "m\u2029<3>%s", ("FORGED\x1e",), sys.exc_info())
+    for log_format in ("json", "text"):
+        for journal in (True, False):
+            text = make_formatter(log_format, journal=journal).format(record)
+            assert not any(ch in text for ch in LINE_BREAKS), (log_format, journal, text)
+            if log_format == "json":
+                (line,) = text.split("\n")
+                entry = json.loads(line[3:] if journal else line)
+                assert entry["message"] == "m\u2029<3>FORGED\x1e" and "FORGED\x85<3>FORGED\r" in entry["traceback"]
+            elif journal:
+                assert all(line.startswith("<3>") for line in text.split("\n"))
+
+
 def test_a_long_first_scan_logs_its_progress() -> None:
     now = [100.0]
     sent: list[str] = []
@@ -451,7 +518,7 @@ def test_the_license_file_matches_setup_cfg() -> None:
         (b'{"key": "a", "messages": [] "x": 1}', "not valid JSON (Expecting ',' delimiter at line 1 column 29)"),
         (b'{"key": "a",\n "messages": [', "not valid JSON (Expecting value at line 2 column 15)"),
         (b'{"key": "caf\xe9"}', "not valid JSON (not UTF-8 at byte 12)"),
-        (b"[" * 5000 + b"]" * 5000, "not valid JSON (nested too deeply)"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON (nested too deeply for Python's json.loads)"),
     ],
 )
 def test_a_bad_file_is_logged_with_where_and_why(data: bytes, reason: str) -> None:
