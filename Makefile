@@ -16,10 +16,10 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The demo (sessiond/demo.py): a workspace, settings and a token made once under $(RUNDIR),
+# then the daemon on them; the token and the page's URL are printed last, once it is ready.
 run: $(VENV)/.installed
-	@$(BIN)/python -m sessiond.demo $(RUNDIR) --port $(PORT)
-	@mkdir -p $(RUNDIR)/state
-	SESSIOND_STATE_DIR=$(RUNDIR)/state exec $(BIN)/sessiond --workspace $(RUNDIR)/workspace --token-file $(RUNDIR)/token --port $(PORT)
+	@exec $(BIN)/python -m sessiond.demo $(RUNDIR) --port $(PORT) --serve
 
 # Everything but the browser tests, which have their own target (they take a few
 # minutes on two cores, and make test must stay well under ten).
@@ -48,7 +48,7 @@ test-floor: $(FLOOR)/.installed
 	$(FLOOR)/bin/python -m pytest -p no:cacheprovider --ignore=tests/browser
 
 # The shipped units under a real systemd in a Debian container (root; a few minutes,
-# plus ~2 min once to build the cached root). See "Tested under a real systemd" in the README.
+# plus ~2 min once to build the cached root). See "Tested under a real systemd" in docs/operations.md.
 e2e: $(VENV)/.installed
 	$(BIN)/python -m pytest e2e -v -rs
 

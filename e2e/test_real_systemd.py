@@ -25,7 +25,7 @@ from .root import build
 from .wheels import wheelhouse
 
 REPO = Path(__file__).resolve().parents[1]
-README = (REPO / "README.md").read_text()
+GUIDE = (REPO / "docs" / "operations.md").read_text()  # the install steps, followed literally
 SRC = "/usr/local/src/sessiond"
 SESSIONS = "/var/lib/sessiond/workspace/sessions"
 API = "http://127.0.0.1/api/v1"  # the shipped nginx site, in the container
@@ -43,10 +43,10 @@ def why_not() -> str | None:
 pytestmark = pytest.mark.skipif(why_not() is not None, reason=why_not() or "")
 
 
-def readme_block(after: str, lang: str = "sh") -> str:
-    """The first ```lang block after the heading or text *after*."""
-    start = README.index(after)
-    match = re.compile(rf"```{lang}\n(.*?)```", re.S).search(README, start)
+def guide_block(after: str, lang: str = "sh") -> str:
+    """The first ```lang block after the heading or text *after* in docs/operations.md."""
+    start = GUIDE.index(after)
+    match = re.compile(rf"```{lang}\n(.*?)```", re.S).search(GUIDE, start)
     assert match, f"no {lang} block after {after!r}"
     return match.group(1)
 
@@ -140,7 +140,7 @@ def restore_config(box: Container) -> None:
 
 def test_the_readme_install_steps_bring_the_service_up(box: Container) -> None:
     box.sh("useradd --create-home --shell /bin/sh agent")
-    install = readme_block("### Install").replace("/path/to/sessiond", SRC).replace("AGENT", "agent")
+    install = guide_block("### Install").replace("/path/to/sessiond", SRC).replace("AGENT", "agent")
     box.sh(f"set -ex\ncd {SRC}\n{install}", env={"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": "/wheels"}, timeout=300)
     state = box.show("sessiond.service", "ActiveState", "SubState", "StatusText", "Type", "NRestarts")
     assert state == {
@@ -155,7 +155,7 @@ def test_the_readme_install_steps_bring_the_service_up(box: Container) -> None:
 
 
 def test_the_shipped_nginx_site_serves_the_api(box: Container) -> None:
-    nginx = readme_block("## Behind nginx")
+    nginx = guide_block("## Behind nginx")
     box.sh(f"set -ex\ncd {SRC}\n{nginx}")
     # `systemctl reload nginx` returns before the new workers answer.
     wait_for(lambda: curl(box, "/sessions", token(box))[0] != 404, what="nginx reloaded")
@@ -193,7 +193,7 @@ def test_journalctl_priority_filters_find_sessiond_warnings(box: Container) -> N
 
 
 def test_prometheus_scrapes_the_metrics_socket(box: Container) -> None:
-    job = readme_block("**Scraping.**", "yaml")
+    job = guide_block("**Scraping.**", "yaml")
     box.write("/etc/prometheus/prometheus.yml", "global:\n  scrape_interval: 1s\n" + job)
     box.sh("systemctl restart prometheus")
 

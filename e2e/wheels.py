@@ -1,6 +1,6 @@
 """A wheelhouse of sessiond's dependencies, so pip inside the offline container needs no index.
 
-The container has a private network (nothing but loopback), so the README's
+The container has a private network (nothing but loopback), so the install guide's (docs/operations.md)
 `pip install /path/to/sessiond` runs there with PIP_NO_INDEX=1 and
 PIP_FIND_LINKS pointing at this folder: the dependencies and the build
 back-end, fetched on the host by its own pip. Cached beside the root, keyed by
@@ -35,7 +35,7 @@ def wheelhouse(repo: Path, cache: Path = CACHE) -> Path:
     )
     subprocess.run([*pip, "wheel", "--quiet", "-w", str(partial), str(repo)], check=True)
     for built in partial.glob("sessiond-*.whl"):
-        built.unlink()  # the README installs sessiond itself from the source
+        built.unlink()  # the install guide installs sessiond itself from the source
     (partial / ".complete").touch()
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)

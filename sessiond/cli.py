@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from sessiond import __version__, config
-from sessiond.ops.checkconfig import check_config
-from sessiond.ops.logs import apply_logging, setup_logging, stream_is_journal
+from sessiond.ops.checkconfig import check_config, toml_value
+from sessiond.ops.logs import apply_logging, escape_controls, setup_logging, stream_is_journal
 from sessiond.server import Daemon, StartupError
 
 log = logging.getLogger("sessiond")
@@ -47,7 +47,7 @@ def settings_help() -> str:
     for setting in config.SETTINGS:
         flag = f" / --{setting.name.replace('_', '-')}" if setting.flag else ""
         default = defaults.get(setting.name, dataclasses.MISSING)
-        shown = "" if default in (dataclasses.MISSING, None, ()) else f" (default {default!r})"
+        shown = "" if default in (dataclasses.MISSING, None, ()) else f" (default {toml_value(setting.name, default)})"
         lines.append(f"  {setting.name} / {config.env_name(setting.name)}{flag}")
         lines.append(f"      {setting.help}{shown}")
     lines += [
@@ -94,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = config.load(flags)
     except config.ConfigError as exc:
-        print(f"{'<3>' if stream_is_journal(sys.stderr) else ''}sessiond: {exc}", file=sys.stderr)
+        # One line: a value quoted from the config or the environment may hold any character.
+        print(f"{'<3>' if stream_is_journal(sys.stderr) else ''}sessiond: {escape_controls(str(exc))}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
     apply_logging(settings.log_level, settings.log_format, settings.access_log)

@@ -3,7 +3,10 @@
     sessionctl ls --prefix telegram: --older-than 30d
     sessionctl show user:alice:x
     sessionctl rm --dry-run --prefix telegram: --older-than 30d
+    sessionctl trash                  # what is in the trash, with ids
+    sessionctl trash show ID          # one trashed file as stored, before restoring it
     sessionctl restore user:alice:x
+    sessionctl invalid                # files that are not sessions, and why
     sessionctl --unix /run/sessiond/sessiond.sock health
 
 The token comes from SESSIOND_TOKEN or a file (--token-file, SESSIOND_TOKEN_FILE),
@@ -173,6 +176,12 @@ def _when(stamp: float) -> str:
     return datetime.datetime.fromtimestamp(stamp).isoformat(timespec="seconds")
 
 
+def printable(text: str) -> str:
+    """*text* safe for a terminal: control, format and separator characters (a newline, an
+    escape sequence, a right-to-left override) as Python escapes; the rest as it is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -187,9 +196,9 @@ def _ls(api: Api, args: argparse.Namespace) -> int:
         print("no sessions matched", file=sys.stderr)
     for item in items:
         if args.long:
-            print(f"{item['key']}\t{item['message_count']}\t{_when(item['updated_at'])}\t{item['size']}")
+            print(f"{printable(item['key'])}\t{item['message_count']}\t{_when(item['updated_at'])}\t{item['size']}")
         else:
-            print(item["key"])
+            print(printable(item["key"]))
     return 0
 
 
@@ -200,14 +209,14 @@ def _show(api: Api, args: argparse.Namespace) -> int:
         try:
             shown.append(api.call("GET", key_path(key)))
         except HttpError as exc:
-            print(f"sessionctl: {key}: {exc}", file=sys.stderr)
+            print(f"sessionctl: {printable(key)}: {exc}", file=sys.stderr)
             failed = 1
     if args.output == "json":
         _print_json(shown if len(args.keys) > 1 else (shown[0] if shown else None))
         return failed
     for item in shown:
         print(
-            f"key\t{item['key']}\nmessages\t{item['message_count']}\n"
+            f"key\t{printable(item['key'])}\nmessages\t{item['message_count']}\n"
             f"created\t{_when(item['created_at'])}\nupdated\t{_when(item['updated_at'])}\nage_seconds\t{item['age_seconds']}"
         )
     return failed
@@ -310,6 +319,7 @@ def _retention(api: Api, args: argparse.Namespace) -> int:
     if preview:
         print(
             f"would now delete {preview['total']}"
+            + (f" ({files} files)" if (files := preview.get("total_files", preview["total"])) != preview["total"] else "")
             + (" (over the maximum: the run will delete nothing)" if preview["over_maximum"] else "")
         )
         for rule in preview["rules"]:
@@ -320,12 +330,53 @@ def _retention(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def _invalid(api: Api, args: argparse.Namespace) -> int:
+    answer = api.call("GET", "/api/v1/invalid")
+    if args.output == "json":
+        _print_json(answer)
+        return 0
+    for item in answer["files"]:
+        when = _when(item["mtime"]) if item["mtime"] is not None else "-"
+        print(f"{printable(item['name'])}\t{item['size']}\t{when}\t{printable(item['reason'])}")
+    count = answer["count"]
+    if not count:
+        print("no invalid files", file=sys.stderr)
+    else:
+        shown = f" (the first {len(answer['files'])} shown)" if answer["truncated"] else ""
+        print(f"{count} invalid file{'s' if count != 1 else ''}{shown}", file=sys.stderr)
+    return 0
+
+
+def _trash(api: Api, args: argparse.Namespace) -> int:
+    if args.action == "show":
+        if not args.id:
+            raise ClientError("trash show needs the entry's id (see sessionctl trash)")
+        out: IO[bytes] = sys.stdout.buffer
+        with api.open("GET", "/api/v1/trash/" + urllib.parse.quote(args.id, safe="")) as resp:
+            while chunk := resp.read(65536):
+                out.write(chunk)
+        out.flush()
+        return 0
+    if args.id:
+        raise ClientError("trash lists; to read one entry: sessionctl trash show ID")
+    answer = api.call("GET", "/api/v1/trash")
+    if args.output == "json":
+        _print_json(answer)
+        return 0
+    if not answer["items"]:
+        print("the trash is empty", file=sys.stderr)
+    for item in answer["items"]:
+        key = "(not a valid session when deleted)" if item["key"] is None else printable(item["key"])
+        print(f"{item['id']}\t{key}\t{_when(item['deleted_at'])}\t{item['message_count']}\t{item['size']}")
+    return 0
+
+
 def _report(verb: str, keys: list[str], failed: list[dict[str, str]]) -> int:
     """One line per key done, one per failure (on stderr); 1 if anything failed."""
     for key in keys:
-        print(f"{verb} {key}")
+        print(f"{verb} {printable(key)}")
     for failure in failed:
-        print(f"failed {failure['key']}: {failure['reason']}", file=sys.stderr)
+        print(f"failed {printable(failure['key'])}: {printable(failure['reason'])}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -372,6 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="one session's file as stored, or NDJSON of a filter, to stdout")
     _filter_options(export)
     export.add_argument("key", nargs="?", metavar="KEY")
+    trash = commands.add_parser(
+        "trash", help="list the trash (id, key, deleted, messages, bytes; newest first), or show one entry's file"
+    )
+    trash.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    trash.add_argument("id", nargs="?", metavar="ID", help="with show: the entry's id, from the list")
+    commands.add_parser("invalid", help="files in the sessions folder that are not sessions: name, bytes, modified, reason")
     commands.add_parser("health", help="version, uptime and index figures")
     commands.add_parser("retention", help="the retention rules, the last and next run, and what it would delete")
     return p
@@ -398,6 +455,8 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "show": _show,
     "rm": _rm,
     "restore": _restore,
+    "trash": _trash,
+    "invalid": _invalid,
     "export": _export,
     "health": _health,
     "retention": _retention,

@@ -84,6 +84,11 @@ def _octal(text: str) -> int:
     return int(text, 8)
 
 
+def octal(mode: int) -> str:
+    """A permission mode as the operator writes it, and as TOML reads it: 0o660."""
+    return f"0o{mode:03o}"
+
+
 def _proxies(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -202,7 +207,7 @@ def expected(parse: Callable[[str], Any]) -> str:
         float: "a number",
         _bool: "a switch (0/1, true/false, yes/no, on/off)",
         _json: "JSON (a list of rules)",
-        _octal: "an octal mode like 660",
+        _octal: "an octal mode like 660 or 0o660",
     }.get(parse, "valid")
 
 
@@ -342,9 +347,10 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
             try:
                 mode = int(mode, 8)
             except ValueError:
-                raise ConfigError(f"unix_mode: {mode!r} is not an octal mode like '660'") from None
+                raise ConfigError(f"unix_mode: {mode!r} is not an octal mode like '660' or 0o660") from None
         if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o777:
-            raise ConfigError(f"unix_mode: {mode!r} is not a permission mode from 000 to 777")
+            shown = octal(mode) if isinstance(mode, int) and not isinstance(mode, bool) and mode >= 0 else repr(mode)
+            raise ConfigError(f"unix_mode: {shown} is not a permission mode from 0o000 to 0o777")
         values["unix_mode"] = mode
     if "unix" in values:
         values["unix"] = Path(str(values["unix"])).expanduser() if values["unix"] else None

@@ -286,3 +286,66 @@ def later(snap: Path, seconds: float = 3600) -> None:
     header = orjson.loads(head)
     header["taken_at"] += seconds  # the checksum covers the body only
     snap.write_bytes(orjson.dumps(header) + b"\n" + body)
+
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+
+
+class Demo:
+    """`make run` on a free port, in its own run folder, with *env*."""
+
+    def __init__(self, run_dir: Path, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.run_dir = run_dir
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIOND_", "NOTIFY_SOCKET", "LISTEN_", "MAKE"))}
+        self.log = (run_dir.parent / f"make-run-{self.port}.log").open("wb")
+        self.proc = subprocess.Popen(
+            ["make", "--no-print-directory", "-C", str(REPO), "run", f"RUNDIR={run_dir}", f"PORT={self.port}"],
+            env={**base, **env},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.run_dir.parent / f"make-run-{self.port}.log").read_text()
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
+                    if resp.status == 200 and "Web page:" in self.printed():
+                        return  # ready, and make run has said how to reach it
+            except (OSError, urllib.error.HTTPError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError("make run: not ready")
+
+    def printed(self) -> str:
+        """What `make run` printed so far."""
+        return (self.run_dir.parent / f"make-run-{self.port}.log").read_text()
+
+    def delete(self, key: str) -> None:
+        token = (self.run_dir / "token").read_text().strip()
+        request = urllib.request.Request(
+            f"{self.url}/api/v1/sessions/{key}", method="DELETE", headers={"Authorization": f"Bearer {token}"}
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(20)
+        self.log.close()
+
+
+def demo_session(key: str, n: int, now: float) -> dict[str, object]:
+    """A small, plausible conversation of 2*n messages, last updated n minutes before *now*."""
+    messages: list[dict[str, object]] = []
+    for i in range(n):
+        messages.append({"role": "user", "content": f"Question {i + 1} for {key}?"})
+        messages.append({"role": "assistant", "content": f"Answer {i + 1}."})
+    created = now - 86400 * (n + 1)
+    return {"key": key, "messages": messages, "summary": None, "created_at": created, "updated_at": now - 60 * n}

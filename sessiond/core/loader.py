@@ -4,13 +4,15 @@ What a session is, in one rule: a top-level `*.json` file of the sessions folder
 (hidden names included) whose bytes Python's `json.loads` accepts as an object
 with a non-empty string `key` and a list `messages`, with exactly the values
 `json.loads` gives (the agent writes with `json.dumps` and reads with
-`json.loads`). simdjson is the fast path; whenever it refuses a document, or the
-document repeats a top-level member, `json.loads` itself decides.
+`json.loads`). simdjson is the fast path; whenever it refuses a document, the
+document repeats a top-level member, or it is nested deeper than `json.loads`
+reads, `json.loads` itself decides.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
@@ -20,13 +22,16 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import simdjson
 
 from sessiond.core.folder import Folder, FolderUnusable
 from sessiond.core.index import FileStat, FileState, InvalidFile, SessionRecord, pack
 from sessiond.core.names import BAD_NAME, MAX_KEY_LENGTH, is_session_name, name_is_text
+
+A = TypeVar("A")
+T = TypeVar("T")
 
 
 class InvalidSession(ValueError):
@@ -71,6 +76,20 @@ def _timestamp(value: object) -> int | float | None:
     return None
 
 
+# simdjson reads documents up to 1,024 levels deep; json.loads stops sooner on some
+# Pythons (near 990 on 3.11: the recursion limit, less the stack in use). A document is
+# parsed inside as many extra levels as make simdjson refuse what is deeper than json.loads
+# reads (see _padding), and then json.loads decides: the rule stays what json.loads reads.
+_SIMDJSON_MAX_DEPTH = 1024
+_BOM = b"\xef\xbb\xbf"  # simdjson skips it at the very start only, so it goes before the padding
+
+
+class _Padding(NamedTuple):
+    levels: int
+    open: bytes
+    close: bytes
+
+
 _local = threading.local()
 _JSON_TYPE = {simdjson.Array: "list", list: "list", type(None): "null", str: "str", int: "int", float: "float", bool: "bool"}
 
@@ -95,11 +114,20 @@ def parse_session(data: bytes) -> ParsedSession:
     if not data.strip():
         raise InvalidSession("empty file")
     parser = _parser()
+    pad = _padding()
+    # A file shorter than twice as many bytes as json.loads reads levels cannot be deeper.
+    padded = pad.levels and len(data) > 2 * (_SIMDJSON_MAX_DEPTH - pad.levels)
+    body = pad.open + (data[3:] if data.startswith(_BOM) else data) + pad.close if padded else data
     try:
-        doc = parser.parse(data)
+        doc = parser.parse(body)
     except (ValueError, RuntimeError):
-        return _parse_reference(data)
+        return _parse_reference(data)  # not JSON to simdjson, or deeper than json.loads reads
     try:
+        for _ in range(pad.levels if padded else 0):
+            # One element a level, or the file closed the padding and opened more ("{…}],[…"): not JSON.
+            if len(doc) != 1:  # type: ignore[arg-type]
+                return _parse_reference(data)
+            doc = doc[0]  # type: ignore[index]
         if not isinstance(doc, simdjson.Object):
             raise InvalidSession(f"top level is a JSON {_JSON_TYPE.get(type(doc), 'value')}, not an object")
         names = list(doc.keys())
@@ -113,16 +141,78 @@ def parse_session(data: bytes) -> ParsedSession:
             _local.parser = None  # do not keep a huge document's buffers around
 
 
+def on_a_fresh_stack(work: Callable[[A], T], arg: A) -> T:
+    """`work(arg)`, tried again in a thread of its own if it hits the recursion limit.
+
+    json.loads (and json.dumps) refuse a document nested deeper than the recursion
+    limit less the frames already on the stack, so the same file would be read at one
+    call site and refused at another. A thread's stack is the shallowest there is: the
+    answer is the same from the daemon's executor, a big file's child process or a
+    test. RecursionError if *work* hits the limit there too.
+    """
+    try:
+        return work(arg)
+    except RecursionError:
+        return _in_a_thread(work, arg)
+
+
+def _in_a_thread(work: Callable[[A], T], arg: A) -> T:
+    outcome: list[T] = []
+    failure: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(work(arg))  # no frame more than a thread's own: the rule is exact
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=attempt, name="fresh-stack")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _deepest_read(_: object) -> int:
+    """The deepest nesting json.loads reads here (a frame deeper than json_loads's reads: one less at worst)."""
+    low, high = 1, _SIMDJSON_MAX_DEPTH  # low reads; past high, simdjson refuses anyway
+    while low < high:
+        mid = (low + high + 1) // 2
+        try:
+            json.loads("[" * mid + "]" * mid)
+            low = mid
+        except RecursionError:
+            high = mid - 1
+    return low
+
+
+@functools.cache
+def _padding() -> _Padding:
+    """The levels that leave simdjson room for what json.loads reads on a fresh stack, and no more.
+
+    Measured once (a few small parses in a thread): 33 levels on CPython 3.11 with
+    the default recursion limit, none where json.loads reads all simdjson does.
+    """
+    levels = _SIMDJSON_MAX_DEPTH - _in_a_thread(_deepest_read, None)
+    return _Padding(levels, b"[" * levels, b"]" * levels)
+
+
+def json_loads(data: bytes | str) -> Any:
+    """`json.loads(data)` as a fresh caller reads it (see on_a_fresh_stack): what a session is."""
+    return on_a_fresh_stack(json.loads, data)
+
+
 def _parse_reference(data: bytes) -> ParsedSession:
     try:
-        doc = json.loads(data)
+        doc = json_loads(data)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         raise InvalidSession(f"not valid JSON ({exc.msg} {where if exc.msg.endswith(' at') else 'at ' + where})") from None
     except UnicodeDecodeError as exc:
         raise InvalidSession(f"not valid JSON (not UTF-8 at byte {exc.start})") from None
     except RecursionError:
-        raise InvalidSession("not valid JSON (nested too deeply)") from None
+        raise InvalidSession("not valid JSON (nested too deeply for Python's json.loads)") from None
     if not isinstance(doc, dict):
         raise InvalidSession(f"top level is a JSON {_JSON_TYPE.get(type(doc), 'value')}, not an object")
     return _session_from(doc.get, text_checked=False)
@@ -172,7 +262,12 @@ def read_state(dir_fd: int, name: str, max_bytes: int, inline_bytes: int = INLIN
     *inline_bytes* = *max_bytes*).
     """
     if not name_is_text(name):
-        return InvalidFile(name, BAD_NAME, _lstat_or_zero(dir_fd, name))
+        try:
+            return InvalidFile(name, BAD_NAME, stat_of(os.lstat(name, dir_fd=dir_fd)))
+        except FileNotFoundError:
+            return None  # removed: forgotten, not listed as invalid for ever
+        except OSError:
+            return InvalidFile(name, BAD_NAME, FileStat(0, 0, 0, 0))
     try:
         fd = os.open(name, OPEN_FLAGS, dir_fd=dir_fd)
     except FileNotFoundError:

@@ -102,7 +102,18 @@ def meta(r: SessionRecord) -> dict[str, Any]:
         "created_at": r.created_at,
         "updated_at": r.updated_at,
         "size": r.size,
+        "version": version(r),
     }
+
+
+def version(r: SessionRecord) -> str:
+    """The identity of the file the index read, opaque: it changes whenever the file is rewritten.
+
+    The very words of the export's ETag for that file (unquoted), so a client can hand
+    either back to sessions:batchDelete's `expect` (which deletes only that very file).
+    """
+    st = r.stat
+    return f"{st.inode:x}-{st.mtime_ns:x}-{st.ctime_ns:x}-{st.size:x}"
 
 
 # -- parsing ---------------------------------------------------------------------

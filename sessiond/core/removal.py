@@ -24,6 +24,7 @@ Every function blocks: call them from an executor.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -41,6 +42,11 @@ log = logging.getLogger(__name__)
 HOLD_PREFIX = ".sessiond-delete."
 _HOLD = re.compile(r"\.sessiond-delete\.[0-9a-f]{8}(?:\.(.+))?\.tmp", re.DOTALL)
 NAME_MAX = 255
+# Only the trash can be elsewhere (a hidden name beside the file never is).
+CROSS_DEVICE = (
+    "the trash folder sessions/.trash is on another file system, where a file cannot be moved"
+    " (make it a plain folder of the sessions folder's file system); nothing was changed"
+)
 
 
 class RemovalFailed(Exception):
@@ -118,11 +124,19 @@ def remove_claimant(
         with dest.parking(folder, dir_fd, name, record) as parked:
             try:
                 os.rename(name, parked.name, src_dir_fd=dir_fd, dst_dir_fd=parked.fd)
-            except FileNotFoundError:
-                parked.undo()
-                return Outcome(False, None)
+            except OSError as exc:
+                parked.undo()  # the file never moved: what was prepared for it (a trash record) goes too
+                if isinstance(exc, FileNotFoundError):
+                    return Outcome(False, None)
+                if exc.errno == errno.EXDEV:
+                    raise RemovalFailed(CROSS_DEVICE) from None
+                raise
             if _same_file(os.lstat(parked.name, dir_fd=parked.fd), before):
-                parked.keep(record)
+                try:
+                    parked.keep(record)
+                except OSError:
+                    _put_back(parked.fd, parked.name, dir_fd, name)  # not removed after all: as it was
+                    raise
                 return Outcome(True, None)
             # Another writer slipped in between the check and the rename: judge what we hold.
             held = read_fully(Folder(parked.path, _ident(parked.fd)), parked.fd, parked.name, max_bytes)

@@ -9,6 +9,17 @@ The `.meta` is written before the file moves (removal.py), so a full disk refuse
 DELETE with nothing changed and no trashed file is ever without its record. The folder
 is hidden and below the sessions folder, so the watcher and the scan ignore it; it is
 opened without following symlinks, relative to the verified sessions folder.
+
+A restore puts the file back as it was, mtime and `updated_at` included, so retention
+would judge it exactly as before and delete it again. So a restore first writes a mark,
+`.trash/restored/<id>.json`, naming the file by what it is (inode, size, mtime): while
+the session file is still that very file, retention leaves it alone (an operator's restore
+sticks); once the agent writes it (a new inode or mtime), the rules judge it again and
+retention drops the mark. The mark is on disk, in the sessions folder, so it survives a
+restart and the trash being turned off; it is written before the link, so a restore
+whose mark cannot be written changes nothing. (The link moves the file's ctime, which is
+why the mark does not name it.)
+
 Every method blocks: call them from an executor.
 """
 
@@ -20,20 +31,23 @@ import logging
 import os
 import re
 import secrets
+import stat as stat_mod
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 import orjson
 
 from sessiond.core.folder import DIR_FLAGS, Folder
 from sessiond.core.index import SessionRecord
+from sessiond.core.loader import OPEN_FLAGS
 from sessiond.core.names import is_session_name
 from sessiond.core.removal import RemovalFailed
 
 log = logging.getLogger(__name__)
 
 TRASH_DIR = ".trash"
+RESTORED_DIR = "restored"  # inside TRASH_DIR: the marks of restored files (see above)
 _ID = re.compile(r"[0-9a-f]{16}[0-9a-f]{8}")
 _FIELDS: dict[str, type | tuple[type, ...]] = {
     "key": (str, type(None)),
@@ -60,6 +74,23 @@ class TrashEntry(NamedTuple):
     created_at: float
     updated_at: float
     size: int
+
+
+class RestoreMark(NamedTuple):
+    """A file put back from the trash, as it was put back: retention leaves it alone while it is."""
+
+    id: str  # the trash entry it came from, and the mark's file name
+    name: str  # the session file
+    key: str | None
+    inode: int
+    size: int
+    mtime_ns: int
+    restored_at: float
+
+    @property
+    def identity(self) -> tuple[str, int, int, int]:
+        """(name, inode, size, mtime_ns): what retention compares with the index's file."""
+        return (self.name, self.inode, self.size, self.mtime_ns)
 
 
 class RestoreError(Exception):
@@ -146,6 +177,31 @@ class Trash:
                     found.append(entry)
             return found
 
+    def entry(self, folder: Folder, entry_id: str) -> TrashEntry | None:
+        """Entry *entry_id* (its record), or None when the trash holds no such entry."""
+        if not _ID.fullmatch(entry_id):  # also keeps any path out of the names below
+            return None
+        with folder.open() as dir_fd, self._opened(dir_fd) as trash_fd:
+            return None if trash_fd is None else _read_meta(trash_fd, entry_id)
+
+    def opener(self, folder: Folder, entry_id: str) -> Callable[[str, int], int]:
+        """An `open(..., opener=)` for entry *entry_id*'s file: in the trash, never through a
+        symlink, a regular file only (the name `open` passes is ignored)."""
+        if not _ID.fullmatch(entry_id):
+            raise FileNotFoundError(errno.ENOENT, "not a trash entry id")
+
+        def open_trashed(_name: str, _flags: int) -> int:
+            with folder.open() as dir_fd, self._opened(dir_fd) as trash_fd:
+                if trash_fd is None:
+                    raise FileNotFoundError(errno.ENOENT, "no trash folder")
+                fd = os.open(entry_id + ".json", OPEN_FLAGS, dir_fd=trash_fd)
+            if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise IsADirectoryError(errno.EISDIR, "not a regular file")
+            return fd
+
+        return open_trashed
+
     def purge_at(self, entry: TrashEntry) -> float:
         """When *entry* will be purged (Unix seconds)."""
         return entry.deleted_at + self.retention
@@ -159,12 +215,23 @@ class Trash:
             if trash_fd is None or entry is None or not is_session_name(entry.name):
                 raise RestoreError("Not in the trash")
             try:
-                # link() fails when the target exists, so a file written meanwhile is never clobbered.
-                os.link(entry_id + ".json", entry.name, src_dir_fd=trash_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
-            except FileExistsError:
-                raise RestoreError("Another session file has its file name; delete or rename that first") from None
+                held = os.stat(entry_id + ".json", dir_fd=trash_fd, follow_symlinks=False)
             except FileNotFoundError:
                 raise RestoreError("Not in the trash") from None
+            _write_mark(
+                trash_fd, RestoreMark(entry_id, entry.name, entry.key, held.st_ino, held.st_size, held.st_mtime_ns, time.time())
+            )
+            try:
+                # link() fails when the target exists, so a file written meanwhile is never clobbered.
+                os.link(entry_id + ".json", entry.name, src_dir_fd=trash_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    _drop_marks_in(trash_fd, [entry_id])  # nothing was restored
+                if isinstance(exc, FileExistsError):
+                    raise RestoreError("Another session file has its file name; delete or rename that first") from None
+                if isinstance(exc, FileNotFoundError):
+                    raise RestoreError("Not in the trash") from None
+                raise
             _drop(trash_fd, entry_id)
             return entry.name
 
@@ -183,6 +250,98 @@ class Trash:
         if expired:
             log.info("purged %d trashed sessions older than %.1f days", len(expired), self.retention / 86400)
         return len(expired)
+
+
+def restore_marks(folder: Folder) -> list[RestoreMark]:
+    """Every restore mark (whether the trash is on or not: a mark outlives turning it off)."""
+    with folder.open() as dir_fd:
+        try:
+            trash_fd = os.open(TRASH_DIR, DIR_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return []
+        try:
+            try:
+                marks_fd = os.open(RESTORED_DIR, DIR_FLAGS, dir_fd=trash_fd)
+            except FileNotFoundError:
+                return []
+            try:
+                return [
+                    mark
+                    for name in sorted(os.listdir(marks_fd))
+                    if name.endswith(".json") and _ID.fullmatch(name[:-5]) and (mark := _read_mark(marks_fd, name[:-5]))
+                ]
+            finally:
+                os.close(marks_fd)
+        finally:
+            os.close(trash_fd)
+
+
+def drop_restore_marks(folder: Folder, ids: list[str]) -> None:
+    """Forget the marks *ids* (their files changed or went)."""
+    with folder.open() as dir_fd:
+        try:
+            trash_fd = os.open(TRASH_DIR, DIR_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return
+        try:
+            _drop_marks_in(trash_fd, ids)
+        finally:
+            os.close(trash_fd)
+
+
+def _write_mark(trash_fd: int, mark: RestoreMark) -> None:
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(RESTORED_DIR, 0o750, dir_fd=trash_fd)
+    try:
+        marks_fd = os.open(RESTORED_DIR, DIR_FLAGS, dir_fd=trash_fd)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise RestoreError(
+                "sessions/.trash/restored, where restores are remembered, is not a directory; move it away"
+            ) from None
+        raise
+    try:
+        tmp = mark.id + ".json.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640, dir_fd=marks_fd)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(orjson.dumps(mark._asdict()))
+            os.replace(tmp, mark.id + ".json", src_dir_fd=marks_fd, dst_dir_fd=marks_fd)
+        except BaseException:
+            _unlink_quietly(marks_fd, tmp)
+            raise
+    finally:
+        os.close(marks_fd)
+
+
+def _read_mark(marks_fd: int, mark_id: str) -> RestoreMark | None:
+    try:
+        fd = os.open(mark_id + ".json", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=marks_fd)
+        with os.fdopen(fd, "rb") as fh:
+            raw = orjson.loads(fh.read(65536))
+        mark = RestoreMark(**raw) if isinstance(raw, dict) else None
+        if mark is None or mark.id != mark_id or not isinstance(mark.name, str):
+            raise ValueError("not a restore mark")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (mark.inode, mark.size, mark.mtime_ns)):
+            raise ValueError("not a restore mark")
+        if not isinstance(mark.restored_at, (int, float)) or isinstance(mark.restored_at, bool):
+            raise ValueError("not a restore mark")
+        return mark
+    except (OSError, ValueError, TypeError) as exc:
+        log.warning("ignoring restore mark %s: %s", mark_id, exc)
+        return None
+
+
+def _drop_marks_in(trash_fd: int, ids: list[str]) -> None:
+    try:
+        marks_fd = os.open(RESTORED_DIR, DIR_FLAGS, dir_fd=trash_fd)
+    except FileNotFoundError:
+        return
+    try:
+        for mark_id in ids:
+            _unlink_quietly(marks_fd, mark_id + ".json")
+    finally:
+        os.close(marks_fd)
 
 
 def _write_meta(trash_fd: int, entry_id: str, name: str, record: SessionRecord | None) -> None:

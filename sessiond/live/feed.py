@@ -16,6 +16,21 @@ from prometheus_client.registry import Collector
 from sessiond.core.index import Change
 from sessiond.core.query import meta
 
+# Ids are microseconds since 1970 (16 digits today): a longer number is not one we gave.
+_ID_DIGITS = 20
+
+
+def event_id(text: str) -> int | None:
+    """The event id *text* names (ASCII digits only); None when it is no number at all.
+
+    A number longer than any id this feed gives is not ours: -1, which `since` answers
+    with a resync, read without int() (which refuses past 4,300 digits). The one reader
+    of ids, for the Last-Event-ID header and ``?since=`` alike.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    return int(text) if len(text) <= _ID_DIGITS else -1
+
 
 class Event(NamedTuple):
     """One numbered change, serialised once for every client."""

@@ -10,7 +10,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from sessiond.core import loader, removal, snapshot
@@ -383,7 +383,9 @@ class SessionStore:
         await self.refresh([name])
         return self.index.get(key)
 
-    async def delete(self, key: str, expected: SessionRecord | None = None) -> SessionRecord:
+    async def delete(
+        self, key: str, expected: SessionRecord | None = None, files: Sequence[SessionRecord] | None = None
+    ) -> SessionRecord:
         """Remove every file claiming *key* and drop it from the index before returning.
 
         Raises SessionNotFound when no file on disk still holds the session (see
@@ -391,6 +393,8 @@ class SessionStore:
         DeleteFailed when a file could not be removed (nothing else was changed).
         With *expected* (retention), the session must still be that very record,
         and only files unchanged since the index read them go; else SessionChanged.
+        With *files* too, the files claiming *key* must still be exactly those records
+        (a file that claimed it since was never judged, so the key stays whole).
         """
         loop = asyncio.get_running_loop()
         changes: list[Change] = []
@@ -403,7 +407,12 @@ class SessionStore:
                     raise SessionNotFound(key)
                 if expected is not None and record is not expected:
                     raise SessionChanged(key)
-                for name in self.index.files_for(key):
+                names = self.index.files_for(key)
+                if files is not None and (
+                    len(names) != len(files) or any(self.index.file_state(n) is not f for n, f in zip(names, files, strict=True))
+                ):
+                    raise SessionChanged(key)
+                for name in names:
                     indexed = self.index.file_state(name)
                     outcome = await loop.run_in_executor(
                         None,

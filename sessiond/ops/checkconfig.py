@@ -10,6 +10,7 @@ errors. Under systemd (ExecReload=), a refusal also goes to the unit's status li
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import sys
 from collections.abc import Mapping
@@ -41,36 +42,62 @@ def access_problems(settings: config.Settings) -> list[str]:
 
 
 def effective(settings: config.Settings) -> list[str]:
-    """The settings as TOML lines; the token only by its source."""
+    """The settings as TOML the daemon reads back unchanged; the token only by its source."""
     lines = []
+    tables = []
     for field in dataclasses.fields(settings):
         value: Any = getattr(settings, field.name)
         if field.name == "token":
-            lines.append(f"# token: from {settings.token_source} (hidden)")
+            lines.append(f"# token: from {_escape(settings.token_source)} (hidden)")
+        elif field.name == "token_source":
             continue
-        if field.name == "token_source":
-            continue
-        if isinstance(value, Path):
-            value = str(value)
-        elif field.name == "unix_mode":
-            value = f"{value:03o}"
-        elif field.name == "trusted_proxies":
-            value = [str(net) for net in value]
+        elif field.name == "config_file":  # not a setting of the file itself
+            lines.append(f"# config_file: {_escape(str(value)) if value else 'not set'}")
+        elif field.name == "retention":
+            # [[retention]] tables must follow every plain key, so they go last.
+            tables += [f"\n[[retention]]\n{_table(rule.describe())}" for rule in value]
+            if not value:
+                lines.append("# retention: no rules (the daemon deletes nothing by itself)")
         elif value is None:
             lines.append(f"# {field.name}: not set")
-            continue
-        lines.append(f"{field.name} = {_toml(value)}")
-    return lines
+        else:
+            lines.append(f"{field.name} = {toml_value(field.name, value)}")
+    return lines + tables
 
 
-def _toml(value: Any) -> str:
+def toml_value(name: str, value: Any) -> str:
+    """*value* of setting *name* as a TOML value (modes in octal, networks as text)."""
+    if name == "unix_mode":
+        return config.octal(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value("", v) for v in value) + "]"
+    if isinstance(value, (str, Path, ipaddress.IPv4Network, ipaddress.IPv6Network)):
+        return _toml_string(str(value))
+    return repr(value)  # int or float: Python's repr of a finite number is TOML
+
+
+def _table(fields: Mapping[str, Any]) -> str:
+    return "".join(f"{k} = {toml_value(k, v)}\n" for k, v in fields.items() if v is not None).rstrip("\n")
+
+
+def _toml_string(text: str) -> str:
+    return '"' + _escape(text) + '"'
+
+
+def _escape(text: str) -> str:
+    # As in a TOML basic string: backslash, quote and every control character escaped
+    # (a comment may hold none either).
+    out = []
+    for char in text:
+        if char in ('"', "\\"):
+            out.append("\\" + char)
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def check_config(

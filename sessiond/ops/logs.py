@@ -53,12 +53,27 @@ def escape_controls(text: str) -> str:
     return text.translate(_CONTROLS)
 
 
+# The same but \n and \t, for a traceback: its lines are its own, nothing else may break one.
+_TRACEBACK_CONTROLS = {c: e for c, e in _CONTROLS.items() if c not in (0x0A, 0x09)}
+
+
 class TextFormatter(logging.Formatter):
     """Plain lines whose message cannot forge another line (a traceback keeps its own)."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
         record.message = escape_controls(record.message)
         return super().formatMessage(record)
+
+    def formatException(self, ei: object) -> str:  # noqa: N802 (logging's name)
+        return super().formatException(ei).translate(_TRACEBACK_CONTROLS)  # type: ignore[arg-type]
+
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 (logging's name)
+        return stack_info.translate(_TRACEBACK_CONTROLS)
+
+
+# What orjson leaves raw in a string though some readers break a line there (Python's
+# str.splitlines, JavaScript before ES2019): C1 controls (U+0085 among them), U+2028, U+2029.
+_JSON_RAW_BREAKS = {c: f"\\u{c:04x}" for c in [*range(0x7F, 0xA0), 0x2028, 0x2029]}
 
 
 class JsonFormatter(logging.Formatter):
@@ -75,7 +90,8 @@ class JsonFormatter(logging.Formatter):
             entry["traceback"] = self.formatException(record.exc_info)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return orjson.dumps(entry).decode()
+        # Outside strings JSON holds none of these: escaping them keeps the same value, on one line.
+        return orjson.dumps(entry).decode().translate(_JSON_RAW_BREAKS)
 
 
 class JournalPrefix(logging.Formatter):
@@ -87,7 +103,9 @@ class JournalPrefix(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         prefix = f"<{priority(record.levelno)}>"
-        return "\n".join(prefix + line for line in self.inner.format(record).splitlines() or [""])
+        # Split at \n only, as journald does: str.splitlines() also breaks at U+2028,
+        # U+0085, \v, \f and more, which a client can put in a path (the formatters escape them).
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
 
 
 def make_formatter(log_format: str, journal: bool) -> logging.Formatter:

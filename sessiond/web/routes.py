@@ -16,11 +16,12 @@ from aiohttp import web
 from sessiond.web.api.events import stream_events
 from sessiond.web.api.export import export
 from sessiond.web.api.health import api_health, health, livez
+from sessiond.web.api.invalid import list_invalid
 from sessiond.web.api.openapi import openapi_document
 from sessiond.web.api.retention import show_retention
 from sessiond.web.api.sessions import batch_delete, delete_session, get_session, list_sessions
 from sessiond.web.api.stats import stats
-from sessiond.web.api.trash import list_trash, restore
+from sessiond.web.api.trash import list_trash, read_trashed, restore
 from sessiond.web.metrics import scrape
 from sessiond.web.page import page_asset, page_index, page_redirect
 from sessiond.web.typedefs import Handler
@@ -75,7 +76,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/export", export, Policy.API),
     Route("GET", "/api/v1/trash", list_trash, Policy.API),
     Route("POST", "/api/v1/trash:restore", restore, Policy.API),
+    Route("GET", "/api/v1/trash/{id}", read_trashed, Policy.API),
     Route("GET", "/api/v1/stats", stats, Policy.API),
+    Route("GET", "/api/v1/invalid", list_invalid, Policy.API),
     # The page is public (a dozen small files on a first visit, which must not use up the
     # per-IP allowance its own API calls need); every figure on it needs the token.
     Route("GET", "/ui", page_redirect, Policy.PAGE),

@@ -59,12 +59,11 @@ def test_bulk_delete_by_filter_shows_count_and_sample_then_deletes(ui: PageUnder
     bulk.click()
     dialog = ui.page.get_by_role("dialog", name="Delete 14 sessions?")
     expect(dialog.locator(".preview-count")).to_have_text(
-        "14 sessions match: key starts with “old:”, updated before 2024-01-01 00:00."
+        "14 sessions match: key starts with “old:”, updated before 2024-01-01 00:00 UTC."
     )
-    sample = dialog.get_by_role("list", name="Some of them").get_by_role("listitem")
-    expect(sample).to_have_count(10)
-    assert sample.all_text_contents() == [f"old:{i:02d}" for i in range(10)]
-    expect(dialog).to_contain_text("… and 4 more.")
+    shown = dialog.get_by_role("list", name="The sessions to delete").get_by_role("listitem")
+    expect(shown).to_have_count(14)  # every one that will go, in a list that scrolls
+    assert shown.all_text_contents() == [f"old:{i:02d}" for i in range(14)]
     ui.shot("bulk-preview")
     assert len(list(sessions.glob("old_*.json"))) == 17  # a preview deletes nothing
     dialog.get_by_role("button", name="Delete 14 sessions").click()
@@ -80,20 +79,46 @@ def test_bulk_delete_by_filter_shows_count_and_sample_then_deletes(ui: PageUnder
     ]
 
 
-def test_bulk_delete_deletes_nothing_if_more_match_than_were_previewed(ui: PageUnderTest, sessions: Path) -> None:
-    ui.expect_console(r"status of 409")
-    for i in range(3):
-        write_atomic(sessions, f"tmp:{i}")
+def test_bulk_delete_deletes_only_the_sessions_its_dialog_showed(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
+    for key in ("tmp:a", "tmp:b", "tmp:c"):
+        write_atomic(sessions, key)
+    wait_indexed(daemon, 3)
     ui.sign_in()
     ui.filter(prefix="tmp:")
+    expect(ui.summary()).to_have_text("3 sessions match · page 1")
     ui.page.get_by_role("button", name="Delete all matching…").click()
     dialog = ui.page.get_by_role("dialog", name="Delete 3 sessions?")
-    expect(dialog).to_be_visible()
-    write_atomic(sessions, "tmp:late")  # lands between the preview and the confirmation
-    expect(ui.row("tmp:late")).to_be_attached()
+    shown = dialog.get_by_role("list", name="The sessions to delete").get_by_role("listitem")
+    expect(shown).to_have_count(3)
+    assert shown.all_text_contents() == ["tmp:a", "tmp:b", "tmp:c"]
+    # Between the preview and the confirmation: another client deletes tmp:a, the agent
+    # rewrites tmp:b and writes tmp:brand-new.
+    assert daemon.request("DELETE", "/api/v1/sessions/tmp:a")[0] == 200
+    write_atomic(sessions, "tmp:b", messages=9)
+    write_atomic(sessions, "tmp:brand-new")
+    expect(ui.row("tmp:brand-new")).to_be_attached()
+    expect(ui.row("tmp:b").locator("td").nth(2)).to_have_text("9")
     dialog.get_by_role("button", name="Delete 3 sessions").click()
-    expect(ui.page.get_by_role("log", name="Notifications")).to_contain_text("More sessions match now than the preview showed")
-    assert len(list(sessions.glob("tmp_*.json"))) == 4
+    log = ui.page.get_by_role("log", name="Notifications")
+    expect(log).to_contain_text("Deleted 1 session; 2 were not deleted:")
+    expect(log).to_contain_text("tmp:a: already gone")
+    expect(log).to_contain_text("tmp:b: changed since it was shown; not deleted")
+    ui.shot("bulk-result")
+    assert sorted(p.name for p in sessions.glob("*.json")) == ["tmp_b.json", "tmp_brand-new.json"]
+    expect(ui.summary()).to_have_text("2 sessions match · page 1")
+
+
+def test_delete_all_matching_is_disabled_when_nothing_matches(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
+    write_atomic(sessions, "tmp:a")
+    wait_indexed(daemon, 1)
+    ui.sign_in()
+    bulk = ui.page.get_by_role("button", name="Delete all matching…")
+    ui.filter(prefix="nothing:")
+    expect(ui.summary()).to_have_text("0 sessions match · page 1")
+    expect(bulk).to_be_disabled()
+    expect(ui.page.get_by_text("Nothing to delete: no session matches.")).to_be_visible()
+    write_atomic(sessions, "nothing:1")  # a live change brings a match: the button wakes up
+    expect(bulk).to_be_enabled()
 
 
 def test_trash_lists_deleted_sessions_and_restores_them(ui: PageUnderTest, sessions: Path) -> None:
@@ -116,6 +141,29 @@ def test_trash_lists_deleted_sessions_and_restores_them(ui: PageUnderTest, sessi
     assert original.read_bytes() == stored
     ui.page.get_by_role("link", name="Sessions").click()
     expect(ui.row("slack:U1")).to_be_visible()
+
+
+def test_a_trashed_session_can_be_read_in_the_trash_before_restoring_it(ui: PageUnderTest, sessions: Path) -> None:
+    write_atomic(sessions, "slack:U2", messages=3, summary="what we <b>said</b>")
+    ui.sign_in()
+    ui.row("slack:U2").get_by_role("button", name="Delete slack:U2").click()
+    ui.page.get_by_role("dialog").get_by_role("button", name="Delete", exact=True).click()
+    expect(ui.row("slack:U2")).to_have_count(0)
+    ui.page.get_by_role("link", name="Trash").click()
+    ui.page.locator("table.trash tbody tr").get_by_role("button", name="View slack:U2").click()
+    preview = ui.page.get_by_role("region", name="Deleted session slack:U2")
+    expect(preview).to_contain_text("Read-only")
+    expect(preview.locator(".messages li")).to_have_count(3)
+    expect(preview).to_contain_text("m2")
+    expect(preview).to_contain_text("what we <b>said</b>")  # text, never markup
+    expect(preview.locator("b")).to_have_count(0)
+    expect(ui.page.locator(".trash-view")).not_to_contain_text("null")
+    assert len(trash_files(sessions)) == 1  # reading restores nothing
+    ui.shot("trash-preview")
+    preview.get_by_role("button", name="Restore slack:U2").click()
+    expect(ui.page.get_by_role("log", name="Notifications")).to_contain_text("Restored slack:U2")
+    expect(ui.page.get_by_text("The trash is empty.")).to_be_visible()
+    expect(preview).to_have_count(0)
 
 
 def test_with_the_trash_off_the_page_says_deletions_are_permanent(

@@ -42,6 +42,33 @@ def test_rows_appear_change_and_vanish_as_files_do(ui: PageUnderTest, sessions: 
     assert ui.page.evaluate("window.__sameDocument") is True
 
 
+SUMMARY_WHEN_ROWS_CHANGE = """() => {
+  window.__countsSeen = [];
+  const body = document.querySelector("table.sessions tbody");
+  new MutationObserver(() => {
+    const keys = [...body.querySelectorAll("td.key")].map((td) => td.textContent);
+    window.__countsSeen.push([keys.length, document.querySelector(".sessions-view .summary").textContent]);
+  }).observe(body, { childList: true });
+}"""
+
+
+def test_the_session_count_moves_with_the_rows(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
+    write_atomic(sessions, "cli:a")
+    ui.sign_in()
+    expect(ui.summary()).to_have_text("1 session · page 1")
+    expect(ui.page.get_by_role("status").first).to_contain_text("Live")
+    ui.page.evaluate(SUMMARY_WHEN_ROWS_CHANGE)
+    write_atomic(sessions, "cli:b")
+    expect(ui.row("cli:b")).to_be_visible()
+    write_atomic(sessions, "cli:c")
+    expect(ui.row("cli:c")).to_be_visible()
+    (sessions / "cli_a.json").unlink()
+    expect(ui.row("cli:a")).to_have_count(0)
+    # Whenever the rows changed, the count said as many in the same frame (not seconds later).
+    seen = ui.page.evaluate("window.__countsSeen")
+    assert seen and all(summary == f"{n} {'session' if n == 1 else 'sessions'} · page 1" for n, summary in seen), seen
+
+
 def test_live_rows_keep_the_sort_and_the_filter(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
     for i in range(3):
         write_atomic(sessions, f"t:{i}", updated=1_700_000_000.0 + i)

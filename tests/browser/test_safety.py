@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-from tests.support import Daemon
+from tests.support import Daemon, write_atomic
 
 from .conftest import PageUnderTest, needs_browser
 
@@ -133,3 +133,17 @@ def test_the_page_refuses_inline_script_eval_and_html_sinks(ui: PageUnderTest) -
     assert (
         ui.page.evaluate("() => fetch('http://example.invalid/').then(() => 'sent', (e) => e.name)") == "TypeError"
     )  # connect-src 'self': nothing leaves for another origin
+
+
+def test_a_link_naming_an_inherited_property_falls_back_to_the_sessions_view(ui: PageUnderTest, sessions: Path) -> None:
+    write_atomic(sessions, "a:1")
+    ui.sign_in("#/constructor")  # a shared link is opened before signing in
+    expect(ui.page.get_by_role("heading", name="Sessions")).to_be_visible()
+    expect(ui.row("a:1")).to_be_visible()
+    for hash_ in ("#/__proto__", "#/toString", "#/hasOwnProperty", "#/valueOf?x=1", "#/overview", "#/constructor"):
+        ui.page.evaluate("h => { location.hash = h; }", hash_)
+        heading = "Overview" if hash_ == "#/overview" else "Sessions"
+        expect(ui.page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    ui.page.reload()  # signed in, straight onto the odd hash
+    expect(ui.row("a:1")).to_be_visible()
+    assert not ui.unexpected_console()

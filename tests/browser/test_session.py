@@ -62,7 +62,8 @@ def test_a_session_shows_roles_tool_calls_folded_contents_and_summary(ui: PageUn
         "user",
     ]
     expect(page.locator(".facts")).to_contain_text("Messages6")
-    expect(page.locator(".facts")).to_contain_text("Created2025-11-24 16:00")
+    expect(page.locator(".facts")).to_contain_text("Created2025-11-24 16:00 UTC")
+    expect(page.locator(".facts")).to_contain_text("Since created")  # not "Age": it is not idle time
     expect(page.get_by_role("region", name="Summary")).to_contain_text("Alice booked the 08:02 to Zürich.")
 
     call = messages.nth(2).locator("details.tool-call")
@@ -128,3 +129,26 @@ def test_a_file_python_wrote_with_nan_and_infinity_opens(ui: PageUnderTest, sess
     ui.row("py:nan").get_by_role("link").click()
     expect(ui.page.get_by_role("heading", level=1)).to_have_text("py:nan")
     expect(ui.page.get_by_role("list", name="Messages").locator("article")).to_have_count(6)
+
+
+def test_a_session_in_any_encoding_the_api_reads_is_shown(ui: PageUnderTest, sessions: Path) -> None:
+    # json.loads reads UTF-8 (BOM or not), UTF-16 and UTF-32 (BOM, or told by the zero bytes).
+    encodings = {
+        "utf-16": "enc:utf16-bom",
+        "utf-16-le": "enc:utf16le",
+        "utf-16-be": "enc:utf16be",
+        "utf-32": "enc:utf32-bom",
+        "utf-32-be": "enc:utf32be",
+        "utf-8-sig": "enc:utf8-bom",
+    }
+    for encoding, key in encodings.items():
+        doc = {"key": key, "messages": [{"role": "user", "content": f"Grüße aus Zürich 🚆 ({encoding})"}]}
+        (sessions / f"{key.replace(':', '_')}.json").write_bytes(json.dumps(doc, ensure_ascii=False).encode(encoding))
+    ui.sign_in()
+    for key in encodings.values():
+        expect(ui.row(key)).to_be_visible()  # the API reads it
+    for encoding, key in encodings.items():
+        ui.goto(f"#/session/{key}")
+        expect(ui.page.get_by_role("heading", level=1)).to_have_text(key)
+        expect(ui.page.get_by_role("list", name="Messages")).to_contain_text(f"Grüße aus Zürich 🚆 ({encoding})")
+        expect(ui.page.get_by_text("not valid JSON")).to_have_count(0)

@@ -42,7 +42,7 @@ def test_lists_filters_sorts_and_pages_through_sessions(ui: PageUnderTest, daemo
     first = ui.row("cli:02")
     expect(first.locator("td").nth(1)).to_have_text("cli")
     expect(first.locator("td").nth(2)).to_have_text(str(made["cli:02"][0]))
-    expect(first.locator("td").nth(4)).to_have_text("2023-11-15 00:13")  # updated, UTC
+    expect(first.locator("td").nth(4)).to_have_text("2023-11-15 00:13 UTC")  # updated
     ui.shot("sessions")
 
     ui.filter(limit="25")
@@ -134,3 +134,19 @@ def test_paging_a_large_list_by_cursor_reaches_every_session_once(ui: PageUnderT
     ui.page.get_by_role("button", name="Previous").click()
     expect(ui.summary()).to_have_text("450 sessions · page 2")
     assert ui.keys() == seen[200:400]
+
+
+def test_times_are_shown_and_filtered_in_utc_and_say_so_whatever_the_browser_zone(
+    open_page: Callable[..., PageUnderTest], daemon: Daemon, sessions: Path
+) -> None:
+    write_atomic(sessions, "a:early", created=BASE, updated=BASE)  # 2023-11-14 22:13:20 UTC
+    write_atomic(sessions, "a:late", created=BASE, updated=BASE + 7200)
+    wait_indexed(daemon, 2)
+    ui = open_page(daemon.url, timezone_id="Asia/Tokyo")  # UTC+9: local time would read 07:13 the next day
+    ui.sign_in()
+    expect(ui.row("a:early").locator("td").nth(4)).to_have_text("2023-11-14 22:13 UTC")
+    ui.filter(updated_before="2023-11-14T23:00")  # read as UTC, as the legend says
+    expect(ui.page.get_by_role("group", name="Updated (UTC)")).to_be_visible()
+    expect(ui.summary()).to_have_text("1 session matches · page 1")
+    assert ui.keys() == ["a:early"]
+    assert hash_params(ui)["updated_before"] == ["1700002800"]  # 2023-11-14T23:00:00Z

@@ -147,6 +147,26 @@ def test_rate_limited_requests_are_waited_out_and_the_page_itself_never_is(
     status = ui.page.get_by_role("status").first
     expect(status).to_contain_text("Rate limited")
     expect(status).to_contain_text("retrying in 1 s")
+    shown = status.text_content() or ""
+    assert "Rate limited" not in shown or "exceeded" not in shown, shown  # said once, not twice
     ui.shot("rate-limited")
     expect(ui.row("a:1")).to_be_visible(timeout=20_000)
     expect(status).not_to_contain_text("Rate limited")
+
+
+def test_a_token_with_a_character_no_header_can_carry_is_called_wrong_not_offline(ui: PageUnderTest) -> None:
+    for pasted, culprit in (
+        (f"\u201c{TOKEN}\u201d", "“ (U+201C)"),
+        (f"{TOKEN}\u0007", "U+0007"),
+        (f"{TOKEN[:8]} {TOKEN[8:]}", "a space"),
+    ):
+        ui.goto()
+        ui.page.get_by_label("API token").fill(pasted)
+        ui.page.get_by_role("button", name="Sign in").click()
+        error = ui.page.get_by_role("alert")
+        expect(error).to_contain_text("Wrong token")
+        expect(error).to_contain_text(culprit)
+        expect(ui.page.get_by_role("status").first).not_to_contain_text("Offline")
+        expect(error).not_to_contain_text("Cannot sign in")
+    # A character a header can carry (Latin-1) is sent, and refused by the server as usual.
+    assert not [r for r in ui.requests if "/api/" in r.url]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import threading
 from pathlib import Path
 
 import orjson
@@ -92,6 +93,16 @@ def test_read_state_only_updated_at_given(tmp_path: Path) -> None:
 
 def test_read_state_gone_is_none(tmp_path: Path) -> None:
     assert read_file(tmp_path, "nope.json", 1 << 20) is None
+
+
+def test_read_state_of_a_removed_file_whose_name_is_not_utf8_is_none(tmp_path: Path) -> None:
+    """Else the index lists it as an invalid file for ever (the watch never reports such names)."""
+    name = os.fsdecode(b"caf\xe9.json")
+    (tmp_path / name).write_bytes(b"{}")
+    state = read_file(tmp_path, name, 1 << 20)
+    assert isinstance(state, InvalidFile) and "not valid UTF-8" in state.reason and state.stat.size == 2
+    (tmp_path / name).unlink()
+    assert read_file(tmp_path, name, 1 << 20) is None
 
 
 def test_read_state_symlink_not_followed(tmp_path: Path) -> None:
@@ -196,3 +207,55 @@ def test_parse_session_agrees_with_json_loads_on_hostile_bytes(data: bytes) -> N
     assert got.key == want[0] and got.message_count == want[1]
     for mine, theirs in ((got.created_at, want[2]), (got.updated_at, want[3])):
         assert type(mine) is type(theirs) and mine == theirs, (data, mine, theirs)
+
+
+def nested(depth: int, key: str = "deep:1", *, utf16: bool = False, nan: bool = False, objects: bool = False) -> bytes:
+    """A session *depth* levels deep in all (the top object and 'messages' count as two)."""
+    opening, closing = (b'{"a": ', b"}") if objects else (b"[", b"]")
+    inner = opening * (depth - 2) + (b"NaN" if nan else b"1") + closing * (depth - 2)
+    data = b'{"key": "' + key.encode() + b'", "messages": [' + inner + b"]}"
+    return data.decode().encode("utf-16") if utf16 else data
+
+
+def json_loads_reads(data: bytes) -> bool:
+    """Whether json.loads reads *data* in a thread of its own (the stack a fresh caller has)."""
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            json.loads(data)
+            result.append(True)
+        except RecursionError:
+            result.append(False)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def test_a_session_nested_deeper_than_json_loads_reads_is_invalid_at_every_depth() -> None:
+    # simdjson reads up to 1,024 levels; json.loads stops near 990 (the recursion limit,
+    # less the stack in use). Each depth around the edge, by each path to the parser.
+    for depth in range(880, 1030):
+        for variant in ({}, {"objects": True}, {"utf16": True}, {"nan": True}):
+            data = nested(depth, **variant)  # type: ignore[arg-type]
+            want = json_loads_reads(data)
+            try:
+                got = parse_session(data)
+            except InvalidSession as exc:
+                assert not want, (depth, variant, exc)
+                assert str(exc) == "not valid JSON (nested too deeply for Python's json.loads)"
+            else:
+                assert want and got.message_count == 1, (depth, variant)
+    assert json_loads_reads(nested(900)) and not json_loads_reads(nested(1022))  # both answers seen
+
+
+def test_a_long_file_that_would_close_the_parsers_padding_is_still_not_json() -> None:
+    # Deep files are parsed inside extra levels of nesting; bytes that close them and open
+    # more ("…],[…") make one document of the padding, never of the file itself.
+    session = b'{"key": "a", "messages": [' + b" " * 3000 + b"]}"
+    for data in (session + b"],[1", session + b"]] , [[", b"1],[" + session, session + b"],[" + session):
+        with pytest.raises(InvalidSession, match="not valid JSON"):
+            parse_session(data)
+    assert parse_session(b"\xef\xbb\xbf" + session + b"\n").key == "a"  # a BOM before the padding

@@ -6,13 +6,14 @@ import asyncio
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.disk import api_equals_disk
-from tests.support import AUTH, NOBODY, as_nobody, eventually, immutable, session_doc, store_of, write_atomic
+from tests.support import AUTH, NOBODY, as_nobody, eventually, immutable, session_doc, small_tmpfs, store_of, write_atomic
 
 
 async def delete(client: TestClient, key: str) -> int:
@@ -120,6 +121,45 @@ async def test_a_file_the_file_system_refuses_to_remove_is_a_503_and_nothing_cha
         assert (await resp.json())["detail"].startswith("Session not deleted: Operation not permitted")
         assert path.exists() and "stuck:1" in store_of(client).index
     assert (await client.delete("/api/v1/sessions/stuck:1", headers=AUTH)).status == 200
+
+
+def leftovers(sessions: Path) -> list[str]:
+    """Every name a delete could leave behind: in the folder beside the sessions, and in the trash."""
+    names = [p.name for p in sessions.iterdir() if p.name.startswith(".") and p.name != ".trash"]
+    trash = sessions / ".trash"
+    return names + [f".trash/{p.name}" for p in trash.iterdir()] if trash.is_dir() else names
+
+
+@pytest.mark.parametrize("trash_days", [7, 0])
+async def test_a_refused_delete_leaves_nothing_behind_in_the_trash_or_the_folder(
+    start_client: Any, sessions: Path, trash_days: int
+) -> None:
+    client = await start_client(trash_days=trash_days)
+    path = write_atomic(sessions, "stuck:1")
+    await eventually(lambda: "stuck:1" in store_of(client).index)
+    with immutable(path):  # rename and unlink fail with EPERM, even for root
+        for _ in range(3):
+            resp = await client.delete("/api/v1/sessions/stuck:1", headers=AUTH)
+            assert resp.status == 503 and "nothing was changed" in (await resp.json())["detail"]
+        assert leftovers(sessions) == [] and path.exists()
+        if trash_days:
+            assert (await (await client.get("/api/v1/trash", headers=AUTH)).json())["count"] == 0
+    assert await delete(client, "stuck:1") == 200  # and once the file system allows it, it goes
+    assert not path.exists()
+
+
+async def test_a_trash_on_another_file_system_refuses_the_delete_says_why_and_leaves_nothing(
+    start_client: Any, sessions: Path
+) -> None:
+    client = await start_client(trash_days=7)
+    path = write_atomic(sessions, "far:1")
+    await eventually(lambda: "far:1" in store_of(client).index)
+    with small_tmpfs(sessions / ".trash"):  # rename() into it fails with EXDEV
+        for _ in range(3):
+            resp = await client.delete("/api/v1/sessions/far:1", headers=AUTH)
+            detail = (await resp.json())["detail"]
+            assert resp.status == 503 and "another file system" in detail and "nothing was changed" in detail, detail
+        assert leftovers(sessions) == [] and path.exists() and "far:1" in store_of(client).index
 
 
 async def test_a_trash_folder_that_is_not_a_folder_is_a_503_not_a_crash(start_client, sessions: Path) -> None:

@@ -40,6 +40,7 @@ def test_feed_numbers_buffers_and_knows_when_a_client_is_behind() -> None:
         "created_at": 1.0,
         "updated_at": 2.0,
         "size": 5,
+        "version": "1-1-1-5",  # the file's identity (inode, mtime, ctime, size): see sessiond.core.query.version
     }
     feed.publish([change("created", "b"), change("deleted", "a")])
     assert [e.seq for e in feed.since(101)] == [102, 103, 104]  # 101 itself dropped: still exact
@@ -153,6 +154,27 @@ async def test_resync_when_too_far_behind(start_client: Any, sessions: Path) -> 
         (later,) = await events(resp, 1)  # and the stream goes on from there
         assert later["event"] == "created" and int(later["id"]) == int(resync["id"]) + 1
         resp.close()
+
+
+async def test_a_resume_point_of_thousands_of_digits_resyncs_the_same_through_the_header_and_since(
+    client: TestClient, sessions: Path
+) -> None:
+    # int() refuses more than 4,300 digits; such an id is simply not one of ours.
+    huge = "9" * 5000
+    for query, headers in (("", {"Last-Event-ID": huge}), (f"?since={huge}", {})):
+        resp = await open_stream(client, query, **headers)
+        (resync,) = await events(resp, 1)
+        assert resync["event"] == "resync" and int(resync["id"]) == resync["data"]["seq"]
+        resp.close()
+    # One reader of ids for both: what is not ASCII digits is a 400 through ?since= (and,
+    # through the header an EventSource sends back unread, a resync as before).
+    for bad in ("+5", "%D9%A3", "1_000", "%205", "-1", ""):
+        resp = await client.get(f"/api/v1/events?since={bad}", headers=AUTH)
+        body = await resp.json()
+        assert resp.status == 400 and body["parameter"] == "since" and body["detail"], (bad, body)
+    resp = await open_stream(client, **{"Last-Event-ID": "+5"})
+    assert (await events(resp, 1))[0]["event"] == "resync"
+    resp.close()
 
 
 async def test_a_stream_is_refused_until_the_first_index_is_whole(

@@ -19,6 +19,7 @@ import pytest
 
 from sessiond.core import loader
 from sessiond.core.index import InvalidFile, SessionRecord
+from sessiond.core.loader import json_loads
 from tests.support import AUTH, MB, eventually, read_file, session_doc, store_of, write_atomic, write_big_session
 
 # name -> (bytes, the reason the daemon reports)
@@ -129,6 +130,52 @@ def test_big_file_is_parsed_in_a_child(tmp_path: Path, monkeypatch: pytest.Monke
     assert isinstance(state, InvalidFile) and "parse worker failed" in state.reason
 
 
+NESTED_TOO_DEEPLY = "not valid JSON (nested too deeply for Python's json.loads)"
+
+
+def deep_session(key: str, depth: int, pad: int = 0) -> bytes:
+    """A session *depth* levels deep in all, with a *pad*-byte message beside the deep one."""
+    filler = b'{"role": "user", "content": "' + b"x" * pad + b'"}, ' if pad else b""
+    return b'{"key": "' + key.encode() + b'", "messages": [' + filler + b"[" * (depth - 2) + b"]" * (depth - 2) + b"]}"
+
+
+async def test_a_session_nested_deeper_than_json_loads_reads_is_an_invalid_file_not_served(client, sessions: Path) -> None:
+    # simdjson reads up to 1,024 levels; the agent's json.loads stops near 990.
+    deep = {f"deep{depth}.json": depth for depth in (994, 1000, 1022, 1024)}
+    for name, depth in deep.items():
+        (sessions / name).write_bytes(deep_session(f"deep:{depth}", depth))
+    (sessions / "fine.json").write_bytes(deep_session("deep:950", 950))  # json.loads reads this one
+    store = store_of(client)
+    await eventually(lambda: set(deep) <= set(store.index.invalid) and "deep:950" in store.index, timeout=3)
+    assert all(store.index.invalid[name].reason == NESTED_TOO_DEEPLY for name in deep)
+    listing = await (await client.get("/api/v1/sessions?prefix=deep:", headers=AUTH)).json()
+    assert listing["sessions"] == ["deep:950"]
+    for depth in deep.values():
+        assert (await client.get(f"/api/v1/sessions/deep:{depth}", headers=AUTH)).status == 404
+    export = await client.get("/api/v1/export?prefix=deep:", headers=AUTH)
+    lines = (await export.read()).splitlines()
+    # (read as a fresh caller would: pytest's own stack leaves json.loads here too little room)
+    assert export.status == 200 and [json_loads(line)["key"] for line in lines] == ["deep:950"]  # type: ignore[index]
+
+
+async def test_a_deep_utf16_session_that_json_loads_reads_exports_as_one_line(client, sessions: Path) -> None:
+    # UTF-16 is written out again through json.loads and json.dumps, each near its depth limit.
+    (sessions / "deep16.json").write_bytes(deep_session("deep16:989", 989).decode().encode("utf-16"))
+    await eventually(lambda: "deep16:989" in store_of(client).index, timeout=3)
+    export = await client.get("/api/v1/export?prefix=deep16:", headers=AUTH)
+    (line,) = (await export.read()).splitlines()
+    assert export.status == 200 and line == deep_session("deep16:989", 989)  # json.dumps writes it just so
+
+
+def test_a_big_session_nested_deeper_than_json_loads_reads_is_invalid_in_the_child_too(tmp_path: Path) -> None:
+    (tmp_path / "big-deep.json").write_bytes(deep_session("big:deep", 1000, pad=5 * MB))
+    (tmp_path / "big-fine.json").write_bytes(deep_session("big:fine", 900, pad=5 * MB))
+    state = read_file(tmp_path, "big-deep.json", 256 * MB)
+    assert isinstance(state, InvalidFile) and state.reason == NESTED_TOO_DEEPLY, state
+    state = read_file(tmp_path, "big-fine.json", 256 * MB)
+    assert isinstance(state, SessionRecord) and state.message_count == 2
+
+
 @asynccontextmanager
 async def loop_stall_probe() -> AsyncIterator[list[float]]:
     """Measure the event loop's longest stall (beyond a 1 ms sleep) while the block runs."""
@@ -233,3 +280,41 @@ async def test_what_is_remembered_about_bad_files_is_pruned_with_the_files(clien
     await eventually(lambda: "nudge" in store.index)
     assert len(store._reported_collisions) <= 1
     assert len(store._reported_invalid) <= 64
+
+
+async def test_invalid_files_are_listed_with_their_reason_size_and_time(start_client, sessions: Path) -> None:
+    """GET /api/v1/invalid: what the operator fixes or deletes next, from the index, every
+    name shown safely (control characters escaped by JSON; bytes that are not UTF-8 as \\xNN)."""
+    (sessions / "broken.json").write_text("{not json")
+    os.utime(sessions / "broken.json", (1_700_000_000, 1_700_000_000.5))
+    hostile = "evil\n\x1b[31m\u202e<b>.json"
+    (sessions / hostile).write_bytes(b"[]")
+    fd = os.open(os.fsencode(sessions) + b"/caf\xe9.json", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"{}")
+    os.close(fd)
+    write_atomic(sessions, "good:1")
+    client = await start_client()
+    assert (await client.get("/api/v1/invalid")).status == 401
+    resp = await client.get("/api/v1/invalid", headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert (body["count"], body["truncated"]) == (3, False)
+    assert [f["name"] for f in body["files"]] == ["broken.json", "caf\\xe9.json", hostile]  # by name
+    broken, cafe, evil = body["files"]
+    assert broken["reason"].startswith("not valid JSON") and broken["name_is_utf8"] is True
+    assert (broken["size"], broken["mtime"]) == (9, 1_700_000_000.5)
+    assert cafe["name_is_utf8"] is False and "not valid UTF-8" in cafe["reason"]
+    assert evil["reason"] == "top level is a JSON list, not an object"
+    assert "good:1" not in json.dumps(body)
+
+
+async def test_the_invalid_list_is_bounded_by_limit(client, sessions: Path) -> None:
+    for i in range(5):
+        (sessions / f"bad{i}.json").write_text("[]")
+    await eventually(lambda: len(store_of(client).index.invalid) == 5)
+    body = await (await client.get("/api/v1/invalid?limit=2", headers=AUTH)).json()
+    assert [f["name"] for f in body["files"]] == ["bad0.json", "bad1.json"]
+    assert (body["count"], body["truncated"]) == (5, True)
+    for wrong in ("0", "x", "100001"):
+        resp = await client.get(f"/api/v1/invalid?limit={wrong}", headers=AUTH)
+        assert resp.status == 400 and (await resp.json())["parameter"] == "limit"

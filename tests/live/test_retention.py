@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from aiohttp.test_utils import TestClient
 
 from sessiond import config
 from sessiond.core.errors import SessionChanged
-from sessiond.core.retention import RetentionRule, parse_rules
+from sessiond.core.retention import RetentionRule, parse_rules, plan
+from sessiond.live import retention as retention_run
 from sessiond.live.retention import Retention
 from sessiond.web.appkeys import RETENTION
 from tests.support import AUTH, Daemon, eventually, immutable, open_store, store_of, write_atomic
@@ -76,7 +79,9 @@ async def test_a_cap_keeps_the_newest(start_client: Any, sessions: Path) -> None
     client = await start_client(retention=[{"prefix": "slack:", "keep_at_most": 2}])
     await settle(client, 6)
     preview = await (await client.get("/api/v1/retention", headers=AUTH)).json()
-    assert preview["preview"]["rules"] == [{"rule": "slack:", "count": 4, "sample": ["slack:0", "slack:1", "slack:2", "slack:3"]}]
+    assert preview["preview"]["rules"] == [
+        {"rule": "slack:", "count": 4, "files": 4, "sample": ["slack:0", "slack:1", "slack:2", "slack:3"], "collisions": {}}
+    ]
     await (await runs(client)).run_once()
     assert list(store_of(client).index.keys()) == ["slack:4", "slack:5"]
 
@@ -150,7 +155,7 @@ async def test_a_delete_the_file_system_refuses_is_reported_and_the_rest_goes_on
         client = await start_client(retention=RULES)
         await settle(client, 2)
         report = await (await runs(client)).run_once()
-    assert report.outcome == "deleted" and report.deleted == {"api:": 1}
+    assert report.outcome == "partial" and report.deleted == {"api:": 1}  # some went, some failed
     assert [failure["key"] for failure in report.failed] == ["api:stuck"]
     assert (sessions / "api_stuck.json").exists() and not (sessions / "api_old.json").exists()
     shown = await (await client.get("/api/v1/retention", headers=AUTH)).json()
@@ -159,6 +164,25 @@ async def test_a_delete_the_file_system_refuses_is_reported_and_the_rest_goes_on
     metrics = await (await client.get("/metrics", headers=AUTH)).text()
     stamp = next(line for line in metrics.splitlines() if line.startswith("sessiond_retention_last_run_timestamp_seconds "))
     assert abs(float(stamp.split()[1]) - report.started_at) < 1
+
+
+async def test_a_run_whose_every_delete_failed_says_failed(start_client: Any, sessions: Path) -> None:
+    stuck = [aged(sessions, f"api:stuck{i}", 30) for i in range(3)]
+    with contextlib.ExitStack() as held:
+        for path in stuck:
+            held.enter_context(immutable(path))
+        client = await start_client(retention=RULES)
+        await settle(client, 3)
+        report = await (await runs(client)).run_once()
+    assert report.outcome == "failed" and report.deleted == {} and len(report.failed) == 3
+    shown = (await (await client.get("/api/v1/retention", headers=AUTH)).json())["last_run"]
+    assert (shown["outcome"], shown["deleted"], len(shown["failed"])) == ("failed", 0, 3)
+    metrics = await (await client.get("/metrics", headers=AUTH)).text()
+    assert 'sessiond_retention_last_run_outcome{outcome="failed"} 1.0' in metrics
+    assert 'sessiond_retention_last_run_outcome{outcome="deleted"} 0.0' in metrics
+    document = await (await client.get("/api/v1/openapi.json", headers=AUTH)).json()
+    last_run = document["paths"]["/api/v1/retention"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"failed", "partial"} <= set(last_run["properties"]["last_run"]["properties"]["outcome"]["enum"])
 
 
 async def test_a_session_rewritten_after_it_was_judged_stays(sessions: Path) -> None:
@@ -241,3 +265,176 @@ def test_a_reload_that_shortens_the_interval_applies_at_once(workspace: Path, tm
             time.sleep(0.1)
         assert not (sessions / "telegram_old.json").exists()
         assert json.loads(d.get("/api/v1/retention")[1])["next_run_at"] < time.time() + 5
+
+
+SHADOWED = '[[retention]]\nprefix = "tg:"\nidle_days = 7\n[[retention]]\nprefix = "tg:vip:"\nidle_days = 365\n'
+SHADOW_REASON = "rule 2: prefix 'tg:vip:' is shadowed by rule 1 (prefix 'tg:'), which decides for every key it would"
+
+
+@pytest.mark.slow
+def test_a_rule_shadowed_by_an_earlier_shorter_prefix_is_refused(workspace: Path, tmp_path: Path) -> None:
+    """`tg:` then `tg:vip:`: the second rule would never decide, so tg:vip:alice idle 30 days would go at 7."""
+    with pytest.raises(ValueError, match="order the longer prefix first") as info:
+        parse_rules([{"prefix": "tg:", "idle_days": 7}, {"prefix": "tg:vip:", "idle_days": 365}])
+    assert str(info.value).startswith(SHADOW_REASON)
+    with pytest.raises(ValueError, match=r"rule 2: prefix 'a:' is shadowed by rule 1 \(prefix ''\)"):
+        parse_rules([{"idle_days": 30}, {"prefix": "a:", "idle_days": 1}])  # every key: nothing may follow
+    # the longer prefix first is what the operator meant, and is accepted
+    assert len(parse_rules([{"prefix": "tg:vip:", "idle_days": 365}, {"prefix": "tg:", "idle_days": 7}])) == 2
+
+    conf = tmp_path / "sessiond.toml"
+    conf.write_text(SHADOWED)
+    checked = subprocess.run(
+        [sys.executable, "-m", "sessiond", "check-config", "--config", str(conf), "--workspace", str(workspace)],
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}, "SESSIOND_TOKEN": "t" * 20},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 2 and SHADOW_REASON in checked.stderr and "order the longer prefix first" in checked.stderr
+
+    # a reload to such rules is refused and the running rules stay
+    conf.write_text('[[retention]]\nprefix = "tg:"\nidle_days = 7\n')
+    with Daemon(workspace, "--config", str(conf)) as d:
+        d.wait_ready()
+        conf.write_text(SHADOWED)
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while "reload refused" not in d.output() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert SHADOW_REASON in d.output()
+        shown = json.loads(d.get("/api/v1/retention")[1])
+        assert shown["rules"] == [{"prefix": "tg:", "idle_days": 7.0, "keep_at_most": None}]
+        assert d.stop() == 0
+    # and so is a start
+    with Daemon(workspace, "--config", str(conf)) as d:
+        assert d.proc.wait(15) == 2 and SHADOW_REASON in d.output()
+
+
+async def test_retention_spares_a_file_written_within_the_grace_period_whichever_key_it_holds(
+    start_client: Any, sessions: Path
+) -> None:
+    """Two files claim tg:x: the served one old, the other old in content but written 5 s ago."""
+    aged(sessions, "tg:x", 100)
+    backup = write_atomic(
+        sessions, "tg:x", name="tg_x.backup.json", created=time.time() - 201 * DAY, updated=time.time() - 200 * DAY
+    )
+    just_now = time.time() - 5
+    os.utime(backup, (just_now, just_now))
+    client = await start_client(retention=[{"prefix": "tg:", "idle_days": 1}], trash_days=7)
+    await eventually(lambda: store_of(client).index.collision_count == 1)
+    shown = await (await client.get("/api/v1/retention", headers=AUTH)).json()
+    assert shown["preview"]["total"] == 0 and shown["preview"]["spared_recent"] == 1
+    report = await (await runs(client)).run_once()
+    assert report.outcome == "nothing" and report.deleted == {} and report.spared_recent == 1
+    assert (sessions / "tg_x.json").exists() and backup.exists()
+    assert (await (await client.get("/api/v1/trash", headers=AUTH)).json())["items"] == []
+
+
+async def test_the_preview_and_the_report_count_every_file_that_goes(start_client: Any, sessions: Path) -> None:
+    aged(sessions, "tg:x", 100)
+    old_copy = write_atomic(sessions, "tg:x", name="tg_x.backup.json", updated=time.time() - 200 * DAY)
+    os.utime(old_copy, (time.time() - 150 * DAY,) * 2)
+    aged(sessions, "tg:y", 100)
+    client = await start_client(retention=[{"prefix": "tg:", "idle_days": 1}], trash_days=7)
+    await eventually(lambda: store_of(client).index.collision_count == 1 and "tg:y" in store_of(client).index)
+    preview = (await (await client.get("/api/v1/retention", headers=AUTH)).json())["preview"]
+    assert preview["total"] == 2 and preview["total_files"] == 3
+    assert preview["rules"] == [
+        {
+            "rule": "tg:",
+            "count": 2,
+            "files": 3,
+            "sample": ["tg:x", "tg:y"],
+            "collisions": {"tg:x": ["tg_x.json", "tg_x.backup.json"]},
+        }
+    ]
+    await (await runs(client)).run_once()
+    last = (await (await client.get("/api/v1/retention", headers=AUTH)).json())["last_run"]
+    assert (last["matched"], last["matched_files"], last["deleted"], last["deleted_files"]) == (2, 3, 2, 3)
+    assert last["by_rule"] == {"tg:": {"matched": 2, "matched_files": 3, "deleted": 2, "deleted_files": 3}}
+    trash = (await (await client.get("/api/v1/trash", headers=AUTH)).json())["items"]
+    assert sorted(item["key"] for item in trash) == ["tg:x", "tg:x", "tg:y"]
+
+
+async def test_a_file_claiming_the_key_after_it_was_judged_stays(sessions: Path) -> None:
+    """The plan judged tg:x by its one file; a second file claiming it since (older content,
+    just written) is not part of what was judged: the key stays whole."""
+    aged(sessions, "tg:x", 100)
+    store = open_store(sessions)
+    await store.scan()
+    (judged,) = plan(store.index, [RetentionRule("tg:", 1.0)], time.time(), 600)
+    (record,) = judged.doomed
+    late = write_atomic(sessions, "tg:x", name="tg_x.backup.json", updated=time.time() - 200 * DAY)
+    await store.refresh([late.name])
+    with pytest.raises(SessionChanged):
+        await store.delete("tg:x", expected=record, files=judged.files[record.key])
+    assert late.exists() and (sessions / "tg_x.json").exists()
+
+
+async def test_a_session_restored_from_the_trash_is_not_deleted_again_by_retention(start_client: Any, sessions: Path) -> None:
+    """Restore keeps the file's mtime and updated_at, so the next run would judge it as before.
+    The operator's restore sticks: across a restart, with the trash turned off since, until
+    the file changes."""
+    aged(sessions, "tg:old", 100)
+    rules = [{"prefix": "tg:", "idle_days": 1}]
+    client = await start_client(retention=rules, trash_days=7)
+    await settle(client, 1)
+    assert (await (await runs(client)).run_once()).deleted == {"tg:": 1}
+    resp = await client.post("/api/v1/trash:restore", json={"keys": ["tg:old"]}, headers=AUTH)
+    assert len((await resp.json())["restored"]) == 1
+    preview = (await (await client.get("/api/v1/retention", headers=AUTH)).json())["preview"]
+    assert (preview["total"], preview["spared_restored"]) == (0, 1)
+    report = await (await runs(client)).run_once()
+    assert report.outcome == "nothing" and report.spared_restored == 1
+    assert (sessions / "tg_old.json").exists()
+    await client.close()
+
+    # a restart (the trash turned off meanwhile) remembers it
+    client = await start_client(retention=rules, trash_days=0)
+    await settle(client, 1)
+    report = await (await runs(client)).run_once()
+    assert report.deleted == {} and report.spared_restored == 1 and (sessions / "tg_old.json").exists()
+
+    # once the file changes, the rules judge it again (here: rewritten with old content and times)
+    aged(sessions, "tg:old", 100, messages=2)
+    await eventually(lambda: store_of(client).index.get("tg:old").message_count == 2)
+    report = await (await runs(client)).run_once()
+    assert report.deleted == {"tg:": 1} and not (sessions / "tg_old.json").exists()
+
+
+async def test_a_restore_mark_is_forgotten_once_its_file_changed(
+    start_client: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aged(sessions, "tg:old", 100)
+    client = await start_client(retention=[{"prefix": "tg:", "idle_days": 1}], trash_days=7)
+    await settle(client, 1)
+    await store_of(client).delete("tg:old")
+    await client.post("/api/v1/trash:restore", json={"keys": ["tg:old"]}, headers=AUTH)
+    marks = sessions / ".trash" / "restored"
+    assert len(list(marks.iterdir())) == 1
+    write_atomic(sessions, "tg:old", messages=3)  # the agent carries on with it
+    await eventually(lambda: store_of(client).index.get("tg:old").message_count == 3)
+    await (await runs(client)).run_once()
+    assert len(list(marks.iterdir())) == 1  # a moment after the restore, the index may not show it yet
+    monkeypatch.setattr(retention_run, "MARK_SETTLE", 0.0)
+    await (await runs(client)).run_once()
+    assert list(marks.iterdir()) == [] and (sessions / "tg_old.json").exists()
+
+
+async def test_a_restore_that_cannot_be_remembered_changes_nothing_and_retention_waits(start_client: Any, sessions: Path) -> None:
+    aged(sessions, "tg:old", 100)
+    aged(sessions, "tg:other", 100)
+    client = await start_client(retention=[{"prefix": "tg:", "idle_days": 1}], trash_days=7)
+    await settle(client, 2)
+    await store_of(client).delete("tg:old")
+    (sessions / ".trash" / "restored").write_text("in the way")
+    resp = await client.post("/api/v1/trash:restore", json={"keys": ["tg:old"]}, headers=AUTH)
+    (failure,) = (await resp.json())["failed"]
+    assert "sessions/.trash/restored" in failure["reason"] and "not a directory" in failure["reason"]
+    assert not (sessions / "tg_old.json").exists()
+    assert [i["key"] for i in (await (await client.get("/api/v1/trash", headers=AUTH)).json())["items"]] == ["tg:old"]
+    # unable to tell what was restored, a run deletes nothing and says why
+    report = await (await runs(client)).run_once()
+    assert report.outcome == "failed" and "restore marks" in (report.reason or "") and report.deleted == {}
+    assert (sessions / "tg_other.json").exists()

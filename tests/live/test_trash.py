@@ -150,3 +150,40 @@ async def test_purge_task_runs_in_the_background(start_client: Any, sessions: Pa
     await client.delete("/api/v1/sessions/brief", headers=AUTH)
     assert len(await listing(client)) == 1
     await eventually(lambda: not any((sessions / ".trash").iterdir()), timeout=5)
+
+
+async def test_a_trashed_session_can_be_read_before_it_is_restored(trashy: TestClient, sessions: Path) -> None:
+    """GET /api/v1/trash/{id}: the trashed file as stored (NaN and all), like export; never a path."""
+    path = write_atomic(sessions, "tg:x", messages=3)
+    path.write_bytes(path.read_bytes()[:-1] + b', "score": NaN}')
+    original = path.read_bytes()
+    await eventually(lambda: "tg:x" in store_of(trashy).index and store_of(trashy).index.get("tg:x").size == len(original))
+    assert (await trashy.delete("/api/v1/sessions/tg:x", headers=AUTH)).status == 200
+    (entry,) = await listing(trashy)
+    assert (await trashy.get(f"/api/v1/trash/{entry['id']}")).status == 401
+    resp = await trashy.get(f"/api/v1/trash/{entry['id']}", headers=AUTH)
+    assert resp.status == 200 and resp.content_type == "application/json"
+    assert await resp.read() == original
+    assert "tg_x.json" in resp.headers["Content-Disposition"]
+    assert (await listing(trashy))[0]["id"] == entry["id"]  # reading restores nothing
+    for unknown in ("0" * 24, "..", "..%2F..%2Fsessions", "%2e%2e", "x" * 5000):
+        resp = await trashy.get(f"/api/v1/trash/{unknown}", headers=AUTH)
+        body = await resp.json()
+        assert resp.status == 404 and body["detail"] in ("Not in the trash", "Not Found"), unknown
+        assert str(sessions) not in body["detail"]
+
+
+async def test_reading_a_trashed_session_when_the_trash_is_off_says_so(client: TestClient) -> None:
+    resp = await client.get("/api/v1/trash/" + "0" * 24, headers=AUTH)
+    assert resp.status == 404 and "trash_days" in (await resp.json())["detail"]
+
+
+async def test_a_trashed_file_over_max_file_bytes_is_refused_not_read(start_client: Any, sessions: Path) -> None:
+    client = await start_client(trash_days=7, max_file_bytes=2048)
+    write_atomic(sessions, "big:1", messages=1)
+    await eventually(lambda: "big:1" in store_of(client).index)
+    assert (await client.delete("/api/v1/sessions/big:1", headers=AUTH)).status == 200
+    (entry,) = await listing(client)
+    (sessions / ".trash" / f"{entry['id']}.json").write_bytes(b"{" + b" " * 4096 + b"}")
+    resp = await client.get(f"/api/v1/trash/{entry['id']}", headers=AUTH)
+    assert resp.status == 413 and "max_file_bytes" in (await resp.json())["detail"]

@@ -3,6 +3,7 @@ the scrape listener, one-line errors, progress. Real daemon processes throughout
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -11,17 +12,18 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from sessiond import config
-from sessiond.demo import demo_session, write_session
+from sessiond.demo import write_session
 from sessiond.ops.logs import priority
 from sessiond.ops.systemd import SystemdNotifier
 from sessiond.server import ScanProgress
-from tests.support import TOKEN, Daemon, NotifySocket, as_nobody, free_port
+from tests.support import TOKEN, Daemon, NotifySocket, as_nobody, demo_session, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,6 +123,74 @@ def test_json_log_format_is_one_object_per_line(workspace: Path) -> None:
     assert TOKEN not in d.output()
 
 
+# Every character str.splitlines() breaks at, but \n (which the access log never holds raw).
+LINE_BREAKS = "\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+
+def hostile_requests(port: int) -> list[str]:
+    """Requests whose path and headers carry every line break, each trying to forge a record."""
+    paths = ["/x%E2%80%A8<3>FORGED%E2%80%A8", "/y%C2%85<3>FORGED%E2%80%A9", "/z%0B%0C%1C%1D%1E%0D<3>FORGED"]
+    for path in paths:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {TOKEN}\r\n".encode()
+                # A trusted proxy's X-Forwarded-For: an IPv6 scope id may hold any text.
+                + "X-Forwarded-For: fe80::1%\u2028<3>FORGED\x85\r\n".encode()
+                + "X-Request-ID: a\u2028<3>FORGED\r\nUser-Agent: \u2029<3>FORGED\r\n\r\n".encode()
+            )
+            assert conn.recv(100).startswith(b"HTTP/1.1 404")
+    return paths
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_under_journald_a_hostile_path_or_header_stays_one_line_of_one_record(workspace: Path, log_format: str) -> None:
+    # A file name is the other thing outside parties write into the log.
+    (workspace / "sessions" / "bad\u2028<3>FORGED\x85.json").write_text("{not json")
+    port = free_port()
+    log_path = workspace.parent / f"sessiond-{port}.log"  # the file Daemon writes to: its inode is the stream
+    log_path.touch()
+    env = {**journal_env(log_path), "SESSIOND_LOG_FORMAT": log_format, "SESSIOND_TRUSTED_PROXIES": "127.0.0.1"}
+    with Daemon(workspace, env=env, port=port) as d:
+        d.wait_ready()
+        paths = hostile_requests(port)
+        assert d.stop() == 0
+    lines = d.output().split("\n")[:-1]
+    assert all(line[:3] in ("<6>", "<4>", "<3>", "<7>") for line in lines), lines
+    assert not any(ch in line for line in lines for ch in LINE_BREAKS), lines
+    assert not any(line[3:].startswith("<3>FORGED") for line in lines), lines
+    assert sum("FORGED" in line for line in lines) == len(paths) + 1, lines
+    if log_format == "json":
+        entries = [json.loads(line[3:]) for line in lines]
+        access = [e["message"] for e in entries if e["logger"] == "sessiond.access" and "FORGED" in e["message"]]
+        assert [m.split(" ")[1] for m in access] == [
+            "/x\u2028<3>FORGED\u2028",
+            "/y\x85<3>FORGED\u2029",
+            "/z\v\f\x1c\x1d\x1e\r<3>FORGED",
+        ]
+        assert all("client=fe80::1%\u2028<3>FORGED " in m for m in access), access
+        assert any("FORGED" in e["message"] and e["logger"] == "sessiond.live.store" for e in entries)
+
+
+def test_a_record_with_line_breaks_in_its_traceback_is_still_its_own_lines_only() -> None:
+    from sessiond.ops.logs import make_formatter
+
+    try:
+        raise ValueError("bad\u2028<3>FORGED\x85<3>FORGED\r<3>FORGED")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "m\u2029<3>%s", ("FORGED\x1e",), sys.exc_info())
+    for log_format in ("json", "text"):
+        for journal in (True, False):
+            text = make_formatter(log_format, journal=journal).format(record)
+            assert not any(ch in text for ch in LINE_BREAKS), (log_format, journal, text)
+            if log_format == "json":
+                (line,) = text.split("\n")
+                entry = json.loads(line[3:] if journal else line)
+                assert entry["message"] == "m\u2029<3>FORGED\x1e" and "FORGED\x85<3>FORGED\r" in entry["traceback"]
+            elif journal:
+                assert all(line.startswith("<3>") for line in text.split("\n"))
+
+
 def test_a_long_first_scan_logs_its_progress() -> None:
     now = [100.0]
     sent: list[str] = []
@@ -173,6 +243,54 @@ def test_check_config_fails_with_the_daemons_one_line_errors(workspace: Path, tm
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.splitlines() == ["sessiond: rate_limit_per_ip: -1 is not a whole number from 0 to 1000000"]
+
+
+def test_check_config_prints_toml_the_daemon_reads_back_unchanged(workspace: Path, tmp_path: Path) -> None:
+    """Its output, parsed with tomllib and given back as --config, is accepted and loads the
+    same settings: retention rules as tables (not a Python tuple), the socket mode in octal."""
+    state = tmp_path / "state"
+    state.mkdir()
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        f'unix = "{tmp_path}/api \\"quoted\\"\\n.sock"\n'
+        "unix_mode = 0o640\n"
+        'trusted_proxies = ["10.0.0.0/8", "::1"]\n'
+        f'state_dir = "{state}"\n'
+        "force_polling = true\n"
+        "events_keepalive = 0.01\n"
+        "[[retention]]\n"
+        'prefix = "tg:vip:\\t"\n'
+        "idle_days = 365\n"
+        "[[retention]]\n"
+        'prefix = ""\n'
+        "keep_at_most = 3\n"
+    )
+    env = {"SESSIOND_TOKEN": TOKEN}
+    first = run_sessiond("check-config", "--config", str(cfg), "--workspace", str(workspace), env=env)
+    assert first.returncode == 0, first.stderr
+    printed = tomllib.loads(first.stdout)
+    assert printed["unix_mode"] == 0o640 and "unix_mode = 0o640" in first.stdout
+    assert printed["retention"] == [
+        {"prefix": "tg:vip:\t", "idle_days": 365.0},
+        {"prefix": "", "keep_at_most": 3},
+    ]
+    again = tmp_path / "again.toml"
+    again.write_text(first.stdout)
+    second = run_sessiond("check-config", "--config", str(again), env=env)
+    assert second.returncode == 0, second.stderr
+    assert tomllib.loads(second.stdout) == printed
+    loaded = [config.load({"config": str(cfg), "workspace": str(workspace)}, env), config.load({"config": str(again)}, env)]
+    assert loaded[0].workspace == workspace.resolve()
+    assert dataclasses.replace(loaded[0], config_file=None) == dataclasses.replace(loaded[1], config_file=None)
+
+
+def test_modes_are_octal_in_help_and_errors(workspace: Path, tmp_path: Path) -> None:
+    assert "unix socket permissions, octal (default 0o660)" in run_sessiond("--help").stdout
+    cfg = tmp_path / "s.toml"
+    cfg.write_text("unix_mode = 0o1000\n")
+    result = run_sessiond("check-config", "--config", str(cfg), "--workspace", str(workspace), env={"SESSIOND_TOKEN": TOKEN})
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["sessiond: unix_mode: 0o1000 is not a permission mode from 0o000 to 0o777"]
 
 
 @pytest.mark.slow
@@ -406,7 +524,7 @@ def test_the_license_file_matches_setup_cfg() -> None:
         (b'{"key": "a", "messages": [] "x": 1}', "not valid JSON (Expecting ',' delimiter at line 1 column 29)"),
         (b'{"key": "a",\n "messages": [', "not valid JSON (Expecting value at line 2 column 15)"),
         (b'{"key": "caf\xe9"}', "not valid JSON (not UTF-8 at byte 12)"),
-        (b"[" * 5000 + b"]" * 5000, "not valid JSON (nested too deeply)"),
+        (b"[" * 5000 + b"]" * 5000, "not valid JSON (nested too deeply for Python's json.loads)"),
     ],
 )
 def test_a_bad_file_is_logged_with_where_and_why(data: bytes, reason: str) -> None:

@@ -1,4 +1,4 @@
-"""Every curl and sessionctl example in the README, run against `make run`'s demo.
+"""Every curl and sessionctl example in README.md and docs/*.md, run against `make run`'s demo.
 
 Each ```sh block that holds an example gets a fresh `make run` (on a free port,
 with the variables the block names before "make run" in a comment). Lines that
@@ -14,21 +14,20 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.support import README, REPO, Demo
 
 # Each test starts the real daemon as a process: `make test-quick` leaves them out.
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-README = (REPO / "README.md").read_text()
+# The README and every guide: the files whose examples are run, by their path in the repository.
+PAGES = {"README.md": README} | {f"docs/{path.name}": path.read_text() for path in sorted((REPO / "docs").glob("*.md"))}
 EXAMPLE = re.compile(r"^(curl|sessionctl) ")
 
 
@@ -41,14 +40,15 @@ class Example:
 
 @dataclass
 class Block:
+    page: str
     line: int
     env: dict[str, str]
     examples: list[Example]
 
 
-def blocks() -> list[Block]:
+def blocks(page: str, text: str) -> list[Block]:
     found = []
-    for match in re.finditer(r"```sh\n(.*?)```", README, re.S):
+    for match in re.finditer(r"```sh\n(.*?)```", text, re.S):
         lines = match.group(1).splitlines()
         if not any(EXAMPLE.match(line) for line in lines):
             continue
@@ -68,7 +68,7 @@ def blocks() -> list[Block]:
                 examples.append(current)
             elif line and not line.startswith("#"):
                 setup.append(line)
-        found.append(Block(README.count("\n", 0, match.start()) + 2, env, examples))
+        found.append(Block(page, text.count("\n", 0, match.start()) + 2, env, examples))
     return found
 
 
@@ -88,51 +88,6 @@ def matches(expected: list[str], actual: str, anywhere: bool = False) -> bool:
     pattern = re.escape(normalise("\n".join(expected))).replace(r"\.\.\.", ".*?")
     finder = re.search if anywhere else re.fullmatch
     return finder(pattern, normalise(actual), re.S) is not None
-
-
-class Demo:
-    """`make run` on a free port, in its own run folder, with *env*."""
-
-    def __init__(self, run_dir: Path, env: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.run_dir = run_dir
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("SESSIOND_", "NOTIFY_SOCKET", "LISTEN_", "MAKE"))}
-        self.log = (run_dir.parent / f"make-run-{self.port}.log").open("wb")
-        self.proc = subprocess.Popen(
-            ["make", "--no-print-directory", "-C", str(REPO), "run", f"RUNDIR={run_dir}", f"PORT={self.port}"],
-            env={**base, **env},
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.wait_ready()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.run_dir.parent / f"make-run-{self.port}.log").read_text()
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except (OSError, urllib.error.HTTPError):
-                pass
-            time.sleep(0.1)
-        raise AssertionError("make run: not ready")
-
-    def delete(self, key: str) -> None:
-        token = (self.run_dir / "token").read_text().strip()
-        request = urllib.request.Request(
-            f"{self.url}/api/v1/sessions/{key}", method="DELETE", headers={"Authorization": f"Bearer {token}"}
-        )
-        urllib.request.urlopen(request, timeout=5).close()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(20)
-        self.log.close()
 
 
 @pytest.fixture
@@ -174,14 +129,15 @@ def stream(cwd: Path, example: Example, demo: Demo) -> str:
     return out
 
 
-BLOCKS = blocks()
+BLOCKS = [block for page, text in PAGES.items() for block in blocks(page, text)]
 
 
-def test_the_readme_has_examples_with_their_output() -> None:
+def test_the_readme_and_the_guides_have_examples_with_their_output() -> None:
     examples = [e for b in BLOCKS for e in b.examples]
     assert len(examples) >= 25
     assert sum(1 for e in examples if e.expected) >= 18
-    assert any(b.env.get("SESSIOND_TRASH_DAYS") for b in BLOCKS)
+    assert {b.page for b in BLOCKS} >= {"README.md", "docs/api.md", "docs/retention.md"}
+    assert any("/trash" in e.command for e in examples)  # the demo's trash is on
 
 
 def _run_block(block: Block, demo: Demo, cwd: Path) -> list[str]:
@@ -208,11 +164,45 @@ def _run_block(block: Block, demo: Demo, cwd: Path) -> list[str]:
     return failures
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=[f"README.md:{b.line}" for b in BLOCKS])
-def test_readme_examples_print_what_the_readme_shows(block: Block, cwd: Path) -> None:
+@pytest.mark.parametrize("block", BLOCKS, ids=[f"{b.page}:{b.line}" for b in BLOCKS])
+def test_the_examples_print_what_the_docs_show(block: Block, cwd: Path) -> None:
     demo = Demo(cwd / ".run", block.env)
     try:
         failures = _run_block(block, demo, cwd)
     finally:
         demo.stop()
     assert not failures, "\n\n".join(failures)
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_the_links_of_the_readme_and_the_guides_lead_somewhere() -> None:
+    broken = []
+    for page, text in PAGES.items():
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue  # another site
+            path, _, anchor = target.partition("#")
+            file = ((REPO / page).parent / path).resolve() if path else REPO / page
+            if not file.exists():
+                broken.append(f"{page}: {target} (no such file)")
+            elif anchor and file.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", re.sub(r"```.*?```", "", file.read_text(), flags=re.S), re.M)
+                if anchor not in {_slug(h) for h in headings}:
+                    broken.append(f"{page}: {target} (no such heading)")
+    assert not broken, broken
+
+
+def test_what_a_user_reads_tells_what_is_not_how_it_grew() -> None:
+    bin_dir = Path(sys.executable).parent
+    texts = dict(PAGES)
+    texts |= {str(p.relative_to(REPO)): p.read_text() for p in (REPO / "sessiond" / "ui").iterdir() if p.is_file()}
+    texts |= {str(p.relative_to(REPO)): p.read_text() for p in (REPO / "sessiond").rglob("openapi.py")}
+    for command in ("sessiond", "sessionctl"):
+        texts[f"{command} --help"] = subprocess.run(
+            [str(bin_dir / command), "--help"], capture_output=True, text=True, check=True
+        ).stdout
+    assert [name for name, text in texts.items() if re.search(r"\bseed\b", text, re.I)] == []

@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 
 from sessiond import cli, config
-from sessiond.demo import demo_session, write_session
-from tests.support import TOKEN, Daemon, NotifySocket, free_port, write_atomic
+from sessiond.demo import write_session
+from tests.support import TOKEN, Daemon, NotifySocket, demo_session, free_port, write_atomic
 
 # Each test starts the real daemon as a process: `make test-quick` leaves them out.
 pytestmark = pytest.mark.slow

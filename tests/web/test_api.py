@@ -61,7 +61,7 @@ async def test_detail_every_key_form(start_client, sessions: Path, key: str) -> 
     client = await start_client()
     status, body = await detail(client, key)
     assert status == 200, body
-    assert set(body) == {"key", "message_count", "created_at", "updated_at", "age_seconds"}
+    assert set(body) == {"key", "message_count", "created_at", "updated_at", "age_seconds", "version"}
     assert body["key"] == key and body["message_count"] == 3
     assert 99.9 <= body["age_seconds"] <= 101
     assert round(body["age_seconds"], 1) == body["age_seconds"]

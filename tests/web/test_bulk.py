@@ -120,3 +120,72 @@ async def test_ten_thousand_keys_fit_and_more_are_refused_as_documented(client: 
     assert status == 400 and body["parameter"] == "keys" and "10000" in body["detail"]
     spec = await (await client.get("/api/v1/openapi.json", headers=AUTH)).json()
     assert spec["components"]["schemas"]["BatchDelete"]["properties"]["keys"]["maxItems"] == 10_000
+
+
+# -- expect: delete only what the client was shown ---------------------------------------
+
+
+async def test_every_session_answer_carries_a_version_that_changes_when_the_file_is_rewritten(
+    filled: TestClient, sessions: Path
+) -> None:
+    listed = await (await filled.get("/api/v1/sessions", params={"include": "meta"}, headers=AUTH)).json()
+    version = {item["key"]: item["version"] for item in listed["sessions"]}
+    detail = await (await filled.get("/api/v1/sessions/slack:x", headers=AUTH)).json()
+    assert detail["version"] == version["slack:x"]
+    export = await filled.get("/api/v1/export", params={"key": "slack:x"}, headers=AUTH)
+    assert export.headers["ETag"] == f'"{version["slack:x"]}"'  # the file's ETag, unquoted
+    status, body = await post(filled, {"filter": {"prefix": "slack:"}, "dry_run": True})
+    assert status == 200 and body["versions"] == {"slack:x": version["slack:x"]}
+    store = store_of(filled)
+    before = store.index.get("slack:x")
+    write_atomic(sessions, "slack:x", updated=50.0)  # the same metadata, a new file
+    await eventually(lambda: store.index.get("slack:x") is not before)
+    detail = await (await filled.get("/api/v1/sessions/slack:x", headers=AUTH)).json()
+    assert detail["version"] != version["slack:x"]
+
+
+async def test_batch_delete_with_expect_spares_a_session_rewritten_since_it_was_shown(filled: TestClient, sessions: Path) -> None:
+    status, shown = await post(filled, {"filter": {"prefix": "telegram:"}, "dry_run": True})
+    assert status == 200 and shown["matched"] == ["telegram:0", "telegram:1", "telegram:2"]
+    store = store_of(filled)
+    before = store.index.get("telegram:1")
+    write_atomic(sessions, "telegram:1", messages=7)  # the agent writes on after the preview
+    await eventually(lambda: store.index.get("telegram:1") is not before)
+    status, body = await post(filled, {"keys": shown["matched"], "expect": shown["versions"]})
+    assert status == 200, body
+    assert body["deleted"] == ["telegram:0", "telegram:2"]
+    assert body["failed"] == [{"key": "telegram:1", "reason": "changed since it was shown; not deleted"}]
+    assert (sessions / file_name("telegram:1")).exists() and "telegram:1" in store.index
+
+
+async def test_batch_delete_with_expect_spares_a_rewrite_the_index_has_not_seen_yet(filled: TestClient, sessions: Path) -> None:
+    status, shown = await post(filled, {"keys": ["telegram:0"], "dry_run": True})
+    store = store_of(filled)
+    async with store.lock:  # the agent's rename lands before the index hears of it
+        write_atomic(sessions, "telegram:0", messages=9)
+    status, body = await post(filled, {"keys": ["telegram:0"], "expect": shown["versions"]})
+    assert status == 200, body
+    assert body["deleted"] == [] and body["failed"][0]["reason"] == "changed since it was shown; not deleted"
+    assert (sessions / file_name("telegram:0")).exists()
+
+
+async def test_batch_delete_with_expect_reports_a_session_deleted_since_it_was_shown(filled: TestClient) -> None:
+    status, shown = await post(filled, {"keys": ["slack:x", "telegram:0"], "dry_run": True})
+    await filled.delete("/api/v1/sessions/slack:x", headers=AUTH)  # another client
+    status, body = await post(filled, {"keys": shown["matched"], "expect": shown["versions"]})
+    assert status == 200 and body["deleted"] == ["telegram:0"]
+    assert body["failed"] == [{"key": "slack:x", "reason": "Session not found"}]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"keys": ["a"], "expect": ["v"]},
+        {"keys": ["a"], "expect": {"a": 3}},
+        {"keys": ["a"], "expect": {"b": "v"}},
+        {"filter": {"prefix": "a"}, "expect": {"a": "v"}},
+    ],
+)
+async def test_bad_expect_is_400_naming_it(filled: TestClient, body: Any) -> None:
+    status, answer = await post(filled, body)
+    assert status == 400 and answer["parameter"] == "expect", answer

@@ -199,3 +199,96 @@ async def test_retention_shows_the_rules_the_runs_and_what_would_go(
     assert "would now delete 1" in out and "telegram:old" in out
     assert await run(client, "-o", "json", "retention") == 0
     assert json.loads(capsys.readouterr().out)["preview"]["total"] == 1
+
+
+def sessionctl_cli(daemon: Daemon, *argv: str) -> subprocess.CompletedProcess[bytes]:
+    """The real `sessionctl` command line, in its own process, against a real daemon."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
+    env["SESSIOND_TOKEN"] = TOKEN
+    command = [sys.executable, "-m", "sessiond.client", "--url", daemon.url, *argv]
+    return subprocess.run(command, env=env, capture_output=True, timeout=30)
+
+
+@pytest.mark.slow
+def test_invalid_lists_each_bad_file_with_its_reason_and_never_prints_raw_control_characters(workspace: Path) -> None:
+    sessions = workspace / "sessions"
+    (sessions / "broken.json").write_text("{not json")
+    (sessions / "evil\n\x1b[2J\u202e.json").write_text("[]")
+    fd = os.open(os.fsencode(sessions) + b"/caf\xe9.json", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.close(fd)
+    write_atomic(sessions, "good:1")
+    with Daemon(workspace, env={"SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0"}) as daemon:
+        daemon.wait_ready()
+        result = sessionctl_cli(daemon, "invalid")
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.decode().splitlines()
+        assert len(lines) == 3 and all(line.count("\t") == 3 for line in lines)
+        assert [line.split("\t")[0] for line in lines] == ["broken.json", "caf\\xe9.json", "evil\\n\\x1b[2J\\u202e.json"]
+        assert lines[0].split("\t")[1] == "9" and lines[0].split("\t")[3].startswith("not valid JSON")
+        assert "not valid UTF-8" in lines[1] and "top level is a JSON list" in lines[2]
+        assert b"\x1b" not in result.stdout and "\u202e".encode() not in result.stdout
+        assert result.stderr.decode() == "3 invalid files\n"
+        as_json = json.loads(sessionctl_cli(daemon, "-o", "json", "invalid").stdout)
+        assert as_json["count"] == 3 and as_json["files"][1]["name_is_utf8"] is False
+        (sessions / "broken.json").unlink()
+        (sessions / "evil\n\x1b[2J\u202e.json").unlink()
+        os.unlink(os.fsencode(sessions) + b"/caf\xe9.json")
+        deadline = time.monotonic() + 10
+        while json.loads(daemon.get("/api/v1/invalid")[1])["count"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        empty = sessionctl_cli(daemon, "invalid")
+        assert (empty.returncode, empty.stdout, empty.stderr) == (0, b"", b"no invalid files\n")
+
+
+@pytest.mark.slow
+def test_trash_lists_the_trash_and_shows_a_trashed_session_before_restoring_it(workspace: Path) -> None:
+    sessions = workspace / "sessions"
+    path = write_atomic(sessions, "tg:a\x1b[2J", messages=2)
+    original = path.read_bytes()
+    write_atomic(sessions, "tg:b", messages=1)
+    with Daemon(workspace, env={"SESSIOND_TRASH_DAYS": "7"}) as daemon:
+        daemon.wait_ready()
+        empty = sessionctl_cli(daemon, "trash")
+        assert (empty.returncode, empty.stdout, empty.stderr) == (0, b"", b"the trash is empty\n")
+        assert sessionctl_cli(daemon, "rm", "tg:a\x1b[2J", "tg:b").returncode == 0
+        listed = sessionctl_cli(daemon, "trash")
+        assert listed.returncode == 0, listed.stderr
+        rows = [line.split("\t") for line in listed.stdout.decode().splitlines()]
+        assert sorted(row[1] for row in rows) == ["tg:a\\x1b[2J", "tg:b"] and b"\x1b" not in listed.stdout
+        entry_id = next(row[0] for row in rows if row[1].startswith("tg:a"))
+        assert all(len(row) == 5 for row in rows)  # id, key, deleted, messages, bytes
+        shown = sessionctl_cli(daemon, "trash", "show", entry_id)
+        assert (shown.returncode, shown.stdout) == (0, original)
+        assert json.loads(sessionctl_cli(daemon, "-o", "json", "trash").stdout)["count"] == 2
+        missing = sessionctl_cli(daemon, "trash", "show", "0" * 24)
+        assert missing.returncode == 2 and missing.stderr == b"sessionctl: 404: Not in the trash\n"
+        assert sessionctl_cli(daemon, "restore", "tg:b").returncode == 0  # listed, shown, then restored
+        assert [line.split("\t")[1] for line in sessionctl_cli(daemon, "trash").stdout.decode().splitlines()] == ["tg:a\\x1b[2J"]
+
+
+@pytest.mark.slow
+def test_every_listing_prints_hostile_keys_escaped_never_raw(workspace: Path) -> None:
+    # A key is whatever the agent wrote: an escape sequence or a direction override in it
+    # must not drive the operator's terminal from ls, show, rm or restore either.
+    hostile = "tg:a\x1b[2J\u202e\n"
+    write_atomic(workspace / "sessions", hostile, messages=2)
+    with Daemon(
+        workspace, env={"SESSIOND_TRASH_DAYS": "7", "SESSIOND_RATE_LIMIT_PER_IP": "0", "SESSIOND_RATE_LIMIT_PER_TOKEN": "0"}
+    ) as daemon:
+        daemon.wait_ready()
+        runs = [
+            sessionctl_cli(daemon, "ls"),
+            sessionctl_cli(daemon, "ls", "-l"),
+            sessionctl_cli(daemon, "show", hostile),
+            sessionctl_cli(daemon, "rm", "--dry-run", "--prefix", "tg:"),
+            sessionctl_cli(daemon, "rm", hostile),
+            sessionctl_cli(daemon, "show", hostile),
+            sessionctl_cli(daemon, "restore", hostile),
+        ]
+        for result in runs:
+            for stream in (result.stdout, result.stderr):
+                assert b"\x1b" not in stream and "\u202e".encode() not in stream, result.args
+        assert runs[0].stdout == b"tg:a\\x1b[2J\\u202e\\n\n"
+        assert b"deleted tg:a\\x1b[2J\\u202e\\n" in runs[4].stdout
+        assert b"restored tg:a\\x1b[2J\\u202e\\n" in runs[6].stdout

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from sessiond.web.api import export as export_mod
+from sessiond.web import files as export_mod
 from tests.support import AUTH, eventually, session_doc, store_of, write_atomic
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from sessiond.demo import demo_session, write_session
+from sessiond.demo import write_session
 from tests.nginx import NGINX, Nginx
-from tests.support import AUTH, Daemon, free_port
+from tests.support import AUTH, Daemon, demo_session, free_port
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run does)")
 

@@ -10,9 +10,9 @@ import aiohttp
 import orjson
 import pytest
 
-from sessiond.demo import demo_session, write_session
+from sessiond.demo import write_session
 from tests.nginx import NGINX, Nginx, daemon_behind_nginx
-from tests.support import AUTH
+from tests.support import AUTH, demo_session
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx-light; .ci/run does)")
 

@@ -10,8 +10,8 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from sessiond.core.names import MAX_KEY_LENGTH
-from sessiond.core.query import QueryError, single_values, whole_number
-from sessiond.live.feed import EventFeed
+from sessiond.core.query import QueryError, single_values
+from sessiond.live.feed import EventFeed, event_id
 from sessiond.web.appkeys import EVENTS, SETTINGS
 from sessiond.web.responses import WRITE_TIMEOUT
 
@@ -22,8 +22,14 @@ def _resume_point(request: web.Request, feed: EventFeed, since: str | None) -> i
     header = request.headers.get("Last-Event-ID")
     if header is not None:
         # An EventSource sends back the id we gave it; anything else is not ours: resync.
-        return int(header) if header.isascii() and header.isdigit() else -1
-    return whole_number("since", since) if since is not None else feed.seq
+        seq = event_id(header)
+        return -1 if seq is None else seq
+    if since is None:
+        return feed.seq
+    seq = event_id(since)
+    if seq is None:
+        raise QueryError("since", "must be a whole number from 0 up (an event id)")
+    return seq
 
 
 async def stream_events(request: web.Request) -> web.StreamResponse:

@@ -10,30 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import io
 import json
 import logging
 import os
 import stat as stat_mod
 from collections.abc import Callable
-from urllib.parse import quote
 
-import aiofiles.threadpool
 import orjson
 from aiohttp import web
 
 from sessiond.core.errors import SessionNotFound
 from sessiond.core.folder import Folder, FolderUnusable
-from sessiond.core.loader import OPEN_FLAGS, InvalidSession, parse_session, read_at_most
+from sessiond.core.loader import OPEN_FLAGS, InvalidSession, json_loads, on_a_fresh_stack, parse_session, read_at_most
 from sessiond.core.query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
 from sessiond.web.appkeys import SETTINGS, STORE
-from sessiond.web.responses import etag_matches, write_or_drop
+from sessiond.web.files import open_file, send_file
+from sessiond.web.responses import write_or_drop
 
 log = logging.getLogger(__name__)
 
 PARAMS = FILTER_PARAMS | ORDER_PARAMS | {"key"}
-CHUNK = 256 * 1024
 # NDJSON is built a few files per executor call: fewer hops, bounded memory.
 BATCH_FILES = 32
 BATCH_BYTES = 4 * 1024 * 1024
@@ -66,10 +62,6 @@ def opener_in(folder: Folder) -> Callable[[str, int], int]:
     return open_session
 
 
-def _etag(st: os.stat_result) -> str:
-    return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_ctime_ns:x}-{st.st_size:x}"'
-
-
 async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     store = request.app[STORE]
     record = await store.find(key)
@@ -77,57 +69,10 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     if record is None or folder is None:
         raise SessionNotFound(key)
     try:
-        raw = await _open(record.name, opener_in(folder))
+        raw = await open_file(record.name, opener_in(folder))
     except (OSError, FolderUnusable):
         raise SessionNotFound(key) from None  # gone (or replaced by something that is not a file) meanwhile
-    fh = aiofiles.threadpool.wrap(raw)  # reads go to the executor, a chunk at a time
-    try:
-        st = os.fstat(fh.fileno())
-        etag = _etag(st)
-        if etag_matches(request.headers.get("If-None-Match", ""), etag):
-            return web.Response(status=304, headers={"ETag": etag})
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "application/json",
-                "ETag": etag,
-                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(record.name)}",
-            }
-        )
-        # Chunked, not Content-Length: if the file is rewritten in place while we read,
-        # the stream is cut instead of passing off a mix as the file. The agent's renames
-        # never touch the file we hold open.
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        if request.method == "HEAD":
-            return response
-        left = min(st.st_size, request.app[SETTINGS].max_file_bytes)
-        with contextlib.suppress(ConnectionResetError):  # the client went away
-            while left > 0 and (chunk := await fh.read(min(CHUNK, left))):
-                await write_or_drop(request, response, chunk)
-                left -= len(chunk)
-            if _etag(os.fstat(fh.fileno())) != etag and request.transport is not None:
-                log.warning("export of %r cut: the file changed while it was sent", record.name)
-                request.transport.abort()
-                return response
-            await response.write_eof()
-        return response
-    finally:
-        raw.close()  # at once, even when the client went away and the handler is cancelled
-
-
-async def _open(name: str, opener: Callable[[str, int], int]) -> io.FileIO:
-    """open() in the executor; a file opened for a handler cancelled meanwhile is closed, not leaked."""
-    opening = asyncio.get_running_loop().run_in_executor(None, functools.partial(io.FileIO, name, "rb", opener=opener))
-    try:
-        return await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        opening.add_done_callback(_close_unused)
-        raise
-
-
-def _close_unused(opened: asyncio.Future[io.FileIO]) -> None:
-    if not opened.cancelled() and opened.exception() is None:
-        opened.result().close()
+    return await send_file(request, raw, record.name, request.app[SETTINGS].max_file_bytes)
 
 
 def read_lines(folder: Folder, files: list[tuple[str, str]], max_bytes: int) -> bytes:
@@ -164,7 +109,8 @@ def _one_line(data: bytes, key: str) -> bytes | None:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         # UTF-16 and the like, which json.loads reads too: written out again, values unchanged.
-        return json.dumps(json.loads(data)).encode() + b"\n"
+        # (Each on a fresh stack, as the loader read it: a deep document fits as it did there.)
+        return on_a_fresh_stack(json.dumps, json_loads(data)).encode() + b"\n"
     # In valid JSON a line break can only be whitespace between tokens (inside a string
     # it must be escaped), so the stored document, NaN and big integers included,
     # becomes one line without being parsed and written again.

@@ -15,6 +15,7 @@ from aiohttp import web
 from sessiond import __version__
 from sessiond.core.names import MAX_KEY_LENGTH
 from sessiond.core.query import MAX_CURSOR, MAX_LIMIT, SORTS
+from sessiond.live.retention import OUTCOMES
 
 JSON = "application/json"
 
@@ -71,6 +72,12 @@ KEY_PATH = {
     "description": "The session key: the rest of the path, percent-decoded once.",
 }
 
+VERSION = {
+    "type": "string",
+    "description": "The identity of the session's file as read (opaque; the export's ETag unquoted). "
+    "It changes whenever the file is rewritten; hand it to sessions:batchDelete's expect.",
+}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object",
@@ -86,6 +93,7 @@ SCHEMAS: dict[str, Any] = {
             "created_at": TIME,
             "updated_at": TIME,
             "size": {**COUNT, "description": "File size in bytes."},
+            "version": VERSION,
         },
     },
     "SessionList": {
@@ -106,6 +114,7 @@ SCHEMAS: dict[str, Any] = {
             "created_at": TIME,
             "updated_at": TIME,
             "age_seconds": {"type": "number"},
+            "version": VERSION,
         },
     },
     "Deleted": {
@@ -126,6 +135,7 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "additionalProperties": False,
         "oneOf": [{"required": ["keys"]}, {"required": ["filter"]}],
+        "not": {"required": ["filter", "expect"]},  # expect names keys that were shown
         "properties": {
             "keys": {
                 "type": "array",
@@ -143,6 +153,13 @@ SCHEMAS: dict[str, Any] = {
                 "default": 1000,
                 "description": "Refuse (409) when more sessions than this match.",
             },
+            "expect": {
+                "type": "object",
+                "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 200},
+                "description": "With keys only: key -> the version the client was shown (list, detail or "
+                "dry-run answer). Such a key is deleted only if its session is still that very file; one "
+                'rewritten since stays and is reported in failed ("changed since it was shown; not deleted").',
+            },
         },
     },
     "Failure": {
@@ -158,6 +175,11 @@ SCHEMAS: dict[str, Any] = {
             "matched": {"type": "array", "items": {"type": "string"}},
             "deleted": {"type": "array", "items": {"type": "string"}},
             "failed": {"type": "array", "items": _ref("Failure")},
+            "versions": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Dry runs only: each matched key's version now, to send back as expect.",
+            },
         },
     },
     "TrashEntry": {
@@ -330,7 +352,7 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/sessions": {
         "get": _op(
-            "List sessions. Without parameters: every key, ascending, exactly as the seed, with an ETag.",
+            "List sessions. Without parameters: every key, ascending, with an ETag.",
             {
                 "200": _json(_ref("SessionList"), "Keys (or metadata with include=meta) and the count."),
                 "304": {"description": "No parameters, and If-None-Match matched the list's ETag."},
@@ -349,7 +371,8 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/sessions:batchDelete": {
         "post": _op(
-            "Delete sessions by explicit keys or by a non-empty filter, at most `max`.",
+            "Delete sessions by explicit keys or by a non-empty filter, at most `max`; with `expect`, "
+            "only the version of each key that the client was shown.",
             {
                 "200": _json(_ref("BatchDeleteResult"), "What matched, was deleted, and failed (with reasons)."),
                 **BAD,
@@ -371,7 +394,11 @@ PATHS: dict[str, Any] = {
             },
             [
                 _query("prefix", _FILTER_DOCS["prefix"][0], "Only events for keys starting with this text."),
-                _query("since", COUNT, "Resume after this event id (as Last-Event-ID does)."),
+                _query(
+                    "since",
+                    COUNT,
+                    "Resume after this event id (as Last-Event-ID does); an id not in the buffer, or none of ours, gets a resync event.",
+                ),
                 {
                     "name": "Last-Event-ID",
                     "in": "header",
@@ -433,12 +460,32 @@ PATHS: dict[str, Any] = {
                             "grace_seconds": TIME,
                             "last_run": {
                                 "type": ["object", "null"],
-                                "description": "outcome is deleted, nothing, over_maximum (nothing was deleted) or dry_run.",
+                                "description": (
+                                    "What the last run did. outcome: deleted (every planned delete went through), "
+                                    "partial (some failed: see failed), failed (every one failed, nothing was deleted), "
+                                    "nothing (nothing matched, or all changed since planned), over_maximum (nothing "
+                                    "was deleted) or dry_run. matched and deleted count sessions; matched_files and "
+                                    "deleted_files their files."
+                                ),
+                                "properties": {
+                                    "outcome": {"type": "string", "enum": list(OUTCOMES)},
+                                    "matched": COUNT,
+                                    "matched_files": COUNT,
+                                    "deleted": COUNT,
+                                    "deleted_files": COUNT,
+                                    "failed": {"type": "array"},
+                                },
                             },
                             "next_run_at": {"type": ["number", "null"]},
                             "preview": {
                                 "type": ["object", "null"],
-                                "description": "What a run now would delete: total, over_maximum, and per rule a count and a sample of keys.",
+                                "description": (
+                                    "What a run now would delete: total (sessions), total_files (a key claimed by "
+                                    "several files loses them all), over_maximum, spared_recent, spared_restored (keys "
+                                    "kept because an operator restored them from the trash and nothing has written "
+                                    "them since), and per rule a count, "
+                                    "files, a sample of keys and the files of each sampled key with several (collisions)."
+                                ),
                             },
                         },
                     },
@@ -461,6 +508,30 @@ PATHS: dict[str, Any] = {
                 ),
                 **TRASH_OFF,
             },
+        )
+    },
+    "/api/v1/trash/{id}": {
+        "get": _op(
+            "One trashed session's file as stored (as export serves a session), to read before restoring it.",
+            {
+                "200": {
+                    "description": "The file as stored (NaN and big integers included), streamed, with an ETag.",
+                    "content": {JSON: {"schema": {"type": "object"}}},
+                },
+                "304": {"description": "If-None-Match matched the file's ETag."},
+                "404": _error("Not in the trash, or the trash is off (trash_days = 0)."),
+                "413": _error("The trashed file is larger than max_file_bytes."),
+            },
+            [
+                {
+                    "name": "id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "example": "18790b1c2d3e4f50a1b2c3d4",
+                    "description": "The entry's id, from GET /api/v1/trash.",
+                }
+            ],
         )
     },
     "/api/v1/trash:restore": {
@@ -496,6 +567,45 @@ PATHS: dict[str, Any] = {
             "Figures for the overview, from the in-memory index only (no disk reads): by channel, "
             "per day, by message count; bytes, invalid files, collisions, watcher and trash state.",
             {"200": _json(_ref("Stats"), "The figures."), "503": _error("Still indexing; try again after Retry-After seconds.")},
+        )
+    },
+    "/api/v1/invalid": {
+        "get": _op(
+            "Files in the sessions folder that are not valid sessions, by name, each with the reason, "
+            "from the in-memory index (the folder is not read per request).",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["files", "count", "truncated"],
+                        "properties": {
+                            "files": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["name", "name_is_utf8", "reason", "size", "mtime"],
+                                    "properties": {
+                                        "name": {
+                                            "type": "string",
+                                            "description": "The file name; bytes that are not UTF-8 appear as \\xNN "
+                                            "(then name_is_utf8 is false). Control characters are as stored.",
+                                        },
+                                        "name_is_utf8": {"type": "boolean"},
+                                        "reason": {"type": "string", "description": "Why it is not a session."},
+                                        "size": {**COUNT, "description": "Bytes, when it was last looked at."},
+                                        "mtime": {"type": ["number", "null"], "description": "Last modified (Unix seconds)."},
+                                    },
+                                },
+                            },
+                            "count": {**COUNT, "description": "How many invalid files there are in all."},
+                            "truncated": {"type": "boolean", "description": "True when files holds only the first `limit`."},
+                        },
+                    },
+                    "The invalid files.",
+                ),
+                **BAD,
+            },
+            [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "At most this many files (default 1000).")],
         )
     },
     "/api/v1/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"}, "OpenAPI 3.1.")})},

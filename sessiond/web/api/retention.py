@@ -21,6 +21,6 @@ async def show_retention(request: web.Request) -> web.Response:
             "grace_seconds": settings.retention_grace,
             "last_run": retention.last.show() if retention.last else None,
             "next_run_at": retention.next_at if settings.retention else None,
-            "preview": retention.preview() if settings.retention else None,
+            "preview": await retention.preview() if settings.retention else None,
         }
     )

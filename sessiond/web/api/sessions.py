@@ -9,17 +9,29 @@ from typing import Any
 
 from aiohttp import web
 
-from sessiond.core.errors import DeleteFailed, SessionNotFound
+from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.index import SessionIndex
 from sessiond.core.names import MAX_KEY_LENGTH
-from sessiond.core.query import LIST_PARAMS, QueryError, meta, parse_filter, parse_query, run, select, single_values, whole_number
+from sessiond.core.query import (
+    LIST_PARAMS,
+    QueryError,
+    meta,
+    parse_filter,
+    parse_query,
+    run,
+    select,
+    single_values,
+    version,
+    whole_number,
+)
 from sessiond.web.appkeys import RUNTIME, STORE
 from sessiond.web.params import flag, read_object, string_list
 from sessiond.web.responses import NOT_FOUND, etag_matches, json_response
 
 log = logging.getLogger(__name__)
 
-FIELDS = frozenset({"keys", "filter", "dry_run", "max"})
+FIELDS = frozenset({"keys", "filter", "dry_run", "max", "expect"})
+CHANGED = "changed since it was shown; not deleted"
 DEFAULT_MAX = 1000
 MOST = 1_000_000  # sessions one call may delete (max)
 MOST_KEYS = 10_000  # keys one call may name
@@ -66,6 +78,7 @@ async def get_session(request: web.Request) -> web.Response:
             "created_at": record.created_at,
             "updated_at": record.updated_at,
             "age_seconds": round(time.time() - record.created_at, 1),
+            "version": version(record),
         }
     )
 
@@ -102,6 +115,7 @@ async def batch_delete(request: web.Request) -> web.Response:
     dry_run = flag(body, "dry_run")
     most = whole_number("max", body["max"], 1, MOST) if "max" in body else DEFAULT_MAX
     keys = _keys_or_filter(store.index, body)
+    expect = _expected(body, keys)
     matched: list[str] = []
     failed: list[dict[str, str]] = []
     for key in keys:
@@ -116,14 +130,45 @@ async def batch_delete(request: web.Request) -> web.Response:
     if not dry_run:
         for key in matched:
             try:
-                await store.delete(key)
+                if key in expect:
+                    record = store.index.get(key)
+                    if record is None:
+                        raise SessionNotFound(key)
+                    if version(record) != expect[key]:
+                        raise SessionChanged(key)
+                    # Only that very record, and only files unchanged since it was read.
+                    await store.delete(key, expected=record)
+                else:
+                    await store.delete(key)
             except SessionNotFound:
                 failed.append({"key": key, "reason": NOT_FOUND})
+            except SessionChanged:
+                failed.append({"key": key, "reason": CHANGED})
             except DeleteFailed as exc:
                 failed.append({"key": key, "reason": f"Cannot delete: {exc}"})
             else:
                 deleted.append(key)
-    return json_response({"dry_run": dry_run, "matched": matched, "deleted": deleted, "failed": failed})
+    answer: dict[str, Any] = {"dry_run": dry_run, "matched": matched, "deleted": deleted, "failed": failed}
+    if dry_run:
+        # What each matched key is now, for a confirmed delete to hand back as `expect`.
+        answer["versions"] = {key: version(r) for key in matched if (r := store.index.get(key)) is not None}
+    return json_response(answer)
+
+
+def _expected(body: dict[str, Any], keys: list[str]) -> dict[str, str]:
+    """`expect`: the version each named key was shown with (only with `keys`)."""
+    if "expect" not in body:
+        return {}
+    expect = body["expect"]
+    if "keys" not in body:
+        raise QueryError("expect", "goes with keys (the keys that were shown), not with filter")
+    if not isinstance(expect, dict) or not all(isinstance(v, str) and 0 < len(v) <= 200 for v in expect.values()):
+        raise QueryError("expect", "must be an object of key: version (a string from a list, detail or dry-run answer)")
+    named = set(keys)
+    stray = [key for key in expect if key not in named]
+    if stray:
+        raise QueryError("expect", f"names {stray[0]!r}, which is not in keys")
+    return expect
 
 
 def _keys_or_filter(index: SessionIndex, body: dict[str, Any]) -> list[str]:

@@ -1,23 +1,29 @@
-"""GET /api/v1/trash and POST /api/v1/trash:restore (the purge task: live/trash.py)."""
+"""GET /api/v1/trash, GET /api/v1/trash/{id}, POST /api/v1/trash:restore (the purge task: live/trash.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 from typing import Any
 
 from aiohttp import web
 
 from sessiond.core.errors import Unavailable
+from sessiond.core.folder import FolderUnusable
 from sessiond.core.query import QueryError
+from sessiond.core.removal import RemovalFailed
 from sessiond.core.trash import RestoreError, Trash, TrashEntry
 from sessiond.live.trash import off_loop
-from sessiond.web.appkeys import STORE, TRASH
+from sessiond.web.appkeys import SETTINGS, STORE, TRASH
+from sessiond.web.files import open_file, send_file
 from sessiond.web.params import read_object, string_list
 from sessiond.web.responses import json_response
 
 log = logging.getLogger(__name__)
 
 TRASH_OFF = "Trash is off; set trash_days above 0 to keep deleted sessions for a while"
+NOT_IN_TRASH = "Not in the trash"
 MOST = 10_000
 
 
@@ -46,6 +52,37 @@ async def list_trash(request: web.Request) -> web.Response:
     trash = _trash_of(request)
     entries = await _entries(request.app, trash)
     return json_response({"items": [_show(trash, e) for e in reversed(entries)], "count": len(entries)})
+
+
+async def read_trashed(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/trash/{id}: the trashed file as stored (as export serves a session), to read
+    before restoring it. Bounded by max_file_bytes; errors never name a path."""
+    trash = _trash_of(request)
+    entry_id = request.match_info["id"]
+    folder = request.app[STORE].folder
+    if folder is None:
+        raise Unavailable(NOT_IN_TRASH, status=404)
+    entry = raw = None
+    try:
+        entry = await asyncio.get_running_loop().run_in_executor(None, trash.entry, folder, entry_id)
+        raw = await open_file(entry_id, trash.opener(folder, entry_id)) if entry is not None else None
+    except (FileNotFoundError, IsADirectoryError):
+        pass  # purged or restored meanwhile, or not a file of ours
+    except (FolderUnusable, RemovalFailed) as exc:
+        raise Unavailable(f"Trash unavailable: {exc}") from None
+    except OSError as exc:
+        log.warning("cannot read trash entry %s: %s", entry_id, exc.strerror)
+        raise Unavailable(f"Trash unavailable: {exc.strerror}") from None
+    if entry is None or raw is None:
+        raise Unavailable(NOT_IN_TRASH, status=404)
+    max_bytes = request.app[SETTINGS].max_file_bytes
+    size = os.fstat(raw.fileno()).st_size
+    if size > max_bytes:
+        raw.close()
+        raise Unavailable(
+            f"The trashed file is larger than max_file_bytes ({size} > {max_bytes}); raise max_file_bytes to read it", status=413
+        )
+    return await send_file(request, raw, entry.name, max_bytes)
 
 
 async def _entries(app: web.Application, trash: Trash) -> list[TrashEntry]:
@@ -81,7 +118,7 @@ async def restore(request: web.Request) -> web.Response:
 async def _put_back(app: web.Application, entry: TrashEntry | None) -> str | None:
     """Restore *entry* and index it before answering; the reason it failed, or None."""
     if entry is None:
-        return "Not in the trash"
+        return NOT_IN_TRASH
     store = app[STORE]
     if entry.key is not None and entry.key in store.index:
         return "A session with this key exists; delete it first"

@@ -32,17 +32,23 @@ function showStatus() {
   const parts = [];
   if (state.waiting) {
     const { kind, detail, seconds } = state.waiting;
-    const what = { starting: "Starting", limited: "Rate limited", offline: "Offline" }[kind];
-    parts.push(`${what}: ${withoutStarting(detail)} — retrying in ${Math.round(seconds * 10) / 10} s`);
+    const what = WAITING.get(kind) || "Waiting";
+    // The daemon's own words, unless they only repeat ours ("Rate limited: Rate limit exceeded").
+    const said = withoutStarting(detail);
+    const words = /^rate limit exceeded\.?$/i.test(said) ? "" : `: ${said}`;
+    parts.push(`${what}${words} — retrying in ${Math.round(seconds * 10) / 10} s`);
   } else if (state.health && state.health !== "ok") {
     parts.push(state.health);
   }
-  const live = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" }[state.live];
+  const live = LIVE.get(state.live);
   if (live) parts.push(live);
   ui.status.textContent = parts.join(" · ");
   ui.status.dataset.live = state.live;
   ui.status.dataset.waiting = state.waiting ? state.waiting.kind : "";
 }
+
+const WAITING = new Map([["starting", "Starting"], ["limited", "Rate limited"], ["offline", "Offline"]]);
+const LIVE = new Map([["connecting", "Connecting…"], ["live", "Live"], ["reconnecting", "Reconnecting…"]]);
 
 // "starting: indexing" (the daemon's words) reads "indexing" after our own "Starting".
 const withoutStarting = (text) => String(text).replace(/^starting:\s*/i, "");
@@ -107,7 +113,9 @@ function failure(err, what) {
 
 // -- routing --------------------------------------------------------------------------
 
-const VIEWS = { sessions: SessionsView, session: SessionView, trash: TrashView, overview: OverviewView };
+// A Map, not an object: the hash is anyone's link, and "#/constructor" or "#/__proto__"
+// must not find what every object inherits.
+const VIEWS = new Map([["sessions", SessionsView], ["session", SessionView], ["trash", TrashView], ["overview", OverviewView]]);
 
 /** #/sessions?…, #/session/<key>, #/trash, #/overview. */
 function parseHash() {
@@ -122,7 +130,7 @@ function parseHash() {
     }
     if (key) return { name: "session", key, params: new URLSearchParams(query) };
   }
-  const name = VIEWS[path] && path !== "session" ? path : "sessions";
+  const name = VIEWS.has(path) && path !== "session" ? path : "sessions";
   return { name, params: new URLSearchParams(query) };
 }
 
@@ -140,7 +148,8 @@ function route() {
   }
   if (state.view) state.view.destroy();
   state.route = next;
-  state.view = new VIEWS[next.name](context, next);
+  const View = VIEWS.get(next.name);
+  state.view = new View(context, next);
   ui.view.replaceChildren(state.view.el);
   document.title = `${state.view.title} · sessiond`;
 }
@@ -245,12 +254,36 @@ function signOut(message) {
   ui.token.focus();
 }
 
+/**
+ * The first character no token can hold (tokens are printable ASCII without spaces, and
+ * only Latin-1 fits in a header at all), named for the sign-in error; null if none.
+ */
+function unusableCharacter(token) {
+  for (const [i, char] of [...token].entries()) {
+    const code = char.codePointAt(0);
+    if (code >= 0x21 && code <= 0x7e) continue;
+    const hex = `U+${code.toString(16).toUpperCase().padStart(4, "0")}`;
+    const where = `at character ${i + 1}`;
+    if (code === 0x20) return `a space ${where}`;
+    const visible = /\p{L}|\p{N}|\p{P}|\p{S}/u.test(char);
+    return visible ? `${char} (${hex}) ${where}` : `the invisible character ${hex} ${where}`;
+  }
+  return null;
+}
+
 ui.form.addEventListener("submit", async (event) => {
   event.preventDefault();
   const token = ui.token.value.trim();
   if (!token) {
     ui.error.textContent = "Enter the API token.";
     ui.token.focus();
+    return;
+  }
+  const odd = unusableCharacter(token);
+  if (odd) {
+    // fetch() would throw before sending (no header carries it), which looks like an outage.
+    ui.error.textContent = `Wrong token: it holds ${odd}, which no token has (a token is printable ASCII without spaces). Was it pasted with smart quotes or from formatted text?`;
+    ui.token.select();
     return;
   }
   ui.error.textContent = "";

@@ -79,31 +79,37 @@ function dateOf(seconds) {
   return Number.isNaN(date.getTime()) ? null : date;
 }
 
-/** Local date and time, to the minute: 2026-11-29 09:32. */
+// Every time on the page is UTC, and says so: the daemon, its logs and the overview's
+// days are UTC, and an operator comparing them should not have to convert.
+
+/** Date and time in UTC, to the minute: 2026-11-29 09:32 UTC. */
 export function formatTime(seconds) {
   const d = dateOf(seconds);
   if (d === null) return "—";
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return `${inputValue(d).replace("T", " ")} UTC`;
 }
 
-/** A <time> element for a Unix time; the tooltip gives it in UTC, to the second. */
+function inputValue(d) {
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
+}
+
+/** A <time> element for a Unix time; the tooltip gives it to the second. */
 export function timeElement(seconds) {
   const d = dateOf(seconds);
   if (d === null) return h("span", { class: "muted" }, "—");
   return h("time", { datetime: d.toISOString(), title: d.toISOString().replace(".000Z", "Z") }, formatTime(seconds));
 }
 
-/** The value of a datetime-local input for a Unix time ("" for none). */
+/** The value of a datetime-local input for a Unix time ("" for none), in UTC like the rest. */
 export function toLocalInput(seconds) {
   const d = dateOf(seconds);
-  if (d === null) return "";
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return d === null ? "" : inputValue(d);
 }
 
-/** Unix seconds of a datetime-local input's value (read as local time), or null. */
+/** Unix seconds of a datetime-local input's value (read as UTC), or null. */
 export function fromLocalInput(text) {
   if (!text) return null;
-  const ms = new Date(text).getTime();
+  const ms = new Date(`${text}Z`).getTime();
   return Number.isNaN(ms) ? null : ms / 1000;
 }
 
@@ -114,6 +120,15 @@ export function formatDuration(seconds) {
   if (s < 5400) return `${Math.round(s / 60)} min`;
   if (s < 2 * 86400) return `${Math.round(s / 3600)} h`;
   return `${Math.round(s / 86400)} days`;
+}
+
+/**
+ * Text with its invisible characters made visible: control characters (a newline, an
+ * escape), format characters (a right-to-left override, a zero-width space) and line
+ * separators become \u{…}. For file names, which anyone who can write a file chooses.
+ */
+export function visibleText(text) {
+  return String(text).replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
 }
 
 /** The channel of a key: its prefix up to the first ":" ("" when it has none). */

@@ -1,13 +1,14 @@
 // The overview: health and the index's figures (GET /api/v1/stats and /api/v1/health),
 // drawn as charts; refreshed as the change feed reports changes.
 
-import { formatBytes, formatCount, formatDuration, h, timeElement } from "./dom.js";
+import { formatBytes, formatCount, formatDuration, h, timeElement, visibleText } from "./dom.js";
 import { barChart, columnChart, lineChart } from "./charts.js";
 
 const REFRESH_MS = 3000; // at most one refresh this often while changes go on
 // Health, invalid files and the watcher change without a session changing: look again now and then.
 const POLL_MS = 30_000;
 const SHOWN_CHANNELS = 15;
+const SHOWN_INVALID = 100;
 
 function tile(label, value, state) {
   return h("div", { class: `tile ${state || ""}` }, h("span", { class: "tile-label" }, label), h("span", { class: "tile-value" }, value));
@@ -39,17 +40,37 @@ function retentionPanel(r) {
     h("dl", { class: "retention-facts" },
       h("dt", {}, "Mode"), h("dd", {}, r.dry_run ? "dry run: reports only, deletes nothing" : `deletes, at most ${formatCount(r.max_per_run)} a run`),
       h("dt", {}, "Last run"),
-      h("dd", {}, last === null ? "not yet"
+      h("dd", { class: last !== null && (last.outcome === "failed" || last.outcome === "partial") ? "warn" : "" }, last === null ? "not yet"
         : h("span", {}, timeElement(last.started_at), ` · ${last.outcome} · ${formatCount(last.matched)} matched, ${formatCount(last.deleted)} deleted`,
           last.failed.length ? ` · ${formatCount(last.failed.length)} failed` : "", last.reason ? ` · ${last.reason}` : "")),
       h("dt", {}, "Next run"), h("dd", {}, r.next_run_at === null ? "—" : timeElement(r.next_run_at)),
       h("dt", {}, "Next run would remove"),
       h("dd", { class: preview.over_maximum ? "warn" : "" },
-        `${formatCount(preview.total)} sessions`, preview.over_maximum ? " (over the maximum: the run will delete nothing)" : "")),
+        `${formatCount(preview.total)} sessions`, preview.total_files !== preview.total ? ` in ${formatCount(preview.total_files)} files` : "",
+        preview.over_maximum ? " (over the maximum: the run will delete nothing)" : "")),
     h("ul", { class: "retention-preview" }, ...preview.rules.map((p) =>
       h("li", {}, `${p.rule === "*" ? "every key:" : p.rule} ${formatCount(p.count)} ${p.count === 1 ? "session" : "sessions"}`,
+        p.files !== p.count ? ` in ${formatCount(p.files)} files` : "",
         p.sample.length ? h("span", { class: "muted" }, ` — e.g. ${p.sample.slice(0, 3).join(", ")}`) : ""))));
   return panel;
+}
+
+/** The files that are not sessions (GET /api/v1/invalid), each with why: the operator's next step is to fix or delete them. */
+function invalidPanel(answer) {
+  const rows = answer.files.map((file) => h("tr", {},
+    h("td", { class: "key", "data-label": "File" }, visibleText(file.name)),
+    h("td", { "data-label": "Reason" }, file.reason),
+    h("td", { class: "num", "data-label": "Size" }, formatBytes(file.size)),
+    h("td", { "data-label": "Modified" }, timeElement(file.mtime))));
+  const shown = answer.truncated ? ` (the first ${formatCount(answer.files.length)} by name)` : "";
+  return h("section", { class: "invalid-files", "aria-labelledby": "invalid-title" },
+    h("h2", { id: "invalid-title" }, "Invalid files"),
+    h("p", { class: "muted" }, `${formatCount(answer.count)} ${answer.count === 1 ? "file" : "files"} in the sessions folder ${answer.count === 1 ? "is" : "are"} not a valid session${shown}. `,
+      "Fix or delete each; a file is read again as soon as it changes."),
+    h("div", { class: "table-wrap" }, h("table", { class: "invalid" },
+      h("thead", {}, h("tr", {}, ["File", "Reason", "Size", "Modified"].map((label) =>
+        h("th", { scope: "col", class: label === "Size" ? "num" : "" }, label)))),
+      h("tbody", {}, rows))));
 }
 
 export class OverviewView {
@@ -76,7 +97,11 @@ export class OverviewView {
         this.ctx.api.fetch("GET", "health", { signal, accept: [503] }).then((resp) => resp.json()),
         this.ctx.api.json("GET", "retention", { signal }),
       ]);
-      if (!signal.aborted) this.show(stats, health, retention);
+      // Asked for only when there are some: most overviews have none.
+      const invalid = stats.invalid_files ? await this.ctx.api.json("GET", "invalid", { signal, query: { limit: SHOWN_INVALID } }) : null;
+      if (signal.aborted) return;
+      this.show(stats, health, retention);
+      if (invalid && invalid.count) this.content.querySelector(".tiles").after(invalidPanel(invalid));
     } catch (err) {
       if (!signal.aborted) this.ctx.failure(err, "Cannot load the overview");
     }

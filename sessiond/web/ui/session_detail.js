@@ -2,27 +2,8 @@
 // stored), with long contents and tool calls folded; download and delete.
 
 import { ApiError, deleteSession } from "./api.js";
+import { BATCH, decodeJson, foldable, parsePythonJson, renderMessage } from "./conversation.js";
 import { channelOf, finite, formatBytes, formatCount, formatDuration, h, timeElement } from "./dom.js";
-
-const FOLD_CHARS = 600;
-const FOLD_LINES = 12;
-const PREVIEW_CHARS = 160;
-const BATCH = 200; // messages rendered at a time: a session may hold thousands
-const KNOWN_FIELDS = new Set(["role", "content", "tool_calls", "tool_call_id", "name"]);
-
-/**
- * JSON as Python writes it: json.dumps may emit NaN, Infinity and -Infinity, which
- * JSON.parse refuses. Those words outside strings become null.
- */
-export function parsePythonJson(text) {
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    const patched = text.replace(/"(?:[^"\\]|\\.)*"|-?Infinity|NaN/gs, (m) => (m[0] === '"' ? m : "null"));
-    if (patched === text) throw err;
-    return JSON.parse(patched);
-  }
-}
 
 function fileNameOf(resp) {
   const header = resp.headers.get("Content-Disposition") || "";
@@ -33,76 +14,6 @@ function fileNameOf(resp) {
   } catch {
     return "session.json";
   }
-}
-
-function pretty(value) {
-  return JSON.stringify(value, null, 2) ?? String(value);
-}
-
-/** Text, folded behind a <details> when long; the summary line shows its beginning. */
-function foldable(text, { label = "", pre = false, open = false } = {}) {
-  const lines = text.split("\n").length;
-  const block = h(pre ? "pre" : "div", { class: pre ? "code" : "text" }, text);
-  if (text.length <= FOLD_CHARS && lines <= FOLD_LINES) return block;
-  const preview = text.slice(0, PREVIEW_CHARS).replace(/\s+/g, " ");
-  return h("details", { class: "fold", open },
-    h("summary", {}, label ? h("span", { class: "fold-label" }, label, " ") : null,
-      h("span", { class: "preview" }, preview, "…"),
-      h("span", { class: "muted" }, ` (${formatCount(text.length)} characters — show all)`)),
-    block);
-}
-
-function renderContent(content) {
-  if (content === null || content === undefined || content === "") return h("p", { class: "muted" }, "(no content)");
-  if (typeof content === "string") return foldable(content);
-  if (Array.isArray(content)) {
-    // Content parts: [{type: "text", text}, {type: "image_url", image_url: {url}}, ...]
-    return h("div", { class: "parts" }, content.map((part) => {
-      if (part && typeof part === "object" && part.type === "text" && typeof part.text === "string") return foldable(part.text);
-      return foldable(pretty(part), { label: part && typeof part.type === "string" ? part.type : "part", pre: true });
-    }));
-  }
-  return foldable(pretty(content), { pre: true });
-}
-
-function renderToolCall(call) {
-  const fn = (call && call.function) || {};
-  const name = typeof fn.name === "string" ? fn.name : "(unnamed tool)";
-  let args = fn.arguments;
-  if (typeof args === "string") {
-    try {
-      args = pretty(JSON.parse(args));
-    } catch {
-      // arguments that are not JSON are shown as they are
-    }
-  } else {
-    args = pretty(args === undefined ? {} : args);
-  }
-  return h("details", { class: "tool-call" },
-    h("summary", {}, "Tool call ", h("code", {}, name),
-      call && typeof call.id === "string" ? h("span", { class: "muted" }, ` (${call.id})`) : null),
-    h("pre", { class: "code" }, args));
-}
-
-function renderMessage(message, index) {
-  if (!message || typeof message !== "object" || Array.isArray(message)) {
-    return h("article", { class: "message role-other" }, h("header", {}, h("span", { class: "role" }, `#${index + 1}`)),
-      foldable(pretty(message), { pre: true }));
-  }
-  const role = typeof message.role === "string" ? message.role : "unknown";
-  const known = ["system", "user", "assistant", "tool"].includes(role) ? role : "other";
-  const header = h("header", {},
-    h("span", { class: "role" }, role),
-    h("span", { class: "muted" }, ` #${index + 1}`),
-    typeof message.name === "string" ? h("span", { class: "name" }, " · ", message.name) : null,
-    typeof message.tool_call_id === "string" ? h("span", { class: "muted" }, ` · result of ${message.tool_call_id}`) : null);
-  const calls = Array.isArray(message.tool_calls) ? message.tool_calls : [];
-  const extra = Object.fromEntries(Object.entries(message).filter(([name]) => !KNOWN_FIELDS.has(name)));
-  return h("article", { class: `message role-${known}` },
-    header,
-    calls.length && (message.content === "" || message.content === null) ? null : renderContent(message.content),
-    calls.length ? h("div", { class: "tool-calls" }, calls.map(renderToolCall)) : null,
-    Object.keys(extra).length ? h("details", { class: "extra" }, h("summary", {}, "Other fields"), h("pre", { class: "code" }, pretty(extra))) : null);
 }
 
 export class SessionView {
@@ -134,7 +45,7 @@ export class SessionView {
       if (signal.aborted) return;
       this.fileName = fileNameOf(resp);
       this.setDownload(bytes);
-      const text = new TextDecoder().decode(bytes);
+      const text = decodeJson(bytes);
       this.show(parsePythonJson(text), bytes.byteLength);
     } catch (err) {
       if (signal.aborted) return;
@@ -171,7 +82,7 @@ export class SessionView {
       ["Messages", formatCount(messages.length)],
       ["Created", timeElement(created)],
       ["Updated", timeElement(updated)],
-      ["Age", created === null ? "—" : formatDuration(Date.now() / 1000 - created)],
+      ["Since created", created === null ? "—" : formatDuration(Date.now() / 1000 - created)],
       ["Size", formatBytes(size)],
       ["File", h("code", {}, this.fileName)],
     ];

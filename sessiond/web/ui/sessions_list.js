@@ -16,8 +16,8 @@ const COLUMNS = [
 const LIVE_MARK_MS = 4000;
 const RECOUNT_QUIET_MS = 1000;
 const RECOUNT_MAX_WAIT_MS = 5000;
-const BULK_PREVIEW_MAX = 1_000_000;
-const SAMPLE = 10;
+const BULK_MAX = 10_000; // keys one sessions:batchDelete call may name
+const SHOWN_FAILURES = 10;
 
 /** Say what a filter selects, in words. */
 export function describeFilter(filter) {
@@ -30,6 +30,20 @@ export function describeFilter(filter) {
   if (filter.min_messages !== undefined) parts.push(`at least ${filter.min_messages} messages`);
   if (filter.max_messages !== undefined) parts.push(`at most ${filter.max_messages} messages`);
   return parts.join(", ");
+}
+
+/** What a confirmed bulk delete did, and what it did not do and why. */
+export function bulkResult(done) {
+  const n = done.deleted.length;
+  const text = `Deleted ${formatCount(n)} ${n === 1 ? "session" : "sessions"}`;
+  if (!done.failed.length) return `${text}.`;
+  const f = done.failed.length;
+  const reason = (r) => (r === "Session not found" ? "already gone" : r);
+  return h("div", {},
+    `${text}; ${formatCount(f)} ${f === 1 ? "was" : "were"} not deleted:`,
+    h("ul", { class: "failures" }, done.failed.slice(0, SHOWN_FAILURES).map((item) =>
+      h("li", {}, h("code", { class: "key" }, item.key), `: ${reason(item.reason)}`))),
+    f > SHOWN_FAILURES ? `… and ${formatCount(f - SHOWN_FAILURES)} more.` : null);
 }
 
 function field(label, input) {
@@ -69,8 +83,8 @@ export class SessionsView {
     const group = (legend, a, b) => h("fieldset", {}, h("legend", {}, legend), a, b);
     this.form = h("form", { class: "filters", role: "search", "aria-label": "Filter sessions", novalidate: true, onsubmit: (e) => this.submit(e) },
       field("Key prefix", inputs.prefix),
-      group("Updated", field("after", inputs.updated_after), field("before", inputs.updated_before)),
-      group("Created", field("after", inputs.created_after), field("before", inputs.created_before)),
+      group("Updated (UTC)", field("after", inputs.updated_after), field("before", inputs.updated_before)),
+      group("Created (UTC)", field("after", inputs.created_after), field("before", inputs.created_before)),
       group("Messages", field("at least", inputs.min_messages), field("at most", inputs.max_messages)),
       field("Per page", inputs.limit),
       h("div", { class: "buttons" },
@@ -131,10 +145,16 @@ export class SessionsView {
     this.inputs.max_messages.value = filter.max_messages ?? "";
     this.inputs.limit.value = String(this.query.limit);
     this.renderHead();
-    const empty = filterIsEmpty(filter);
-    this.bulkButton.disabled = empty;
-    this.bulkHint.textContent = empty ? "Set a filter to delete in bulk." : "";
+    this.showBulk();
     this.load();
+  }
+
+  /** "Delete all matching…" only with a filter, and only while something matches it. */
+  showBulk() {
+    const noFilter = filterIsEmpty(this.query.filter);
+    const none = this.model !== null && this.model.query === this.query && this.model.count === 0;
+    this.bulkButton.disabled = noFilter || none;
+    this.bulkHint.textContent = noFilter ? "Set a filter to delete in bulk." : none ? "Nothing to delete: no session matches." : "";
   }
 
   go(query) {
@@ -222,6 +242,7 @@ export class SessionsView {
     const filtered = !filterIsEmpty(query.filter);
     const one = model.count === 1;
     this.summary.textContent = `${count} ${one ? "session" : "sessions"}${filtered ? (one ? " matches" : " match") : ""} · page ${page}`;
+    this.showBulk();
     this.pager.first.disabled = page === 1;
     this.pager.previous.disabled = page === 1;
     this.pager.next.disabled = !model.next;
@@ -363,9 +384,13 @@ export class SessionsView {
     if (filterIsEmpty(filter)) return;
     let preview;
     try {
-      preview = await this.ctx.api.json("POST", "sessions:batchDelete", { body: { filter, dry_run: true, max: BULK_PREVIEW_MAX } });
+      preview = await this.ctx.api.json("POST", "sessions:batchDelete", { body: { filter, dry_run: true, max: BULK_MAX } });
     } catch (err) {
-      this.ctx.failure(err, "Cannot preview the deletion");
+      if (err instanceof ApiError && err.status === 409) {
+        this.ctx.toast(`More than ${formatCount(BULK_MAX)} sessions match: the page deletes at most that many at once. Narrow the filter.`, "error");
+      } else {
+        this.ctx.failure(err, "Cannot preview the deletion");
+      }
       return;
     }
     const matched = preview.matched;
@@ -373,30 +398,28 @@ export class SessionsView {
       this.ctx.toast("No session matches this filter: nothing to delete.");
       return;
     }
-    const sample = matched.slice(0, SAMPLE);
     const noun = matched.length === 1 ? "session" : "sessions";
     const ok = await this.ctx.confirm({
       title: `Delete ${formatCount(matched.length)} ${noun}?`,
       body: [
         h("p", { class: "preview-count" }, `${formatCount(matched.length)} ${noun} match: ${describeFilter(filter)}.`),
-        h("ul", { class: "sample", "aria-label": "Some of them" }, sample.map((key) => h("li", {}, h("code", { class: "key" }, key)))),
-        matched.length > SAMPLE ? h("p", {}, `… and ${formatCount(matched.length - SAMPLE)} more.`) : null,
+        // Every key that will go, and only those: one written or changed after this
+        // preview is not deleted (the server compares each with the version shown here).
+        h("ul", { class: "sample", "aria-label": "The sessions to delete", tabindex: "0" },
+          matched.map((key) => h("li", {}, h("code", { class: "key" }, key)))),
+        h("p", { class: "hint" }, "Only these are deleted: a session changed or added after this list was made stays."),
         h("p", {}, await this.trashNote()),
       ],
       confirm: `Delete ${formatCount(matched.length)} ${noun}`,
     });
     if (!ok) return;
     try {
-      // The same filter, refused (409) if more match now than were previewed.
-      const done = await this.ctx.api.json("POST", "sessions:batchDelete", { body: { filter, max: matched.length } });
-      const failed = done.failed.length ? `; ${done.failed.length} could not be deleted` : "";
-      this.ctx.toast(`Deleted ${formatCount(done.deleted.length)} ${done.deleted.length === 1 ? "session" : "sessions"}${failed}.`);
+      const done = await this.ctx.api.json("POST", "sessions:batchDelete", {
+        body: { keys: matched, expect: preview.versions || {}, max: matched.length },
+      });
+      this.ctx.toast(bulkResult(done), done.failed.length ? "error" : "info");
     } catch (err) {
-      if (err instanceof ApiError && err.status === 409) {
-        this.ctx.toast("More sessions match now than the preview showed; nothing was deleted. Preview again.", "error");
-      } else {
-        this.ctx.failure(err, "Cannot delete");
-      }
+      this.ctx.failure(err, "Cannot delete");
     }
     this.load();
   }

@@ -100,6 +100,7 @@ export class PageModel {
     this.next = answer.next_cursor;
     this.first = query.pages.length ? this.rows[0] || null : null; // no bound on the first page
     this.last = this.next ? this.rows[this.rows.length - 1] || null : null; // none on the last
+    this.gone = new Set(); // keys whose deletion is counted already (the page's own, then its event)
   }
 
   /**
@@ -111,6 +112,9 @@ export class PageModel {
     const { filter } = this.query;
     const at = this.rows.findIndex((row) => row.key === data.key);
     const after = type !== "deleted" && matches(filter, data);
+    if (type === "deleted" && at < 0 && this.gone.has(data.key)) return true; // already taken off
+    if (type === "deleted") this.gone.add(data.key);
+    else this.gone.delete(data.key);
     if (at >= 0) this.rows.splice(at, 1);
     if (after && this.onThisPage(data)) {
       const row = { key: data.key, message_count: data.message_count, created_at: data.created_at, updated_at: data.updated_at, size: data.size };
@@ -124,6 +128,11 @@ export class PageModel {
     }
     if (filter.prefix && !data.key.startsWith(filter.prefix)) return true; // never counted
     if (type === "updated" && !dependsOnMoreThanKey(filter)) return true; // counted before and after
+    // Off this page: move the count now, as the rows move, by what the event most likely
+    // did; false still asks the server to confirm it (the list may already have counted
+    // a change whose event came after it).
+    if (type === "created" && after) this.count += 1; // a new session that matches
+    else if (type === "deleted" && !dependsOnMoreThanKey(filter)) this.count = Math.max(0, this.count - 1); // it matched
     return false;
   }
 
