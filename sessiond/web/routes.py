@@ -18,6 +18,7 @@ from sessiond.web.api.export import export
 from sessiond.web.api.health import api_health, health, livez
 from sessiond.web.api.openapi import openapi_document
 from sessiond.web.api.retention import show_retention
+from sessiond.web.api.search import search
 from sessiond.web.api.sessions import batch_delete, delete_session, get_session, list_sessions
 from sessiond.web.api.stats import stats
 from sessiond.web.api.trash import list_trash, restore
@@ -76,6 +77,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/trash", list_trash, Policy.API),
     Route("POST", "/api/v1/trash:restore", restore, Policy.API),
     Route("GET", "/api/v1/stats", stats, Policy.API),
+    Route("GET", "/api/v1/search", search, Policy.API),
     # The page is public (a dozen small files on a first visit, which must not use up the
     # per-IP allowance its own API calls need); every figure on it needs the token.
     Route("GET", "/ui", page_redirect, Policy.PAGE),

@@ -184,6 +184,45 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    "Segment": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string"}, "match": {"type": "boolean", "const": True}},
+        "description": "A piece of a snippet, plain text (never markup); `match` marks a searched word.",
+    },
+    "SearchHit": {
+        "type": "object",
+        "required": ["message", "role", "snippet"],
+        "properties": {
+            "message": {"type": ["integer", "null"], "minimum": 0, "description": "Index in `messages` (null: the summary)."},
+            "role": {"type": "string"},
+            "snippet": {"type": "array", "items": _ref("Segment")},
+        },
+    },
+    "SearchResult": {
+        "type": "object",
+        "required": ["key", "updated_at", "message_count", "title", "score", "hits"],
+        "properties": {
+            "key": {"type": "string"},
+            "updated_at": {"type": "number"},
+            "message_count": {"type": "integer", "minimum": 0},
+            "title": {"type": "string", "description": "The first user message, one line, at most 80 characters."},
+            "score": {"type": "number", "description": "bm25 relevance, higher is better."},
+            "hits": {"type": "array", "items": _ref("SearchHit"), "maxItems": 3},
+        },
+    },
+    "SearchPage": {
+        "type": "object",
+        "required": ["query", "complete", "indexed", "total", "results", "next_cursor"],
+        "properties": {
+            "query": {"type": "string"},
+            "complete": {"type": "boolean", "description": "False while the index is being built: the results are what it has."},
+            "indexed": {"type": "integer", "minimum": 0},
+            "total": {"type": "integer", "minimum": 0},
+            "results": {"type": "array", "items": _ref("SearchResult")},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
     "Stats": {
         "type": "object",
         "required": [
@@ -496,6 +535,36 @@ PATHS: dict[str, Any] = {
             "Figures for the overview, from the in-memory index only (no disk reads): by channel, "
             "per day, by message count; bytes, invalid files, collisions, watcher and trash state.",
             {"200": _json(_ref("Stats"), "The figures."), "503": _error("Still indexing; try again after Retry-After seconds.")},
+        )
+    },
+    "/api/v1/search": {
+        "get": _op(
+            "Full-text search over every session's messages, tool calls and summary; one result per session, best "
+            "first (bm25 over the 2,000 newest matches per page window, newer first on ties). q: words (all must "
+            'match), "a phrase", prefix*, -word, a OR b; case and accents ignored; CJK characters each match alone.',
+            {
+                "200": _json(_ref("SearchPage"), "A page of results (a page may hold fewer than limit: follow next_cursor)."),
+                **BAD,
+                "404": _error("Search is turned off (search = false)."),
+                "503": _error("Still indexing the sessions; try again after Retry-After seconds."),
+            },
+            [
+                {
+                    "name": "q",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 1000},
+                    "description": "The query.",
+                },
+                *FILTER,
+                _query("role", {"type": "string", "maxLength": 32}, "Only hits in messages of this role."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Results per page (default 20)."),
+                _query(
+                    "cursor",
+                    {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 512},
+                    "next_cursor of the page before.",
+                ),
+            ],
         )
     },
     "/api/v1/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"}, "OpenAPI 3.1.")})},
