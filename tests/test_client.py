@@ -17,6 +17,8 @@ from aiohttp.test_utils import TestClient
 from sessiond import __version__
 from sessiond import client as sessionctl
 
+from sessiond.web.appkeys import SEARCH
+
 from .conftest import TOKEN, eventually, store_of, write_atomic
 from .daemon import Daemon
 
@@ -199,3 +201,20 @@ async def test_retention_shows_the_rules_the_runs_and_what_would_go(
     assert "would now delete 1" in out and "telegram:old" in out
     assert await run(client, "-o", "json", "retention") == 0
     assert json.loads(capsys.readouterr().out)["preview"]["total"] == 1
+
+
+async def test_search_prints_keys_titles_and_marked_snippets(
+    client: TestClient, sessions: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSIOND_TOKEN", TOKEN)
+    doc = {"key": "t:1", "messages": [{"role": "user", "content": "where is my refund\x1b[31m?"}], "created_at": 1.0, "updated_at": 2.0}
+    (sessions / "t_1.json").write_text(json.dumps(doc))
+    await eventually(lambda: client.server.app[SEARCH].complete and "t:1" in store_of(client).index)  # type: ignore[union-attr]
+    assert await run(client, "search", "refund") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("t:1\t") and out.splitlines()[0].endswith("where is my refund\\x1b[31m?")
+    assert "#0 user: where is my [refund]\\x1b[31m?" in out  # escapes never reach the terminal
+    assert await run(client, "search", "nothing") == 0
+    assert "no sessions matched" in capsys.readouterr().err
+    assert await run(client, "search", "*") == 2
+    assert "holds no word" in capsys.readouterr().err
