@@ -16,7 +16,6 @@ from aiohttp.test_utils import TestClient
 
 from sessiond import __version__
 from sessiond import client as sessionctl
-
 from sessiond.web.appkeys import SEARCH
 
 from .conftest import TOKEN, eventually, store_of, write_atomic
@@ -207,7 +206,12 @@ async def test_search_prints_keys_titles_and_marked_snippets(
     client: TestClient, sessions: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SESSIOND_TOKEN", TOKEN)
-    doc = {"key": "t:1", "messages": [{"role": "user", "content": "where is my refund\x1b[31m?"}], "created_at": 1.0, "updated_at": 2.0}
+    doc = {
+        "key": "t:1",
+        "messages": [{"role": "user", "content": "where is my refund\x1b[31m?"}],
+        "created_at": 1.0,
+        "updated_at": 2.0,
+    }
     (sessions / "t_1.json").write_text(json.dumps(doc))
     await eventually(lambda: client.server.app[SEARCH].complete and "t:1" in store_of(client).index)  # type: ignore[union-attr]
     assert await run(client, "search", "refund") == 0

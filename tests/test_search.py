@@ -307,3 +307,32 @@ async def test_while_building_the_answer_says_so(client: TestClient, sessions: P
     await complete(client)
     body = await search(client, "building")
     assert body["complete"] is True and body["indexed"] == 1 and [r["key"] for r in body["results"]] == ["b:1"]
+
+
+async def test_a_title_in_detail_and_in_the_list_with_meta(client: TestClient, sessions: Path) -> None:
+    write(sessions, "user:alice:1", "  Can I get a refund\nfor order 4711, please? " + "and more " * 20, "sure")
+    await complete(client)
+    plain = await (await client.get("/api/v1/sessions/user:alice:1", headers=AUTH)).json()
+    assert "title" not in plain  # the seed's shape, unless asked for
+    detail = await (await client.get("/api/v1/sessions/user:alice:1?include=title", headers=AUTH)).json()
+    assert (
+        detail["title"].startswith("Can I get a refund for order 4711, please? and more")
+        and len(detail["title"]) <= 80
+        and detail["title"].endswith("…")
+    )
+    listed = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
+    assert listed["sessions"][0]["title"] == detail["title"]
+    (result,) = (await search(client, "refund"))["results"]
+    assert result["title"] == detail["title"]
+
+
+async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client: TestClient, sessions: Path) -> None:
+    for key in ("user:alice:1", "user:bob:1", "team:alice-dev", "alicorn"):
+        write(sessions, key, "hello world")
+    await complete(client)
+    listed = await (await client.get("/api/v1/sessions?contains=alice", headers=AUTH)).json()
+    assert listed == {"sessions": ["team:alice-dev", "user:alice:1"], "count": 2, "next_cursor": None}
+    listed = await (await client.get("/api/v1/sessions?contains=alice&prefix=user:", headers=AUTH)).json()
+    assert listed["sessions"] == ["user:alice:1"]
+    assert sorted(await keys(client, "hello", contains="alice")) == ["team:alice-dev", "user:alice:1"]
+    assert (await (await client.get("/api/v1/sessions?contains=ALICE", headers=AUTH)).json())["count"] == 0

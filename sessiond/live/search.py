@@ -301,7 +301,7 @@ class SearchKeeper:
                 if record is None or record.name != candidate.name or _ident(record) != candidate.ident:
                     self._stale(candidate.name)
                     continue
-                if not flt.matches(record):
+                if not flt.matches(record) or (flt.contains and flt.contains not in record.key):
                     continue
                 chosen.append((candidate, record))
                 if len(chosen) == WINDOW:

@@ -41,6 +41,7 @@ KEY: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LE
 
 _FILTER_DOCS: dict[str, tuple[dict[str, Any], str]] = {
     "prefix": ({"type": "string", "maxLength": MAX_KEY_LENGTH}, "Only keys starting with this text."),
+    "contains": ({"type": "string", "maxLength": MAX_KEY_LENGTH}, "Only keys holding this text anywhere (case-sensitive)."),
     "created_after": (TIME, "Only sessions created after this time (Unix seconds, strict)."),
     "created_before": (TIME, "Only sessions created before this time (Unix seconds, strict)."),
     "updated_after": (TIME, "Only sessions updated after this time (Unix seconds, strict)."),
@@ -120,6 +121,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             **{name: schema for name, (schema, _) in _FILTER_DOCS.items()},
             "prefix": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+            "contains": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
         },
     },
     "BatchDelete": {
