@@ -107,6 +107,10 @@ SCHEMAS: dict[str, Any] = {
             "created_at": TIME,
             "updated_at": TIME,
             "age_seconds": {"type": "number"},
+            "title": {
+                "type": ["string", "null"],
+                "description": "With include=title and search on: the first user message, one line (null: not indexed yet).",
+            },
         },
     },
     "Deleted": {
@@ -381,7 +385,11 @@ PATHS: dict[str, Any] = {
         )
     },
     "/api/v1/sessions/{key}": {
-        "get": _op("One session's metadata.", {"200": _json(_ref("SessionDetail"), "Found."), **BAD, **NOT_FOUND}, [KEY_PATH]),
+        "get": _op(
+            "One session's metadata.",
+            {"200": _json(_ref("SessionDetail"), "Found."), **BAD, **NOT_FOUND},
+            [KEY_PATH, _query("include", {"type": "string", "enum": ["title"]}, "title: add the session's title.")],
+        ),
         "delete": _op(
             "Delete a session (to the trash when trash_days > 0).",
             {"200": _json(_ref("Deleted"), "Deleted."), **BAD, **NOT_FOUND},
