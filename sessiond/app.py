@@ -20,11 +20,25 @@ from sessiond.config import Settings
 from sessiond.core.trash import Trash
 from sessiond.live.feed import EventFeed, FeedMetrics
 from sessiond.live.retention import Retention, RetentionMetrics
+from sessiond.live.search import SearchKeeper, SearchMetrics
 from sessiond.live.stats import StatsKeeper
 from sessiond.live.store import SessionStore
 from sessiond.live.trash import purge_forever
 from sessiond.live.watcher import SessionWatcher
-from sessiond.web.appkeys import EVENTS, METRICS, PAGE, RETENTION, RUNTIME, SETTINGS, STARTED_AT, STATS, STORE, TRASH, WATCHER
+from sessiond.web.appkeys import (
+    EVENTS,
+    METRICS,
+    PAGE,
+    RETENTION,
+    RUNTIME,
+    SEARCH,
+    SETTINGS,
+    STARTED_AT,
+    STATS,
+    STORE,
+    TRASH,
+    WATCHER,
+)
 from sessiond.web.front.request_id import stamp_response
 from sessiond.web.front_door import front_door
 from sessiond.web.metrics import Metrics
@@ -88,6 +102,14 @@ def create_app(settings: Settings) -> web.Application:
     retention = Retention(store, runtime, watcher.ready)
     app[RETENTION] = retention
     metrics.registry.register(RetentionMetrics(retention))
+    # Full-text search: fed the names of the files each change applied (a rewrite that keeps
+    # size and mtime changes no key, but its text), built once the first index is whole.
+    search = SearchKeeper(store, settings.search_path, settings.search_cache_mb * 1024) if settings.search else None
+    app[SEARCH] = search
+    if search is not None:
+        store.file_listeners.append(search.on_files)
+        metrics.registry.register(SearchMetrics(search))
+        app.cleanup_ctx.append(_run_search)
     app[PAGE] = PageAssets.from_package()  # read once: a request never touches the disk for it
 
     add_routes(app)
@@ -117,6 +139,15 @@ async def cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+async def _run_search(app: web.Application) -> AsyncIterator[None]:
+    keeper = app[SEARCH]
+    assert keeper is not None
+    task = asyncio.create_task(keeper.forever(app[WATCHER].ready), name="sessiond-search")
+    yield
+    await cancel(task)
+    await keeper.close()
 
 
 async def _close_streams(app: web.Application) -> None:

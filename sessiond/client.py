@@ -278,6 +278,40 @@ def _export(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def _search(api: Api, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"q": args.query, **_filter(args), "limit": min(args.limit, 100)}
+    if args.role:
+        params["role"] = args.role
+    results: list[dict[str, Any]] = []
+    page: dict[str, Any] = {}
+    while len(results) < args.limit:
+        page = api.call("GET", "/api/v1/search", params)
+        results += page["results"]
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    results = results[: args.limit]
+    if args.output == "json":
+        _print_json({**page, "results": results})
+        return 0
+    if not page.get("complete", True):
+        print(f"(the search index is still being built: {page['indexed']} of {page['total']} sessions)", file=sys.stderr)
+    if not results:
+        print("no sessions matched", file=sys.stderr)
+    for result in results:
+        print(f"{_printable(result['key'])}\t{_when(result['updated_at'])}\t{_printable(result['title'])}")
+        for hit in result["hits"]:
+            where = "summary" if hit["message"] is None else f"#{hit['message']} {hit['role']}"
+            # Matches in [brackets]; control characters shown escaped, never sent to the terminal.
+            text = "".join(f"[{seg['text']}]" if seg.get("match") else seg["text"] for seg in hit["snippet"])
+            print(f"    {where}: {_printable(text)}")
+    return 0
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _health(api: Api, args: argparse.Namespace) -> int:
     try:
         answer, status = api.call("GET", "/api/v1/health"), 0
@@ -429,6 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
     trash.add_argument("action", nargs="?", choices=("list", "show"), default="list")
     trash.add_argument("id", nargs="?", metavar="ID", help="with show: the entry's id, from the list")
     commands.add_parser("invalid", help="files in the sessions folder that are not sessions: name, bytes, modified, reason")
+    search = commands.add_parser("search", help='full-text search: words, "a phrase", prefix*, -word, a OR b')
+    search.add_argument("query", metavar="QUERY")
+    _filter_options(search)
+    search.add_argument("--role", help="only hits in messages of this role (user, assistant, tool, ...)")
+    search.add_argument("-n", "--limit", type=int, default=20, help="most sessions shown (default 20)")
     commands.add_parser("health", help="version, uptime and index figures")
     commands.add_parser("retention", help="the retention rules, the last and next run, and what it would delete")
     return p
@@ -458,6 +497,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "trash": _trash,
     "invalid": _invalid,
     "export": _export,
+    "search": _search,
     "health": _health,
     "retention": _retention,
 }

@@ -57,6 +57,8 @@ class Settings:
     retention_max_per_run: int = 1000
     retention_dry_run: bool = False
     retention_grace: float = 600.0
+    search: bool = True
+    search_cache_mb: int = 16
     config_file: Path | None = None
     token_source: str = "token"  # where the token came from (never the token itself)
 
@@ -69,6 +71,11 @@ class Settings:
     def snapshot_path(self) -> Path | None:
         """Where the index snapshot lives (None: no snapshot, every start reads every file)."""
         return self.state_dir / "index.snapshot" if self.state_dir else None
+
+    @property
+    def search_path(self) -> Path | None:
+        """Where the search index lives (None: in memory, built again at every start)."""
+        return self.state_dir / "search.sqlite" if self.state_dir else None
 
 
 def _bool(text: str) -> bool:
@@ -150,6 +157,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_max_per_run", int, "a run that would delete more deletes nothing and says why"),
     Setting("retention_dry_run", _bool, "retention only reports what it would delete"),
     Setting("retention_grace", float, "seconds: a session updated this recently is never deleted by retention"),
+    Setting("search", _bool, "full-text search over the messages (0: off, no index written)", flag=True),
+    Setting("search_cache_mb", int, "SQLite page cache of the search index, MiB per connection"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 KNOWN = frozenset(BY_NAME)
@@ -326,6 +335,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _float(values, "retention_interval", 1, 86400 * 7)
     _int(values, "retention_max_per_run", 1, 1_000_000)
     _float(values, "retention_grace", 60, 86400)
+    _int(values, "search_cache_mb", 1, 4096)
     if "retention" in values:
         try:
             values["retention"] = parse_rules(values["retention"])
@@ -364,7 +374,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
         if fmt not in LOG_FORMATS:
             raise ConfigError(f"log_format: {values['log_format']!r} is not one of {', '.join(LOG_FORMATS)}")
         values["log_format"] = fmt
-    for name in ("access_log", "metrics_require_token", "force_polling", "retention_dry_run"):
+    for name in ("access_log", "metrics_require_token", "force_polling", "retention_dry_run", "search"):
         if name in values and not isinstance(values[name], bool):
             raise ConfigError(f"{name}: {values[name]!r} is not true or false")
     if "trusted_proxies" in values:

@@ -32,6 +32,9 @@ RETRY_DELAYS = (0.05, 0.2, 0.5)
 
 
 ChangeListener = Callable[[list[Change]], None]
+# Told the names of files just applied to the index, whatever changed for clients (a rewrite
+# that keeps size and mtime changes no key, but its text); None: a scan, anything may have.
+FileListener = Callable[[list[str] | None], None]
 
 
 class _Big:
@@ -66,6 +69,7 @@ class SessionStore:
         # update", so a read that started before an unlink cannot put the session back.
         self.lock = asyncio.Lock()
         self.listeners: list[ChangeListener] = []
+        self.file_listeners: list[FileListener] = []
         self._retries: dict[str, int] = {}
         self._big: dict[str, asyncio.Task[None]] = {}
         self._big_again: set[str] = set()
@@ -153,6 +157,7 @@ class SessionStore:
         )
         if changes:
             self._notify(changes)
+        self._files_applied(None)
 
     async def clear(self) -> None:
         """Forget every file: the folder is gone or unusable, so it holds nothing we may serve."""
@@ -300,6 +305,7 @@ class SessionStore:
                 self.files_applied += len(states)
                 for seen in self._applied_during_walks:
                     seen.update(chunk)
+                self._files_applied([name for name, state in states if state is not BIG])
         self._publish(changes)
         return changes
 
@@ -334,6 +340,7 @@ class SessionStore:
                 if name not in self._big_again and (state.stat if state is not None else None) == now:
                     changes = self._apply(name, state)
                     self.files_applied += 1
+                    self._files_applied([name])
                 else:
                     changes = []
                     self._big_again.add(name)
@@ -427,6 +434,7 @@ class SessionStore:
                     )
                     removed += outcome.removed
                     changes.extend(self.index.set_file(name, None if outcome.removed else outcome.now))
+                    self._files_applied([name])
                     for seen in self._applied_during_walks:
                         seen.add(name)
         except FolderChanged:
@@ -447,6 +455,10 @@ class SessionStore:
         return record
 
     # -- reporting -----------------------------------------------------------
+
+    def _files_applied(self, names: list[str] | None) -> None:
+        for listener in self.file_listeners:
+            listener(names)
 
     def _notify(self, changes: list[Change]) -> None:
         self.last_change = time.monotonic()

@@ -14,6 +14,7 @@ from sessiond.config import Settings
 from sessiond.core.trash import Trash
 from sessiond.live.feed import EventFeed
 from sessiond.live.retention import Retention
+from sessiond.live.search import SearchKeeper
 from sessiond.live.stats import StatsKeeper
 from sessiond.live.store import SessionStore
 from sessiond.live.watcher import SessionWatcher
@@ -21,7 +22,20 @@ from sessiond.web.metrics import METRICS  # declared beside its reader, the one 
 from sessiond.web.pagefiles import PageAssets
 from sessiond.web.runtime import Runtime
 
-__all__ = ["EVENTS", "METRICS", "PAGE", "RETENTION", "RUNTIME", "SETTINGS", "STARTED_AT", "STATS", "STORE", "TRASH", "WATCHER"]
+__all__ = [
+    "EVENTS",
+    "METRICS",
+    "PAGE",
+    "RETENTION",
+    "RUNTIME",
+    "SEARCH",
+    "SETTINGS",
+    "STARTED_AT",
+    "STATS",
+    "STORE",
+    "TRASH",
+    "WATCHER",
+]
 
 SETTINGS = web.AppKey("settings", Settings)  # as loaded at start; RUNTIME holds what reloads change
 RUNTIME = web.AppKey("runtime", Runtime)
@@ -33,3 +47,4 @@ TRASH: web.AppKey[Trash | None] = web.AppKey("trash")  # None while trash_days i
 STATS = web.AppKey("stats", StatsKeeper)
 PAGE = web.AppKey("page", PageAssets)  # the web page's files, read once at start
 RETENTION = web.AppKey("retention", Retention)
+SEARCH: web.AppKey[SearchKeeper | None] = web.AppKey("search")  # None while search is off

@@ -19,6 +19,7 @@ from sessiond.web.api.health import api_health, health, livez
 from sessiond.web.api.invalid import list_invalid
 from sessiond.web.api.openapi import openapi_document
 from sessiond.web.api.retention import show_retention
+from sessiond.web.api.search import search
 from sessiond.web.api.sessions import batch_delete, delete_session, get_session, list_sessions
 from sessiond.web.api.stats import stats
 from sessiond.web.api.trash import list_trash, read_trashed, restore
@@ -79,6 +80,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/trash/{id}", read_trashed, Policy.API),
     Route("GET", "/api/v1/stats", stats, Policy.API),
     Route("GET", "/api/v1/invalid", list_invalid, Policy.API),
+    Route("GET", "/api/v1/search", search, Policy.API),
     # The page is public (a dozen small files on a first visit, which must not use up the
     # per-IP allowance its own API calls need); every figure on it needs the token.
     Route("GET", "/ui", page_redirect, Policy.PAGE),

@@ -224,7 +224,8 @@ async def test_the_endpoint_reads_the_index_only_never_the_disk(
     for i in range(50):
         write_atomic(sessions, f"c{i % 5}:{i}", messages=i)
     (sessions / "broken.json").write_text("{")
-    client = await start_client(reconcile_interval=0)  # no timed stat walk while the test counts
+    # No timed stat walk, and no search index reading the files in the background, while the test counts.
+    client = await start_client(reconcile_interval=0, search=False)
     index = store_of(client).index
     await eventually(lambda: len(index) == 50 and len(index.invalid) == 1)
     await stats_of(client)  # the full pass is done: what follows is the steady state

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 
 from sessiond import __version__
 from sessiond import client as sessionctl
+from sessiond.web.appkeys import SEARCH
 from tests.support import TOKEN, Daemon, eventually, store_of, write_atomic
 
 DAY = 86400.0
@@ -292,3 +293,25 @@ def test_every_listing_prints_hostile_keys_escaped_never_raw(workspace: Path) ->
         assert runs[0].stdout == b"tg:a\\x1b[2J\\u202e\\n\n"
         assert b"deleted tg:a\\x1b[2J\\u202e\\n" in runs[4].stdout
         assert b"restored tg:a\\x1b[2J\\u202e\\n" in runs[6].stdout
+
+
+async def test_search_prints_keys_titles_and_marked_snippets(
+    client: TestClient, sessions: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SESSIOND_TOKEN", TOKEN)
+    doc = {
+        "key": "t:1",
+        "messages": [{"role": "user", "content": "where is my refund\x1b[31m?"}],
+        "created_at": 1.0,
+        "updated_at": 2.0,
+    }
+    (sessions / "t_1.json").write_text(json.dumps(doc))
+    await eventually(lambda: client.server.app[SEARCH].complete and "t:1" in store_of(client).index)  # type: ignore[union-attr]
+    assert await run(client, "search", "refund") == 0
+    out = capsys.readouterr().out
+    assert out.startswith("t:1\t") and out.splitlines()[0].endswith("where is my refund\\x1b[31m?")
+    assert "#0 user: where is my [refund]\\x1b[31m?" in out  # escapes never reach the terminal
+    assert await run(client, "search", "nothing") == 0
+    assert "no sessions matched" in capsys.readouterr().err
+    assert await run(client, "search", "*") == 2
+    assert "holds no word" in capsys.readouterr().err

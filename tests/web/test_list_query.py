@@ -57,7 +57,7 @@ async def test_include_meta(filled: TestClient) -> None:
     (item,) = body["sessions"]
     assert item["key"] == "slack:a" and item["message_count"] == 7
     assert item["created_at"] == 300.0 and item["updated_at"] == 300.0 and item["size"] > 0
-    assert set(item) == {"key", "message_count", "created_at", "updated_at", "size", "version"}
+    assert set(item) == {"key", "message_count", "created_at", "updated_at", "size", "version", "title"}
 
 
 async def test_paging_with_cursor_while_sessions_change(filled: TestClient, sessions: Path) -> None:

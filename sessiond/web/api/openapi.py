@@ -42,6 +42,7 @@ KEY: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LE
 
 _FILTER_DOCS: dict[str, tuple[dict[str, Any], str]] = {
     "prefix": ({"type": "string", "maxLength": MAX_KEY_LENGTH}, "Only keys starting with this text."),
+    "contains": ({"type": "string", "maxLength": MAX_KEY_LENGTH}, "Only keys holding this text anywhere (case-sensitive)."),
     "created_after": (TIME, "Only sessions created after this time (Unix seconds, strict)."),
     "created_before": (TIME, "Only sessions created before this time (Unix seconds, strict)."),
     "updated_after": (TIME, "Only sessions updated after this time (Unix seconds, strict)."),
@@ -115,6 +116,10 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": TIME,
             "age_seconds": {"type": "number"},
             "version": VERSION,
+            "title": {
+                "type": ["string", "null"],
+                "description": "With include=title and search on: the first user message, one line (null: not indexed yet).",
+            },
         },
     },
     "Deleted": {
@@ -129,6 +134,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             **{name: schema for name, (schema, _) in _FILTER_DOCS.items()},
             "prefix": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+            "contains": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
         },
     },
     "BatchDelete": {
@@ -206,6 +212,45 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "Health": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}},
+    "Segment": {
+        "type": "object",
+        "required": ["text"],
+        "properties": {"text": {"type": "string"}, "match": {"type": "boolean", "const": True}},
+        "description": "A piece of a snippet, plain text (never markup); `match` marks a searched word.",
+    },
+    "SearchHit": {
+        "type": "object",
+        "required": ["message", "role", "snippet"],
+        "properties": {
+            "message": {"type": ["integer", "null"], "minimum": 0, "description": "Index in `messages` (null: the summary)."},
+            "role": {"type": "string"},
+            "snippet": {"type": "array", "items": _ref("Segment")},
+        },
+    },
+    "SearchResult": {
+        "type": "object",
+        "required": ["key", "updated_at", "message_count", "title", "score", "hits"],
+        "properties": {
+            "key": {"type": "string"},
+            "updated_at": {"type": "number"},
+            "message_count": {"type": "integer", "minimum": 0},
+            "title": {"type": "string", "description": "The first user message, one line, at most 80 characters."},
+            "score": {"type": "number", "description": "bm25 relevance, higher is better."},
+            "hits": {"type": "array", "items": _ref("SearchHit"), "maxItems": 3},
+        },
+    },
+    "SearchPage": {
+        "type": "object",
+        "required": ["query", "complete", "indexed", "total", "results", "next_cursor"],
+        "properties": {
+            "query": {"type": "string"},
+            "complete": {"type": "boolean", "description": "False while the index is being built: the results are what it has."},
+            "indexed": {"type": "integer", "minimum": 0},
+            "total": {"type": "integer", "minimum": 0},
+            "results": {"type": "array", "items": _ref("SearchResult")},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
     "Stats": {
         "type": "object",
         "required": [
@@ -362,7 +407,11 @@ PATHS: dict[str, Any] = {
         )
     },
     "/api/v1/sessions/{key}": {
-        "get": _op("One session's metadata.", {"200": _json(_ref("SessionDetail"), "Found."), **BAD, **NOT_FOUND}, [KEY_PATH]),
+        "get": _op(
+            "One session's metadata.",
+            {"200": _json(_ref("SessionDetail"), "Found."), **BAD, **NOT_FOUND},
+            [KEY_PATH, _query("include", {"type": "string", "enum": ["title"]}, "title: add the session's title.")],
+        ),
         "delete": _op(
             "Delete a session (to the trash when trash_days > 0).",
             {"200": _json(_ref("Deleted"), "Deleted."), **BAD, **NOT_FOUND},
@@ -606,6 +655,36 @@ PATHS: dict[str, Any] = {
                 **BAD,
             },
             [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "At most this many files (default 1000).")],
+        )
+    },
+    "/api/v1/search": {
+        "get": _op(
+            "Full-text search over every session's messages, tool calls and summary; one result per session, best "
+            "first (bm25 over the 2,000 newest matches per page window, newer first on ties). q: words (all must "
+            'match), "a phrase", prefix*, -word, a OR b; case and accents ignored; CJK characters each match alone.',
+            {
+                "200": _json(_ref("SearchPage"), "A page of results (a page may hold fewer than limit: follow next_cursor)."),
+                **BAD,
+                "404": _error("Search is turned off (search = false)."),
+                "503": _error("Still indexing the sessions; try again after Retry-After seconds."),
+            },
+            [
+                {
+                    "name": "q",
+                    "in": "query",
+                    "required": True,
+                    "schema": {"type": "string", "minLength": 1, "maxLength": 1000},
+                    "description": "The query.",
+                },
+                *FILTER,
+                _query("role", {"type": "string", "maxLength": 32}, "Only hits in messages of this role."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "Results per page (default 20)."),
+                _query(
+                    "cursor",
+                    {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "maxLength": 512},
+                    "next_cursor of the page before.",
+                ),
+            ],
         )
     },
     "/api/v1/openapi.json": {"get": _op("This document.", {"200": _json({"type": "object"}, "OpenAPI 3.1.")})},

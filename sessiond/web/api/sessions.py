@@ -24,7 +24,7 @@ from sessiond.core.query import (
     version,
     whole_number,
 )
-from sessiond.web.appkeys import RUNTIME, STORE
+from sessiond.web.appkeys import RUNTIME, SEARCH, STORE
 from sessiond.web.params import flag, read_object, string_list
 from sessiond.web.responses import NOT_FOUND, etag_matches, json_response
 
@@ -53,7 +53,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     With If-None-Match equal to the current ETag the answer is an empty 304, so a
     monitor polling the list costs almost nothing while nothing changes.
     """
-    if request.query_string and (answer := _query_response(request)) is not None:
+    if request.query_string and (answer := await _query_response(request)) is not None:
         return answer
     index = request.app[STORE].index
     body = index.list_body()
@@ -71,16 +71,19 @@ async def get_session(request: web.Request) -> web.Response:
     record = store.index.get(key) or await store.find(key)
     if record is None:
         raise SessionNotFound(key)
-    return json_response(
-        {
-            "key": record.key,
-            "message_count": record.message_count,
-            "created_at": record.created_at,
-            "updated_at": record.updated_at,
-            "age_seconds": round(time.time() - record.created_at, 1),
-            "version": version(record),
-        }
-    )
+    answer: dict[str, Any] = {
+        "key": record.key,
+        "message_count": record.message_count,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "age_seconds": round(time.time() - record.created_at, 1),
+        "version": version(record),
+    }
+    if request.query.get("include") == "title" and (search := request.app[SEARCH]) is not None:
+        # Asked for only: the seed's answer keeps its shape. From the search index; null until
+        # it holds the file as it is now.
+        answer["title"] = (await search.titles([record])).get(record.key)
+    return json_response(answer)
 
 
 async def delete_session(request: web.Request) -> web.Response:
@@ -93,7 +96,7 @@ async def delete_session(request: web.Request) -> web.Response:
     return json_response({"deleted": True, "key": record.key})
 
 
-def _query_response(request: web.Request) -> web.Response | None:
+async def _query_response(request: web.Request) -> web.Response | None:
     """The list answer for a request with list parameters; None when it has none.
 
     None sends the caller down the cached fast path, so a request without
@@ -104,7 +107,11 @@ def _query_response(request: web.Request) -> web.Response | None:
         return None
     query = parse_query(values, request.app[RUNTIME].cursor_key)
     page = run(request.app[STORE].index, query)
-    items = [meta(r) for r in page.records] if query.include_meta else [r.key for r in page.records]
+    items: list[Any] = [meta(r) for r in page.records] if query.include_meta else [r.key for r in page.records]
+    if query.include_meta and (search := request.app[SEARCH]) is not None:
+        titles = await search.titles(page.records)
+        for item in items:
+            item["title"] = titles.get(item["key"])
     return json_response({"sessions": items, "count": page.total, "next_cursor": page.next_cursor})
 
 
@@ -179,8 +186,9 @@ def _keys_or_filter(index: SessionIndex, body: dict[str, Any]) -> list[str]:
         return string_list(body, "keys", MOST_KEYS)
     if not isinstance(body["filter"], dict):
         raise QueryError("filter", "must be an object of filter parameters")
-    if body["filter"].get("prefix") == "":
-        raise QueryError("prefix", "is empty; leave it out, or name the prefix to delete")
+    for name in ("prefix", "contains"):
+        if body["filter"].get(name) == "":
+            raise QueryError(name, f"is empty; leave it out, or name the {name} text of the keys to delete")
     flt = parse_filter(body["filter"])
     if flt.is_empty():
         raise QueryError("filter", "is empty, which would match every session; name at least one bound")

@@ -1,0 +1,306 @@
+"""The search index file: SQLite FTS5, one contentless row per session file. Blocking; one thread owns it.
+
+Layout (why, measured in bench/search.py):
+
+- `fts`: FTS5, `content=''` (the files are the content: the index is about half the
+  text), `unicode61 remove_diacritics 2`, one row per session file, so a word in
+  every message is one posting per session, not one per message.
+- `docs`: per file its name, key, identity (size, mtime, inode, ctime), title and
+  the indexed text zlib-compressed. A contentless FTS5 table can only forget a row
+  when handed the very text it indexed ('delete' command; `contentless_delete` needs
+  SQLite 3.43, this is 3.40), so the text is kept, compressed (about a third of it).
+
+A row's rowid grows with every write, so `ORDER BY rowid DESC` is "most recently
+indexed first": the query ranks a bounded window of the newest matches by bm25
+instead of every match (see `candidates`).
+
+An index file that is not ours (application_id), of another layout (user_version),
+or damaged (quick_check, or any error opening it) is deleted and built again,
+never trusted: it is only ever a copy of what the files say.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import urllib.parse
+import zlib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+log = logging.getLogger(__name__)
+
+APPLICATION_ID = 0x53534E31  # "SSN1": a sessiond search index
+SCHEMA = 1
+_I64 = 1 << 63
+
+
+class Ident(NamedTuple):
+    """A file's identity as stored (the index's FileStat)."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    ctime_ns: int
+
+
+class Doc(NamedTuple):
+    """One session file as indexed."""
+
+    name: str
+    key: str
+    ident: Ident
+    title: str
+    text: str  # exactly what FTS5 was given
+
+
+class Candidate(NamedTuple):
+    """A row that matched, with what is needed to check it against the in-memory index."""
+
+    rowid: int
+    score: float  # bm25: lower is better
+    name: str
+    key: str
+    ident: Ident
+    title: str
+
+
+def _ino_in(inode: int) -> int:
+    return inode - (1 << 64) if inode >= _I64 else inode  # SQLite integers are signed 64-bit
+
+
+def _ino_out(inode: int) -> int:
+    return inode + (1 << 64) if inode < 0 else inode
+
+
+_CREATE = f"""
+PRAGMA application_id = {APPLICATION_ID};
+PRAGMA user_version = {SCHEMA};
+CREATE TABLE docs (
+    rowid INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    title TEXT NOT NULL,
+    ztext BLOB NOT NULL
+);
+CREATE INDEX docs_key ON docs(key);
+CREATE VIRTUAL TABLE fts USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2');
+"""
+
+
+class Unusable(Exception):
+    """The index file is not a sessiond search index we can trust."""
+
+
+class SearchDB:
+    """The index file (or memory, without a state directory), used from one thread only."""
+
+    def __init__(self, path: Path | None, cache_kib: int = 16 * 1024) -> None:
+        self.path = path
+        self.cache_kib = cache_kib
+        self.con: sqlite3.Connection | None = None
+        self.rebuilt_because: str | None = None  # why the file found at open was thrown away
+
+    # -- opening -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the index, or start a new one when there is none or it cannot be trusted."""
+        if self.path is None:
+            self.con = self._connect(":memory:")
+            self.con.executescript(_CREATE)
+            return
+        if self.path.exists() or self.path.is_symlink():
+            try:
+                self.con = self._check(self.path)
+                return
+            except (Unusable, sqlite3.Error, OSError) as exc:
+                self.rebuilt_because = str(exc) or type(exc).__name__
+                log.warning("search index %s cannot be trusted (%s); building it again", self.path, self.rebuilt_because)
+                self._remove_files()
+        self.con = self._create(self.path)
+
+    def open_reader(self) -> None:
+        """Open a second, read-only connection to the file another SearchDB writes (WAL: readers never wait)."""
+        assert self.path is not None
+        self.con = self._connect("file:" + urllib.parse.quote(str(self.path)) + "?mode=ro", uri=True)
+
+    def _connect(self, where: str, uri: bool = False) -> sqlite3.Connection:
+        con = sqlite3.connect(where, isolation_level=None, check_same_thread=False, uri=uri)
+        con.execute(f"PRAGMA cache_size = {-int(self.cache_kib)}")
+        return con
+
+    def _check(self, path: Path) -> sqlite3.Connection:
+        if path.is_symlink() or not path.is_file():
+            raise Unusable("not a regular file")
+        os.chmod(path, 0o600)
+        con = self._connect(str(path))
+        try:
+            if con.execute("PRAGMA application_id").fetchone()[0] != APPLICATION_ID:
+                raise Unusable("not a sessiond search index")
+            if con.execute("PRAGMA user_version").fetchone()[0] != SCHEMA:
+                raise Unusable("an index of another layout")
+            result = con.execute("PRAGMA quick_check").fetchall()
+            if result != [("ok",)]:
+                raise Unusable("damaged: " + "; ".join(str(r[0]) for r in result[:3]))
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")
+            con.execute("SELECT count(*) FROM docs").fetchone()
+            con.execute("SELECT rowid FROM fts WHERE fts MATCH '\"x\"' LIMIT 1").fetchall()
+            return con
+        except BaseException:
+            con.close()
+            raise
+
+    def _create(self, path: Path) -> sqlite3.Connection:
+        # Made 0600 before SQLite writes a byte: it holds the conversations. SQLite gives
+        # its -wal and -shm files the mode of the database file.
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        con = self._connect(str(path))
+        con.execute("PRAGMA journal_mode = WAL")
+        con.execute("PRAGMA synchronous = NORMAL")
+        con.executescript(_CREATE)
+        return con
+
+    def _remove_files(self) -> None:
+        assert self.path is not None
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{self.path}{suffix}")
+
+    def close(self) -> None:
+        """Close the connection (the WAL is checkpointed by SQLite)."""
+        if self.con is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self.con.execute("PRAGMA optimize")
+            self.con.close()
+            self.con = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self.con is None:
+            raise RuntimeError("search index not open")
+        return self.con
+
+    # -- reading -----------------------------------------------------------------------
+
+    def idents(self) -> dict[str, Ident]:
+        """Name -> identity of every indexed file."""
+        rows = self._db().execute("SELECT name, size, mtime_ns, ino, ctime_ns FROM docs")
+        return {name: Ident(size, mtime, _ino_out(ino), ctime) for name, size, mtime, ino, ctime in rows}
+
+    def count(self) -> int:
+        """How many files are indexed."""
+        return int(self._db().execute("SELECT count(*) FROM docs").fetchone()[0])
+
+    def size_bytes(self) -> int:
+        """The bytes the index takes (file plus write-ahead log; memory pages without a file)."""
+        if self.path is None:
+            db = self._db()
+            return int(db.execute("PRAGMA page_count").fetchone()[0]) * int(db.execute("PRAGMA page_size").fetchone()[0])
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(f"{self.path}{suffix}").st_size
+        return total
+
+    def candidates(self, match: str, below: int | None, limit: int, prefix: str = "") -> list[Candidate]:
+        """Rows matching the FTS5 expression *match*, newest first, rowid < *below*, at most *limit*.
+
+        Ordered by rowid (FTS5 walks its postings in that order and stops at the limit),
+        so bm25 is computed for *limit* rows only, however common the word. With
+        *prefix*, only keys starting so (checked before bm25 is computed).
+        """
+        sql = (
+            "SELECT fts.rowid, bm25(fts), docs.name, docs.key, docs.size, docs.mtime_ns, docs.ino, docs.ctime_ns, docs.title"
+            " FROM fts JOIN docs ON docs.rowid = fts.rowid"
+            " WHERE fts MATCH ? AND fts.rowid < ?"
+        )
+        args: list[object] = [match, _I64 - 1 if below is None else below]
+        if prefix:
+            sql += " AND substr(docs.key, 1, ?) = ?"
+            args += [len(prefix), prefix]
+        rows = self._db().execute(sql + " ORDER BY fts.rowid DESC LIMIT ?", (*args, limit))
+        return [
+            Candidate(rowid, score, name, key, Ident(size, mtime, _ino_out(ino), ctime), title)
+            for rowid, score, name, key, size, mtime, ino, ctime, title in rows
+        ]
+
+    def idents_of(self, names: Sequence[str]) -> dict[str, Ident]:
+        """Name -> identity for the named files that are indexed."""
+        return {name: ident for name, (ident, _) in self.titles(names).items()}
+
+    def titles(self, names: Sequence[str]) -> dict[str, tuple[Ident, str]]:
+        """Name -> (identity, title) for the named files that are indexed."""
+        out: dict[str, tuple[Ident, str]] = {}
+        db = self._db()
+        for i in range(0, len(names), 500):
+            chunk = list(names[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for name, size, mtime, ino, ctime, title in db.execute(
+                f"SELECT name, size, mtime_ns, ino, ctime_ns, title FROM docs WHERE name IN ({marks})", chunk
+            ):
+                out[name] = (Ident(size, mtime, _ino_out(ino), ctime), title)
+        return out
+
+    # -- writing -----------------------------------------------------------------------
+
+    def apply(self, upserts: Iterable[Doc], removals: Iterable[str]) -> int:
+        """Write one batch in one transaction; return the change in the row count."""
+        db = self._db()
+        delta = 0
+        db.execute("BEGIN")
+        try:
+            for name in removals:
+                delta -= self._forget(db, name)
+            for doc in upserts:
+                delta -= self._forget(db, doc.name)
+                ident = doc.ident
+                cur = db.execute(
+                    "INSERT INTO docs (name, key, size, mtime_ns, ino, ctime_ns, title, ztext) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        doc.name,
+                        doc.key,
+                        ident.size,
+                        ident.mtime_ns,
+                        _ino_in(ident.inode),
+                        ident.ctime_ns,
+                        doc.title,
+                        zlib.compress(doc.text.encode("utf-8", "surrogatepass"), 6),
+                    ),
+                )
+                db.execute("INSERT INTO fts (rowid, body) VALUES (?, ?)", (cur.lastrowid, doc.text))
+                delta += 1
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return delta
+
+    def _forget(self, db: sqlite3.Connection, name: str) -> int:
+        if not _utf8(name):
+            return 0  # a name that is not UTF-8 is never a session, so never a row
+        row = db.execute("SELECT rowid, ztext FROM docs WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return 0
+        rowid, ztext = row
+        text = zlib.decompress(ztext).decode("utf-8", "surrogatepass")
+        # A contentless table forgets a row only when told exactly what it indexed.
+        db.execute("INSERT INTO fts (fts, rowid, body) VALUES ('delete', ?, ?)", (rowid, text))
+        db.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
+        return 1
+
+
+def _utf8(name: str) -> bool:
+    """Whether SQLite can hold *name* (os keeps the bytes of a name that is not UTF-8 as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -1,0 +1,441 @@
+"""SearchKeeper: the full-text index kept in step with the in-memory index, and the searches over it.
+
+As true as the index:
+
+- The store tells the keeper which files it applied (`SessionStore.file_listeners`:
+  watch batches, reconciles, DELETE, batchDelete, retention, restores, re-reads of big
+  files) or that everything may have changed (a scan). The keeper queues those names;
+  one writer thread owns the SQLite connection and writes each batch in one
+  transaction, reading a file only if it is still the file the index describes.
+- A full pass (at start, after the metadata index is whole, and after every scan)
+  compares the identities the search index holds with the in-memory index and
+  indexes only what differs, newest first; what is gone is removed.
+- A search's candidates come from SQLite, but every one is checked against the
+  in-memory index (key, file name, identity) and its hits and snippets are built from
+  the file as it is now, read only if it still has that identity: a deleted or
+  rewritten session's old text is never returned, whatever the search index still
+  holds. A stale row found so is queued for the writer.
+
+The event loop never waits on SQLite: writes run on the writer thread, reads on a
+reader thread with a connection of its own (WAL mode; one connection on one thread
+when the index is in memory, without a state directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import hashlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from sessiond.core import search_text
+from sessiond.core.folder import Folder, FolderUnusable
+from sessiond.core.index import SessionRecord
+from sessiond.core.query import Filter, QueryError
+from sessiond.core.search_db import Candidate, Doc, Ident, SearchDB
+from sessiond.core.search_files import read_parts
+from sessiond.core.search_query import Query, match
+from sessiond.live.store import SessionStore
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+BATCH = 256  # files per write transaction
+WINDOW = 2000  # matches ranked together by bm25 (the newest first); later pages rank the next ones
+HITS_PER_RESULT = 3
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+def _ident(record: SessionRecord) -> Ident:
+    return Ident(*record.stat)
+
+
+class SearchKeeper:
+    """Owns the search index of one store."""
+
+    def __init__(self, store: SessionStore, path: Path | None, cache_kib: int = 16 * 1024) -> None:
+        self.store = store
+        self.path = path
+        self._writer_db = SearchDB(path, cache_kib)
+        self._reader_db = SearchDB(path, cache_kib) if path is not None else self._writer_db
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sessiond-search-write")
+        self._reader = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sessiond-search-read")
+            if path is not None
+            else self._writer
+        )
+        self._pending: dict[str, float] = {}  # name -> when it was first queued (monotonic)
+        self._todo: deque[str] = deque()  # the full pass's names, newest last
+        self._full = True
+        self._busy = 0  # files in the batch being written
+        self._wake = asyncio.Event()
+        self.opened = False
+        self.built = False  # the first full pass has ended
+        self.rows = 0
+        self.bytes = 0
+        self.files_read = 0  # files read to index them (a restart reads only the changed ones)
+        self.lag = 0.0  # seconds from a file's change reaching the index to its text being searchable
+        self.query_seconds = 0.0
+        self.query_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.rebuilt_because: str | None = None
+
+    # -- what changed ------------------------------------------------------------------
+
+    def on_files(self, names: Sequence[str] | None) -> None:
+        """The store applied these files (None: a scan; anything may have changed)."""
+        if names is None:
+            self._full = True
+        else:
+            now = time.monotonic()
+            for name in names:
+                self._pending.setdefault(name, now)
+        self._wake.set()
+
+    @property
+    def complete(self) -> bool:
+        """Whether the index holds every file the in-memory index does, as it is now."""
+        return self.built and not self._full and not self._pending and not self._todo and not self._busy
+
+    def progress(self) -> tuple[int, int]:
+        """(sessions indexed, sessions in the index) for the answers and the page."""
+        total = len(self.store.index)
+        if not self.opened:
+            return 0, total
+        waiting = len(self._todo) + len(self._pending) + self._busy if not self.complete else 0
+        return max(0, total - waiting), total
+
+    # -- the writer ----------------------------------------------------------------------
+
+    async def _w(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn, *args)
+
+    async def _r(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    async def forever(self, ready: asyncio.Event) -> None:
+        """Open (or rebuild) the index once the metadata index is whole, then keep it in step."""
+        await ready.wait()  # never before: listing and detail must not wait for search
+        await self._w(self._writer_db.open)
+        self.rebuilt_because = self._writer_db.rebuilt_because
+        if self._reader_db is not self._writer_db:
+            await self._r(self._reader_db.open_reader)
+        self.rows = await self._w(self._writer_db.count)
+        self.opened = True
+        while True:
+            if self._full:
+                self._full = False
+                await self._plan()
+            batch = self._next_batch()
+            if batch:
+                await self._write(batch)
+                continue
+            if not self._full and not self._pending:
+                if not self.built:
+                    log.info("search index complete: %d sessions (%d files read)", self.rows, self.files_read)
+                self.built = True
+                self.bytes = await self._w(self._writer_db.size_bytes)
+                self._wake.clear()
+                if not self._full and not self._pending:
+                    await self._wake.wait()
+
+    async def close(self) -> None:
+        """Close both connections (after the current batch) and end the threads."""
+        if self._reader is not self._writer:
+            await self._r(self._reader_db.close)
+            self._reader.shutdown(wait=True)
+        await self._w(self._writer_db.close)
+        self._writer.shutdown(wait=True)
+
+    async def _plan(self) -> None:
+        records = self.store.index.file_records()
+        known = await self._w(self._writer_db.idents)
+        loop = asyncio.get_running_loop()
+        todo = await loop.run_in_executor(None, _differences, records, known)
+        self._todo = deque(todo)
+        log.debug("search: %d of %d files to index or remove", len(todo), len(records))
+
+    def _next_batch(self) -> list[tuple[str, float | None]]:
+        batch: list[tuple[str, float | None]] = []
+        pending = self._pending
+        while pending and len(batch) < BATCH:
+            name = next(iter(pending))
+            batch.append((name, pending.pop(name)))
+        # A live write goes first; the full pass fills the rest of the batch.
+        while self._todo and len(batch) < BATCH:
+            batch.append((self._todo.pop(), None))
+        return batch
+
+    async def _write(self, batch: list[tuple[str, float | None]]) -> None:
+        self._busy = len(batch)
+        try:
+            await self._write_now(batch)
+        finally:
+            self._busy = 0
+
+    async def _write_now(self, batch: list[tuple[str, float | None]]) -> None:
+        names = [name for name, _ in batch]
+        queued = [when for _, when in batch if when is not None]
+        index = self.store.index
+        jobs: list[tuple[str, str | None, Ident | None]] = []
+        for name in names:
+            state = index.file_state(name)
+            if isinstance(state, SessionRecord):
+                jobs.append((name, state.key, _ident(state)))
+            else:
+                jobs.append((name, None, None))
+        delta, read = await self._w(self._index_batch, self.store.folder, jobs, self.store.max_file_bytes)
+        self.rows += delta
+        self.files_read += read
+        if queued:
+            self.lag = time.monotonic() - min(queued)
+
+    def _index_batch(
+        self, folder: Folder | None, jobs: list[tuple[str, str | None, Ident | None]], max_bytes: int
+    ) -> tuple[int, int]:
+        # On the writer thread.
+        db = self._writer_db
+        known = db.idents_of([name for name, key, _ in jobs if key is not None])
+        upserts: list[Doc] = []
+        removals: list[str] = []
+        read = 0
+        try:
+            with _opened(folder) as dir_fd:
+                for name, key, ident in jobs:
+                    if key is None or ident is None:
+                        removals.append(name)
+                        continue
+                    if known.get(name) == ident:
+                        continue
+                    pieces = read_parts(dir_fd, name, ident, max_bytes) if dir_fd is not None else None
+                    read += 1
+                    if pieces is None:
+                        # Changed since the index read it (it will say so), or gone: what we hold is no longer true.
+                        removals.append(name)
+                        continue
+                    upserts.append(Doc(name, key, ident, search_text.title(pieces), search_text.index_text(pieces)))
+        except FolderUnusable:
+            return 0, read  # replaced or gone: the watcher rescans, and the scan asks for a full pass
+        return db.apply(upserts, removals), read
+
+    # -- searching -------------------------------------------------------------------------
+
+    async def search(self, query: Query, flt: Filter, role: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+        """One page of results (the API's answer without `query`)."""
+        started = time.monotonic()
+        try:
+            return await self._search(query, flt, role, limit, cursor)
+        finally:
+            self._observe(time.monotonic() - started)
+
+    async def _search(self, query: Query, flt: Filter, role: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+        fingerprint = _fingerprint(query, flt, role)
+        below, skip = _decode_cursor(cursor, fingerprint) if cursor else (None, 0)
+        indexed, total = self.progress()
+        answer: dict[str, Any] = {
+            "complete": self.complete,
+            "indexed": indexed,
+            "total": total,
+            "results": [],
+            "next_cursor": None,
+        }
+        if not self.opened:
+            return answer
+        chosen, next_below = await self._window(query.fts(), flt, below)
+        chosen.sort(key=lambda pair: (pair[0].score, -pair[1].updated_at, pair[1].key))
+        page = chosen[skip : skip + limit]
+        if skip + limit < len(chosen):
+            answer["next_cursor"] = _encode_cursor(fingerprint, below, skip + limit)
+        elif next_below is not None:
+            answer["next_cursor"] = _encode_cursor(fingerprint, next_below, 0)
+        folder = self.store.folder
+        if not page or folder is None:
+            return answer
+        loop = asyncio.get_running_loop()
+        built = await loop.run_in_executor(
+            None, _read_hits, folder, [(c.name, c.ident) for c, _ in page], query, role, self.store.max_file_bytes
+        )
+        index = self.store.index
+        for (candidate, record), found in zip(page, built, strict=True):
+            if found is None:
+                self._stale(candidate.name)  # changed or gone since the index read it, or no longer matches
+                continue
+            title, hits = found
+            if index.get(record.key) is not record:
+                continue  # deleted or rewritten while its file was read: not even for a moment
+            answer["results"].append(
+                {
+                    "key": record.key,
+                    "updated_at": record.updated_at,
+                    "message_count": record.message_count,
+                    "title": title,
+                    "score": round(-candidate.score, 3),
+                    "hits": hits,
+                }
+            )
+        return answer
+
+    async def _window(
+        self, match_expr: str, flt: Filter, below: int | None
+    ) -> tuple[list[tuple[Candidate, SessionRecord]], int | None]:
+        """Up to WINDOW matches that pass the filter and the in-memory index, newest first, and where the next window starts."""
+        index = self.store.index
+        chosen: list[tuple[Candidate, SessionRecord]] = []
+        position = below
+        while True:
+            rows = await self._r(self._reader_db.candidates, match_expr, position, WINDOW, flt.prefix)
+            for candidate in rows:
+                record = index.get(candidate.key)
+                if record is None or record.name != candidate.name or _ident(record) != candidate.ident:
+                    self._stale(candidate.name)
+                    continue
+                if not flt.matches(record) or (flt.contains and flt.contains not in record.key):
+                    continue
+                chosen.append((candidate, record))
+                if len(chosen) == WINDOW:
+                    return chosen, candidate.rowid
+            if len(rows) < WINDOW:
+                return chosen, None
+            position = rows[-1].rowid
+
+    def _stale(self, name: str) -> None:
+        """A row that is not the file's truth: queue the file (unless it is a collision's loser, which is true)."""
+        state = self.store.index.file_state(name)
+        if isinstance(state, SessionRecord) and state.key in self.store.index and self.store.index.get(state.key) is not state:
+            return
+        self.on_files([name])
+
+    def _observe(self, seconds: float) -> None:
+        self.query_seconds += seconds
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.query_buckets[i] += 1
+                return
+        self.query_buckets[-1] += 1
+
+    async def titles(self, records: Sequence[SessionRecord]) -> dict[str, str]:
+        """Key -> title for the records whose file is indexed as it is now."""
+        if not self.opened or not records:
+            return {}
+        known = await self._r(self._reader_db.titles, [r.name for r in records])
+        out: dict[str, str] = {}
+        for record in records:
+            found = known.get(record.name)
+            if found is not None and found[0] == _ident(record):
+                out[record.key] = found[1]
+        return out
+
+
+@contextlib.contextmanager
+def _opened(folder: Folder | None) -> Iterator[int | None]:
+    """The folder's descriptor for one batch (None without a folder)."""
+    if folder is None:
+        yield None
+        return
+    with folder.open() as dir_fd:
+        yield dir_fd
+
+
+def _differences(records: list[SessionRecord], known: dict[str, Ident]) -> list[str]:
+    """Names to index or remove so the search index equals *records*; oldest first (popped from the end: newest first)."""
+    wanted = {r.name for r in records}
+    fresh = sorted((r for r in records if known.get(r.name) != _ident(r)), key=lambda r: r.updated_at)
+    # Removals last in the list, so they are popped first: gone text goes before new text comes.
+    return [r.name for r in fresh] + [name for name in known if name not in wanted]
+
+
+def _read_hits(
+    folder: Folder, wanted: list[tuple[str, Ident]], query: Query, role: str | None, max_bytes: int
+) -> list[tuple[str, list[dict[str, Any]]] | None]:
+    """For each file: (title, hits) from the file as it is now, or None (changed, gone, or no longer a match)."""
+    out: list[tuple[str, list[dict[str, Any]]] | None] = []
+    try:
+        with folder.open() as dir_fd:
+            for name, ident in wanted:
+                pieces = read_parts(dir_fd, name, ident, max_bytes)
+                found = match(query, pieces, role) if pieces is not None else None
+                if not found:
+                    out.append(None)
+                    continue
+                hits = [
+                    {
+                        "message": hit.part.number if hit.part.number >= 0 else None,
+                        "role": hit.part.role,
+                        "snippet": search_text.snippet(hit.part.text, hit.marks),
+                    }
+                    for hit in found[:HITS_PER_RESULT]
+                ]
+                out.append((search_text.title(pieces or []), hits))
+    except FolderUnusable:
+        return [None] * len(wanted)
+    return out
+
+
+# -- cursors ---------------------------------------------------------------------------------
+
+
+def _fingerprint(query: Query, flt: Filter, role: str | None) -> str:
+    raw = orjson.dumps([query.fts(), repr(flt), role])
+    return hashlib.blake2b(raw, digest_size=8).hexdigest()
+
+
+def _encode_cursor(fingerprint: str, below: int | None, skip: int) -> str:
+    raw = orjson.dumps({"f": fingerprint, "b": below, "s": skip})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(text: str, fingerprint: str) -> tuple[int | None, int]:
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except ValueError:
+        raise QueryError("cursor", "is not a cursor this search gave") from None
+    if (
+        not isinstance(data, dict)
+        or data.get("f") != fingerprint
+        or not (data.get("b") is None or (type(data.get("b")) is int and data["b"] > 0))
+        or type(data.get("s")) is not int
+        or not 0 <= data["s"] <= 1_000_000
+    ):
+        raise QueryError("cursor", "is not a cursor of this search (the query, filters and role must stay the same)")
+    return data["b"], data["s"]
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+
+class SearchMetrics(Collector):
+    """sessiond_search_*: the index's rows, bytes, lag and build progress, and query latency."""
+
+    def __init__(self, keeper: SearchKeeper) -> None:
+        self.keeper = keeper
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        k = self.keeper
+        indexed, _ = k.progress()
+        yield GaugeMetricFamily("sessiond_search_rows", "Session files in the search index", value=k.rows)
+        yield GaugeMetricFamily("sessiond_search_bytes", "Bytes the search index takes on disk", value=k.bytes)
+        yield GaugeMetricFamily("sessiond_search_lag_seconds", "Change-to-searchable delay of the last write batch", value=k.lag)
+        yield GaugeMetricFamily("sessiond_search_indexed_sessions", "Sessions indexed as they are now", value=indexed)
+        yield GaugeMetricFamily(
+            "sessiond_search_complete", "1 when the search index holds every session as it is now", value=int(k.complete)
+        )
+        yield CounterMetricFamily("sessiond_search_files_read", "Session files read to index them", value=k.files_read)
+        buckets: list[tuple[str, float]] = []
+        running = 0
+        for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), k.query_buckets, strict=True):
+            running += count
+            buckets.append((bound, running))
+        yield HistogramMetricFamily(
+            "sessiond_search_query_seconds", "Search request latency", buckets=buckets, sum_value=k.query_seconds
+        )

@@ -1,0 +1,338 @@
+"""Full-text search through the real app: real files, real watcher, real SQLite.
+
+The guarantee under test: a result is only ever a session the index holds now,
+with the text its file holds now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+
+from sessiond.live.search import SearchKeeper
+from sessiond.web.appkeys import RETENTION, SEARCH
+from tests.support import AUTH, eventually, store_of
+
+
+def keeper_of(client: TestClient) -> SearchKeeper:
+    keeper = client.server.app[SEARCH]  # type: ignore[union-attr]
+    assert keeper is not None
+    return keeper
+
+
+async def complete(client: TestClient) -> None:
+    await eventually(lambda: keeper_of(client).complete, timeout=10)
+
+
+def write(folder: Path, key: str, *texts: str, **kw: Any) -> Path:
+    """A session whose messages say *texts* (user, assistant, user, ...)."""
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(texts)]
+    return _write(folder, key, messages, **kw)
+
+
+def _write(folder: Path, key: str, messages: list[dict[str, Any]], updated: float = 1_700_000_100.0) -> Path:
+    path = folder / (key.replace(":", "_") + ".json")
+    tmp = path.with_suffix(".tmp")
+    doc = {"key": key, "messages": messages, "summary": None, "created_at": 1_700_000_000.0, "updated_at": updated}
+    tmp.write_bytes(orjson.dumps(doc))
+    os.replace(tmp, path)
+    return path
+
+
+async def search(client: TestClient, q: str, **params: Any) -> dict[str, Any]:
+    resp = await client.get("/api/v1/search", params={"q": q, **params}, headers=AUTH)
+    assert resp.status == 200, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def keys(client: TestClient, q: str, **params: Any) -> list[str]:
+    return [r["key"] for r in (await search(client, q, **params))["results"]]
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    path = tmp_path / "state"
+    path.mkdir()
+    return path
+
+
+async def test_found_by_word_phrase_prefix_diacritics_and_cjk(start_client: Any, sessions: Path, state: Path) -> None:
+    write(sessions, "t:1", "Can I get a refund for my order?", "Our return policy allows it.")
+    write(sessions, "t:2", "Le café était fermé", "東京都の天気")
+    write(sessions, "t:3", "see src/foo_bar.py line 12", "nothing else")
+    client = await start_client(state_dir=str(state))
+    await complete(client)
+    body = await search(client, "refund")
+    assert body["complete"] is True and body["indexed"] == body["total"] == 3 and body["next_cursor"] is None
+    (result,) = body["results"]
+    assert result["key"] == "t:1" and result["message_count"] == 2 and result["title"] == "Can I get a refund for my order?"
+    assert result["hits"] == [
+        {
+            "message": 0,
+            "role": "user",
+            "snippet": [{"text": "Can I get a "}, {"text": "refund", "match": True}, {"text": " for my order?"}],
+        }
+    ]
+    assert await keys(client, '"return policy"') == ["t:1"]
+    assert await keys(client, '"policy return"') == []
+    assert await keys(client, "polic*") == ["t:1"]
+    assert await keys(client, "CAFE etait") == ["t:2"]
+    assert await keys(client, "京都") == ["t:2"]
+    assert await keys(client, "foo_bar.py") == ["t:3"]
+    assert await keys(client, "refund OR cafe") == ["t:1", "t:2"] or await keys(client, "refund OR cafe") == ["t:2", "t:1"]
+    assert await keys(client, "refund -policy") == []
+    assert oct(os.stat(state / "search.sqlite").st_mode & 0o777) == "0o600"
+
+
+async def test_a_session_deleted_by_the_agent_is_never_returned_even_before_the_watch_sees_it(
+    client: TestClient, sessions: Path
+) -> None:
+    path = write(sessions, "a:1", "the secret launch code")
+    await complete(client)
+    assert await keys(client, "launch") == ["a:1"]
+    path.unlink()
+    assert await keys(client, "launch") == []  # at once: the file is read for the snippet, and it is gone
+    await eventually(lambda: keeper_of(client).rows == 0)
+
+
+async def test_a_rewrite_in_place_keeping_size_and_mtime_never_shows_the_old_text(client: TestClient, sessions: Path) -> None:
+    path = write(sessions, "a:1", "please refund the order")
+    await complete(client)
+    assert await keys(client, "refund") == ["a:1"]
+    before = os.stat(path)
+    data = path.read_bytes()
+    with open(path, "r+b") as f:  # same length, same mtime afterwards: only the ctime tells
+        f.write(data.replace(b"refund", b"rebate"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert await keys(client, "refund") == []
+    await eventually(lambda: keys(client, "rebate"), timeout=5)  # the index's re-read reaches the search index
+    assert await keys(client, "refund") == []
+
+
+async def test_delete_batch_delete_and_retention_remove_the_text_and_restore_brings_it_back(
+    start_client: Any, sessions: Path
+) -> None:
+    old = time.time() - 90 * 86400
+    for i in range(4):
+        path = write(sessions, f"s:{i}", f"shared word and marker{i}", updated=old if i == 3 else time.time())
+        if i == 3:
+            os.utime(path, (old, old))
+    client = await start_client(trash_days=7, retention=[{"prefix": "s:", "idle_days": 30}])
+    await complete(client)
+    assert sorted(await keys(client, "shared")) == ["s:0", "s:1", "s:2", "s:3"]
+    assert (await client.delete("/api/v1/sessions/s:0", headers=AUTH)).status == 200
+    assert "s:0" not in await keys(client, "shared")
+    resp = await client.post("/api/v1/sessions:batchDelete", json={"keys": ["s:1"]}, headers=AUTH)
+    assert resp.status == 200
+    assert sorted(await keys(client, "shared")) == ["s:2", "s:3"]
+    report = await client.server.app[RETENTION].run_once()  # type: ignore[union-attr]
+    assert report.deleted == {"s:": 1}
+    assert await keys(client, "shared") == ["s:2"]
+    await eventually(lambda: keeper_of(client).rows == 1)
+    resp = await client.post("/api/v1/trash:restore", json={"keys": ["s:0"]}, headers=AUTH)
+    assert resp.status == 200
+    await eventually(lambda: keys(client, "marker0"), timeout=5)
+
+
+async def test_a_write_is_searchable_within_a_second(client: TestClient, sessions: Path) -> None:
+    await complete(client)
+    write(sessions, "w:1", "freshly written words")
+    started = time.monotonic()
+    await eventually(lambda: keys(client, "freshly"), timeout=1)
+    assert time.monotonic() - started < 1
+
+
+async def test_a_restart_indexes_only_what_changed(start_client: Any, sessions: Path, state: Path) -> None:
+    for i in range(5):
+        write(sessions, f"r:{i}", f"word{i} common")
+    first = await start_client(state_dir=str(state))
+    await complete(first)
+    assert keeper_of(first).files_read == 5
+    await first.close()
+    write(sessions, "r:1", "changed common")
+    write(sessions, "r:9", "new common")
+    (sessions / "r_2.json").unlink()
+    second = await start_client(state_dir=str(state))
+    await complete(second)
+    assert keeper_of(second).files_read == 2  # r:1 and r:9; r:0, r:3, r:4 kept from the file
+    assert sorted(await keys(second, "common")) == ["r:0", "r:1", "r:3", "r:4", "r:9"]
+    assert await keys(second, "word1") == [] and await keys(second, "word2") == []
+    assert keeper_of(second).rows == 5
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(b"not a database at all" * 100),
+        lambda p: p.write_bytes(p.read_bytes()[:4096] + b"\x00" * 8192),
+        lambda p: (p.unlink(), sqlite3.connect(p).execute("CREATE TABLE other (x)").connection.commit()),
+    ],
+    ids=["garbage", "truncated", "foreign"],
+)
+async def test_a_corrupt_or_foreign_index_file_is_built_again(
+    start_client: Any, sessions: Path, state: Path, damage: Any
+) -> None:
+    write(sessions, "c:1", "kept alive")
+    first = await start_client(state_dir=str(state))
+    await complete(first)
+    await first.close()
+    damage(state / "search.sqlite")
+    second = await start_client(state_dir=str(state))
+    await complete(second)
+    assert keeper_of(second).rebuilt_because
+    assert await keys(second, "alive") == ["c:1"]
+    assert keeper_of(second).files_read == 1
+
+
+HOSTILE = [
+    '"',
+    "(",
+    "NEAR(a b)",
+    "*",
+    "^a",
+    "body:a",
+    "a OR",
+    "-a",
+    "x" * 10_000,
+    "a\x00b",
+    "%ED%A0%80",
+    "{body}: x",
+    "'; DROP TABLE docs; --",
+]
+
+
+@pytest.mark.parametrize("q", HOSTILE)
+async def test_hostile_queries_get_a_result_or_a_400_with_a_detail(client: TestClient, sessions: Path, q: str) -> None:
+    write(sessions, "h:1", "a b body x")
+    await complete(client)
+    resp = await client.get("/api/v1/search", params={"q": q}, headers=AUTH)
+    assert resp.status in (200, 400)
+    body = await resp.json()
+    assert "results" in body if resp.status == 200 else body["detail"]
+
+
+async def test_a_lone_surrogate_in_the_raw_query_string_is_a_result_or_a_400(client: TestClient) -> None:
+    await complete(client)
+    resp = await client.get("/api/v1/search?q=%ED%A0%80abc", headers=AUTH)
+    assert resp.status in (200, 400)
+    resp = await client.get("/api/v1/search?q=%00", headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["detail"]
+
+
+@pytest.mark.parametrize(
+    ("query", "param"),
+    [
+        ("", "q"),
+        ("q=a&limit=0", "limit"),
+        ("q=a&limit=x", "limit"),
+        ("q=a&cursor=zzz", "cursor"),
+        ("q=a&what=1", "what"),
+        ("q=a&q=b", "q"),
+    ],
+)
+async def test_bad_parameters_are_a_400_naming_them(client: TestClient, query: str, param: str) -> None:
+    resp = await client.get("/api/v1/search?" + query, headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["parameter"] == param
+
+
+async def test_filters_and_role_combine(client: TestClient, sessions: Path) -> None:
+    write(sessions, "user:alice:1", "deploy failed", "try deploy again", updated=1_700_000_100.0)
+    write(sessions, "user:bob:1", "deploy", updated=1_700_000_200.0)
+    write(sessions, "bot:1", "deploy now", "ok", updated=1_700_000_300.0)
+    await complete(client)
+    assert sorted(await keys(client, "deploy")) == ["bot:1", "user:alice:1", "user:bob:1"]
+    assert sorted(await keys(client, "deploy", prefix="user:")) == ["user:alice:1", "user:bob:1"]
+    assert await keys(client, "deploy", prefix="user:", min_messages=2) == ["user:alice:1"]
+    assert await keys(client, "deploy", updated_after=1_700_000_150) == ["bot:1", "user:bob:1"] or sorted(
+        await keys(client, "deploy", updated_after=1_700_000_150)
+    ) == ["bot:1", "user:bob:1"]
+    assert await keys(client, "deploy", role="assistant") == ["user:alice:1"]
+    (hit,) = (await search(client, "deploy", role="assistant"))["results"][0]["hits"]
+    assert hit["message"] == 1 and hit["role"] == "assistant"
+
+
+async def test_pages_follow_the_cursor_without_repeats(client: TestClient, sessions: Path) -> None:
+    for i in range(7):
+        write(sessions, f"p:{i}", "page me " + "again " * i, updated=1_700_000_000.0 + i)
+    await complete(client)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+        body = await search(client, "page", **params)
+        seen += [r["key"] for r in body["results"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert sorted(seen) == [f"p:{i}" for i in range(7)] and len(seen) == 7
+    first = await search(client, "page", limit=3)
+    resp = await client.get("/api/v1/search", params={"q": "again", "cursor": first["next_cursor"]}, headers=AUTH)
+    assert resp.status == 400 and (await resp.json())["parameter"] == "cursor"  # a cursor belongs to its query
+
+
+async def test_search_off_writes_nothing_and_says_so(start_client: Any, sessions: Path, state: Path) -> None:
+    write(sessions, "o:1", "private words")
+    client = await start_client(state_dir=str(state), search=False)
+    resp = await client.get("/api/v1/search", params={"q": "private"}, headers=AUTH)
+    assert resp.status == 404 and "search is turned off" in (await resp.json())["detail"]
+    await client.close()
+    assert not [p for p in state.iterdir() if p.name.startswith("search")]
+
+
+async def test_while_building_the_answer_says_so(client: TestClient, sessions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    await complete(client)
+    gate = asyncio.Event()
+    original = SearchKeeper._write_now
+
+    async def held(self: SearchKeeper, batch: Any) -> None:
+        await gate.wait()
+        await original(self, batch)
+
+    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    write(sessions, "b:1", "building")
+    await eventually(lambda: store_of(client).index.get("b:1") is not None)
+    body = await search(client, "building")
+    assert body["complete"] is False and body["total"] == 1 and body["indexed"] == 0 and body["results"] == []
+    assert (await client.get("/api/v1/sessions/b:1", headers=AUTH)).status == 200  # the list and detail never wait
+    gate.set()
+    await complete(client)
+    body = await search(client, "building")
+    assert body["complete"] is True and body["indexed"] == 1 and [r["key"] for r in body["results"]] == ["b:1"]
+
+
+async def test_a_title_in_detail_and_in_the_list_with_meta(client: TestClient, sessions: Path) -> None:
+    write(sessions, "user:alice:1", "  Can I get a refund\nfor order 4711, please? " + "and more " * 20, "sure")
+    await complete(client)
+    plain = await (await client.get("/api/v1/sessions/user:alice:1", headers=AUTH)).json()
+    assert "title" not in plain  # the seed's shape, unless asked for
+    detail = await (await client.get("/api/v1/sessions/user:alice:1?include=title", headers=AUTH)).json()
+    assert (
+        detail["title"].startswith("Can I get a refund for order 4711, please? and more")
+        and len(detail["title"]) <= 80
+        and detail["title"].endswith("…")
+    )
+    listed = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
+    assert listed["sessions"][0]["title"] == detail["title"]
+    (result,) = (await search(client, "refund"))["results"]
+    assert result["title"] == detail["title"]
+
+
+async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client: TestClient, sessions: Path) -> None:
+    for key in ("user:alice:1", "user:bob:1", "team:alice-dev", "alicorn"):
+        write(sessions, key, "hello world")
+    await complete(client)
+    listed = await (await client.get("/api/v1/sessions?contains=alice", headers=AUTH)).json()
+    assert listed == {"sessions": ["team:alice-dev", "user:alice:1"], "count": 2, "next_cursor": None}
+    listed = await (await client.get("/api/v1/sessions?contains=alice&prefix=user:", headers=AUTH)).json()
+    assert listed["sessions"] == ["user:alice:1"]
+    assert sorted(await keys(client, "hello", contains="alice")) == ["team:alice-dev", "user:alice:1"]
+    assert (await (await client.get("/api/v1/sessions?contains=ALICE", headers=AUTH)).json())["count"] == 0
