@@ -240,6 +240,7 @@ class SearchDB:
         """Name -> (identity, title) for the named files that are indexed."""
         out: dict[str, tuple[Ident, str]] = {}
         db = self._db()
+        names = [name for name in names if _utf8(name)]  # the others cannot be rows
         for i in range(0, len(names), 500):
             chunk = list(names[i : i + 500])
             marks = ",".join("?" * len(chunk))
