@@ -199,7 +199,7 @@ def test_the_links_of_the_readme_and_the_guides_lead_somewhere() -> None:
 def test_what_a_user_reads_tells_what_is_not_how_it_grew() -> None:
     bin_dir = Path(sys.executable).parent
     texts = dict(PAGES)
-    texts |= {str(p.relative_to(REPO)): p.read_text() for p in (REPO / "sessiond" / "ui").iterdir() if p.is_file()}
+    texts |= {str(p.relative_to(REPO)): p.read_text() for p in (REPO / "sessiond" / "web" / "ui").iterdir() if p.is_file()}
     texts |= {str(p.relative_to(REPO)): p.read_text() for p in (REPO / "sessiond").rglob("openapi.py")}
     for command in ("sessiond", "sessionctl"):
         texts[f"{command} --help"] = subprocess.run(
