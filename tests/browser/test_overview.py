@@ -90,7 +90,7 @@ def test_overview_lists_each_invalid_file_with_its_reason_size_and_time(
     assert cells[0][0] == "<img src=x onerror=alert(1)>\\u{a}\\u{202e}evil.json"
     assert cells[0][1] == "top level is a JSON list, not an object"
     assert cells[1][0] == "broken.json" and cells[1][1].startswith("not valid JSON") and cells[1][2] == "9 B"
-    assert cells[1][3] == time.strftime("%Y-%m-%d %H:%M", time.localtime(1_700_000_000))
+    assert cells[1][3] == time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(1_700_000_000))
     expect(ui.page.locator("img")).to_have_count(0)
     ui.shot("overview-invalid")
 

@@ -114,7 +114,7 @@ def test_a_missing_session_says_so(ui: PageUnderTest) -> None:
 def test_json_as_python_writes_it_with_nan_and_infinity_is_read(ui: PageUnderTest) -> None:
     """json.dumps may write NaN and Infinity; the page reads them as null (inside strings they stay text)."""
     ui.sign_in()
-    module = ui.page.evaluate("document.querySelector('script[type=module]').src.replace('app.js', 'session_detail.js')")
+    module = ui.page.evaluate("document.querySelector('script[type=module]').src.replace('app.js', 'conversation.js')")
     parsed = ui.page.evaluate(
         "async ([url, text]) => (await import(url)).parsePythonJson(text)",
         [module, '{"a": NaN, "b": [Infinity, -Infinity], "c": "NaN \\" Infinity", "d": 1.5}'],
