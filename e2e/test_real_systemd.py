@@ -418,3 +418,99 @@ def test_a_clean_stop_exits_0_and_keeps_the_snapshot(box: Container) -> None:
     assert int(snapshot) >= int(since)
     log = box.sh(f"journalctl --no-pager -o cat --since=@{since} -u sessiond").stdout
     assert "stopping" in log and "Traceback" not in log
+
+
+# -- several agents on one host: sessiond@a and sessiond@b ---------------------------------
+
+AGENTS = "http://127.0.0.1/agents"  # the shipped agents site, in the container
+
+
+def agent_token(box: Container, name: str) -> str:
+    return box.sh(f"cat /etc/sessiond/{name}.token").stdout.strip()
+
+
+def agent_writes_to(box: Container, name: str, key: str) -> None:
+    """The agent saves a session into agent *name*'s workspace (temp file, then rename)."""
+    doc = json.dumps(
+        {"key": key, "messages": [{"role": "user", "content": "hi"}], "summary": None, "created_at": 1.0, "updated_at": 2.0}
+    )
+    folder = f"/var/lib/sessiond/{name}/workspace/sessions"
+    file = re.sub(r"[^\w\-.]", "_", key)
+    box.sh(
+        f"umask 0027 && printf %s {shlex.quote(doc)} > {folder}/{file}.tmp && mv {folder}/{file}.tmp {folder}/{file}.json",
+        user="agent",
+    )
+
+
+def test_two_agents_each_serve_their_own_workspace(box: Container) -> None:
+    host = guide_block("**Units, once per host**")
+    box.sh(f"set -ex\ncd {SRC}\n{host}")
+    each = guide_block("**Each agent**")
+    for name in ("a", "b"):
+        box.sh(f"set -ex\ncd {SRC}\n" + each.replace("NAME", name).replace("AGENT", "agent"))
+    for name in ("a", "b"):
+        state = box.show(f"sessiond@{name}.service", "ActiveState", "StatusText", "Type", "NRestarts")
+        assert state == {"ActiveState": "active", "StatusText": "serving 0 sessions", "Type": "notify", "NRestarts": "0"}
+    box.sh(f"set -ex\ncd {SRC}\n{guide_block('config/nginx/sessiond-agents.conf` routes')}")
+    tokens = {name: agent_token(box, name) for name in ("a", "b")}
+    assert tokens["a"] != tokens["b"]
+    wait_for(lambda: curl(box, "/a/api/v1/sessions", tokens["a"], url=AGENTS)[0] == 200, what="nginx reloaded")
+    agent_writes_to(box, "a", "only:in:a")
+    agent_writes_to(box, "b", "only:in:b")
+    for name in ("a", "b"):
+        expected = f'{{"sessions":["only:in:{name}"],"count":1}}'
+        wait_for(lambda n=name, e=expected: curl(box, f"/{n}/api/v1/sessions", tokens[n], url=AGENTS)[1] == e, what="indexed")
+        assert curl(box, f"/{name}/health", url=AGENTS) == (200, '{"status":"ok","sessions":1}')
+        # Each instance's own paths, named by the instance.
+        assert box.sh(f"stat -c %U /var/lib/sessiond/{name}/state").stdout.strip() == "sessiond"
+        assert box.sh(f"test -S /run/sessiond/{name}.sock && test -S /run/sessiond/{name}.metrics.sock").returncode == 0
+    assert curl(box, "/b/api/v1/sessions", tokens["a"], url=AGENTS)[0] == 401  # a's token does not open b
+    status, body = curl(box, "/a/ui", url=AGENTS)
+    assert status == 308
+    status, body = curl(box, "/a/ui/", url=AGENTS)
+    assert status == 200 and 'src="v/' in body
+
+
+def test_prometheus_scrapes_each_agent_with_an_instance_label(box: Container) -> None:
+    job = guide_block("its `instance` label the", "yaml")
+    box.write("/etc/prometheus/prometheus.yml", "global:\n  scrape_interval: 1s\n" + job)
+    box.sh("systemctl restart prometheus")
+
+    def query(expr: str) -> dict[str, str]:
+        url = "http://127.0.0.1:9090/api/v1/query"  # not listening yet for a moment after the restart
+        out = box.sh(f"curl -s --data-urlencode {shlex.quote('query=' + expr)} {url}", check=False).stdout
+        try:
+            result = json.loads(out)["data"]["result"]
+        except (ValueError, KeyError):
+            return {}
+        return {r["metric"]["instance"]: r["value"][1] for r in result}
+
+    agent_writes_to(box, "b", "second:in:b")
+    assert wait_for(
+        lambda: (found := query("sessiond_sessions")) == {"a": "1", "b": "2"} and found, timeout=60, what="both scraped"
+    )
+    assert query("up == 1") == {"a": "1", "b": "1"}  # both targets up, named by their instance label
+
+
+def test_reloading_one_agent_leaves_the_other_alone(box: Container) -> None:
+    def snapshot(name: str) -> dict[str, str]:
+        state = box.show(f"sessiond@{name}", "MainPID", "NRestarts", "ActiveState", "StatusText", "ExecMainStartTimestamp")
+        state["sessions"] = curl(box, f"/{name}/api/v1/sessions", agent_token(box, name), url=AGENTS)[1]
+        return state
+
+    b_before = snapshot("b")
+    a_pid = box.show("sessiond@a", "MainPID")["MainPID"]
+    old = agent_token(box, "a")
+    new = "rotated-" + old[:24]
+    since = box.sh("date +%s").stdout.strip()
+    box.sh(f"printf '%s\\n' {shlex.quote(new)} > /etc/sessiond/a.token")
+    box.sh("systemctl reload sessiond@a")
+    wait_for(lambda: curl(box, "/a/api/v1/sessions", new, url=AGENTS)[0] == 200, what="a reloaded")
+    assert curl(box, "/a/api/v1/sessions", old, url=AGENTS)[0] == 401
+    assert box.show("sessiond@a", "MainPID")["MainPID"] == a_pid  # a reload, not a restart
+    assert snapshot("b") == b_before
+    assert curl(box, "/b/api/v1/sessions", agent_token(box, "b"), url=AGENTS)[0] == 200
+    b_log = box.sh(f"journalctl --no-pager -o cat --since=@{since} -u sessiond@b").stdout
+    assert "reload" not in b_log.lower(), b_log
+    a_log = box.sh(f"journalctl --no-pager -o cat --since=@{since} -u sessiond@a").stdout
+    assert "reload" in a_log.lower(), a_log

@@ -29,8 +29,12 @@ def _send(request: web.Request, asset: Asset, cache_control: str) -> web.Respons
 
 
 async def page_redirect(request: web.Request) -> web.Response:
-    """GET /ui: the page lives at /ui/."""
-    return web.Response(status=308, headers={**SECURITY_HEADERS, "Location": PAGE_PATH})
+    """GET /ui: the page lives at /ui/.
+
+    Relative ("ui/"), so behind a proxy that mounts the daemon under a prefix
+    (/agents/NAME/ui -> /ui) the browser lands on /agents/NAME/ui/, not on /ui/.
+    """
+    return web.Response(status=308, headers={**SECURITY_HEADERS, "Location": PAGE_PATH.removeprefix("/")})
 
 
 async def page_index(request: web.Request) -> web.Response:

@@ -13,6 +13,11 @@ UNITS = Path(__file__).resolve().parents[2] / "systemd"
 SERVICE = UNITS / "sessiond.service"
 SOCKET = UNITS / "sessiond.socket"
 METRICS_SOCKET = UNITS / "sessiond-metrics.socket"
+# The templates of several agents on one host (sessiond@NAME).
+TEMPLATE_SERVICE = UNITS / "sessiond@.service"
+TEMPLATE_SOCKET = UNITS / "sessiond@.socket"
+TEMPLATE_METRICS_SOCKET = UNITS / "sessiond-metrics@.socket"
+TEMPLATES = (TEMPLATE_SERVICE, TEMPLATE_SOCKET, TEMPLATE_METRICS_SOCKET)
 # Lowered as the sandbox is tightened; never raised without saying why.
 # What is left: the host's root directory, AF_UNIX (the notify socket) and
 # ProtectClock='s implicit char-rtc read (0.1 each, 0.2 overall).
@@ -47,7 +52,7 @@ def root(tmp_path: Path) -> Path:
     """
     unit_dir = tmp_path / "etc/systemd/system"
     unit_dir.mkdir(parents=True)
-    for unit in (SERVICE, SOCKET, METRICS_SOCKET):
+    for unit in (SERVICE, SOCKET, METRICS_SOCKET, *TEMPLATES):
         shutil.copy(unit, unit_dir)
     # sysinit.target, sockets.target, ... which the default dependencies name.
     for vendor in (Path("/usr/lib/systemd/system"), Path("/lib/systemd/system")):
@@ -143,3 +148,91 @@ def test_service_exposure_stays_low(root: Path) -> None:
 
 def test_the_unit_gives_room_for_many_connections() -> None:
     assert int(unit_values(SERVICE, "LimitNOFILE")[0]) >= 65536
+
+
+# -- the templates: several agents on one host -----------------------------------------
+
+
+def settings(path: Path) -> list[str]:
+    """The unit's setting lines, comments and blank lines left out."""
+    return [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_instance_name_picks_config_token_workspace_socket_and_state() -> None:
+    assert unit_values(TEMPLATE_SERVICE, "ExecStart") == ["/opt/sessiond/bin/sessiond --config /etc/sessiond/%i.toml"]
+    environment = dict(value.split("=", 1) for value in unit_values(TEMPLATE_SERVICE, "Environment"))
+    assert environment == {
+        "SESSIOND_WORKSPACE": "/var/lib/sessiond/%i/workspace",
+        "SESSIOND_TOKEN_FILE": "/etc/sessiond/%i.token",
+    }
+    assert unit_values(TEMPLATE_SERVICE, "ReadWritePaths") == [environment["SESSIOND_WORKSPACE"]]
+    assert unit_values(TEMPLATE_SERVICE, "StateDirectory") == ["sessiond/%i/state"]
+    assert unit_values(TEMPLATE_SOCKET, "ListenStream") == ["/run/sessiond/%i.sock"]
+    assert unit_values(TEMPLATE_METRICS_SOCKET, "ListenStream") == ["/run/sessiond/%i.metrics.sock"]
+    assert unit_values(TEMPLATE_METRICS_SOCKET, "FileDescriptorName") == ["metrics"]
+    assert unit_values(TEMPLATE_METRICS_SOCKET, "Service") == ["sessiond@%i.service"]
+    assert unit_values(TEMPLATE_SERVICE, "Sockets") == ["sessiond@%i.socket sessiond-metrics@%i.socket"]
+    assert unit_values(TEMPLATE_SERVICE, "Requires") == ["sessiond@%i.socket"]
+    # nginx (www-data) reaches both sockets; nobody else does.
+    for socket_unit in (TEMPLATE_SOCKET, TEMPLATE_METRICS_SOCKET):
+        assert unit_values(socket_unit, "SocketGroup") == ["www-data"]
+        assert unit_values(socket_unit, "SocketMode") == ["0660"]
+
+
+def test_the_template_service_is_the_single_service_but_for_the_instance() -> None:
+    """The sandbox, limits and reload of an agent's daemon are the single unit's, line for line:
+    only what the instance name picks differs, so a change to one cannot silently miss the other."""
+    as_single = {
+        " (%i)": "",
+        "sessiond@%i.socket": "sessiond.socket",
+        "sessiond-metrics@%i.socket": "sessiond-metrics.socket",
+        "/etc/sessiond/%i.toml": "/etc/sessiond/sessiond.toml",
+        "/var/lib/sessiond/%i/workspace": "/var/lib/sessiond/workspace",
+        "sessiond/%i/state": "sessiond/state",
+    }
+    instance = []
+    for line in settings(TEMPLATE_SERVICE):
+        if line == "Environment=SESSIOND_TOKEN_FILE=/etc/sessiond/%i.token":
+            continue  # the single unit's token file is named in its config
+        rendered = line
+        for picked, single in as_single.items():
+            rendered = rendered.replace(picked, single)
+        assert "%i" not in rendered
+        instance.append(rendered)
+    assert instance == settings(SERVICE)
+
+
+def test_the_template_socket_is_the_single_socket_but_for_its_path() -> None:
+    single = [line for line in settings(SOCKET) if not line.startswith(("Description=", "ListenStream="))]
+    instance = [line for line in settings(TEMPLATE_SOCKET) if not line.startswith(("Description=", "ListenStream="))]
+    assert instance == single
+
+
+@needs_analyze
+def test_template_units_pass_systemd_analyze_verify(root: Path) -> None:
+    """Two instances, as `make e2e` runs them: verify loads each from its template."""
+    units = [
+        str(root / "etc/systemd/system" / unit.name.replace("@", f"@{name}"))
+        for name in ("a", "b")
+        for unit in (TEMPLATE_SOCKET, TEMPLATE_METRICS_SOCKET, TEMPLATE_SERVICE)
+    ]
+    result = analyze("verify", "--man=no", f"--root={root}", *units)
+    assert (result.returncode, result.stdout + result.stderr) == (0, "")
+
+
+@needs_analyze
+def test_verify_catches_a_broken_template(root: Path) -> None:
+    socket_unit = root / "etc/systemd/system" / TEMPLATE_METRICS_SOCKET.name
+    socket_unit.write_text(socket_unit.read_text().replace("Accept=no", "Acept=no"))
+    result = analyze("verify", "--man=no", f"--root={root}", str(root / "etc/systemd/system/sessiond@a.service"))
+    assert "Acept" in result.stderr
+
+
+@needs_analyze
+def test_an_instance_is_as_sandboxed_as_the_single_service(root: Path) -> None:
+    result = analyze("security", "--offline=true", f"--root={root}", str(root / "etc/systemd/system/sessiond@a.service"))
+    if result.returncode != 0 and "offline" in result.stderr:
+        pytest.skip(f"systemd-analyze security --offline unsupported: {result.stderr.strip()}")
+    match = re.search(r"Overall exposure level for sessiond@a\.service: (\d+(?:\.\d+)?)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout

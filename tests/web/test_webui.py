@@ -46,9 +46,19 @@ async def test_page_and_its_files_are_public_with_strict_security_headers(client
         assert await asset.read() == (UI / url.rsplit("/", 1)[1]).read_bytes()
 
 
-async def test_ui_without_a_slash_redirects_to_the_page(client: TestClient) -> None:
+async def test_ui_without_a_slash_redirects_to_the_page_relatively(client: TestClient) -> None:
+    """Location is relative ("ui/"), so /agents/a/ui behind a proxy that strips /agents/a
+    lands on /agents/a/ui/, not on the proxy's /ui/."""
     resp = await client.get("/ui", allow_redirects=False)
-    assert resp.status == 308 and resp.headers["Location"] == "/ui/"
+    assert resp.status == 308 and resp.headers["Location"] == "ui/"
+    assert (await client.get("/ui")).url.path == "/ui/"  # where a client following it arrives
+
+
+def test_the_page_names_its_files_relatively() -> None:
+    """Nothing in index.html points at an absolute path: the page works under any prefix."""
+    html = (UI / "index.html").read_text()
+    urls = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert urls and all(not url.startswith(("/", "http:", "https:")) for url in urls), urls
 
 
 async def test_page_and_files_revalidate_with_their_etags(client: TestClient) -> None:

@@ -692,7 +692,7 @@ PATHS: dict[str, Any] = {
         "get": _op(
             "The operators' web page lives at /ui/.",
             {
-                "308": {"description": "Redirect to /ui/."},
+                "308": {"description": "Redirect to /ui/ (relative: Location ui/, so it holds under a proxy's path prefix)."},
             },
             public=True,
         )
