@@ -28,7 +28,17 @@ def keeper_of(client: TestClient) -> SearchKeeper:
     return keeper
 
 
-async def complete(client: TestClient) -> None:
+async def complete(client: TestClient, sessions: Path | None = None) -> None:
+    """Wait until the search index holds every session as it is now; with *sessions*, first
+    until the store has seen every file written there (else a keeper with nothing to do yet
+    is already complete: the watcher may not have reported the test's writes)."""
+    if sessions is not None:
+        store = store_of(client)
+
+        def every_file_seen() -> bool:
+            return all(store.index.file_state(f.name) is not None for f in sessions.glob("*.json"))
+
+        await eventually(every_file_seen, timeout=10)
     await eventually(lambda: keeper_of(client).complete, timeout=10)
 
 
@@ -70,7 +80,7 @@ async def test_found_by_word_phrase_prefix_diacritics_and_cjk(start_client: Any,
     write(sessions, "t:2", "Le café était fermé", "東京都の天気")
     write(sessions, "t:3", "see src/foo_bar.py line 12", "nothing else")
     client = await start_client(state_dir=str(state))
-    await complete(client)
+    await complete(client, sessions)
     body = await search(client, "refund")
     assert body["complete"] is True and body["indexed"] == body["total"] == 3 and body["next_cursor"] is None
     (result,) = body["results"]
@@ -97,7 +107,7 @@ async def test_a_session_deleted_by_the_agent_is_never_returned_even_before_the_
     client: TestClient, sessions: Path
 ) -> None:
     path = write(sessions, "a:1", "the secret launch code")
-    await complete(client)
+    await complete(client, sessions)
     assert await keys(client, "launch") == ["a:1"]
     path.unlink()
     assert await keys(client, "launch") == []  # at once: the file is read for the snippet, and it is gone
@@ -106,7 +116,7 @@ async def test_a_session_deleted_by_the_agent_is_never_returned_even_before_the_
 
 async def test_a_rewrite_in_place_keeping_size_and_mtime_never_shows_the_old_text(client: TestClient, sessions: Path) -> None:
     path = write(sessions, "a:1", "please refund the order")
-    await complete(client)
+    await complete(client, sessions)
     assert await keys(client, "refund") == ["a:1"]
     before = os.stat(path)
     data = path.read_bytes()
@@ -127,7 +137,7 @@ async def test_delete_batch_delete_and_retention_remove_the_text_and_restore_bri
         if i == 3:
             os.utime(path, (old, old))
     client = await start_client(trash_days=7, retention=[{"prefix": "s:", "idle_days": 30}])
-    await complete(client)
+    await complete(client, sessions)
     assert sorted(await keys(client, "shared")) == ["s:0", "s:1", "s:2", "s:3"]
     assert (await client.delete("/api/v1/sessions/s:0", headers=AUTH)).status == 200
     assert "s:0" not in await keys(client, "shared")
@@ -144,7 +154,7 @@ async def test_delete_batch_delete_and_retention_remove_the_text_and_restore_bri
 
 
 async def test_a_write_is_searchable_within_a_second(client: TestClient, sessions: Path) -> None:
-    await complete(client)
+    await complete(client, sessions)
     write(sessions, "w:1", "freshly written words")
     started = time.monotonic()
     await eventually(lambda: keys(client, "freshly"), timeout=1)
@@ -213,7 +223,7 @@ HOSTILE = [
 @pytest.mark.parametrize("q", HOSTILE)
 async def test_hostile_queries_get_a_result_or_a_400_with_a_detail(client: TestClient, sessions: Path, q: str) -> None:
     write(sessions, "h:1", "a b body x")
-    await complete(client)
+    await complete(client, sessions)
     resp = await client.get("/api/v1/search", params={"q": q}, headers=AUTH)
     assert resp.status in (200, 400)
     body = await resp.json()
@@ -248,7 +258,7 @@ async def test_filters_and_role_combine(client: TestClient, sessions: Path) -> N
     write(sessions, "user:alice:1", "deploy failed", "try deploy again", updated=1_700_000_100.0)
     write(sessions, "user:bob:1", "deploy", updated=1_700_000_200.0)
     write(sessions, "bot:1", "deploy now", "ok", updated=1_700_000_300.0)
-    await complete(client)
+    await complete(client, sessions)
     assert sorted(await keys(client, "deploy")) == ["bot:1", "user:alice:1", "user:bob:1"]
     assert sorted(await keys(client, "deploy", prefix="user:")) == ["user:alice:1", "user:bob:1"]
     assert await keys(client, "deploy", prefix="user:", min_messages=2) == ["user:alice:1"]
@@ -263,7 +273,7 @@ async def test_filters_and_role_combine(client: TestClient, sessions: Path) -> N
 async def test_pages_follow_the_cursor_without_repeats(client: TestClient, sessions: Path) -> None:
     for i in range(7):
         write(sessions, f"p:{i}", "page me " + "again " * i, updated=1_700_000_000.0 + i)
-    await complete(client)
+    await complete(client, sessions)
     seen: list[str] = []
     cursor = None
     while True:
@@ -289,7 +299,7 @@ async def test_search_off_writes_nothing_and_says_so(start_client: Any, sessions
 
 
 async def test_while_building_the_answer_says_so(client: TestClient, sessions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    await complete(client)
+    await complete(client, sessions)
     gate = asyncio.Event()
     original = SearchKeeper._write_now
 
@@ -304,14 +314,14 @@ async def test_while_building_the_answer_says_so(client: TestClient, sessions: P
     assert body["complete"] is False and body["total"] == 1 and body["indexed"] == 0 and body["results"] == []
     assert (await client.get("/api/v1/sessions/b:1", headers=AUTH)).status == 200  # the list and detail never wait
     gate.set()
-    await complete(client)
+    await complete(client, sessions)
     body = await search(client, "building")
     assert body["complete"] is True and body["indexed"] == 1 and [r["key"] for r in body["results"]] == ["b:1"]
 
 
 async def test_a_title_in_detail_and_in_the_list_with_meta(client: TestClient, sessions: Path) -> None:
     write(sessions, "user:alice:1", "  Can I get a refund\nfor order 4711, please? " + "and more " * 20, "sure")
-    await complete(client)
+    await complete(client, sessions)
     plain = await (await client.get("/api/v1/sessions/user:alice:1", headers=AUTH)).json()
     assert "title" not in plain  # the seed's shape, unless asked for
     detail = await (await client.get("/api/v1/sessions/user:alice:1?include=title", headers=AUTH)).json()
@@ -329,7 +339,7 @@ async def test_a_title_in_detail_and_in_the_list_with_meta(client: TestClient, s
 async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client: TestClient, sessions: Path) -> None:
     for key in ("user:alice:1", "user:bob:1", "team:alice-dev", "alicorn"):
         write(sessions, key, "hello world")
-    await complete(client)
+    await complete(client, sessions)
     listed = await (await client.get("/api/v1/sessions?contains=alice", headers=AUTH)).json()
     assert listed == {"sessions": ["team:alice-dev", "user:alice:1"], "count": 2, "next_cursor": None}
     listed = await (await client.get("/api/v1/sessions?contains=alice&prefix=user:", headers=AUTH)).json()
