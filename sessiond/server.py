@@ -15,6 +15,7 @@ from aiohttp import web
 
 from sessiond import config
 from sessiond.app import create_app
+from sessiond.ops import early
 from sessiond.ops.logs import apply_logging
 from sessiond.ops.systemd import SystemdNotifier, listen_fds_with_names, run_watchdog
 from sessiond.web.accesslog import AccessLogger
@@ -91,6 +92,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+        if early.requested():
+            self.stop.set()  # SIGTERM came while the modules were still being imported
         try:
             # Taken before anything starts a worker process, which must not inherit them.
             activated = listen_fds_with_names()

@@ -277,3 +277,25 @@ def test_restarts_on_a_held_socket_under_load_reset_no_connection(workspace: Pat
         log.close()
     assert outcomes.get("200", 0) > 100, outcomes
     assert wrong == [], (outcomes, wrong[:5])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["console script", "python -m"])
+@pytest.mark.parametrize("after", [0.2, 0.4])
+def test_a_sigterm_while_the_daemon_is_still_starting_is_a_clean_stop(workspace: Path, entry: str, after: float) -> None:
+    """systemd may stop a unit it has just started: that is a stop like any other (exit 0),
+    not a death by signal, however long the imports take on a loaded machine. (Before the
+    interpreter runs the entry point, some 50 ms, nothing of ours can take the signal.)"""
+    write_atomic(workspace / "sessions", "a:1")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")} | {"SESSIOND_TOKEN": TOKEN}
+    command = [str(Path(sys.executable).parent / "sessiond")] if entry == "console script" else [sys.executable, "-m", "sessiond"]
+    proc = subprocess.Popen(
+        [*command, "--workspace", str(workspace), "--port", str(free_port())],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(after)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
