@@ -145,6 +145,35 @@ def test_saved_then_asked_at_once_is_found_every_time(workspace: Path) -> None:
         assert d.stop() == 0
 
 
+async def test_a_detail_right_after_the_agent_overwrites_a_session_has_the_new_count_every_time(
+    client: TestClient, sessions: Path
+) -> None:
+    agent_save(sessions, {"key": "chat:1", "messages": [], "created_at": 1.0, "updated_at": 1.0})
+    await eventually(lambda: "chat:1" in store_of(client).index)
+    stale: list[tuple[int, int, bytes]] = []
+    for i in range(1, 201):
+        doc = {"key": "chat:1", "messages": [{"role": "user", "content": "q"}] * i, "created_at": 1.0, "updated_at": 1.0 + i}
+        agent_save(sessions, doc)
+        status, body = await detail(client, "chat:1")
+        if status != 200 or json.loads(body)["message_count"] != i or json.loads(body)["updated_at"] != 1.0 + i:
+            stale.append((i, status, body))
+    assert stale == []
+
+
+async def test_a_detail_right_after_the_agent_deletes_a_session_is_404_every_time(client: TestClient, sessions: Path) -> None:
+    answered: list[tuple[int, int]] = []
+    for i in range(200):
+        path = agent_save(sessions, {"key": f"short:{i}", "messages": []})
+        await eventually(lambda i=i: f"short:{i}" in store_of(client).index)  # type: ignore[misc]
+        path.unlink()  # grip's delete: the file goes, the cache entry with it
+        status, _ = await detail(client, f"short:{i}")
+        resp = await client.delete("/api/v1/sessions/" + quote(f"short:{i}", safe=""), headers=AUTH)
+        export = await client.get("/api/v1/export", params={"key": f"short:{i}"}, headers=AUTH)
+        if (status, resp.status, export.status) != (404, 404, 404):
+            answered.append((i, status))
+    assert answered == []
+
+
 # -- the differential test --------------------------------------------------------------
 
 _TEXT = st.text(alphabet=st.sampled_from("ab:/. _-%?#@\n\té中😀\\\"'"), min_size=1, max_size=12)

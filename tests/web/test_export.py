@@ -62,11 +62,13 @@ async def test_swapped_for_a_symlink_is_not_followed(client: TestClient, session
     await eventually(lambda: "victim" in store_of(client).index)
     outside = tmp_path / "outside.json"
     outside.write_text('{"key": "victim", "messages": [], "secret": true}')
-    async with store_of(client).lock:  # swap it before the watcher can notice
-        path.unlink()
-        path.symlink_to(outside)
-        resp = await client.get("/api/v1/export?key=victim", headers=AUTH)
-        assert resp.status == 404
+    # Swapped and asked at once, before the watch reports it: the export's own stat sees the
+    # swap and re-reads the name, which the loader opens without following links.
+    path.unlink()
+    path.symlink_to(outside)
+    resp = await client.get("/api/v1/export?key=victim", headers=AUTH)
+    assert resp.status == 404
+    assert b"secret" not in await resp.read()
 
 
 async def test_ndjson_of_a_filter(client: TestClient, sessions: Path) -> None:

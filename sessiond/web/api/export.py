@@ -64,7 +64,7 @@ def opener_in(folder: Folder) -> Callable[[str, int], int]:
 
 async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     store = request.app[STORE]
-    record = await store.find(key)
+    record = await store.current(key)
     folder = store.folder
     if record is None or folder is None:
         raise SessionNotFound(key)
