@@ -120,6 +120,19 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["string", "null"],
                 "description": "With include=title and search on: the first user message, one line (null: not indexed yet).",
             },
+            "resurrected": {
+                "type": "object",
+                "description": (
+                    "Present when the session was deleted through sessiond and the agent wrote it back with its "
+                    "old history (a created_at from before the deletion): its process cache still held it."
+                ),
+                "required": ["deleted_at", "deleted_by", "resurrected_at"],
+                "properties": {
+                    "deleted_at": TIME,
+                    "deleted_by": {"type": "string", "enum": ["api", "retention"]},
+                    "resurrected_at": TIME,
+                },
+            },
         },
     },
     "Deleted": {
@@ -433,7 +446,11 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/events": {
         "get": _op(
-            "Change feed (Server-Sent Events): created, updated, deleted, resync; keep-alive comments.",
+            "Change feed (Server-Sent Events): created, updated, deleted, resync; keep-alive comments. "
+            "After an updated event with fewer messages than before, compacted (before, after: the message "
+            "counts; the agent consolidated the session under a summary, or cleared it); after a created event "
+            "for a key deleted through sessiond that came back with its old created_at, resurrected "
+            "(deleted_at, deleted_by, resurrected_at).",
             {
                 "200": {
                     "description": "An endless event stream; each event's id resumes it (Last-Event-ID).",
@@ -523,7 +540,15 @@ PATHS: dict[str, Any] = {
                                     "deleted": COUNT,
                                     "deleted_files": COUNT,
                                     "failed": {"type": "array"},
+                                    "came_back": {
+                                        **COUNT,
+                                        "description": "Of this run's deletions, how many the agent has written back since.",
+                                    },
                                 },
+                            },
+                            "came_back_total": {
+                                **COUNT,
+                                "description": "Retention's deletions the agent wrote back, since sessiond started.",
                             },
                             "next_run_at": {"type": ["number", "null"]},
                             "preview": {

@@ -79,6 +79,9 @@ async def get_session(request: web.Request) -> web.Response:
         "age_seconds": round(time.time() - record.created_at, 1),
         "version": version(record),
     }
+    if (mark := store.deletions.mark_of(record)) is not None:
+        # Deleted through sessiond, then written back by the agent with its old history.
+        answer["resurrected"] = mark.show()
     if request.query.get("include") == "title" and (search := request.app[SEARCH]) is not None:
         # Asked for only: the seed's answer keeps its shape. From the search index; null until
         # it holds the file as it is now.

@@ -3,7 +3,7 @@
 
 import { ApiError, deleteSession } from "./api.js";
 import { BATCH, decodeJson, foldable, parsePythonJson, renderMessage } from "./conversation.js";
-import { channelOf, finite, formatBytes, formatCount, formatDuration, h, timeElement } from "./dom.js";
+import { channelOf, finite, formatBytes, formatCount, formatDuration, formatTime, h, timeElement } from "./dom.js";
 
 function fileNameOf(resp) {
   const header = resp.headers.get("Content-Disposition") || "";
@@ -24,6 +24,8 @@ export class SessionView {
     this.controller = new AbortController();
     this.downloadUrl = null;
     this.notice = h("p", { class: "notice", role: "status", hidden: true });
+    // Deleted through sessiond, then written back by the agent from its cache (issue 21).
+    this.resurrected = h("p", { class: "notice resurrected", hidden: true });
     this.body = h("div", { class: "session-body" }, h("p", { class: "muted" }, "Loading…"));
     this.downloadLink = h("a", { class: "button", href: "#", "aria-disabled": "true", onclick: (e) => this.download(e) }, "Download");
     this.deleteButton = h("button", { type: "button", class: "danger", onclick: () => this.remove() }, "Delete…");
@@ -31,6 +33,7 @@ export class SessionView {
       h("p", {}, h("a", { href: ctx.lastListHash || "#/sessions" }, "← Sessions")),
       h("h1", { id: "session-title", class: "key" }, this.key),
       h("div", { class: "toolbar" }, this.downloadLink, this.deleteButton),
+      this.resurrected,
       this.notice,
       this.body);
     this.load();
@@ -39,6 +42,7 @@ export class SessionView {
   async load() {
     const { signal } = this.controller;
     this.notice.hidden = true;
+    this.loadMark(signal);
     try {
       const resp = await this.ctx.api.fetch("GET", "export", { query: { key: this.key }, signal });
       const bytes = await resp.arrayBuffer();
@@ -58,6 +62,28 @@ export class SessionView {
         this.ctx.failure(err, "Cannot load the session");
       }
     }
+  }
+
+  // The detail answer says whether the session came back after a deletion. Keys "." and ".."
+  // cannot be named in a path (the browser resolves them), so those go without.
+  async loadMark(signal) {
+    if (this.key === "." || this.key === "..") return;
+    try {
+      const detail = await this.ctx.api.json("GET", `sessions/${encodeURIComponent(this.key)}`, { signal, attempts: 1 });
+      this.showMark(detail.resurrected);
+    } catch {
+      // the conversation's own load reports what went wrong
+    }
+  }
+
+  showMark(mark) {
+    this.resurrected.hidden = !mark;
+    if (!mark) return;
+    const by = mark.deleted_by === "retention" ? "by retention" : "through the API or this page";
+    this.resurrected.replaceChildren(
+      h("strong", {}, "Came back after deletion. "),
+      `Deleted ${by} at ${formatTime(mark.deleted_at)}, then written again by the agent from its cache ` +
+        `at ${formatTime(mark.resurrected_at)}. Restart the agent, or send /new in that chat, to stop it.`);
   }
 
   setDownload(bytes) {
@@ -140,6 +166,17 @@ export class SessionView {
       return;
     }
     if (!data || data.key !== this.key) return;
+    if (type === "resurrected") {
+      this.showMark(data);
+      return;
+    }
+    if (type === "compacted") {
+      this.notice.replaceChildren(`The agent compacted this session: ${formatCount(data.before)} → ${formatCount(data.after)} ` +
+        "messages, the older ones now in its summary. ",
+        h("button", { type: "button", class: "quiet small", onclick: () => this.load() }, "Show the new version"));
+      this.notice.hidden = false;
+      return;
+    }
     if (type === "deleted") {
       this.notice.replaceChildren("This session was deleted.");
       this.deleteButton.disabled = true;
