@@ -106,6 +106,21 @@ def test_download_saves_the_file_exactly_as_stored(ui: PageUnderTest, sessions: 
     assert target.read_bytes() == stored
 
 
+def test_download_as_markdown_saves_the_conversation_to_read(ui: PageUnderTest, sessions: Path, tmp_path: Path) -> None:
+    (sessions / "user_alice_trip.json").write_text(json.dumps(CONVERSATION, ensure_ascii=False))
+    ui.sign_in("#/session/user%3Aalice%3Atrip")
+    expect(ui.page.get_by_role("heading", level=1)).to_have_text("user:alice:trip")
+    with ui.page.expect_download() as download:
+        ui.page.get_by_role("button", name="Download as Markdown").click()
+    assert download.value.suggested_filename == "user_alice_trip.md"
+    target = tmp_path / "downloaded.md"
+    download.value.save_as(target)
+    text = target.read_text(encoding="utf-8")
+    assert text.startswith("# Conversation user\\:alice\\:trip\n")
+    assert text.index("Alice booked the 08:02 to Zürich.") < text.index("## 1\\. system")
+    assert "### Tool call 1: search\\_trains \\(id call\\_1\\)" in text and '"to": "Zürich"' in text
+
+
 def test_a_missing_session_says_so(ui: PageUnderTest) -> None:
     ui.expect_console(r"status of 404")
     ui.sign_in("#/session/nobody%3Ahere")

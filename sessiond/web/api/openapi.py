@@ -477,7 +477,8 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/export": {
         "get": _op(
-            "With key: that session's file as stored. Otherwise: NDJSON of every session the filter matches.",
+            "With key: that session's file as stored (or, with format=markdown, the conversation as Markdown). "
+            "Otherwise: NDJSON of every session the filter matches.",
             {
                 "200": {
                     "description": "The file (application/json, with ETag) or NDJSON, streamed: each line a "
@@ -485,7 +486,11 @@ PATHS: dict[str, Any] = {
                     "changes while it is sent cuts the connection instead of being passed off as "
                     "whole; an NDJSON export that cannot go on ends with the line "
                     '{"error": {"detail": "..."}}.',
-                    "content": {JSON: {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}},
+                    "content": {
+                        JSON: {"schema": {"type": "object"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                        "text/markdown": {"schema": {"type": "string"}},
+                    },
                 },
                 "304": {"description": "If-None-Match matched the file's ETag."},
                 **BAD,
@@ -494,6 +499,13 @@ PATHS: dict[str, Any] = {
             [
                 _query(
                     "key", KEY, "Export this one session (alone: not with filter parameters). Answers If-None-Match with 304."
+                ),
+                _query(
+                    "format",
+                    {"type": "string", "enum": ["json", "markdown"]},
+                    "json (default): as stored. markdown (with key only): text/markdown, an attachment; roles as "
+                    "headings, the summary first, times in UTC, each message's text verbatim in a fenced block "
+                    "(control and direction characters as \\uXXXX escapes), tool calls and arguments in fenced blocks.",
                 ),
                 *FILTER,
                 *ORDER,

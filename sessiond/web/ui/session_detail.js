@@ -5,14 +5,14 @@ import { ApiError, deleteSession } from "./api.js";
 import { BATCH, decodeJson, foldable, parsePythonJson, renderMessage } from "./conversation.js";
 import { channelOf, finite, formatBytes, formatCount, formatDuration, formatTime, h, timeElement } from "./dom.js";
 
-function fileNameOf(resp) {
+function fileNameOf(resp, fallback = "session.json") {
   const header = resp.headers.get("Content-Disposition") || "";
   const match = /filename\*=UTF-8''([^;]+)/i.exec(header);
-  if (!match) return "session.json";
+  if (!match) return fallback;
   try {
     return decodeURIComponent(match[1]);
   } catch {
-    return "session.json";
+    return fallback;
   }
 }
 
@@ -28,11 +28,12 @@ export class SessionView {
     this.resurrected = h("p", { class: "notice resurrected", hidden: true });
     this.body = h("div", { class: "session-body" }, h("p", { class: "muted" }, "Loading…"));
     this.downloadLink = h("a", { class: "button", href: "#", "aria-disabled": "true", onclick: (e) => this.download(e) }, "Download");
+    this.markdownButton = h("button", { type: "button", onclick: () => this.downloadMarkdown() }, "Download as Markdown");
     this.deleteButton = h("button", { type: "button", class: "danger", onclick: () => this.remove() }, "Delete…");
     this.el = h("section", { class: "view session-view", "aria-labelledby": "session-title" },
       h("p", {}, h("a", { href: ctx.lastListHash || "#/sessions" }, "← Sessions")),
       h("h1", { id: "session-title", class: "key" }, this.key),
-      h("div", { class: "toolbar" }, this.downloadLink, this.deleteButton),
+      h("div", { class: "toolbar" }, this.downloadLink, this.markdownButton, this.deleteButton),
       this.resurrected,
       this.notice,
       this.body);
@@ -92,6 +93,26 @@ export class SessionView {
     this.downloadLink.href = this.downloadUrl;
     this.downloadLink.download = this.fileName;
     this.downloadLink.removeAttribute("aria-disabled");
+  }
+
+  // The conversation to read and share, rendered by the daemon (GET export?format=markdown).
+  async downloadMarkdown() {
+    this.markdownButton.disabled = true;
+    try {
+      const resp = await this.ctx.api.fetch("GET", "export", { query: { key: this.key, format: "markdown" }, signal: this.controller.signal });
+      const url = URL.createObjectURL(new Blob([await resp.arrayBuffer()], { type: "text/markdown" }));
+      const link = h("a", { href: url, download: fileNameOf(resp, "session.md"), hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (err) {
+      if (this.controller.signal.aborted) return;
+      if (err instanceof ApiError && err.status === 404) this.ctx.toast(`${this.key} is gone; nothing to download.`);
+      else this.ctx.failure(err, "Cannot export as Markdown");
+    } finally {
+      this.markdownButton.disabled = false;
+    }
   }
 
   download(event) {
