@@ -160,6 +160,20 @@ async def test_a_detail_right_after_the_agent_overwrites_a_session_has_the_new_c
     assert stale == []
 
 
+async def test_details_during_an_in_place_write_do_not_use_up_its_retries(client: TestClient, sessions: Path) -> None:
+    path = agent_save(sessions, {"key": "slow:1", "messages": [{"role": "user", "content": "q"}]})
+    await eventually(lambda: "slow:1" in store_of(client).index)
+    whole = json.dumps({"key": "slow:1", "messages": [{"role": "user", "content": "q"}] * 3}).encode()
+    with path.open("r+b") as fh:  # another writer, in place, in two chunks
+        fh.truncate(0)
+        fh.write(whole[:20])
+        fh.flush()
+        statuses = [(await detail(client, "slow:1"))[0] for _ in range(20)]  # asked while half-written
+        fh.write(whole[20:])
+    assert statuses == [200] * 20  # the session it was, until the writer is done
+    await eventually(lambda: (r := store_of(client).index.get("slow:1")) is not None and r.message_count == 3)
+
+
 async def test_a_detail_right_after_the_agent_deletes_a_session_is_404_every_time(client: TestClient, sessions: Path) -> None:
     answered: list[tuple[int, int]] = []
     for i in range(200):
