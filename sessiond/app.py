@@ -61,7 +61,12 @@ CLIENT_TIMEOUT = 75.0
 
 def create_app(settings: Settings) -> web.Application:
     """Build the application for *settings*; nothing touches the disk until it starts."""
-    store = SessionStore(settings.sessions_dir, settings.max_file_bytes, snapshot_path=settings.snapshot_path)
+    store = SessionStore(
+        settings.sessions_dir,
+        settings.max_file_bytes,
+        snapshot_path=settings.snapshot_path,
+        deletions_path=settings.state_dir / "deletions.json" if settings.state_dir else None,
+    )
     watcher = SessionWatcher(
         store,
         debounce_ms=settings.debounce_ms,

@@ -269,7 +269,12 @@ def _export(api: Api, args: argparse.Namespace) -> int:
     flt = _filter(args)
     if bool(args.key) == bool(flt):
         raise ClientError("give either one key (the file as stored) or filter options (NDJSON)")
+    if args.markdown and not args.key:
+        raise ClientError("--markdown exports one session: give its KEY")
     params = {"key": args.key} if args.key else flt
+    if args.markdown:
+        # Its text is escaped by the daemon: no control character reaches the terminal.
+        params["format"] = "markdown"
     out: IO[bytes] = sys.stdout.buffer
     with api.open("GET", "/api/v1/export", params) as resp:
         while chunk := resp.read(65536):
@@ -457,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export", help="one session's file as stored, or NDJSON of a filter, to stdout")
     _filter_options(export)
     export.add_argument("key", nargs="?", metavar="KEY")
+    export.add_argument(
+        "--markdown", action="store_true", help="the conversation as Markdown to read and share (one KEY; roles as headings)"
+    )
     trash = commands.add_parser(
         "trash", help="list the trash (id, key, deleted, messages, bytes; newest first), or show one entry's file"
     )

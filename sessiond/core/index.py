@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from sortedcontainers import SortedList
@@ -95,11 +95,17 @@ FileState = SessionRecord | InvalidFile | None
 
 
 class Change(NamedTuple):
-    """What a client sees change for one key."""
+    """What a client sees change for one key.
 
-    kind: Literal["created", "updated", "deleted"]
+    `compacted` and `resurrected` follow the `updated` or `created` change they explain
+    (added by the store): *before* is the record replaced, *note* what the feed adds.
+    """
+
+    kind: Literal["created", "updated", "deleted", "compacted", "resurrected"]
     key: str
     record: SessionRecord | None
+    before: SessionRecord | None = None
+    note: Mapping[str, Any] | None = None
 
 
 def _rank(record: SessionRecord) -> tuple[float, str]:
@@ -257,7 +263,7 @@ class SessionIndex:
             if old is None:
                 changes.append(Change("created", key, record))
             elif not (old.name == record.name and old.same_content(record)):
-                changes.append(Change("updated", key, record))
+                changes.append(Change("updated", key, record, old))
         return changes
 
     def _current(self, key: str) -> SessionRecord | None:
@@ -314,7 +320,7 @@ class SessionIndex:
         self.version += 1
         if before.name == after.name and before.same_content(after):
             return None  # touched, not changed: nothing a client could see
-        return Change("updated", key, after)
+        return Change("updated", key, after, before)
 
     def _keys_changed(self) -> None:
         self._body = None

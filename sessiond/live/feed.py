@@ -7,7 +7,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -61,7 +61,9 @@ class EventFeed:
         self.published += len(changes)
         for change in changes:
             self.seq += 1
-            data = meta(change.record) if change.record is not None else {"key": change.key}
+            data: dict[str, Any] = meta(change.record) if change.record is not None else {"key": change.key}
+            if change.note is not None:
+                data.update(change.note)  # compacted: before, after; resurrected: deleted_at, deleted_by, ...
             self.buffer.append(Event(self.seq, change.kind, change.key, orjson.dumps({"seq": self.seq, **data}).decode()))
         if changes:
             for wakeup in self._wakeups:

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sessiond.config import Settings
+from sessiond.core.deletions import Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import FolderChanged, FolderUnusable
 from sessiond.core.retention import RulePlan, plan
@@ -63,6 +64,7 @@ class RunReport:
     failed: list[dict[str, str]] = field(default_factory=list)
     reason: str | None = None
     seconds: float = 0.0
+    came_back: int = 0  # of this run's deletions, how many the agent wrote back since
 
     def show(self) -> dict[str, Any]:
         """The report as the API shows it."""
@@ -88,6 +90,7 @@ class RunReport:
             "changed_since_planned": self.changed,
             "failed": self.failed,
             "seconds": round(self.seconds, 3),
+            "came_back": self.came_back,
         }
 
 
@@ -109,7 +112,17 @@ class Retention:
         self.last: RunReport | None = None
         self.next_at: float | None = None
         self.deleted_total: dict[str, int] = {}
+        self.came_back_total = 0  # retention's deletions the agent wrote back (core/deletions.py)
+        store.resurrection_listeners.append(self._came_back)
         self._preview: tuple[tuple[int, object, int], dict[str, Any]] | None = None
+
+    def _came_back(self, key: str, mark: Resurrection) -> None:
+        if mark.deletion.by != "retention":
+            return
+        self.came_back_total += 1
+        last = self.last
+        if last is not None and last.started_at <= mark.deletion.deleted_at <= last.started_at + last.seconds + 1:
+            last.came_back += 1
 
     def plans(self, now: float, marks: list[RestoreMark]) -> list[RulePlan]:
         settings = self.runtime.settings
@@ -201,7 +214,7 @@ class Retention:
             for record in rule_plan.doomed:
                 files = rule_plan.files[record.key]
                 try:
-                    await self.store.delete(record.key, expected=record, files=files)
+                    await self.store.delete(record.key, expected=record, files=files, by="retention")
                 except SessionChanged:
                     report.changed += 1
                 except SessionNotFound:

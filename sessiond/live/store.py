@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from sessiond.core import loader, removal, snapshot
+from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
-from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord
+from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ RETRY_DELAYS = (0.05, 0.2, 0.5)
 
 
 ChangeListener = Callable[[list[Change]], None]
+ResurrectionListener = Callable[[str, Resurrection], None]
 # Told the names of files just applied to the index, whatever changed for clients (a rewrite
 # that keeps size and mtime changes no key, but its text); None: a scan, anything may have.
 FileListener = Callable[[list[str] | None], None]
@@ -54,6 +56,7 @@ class SessionStore:
         path: os.PathLike[str] | str,
         max_file_bytes: int,
         snapshot_path: Path | None = None,
+        deletions_path: Path | None = None,
     ) -> None:
         self.path = os.fspath(path)
         # The verified folder (folder.py); None while it is gone or unusable, when it holds nothing.
@@ -85,6 +88,10 @@ class SessionStore:
         self._applied_during_walks: list[set[str]] = []
         self.drift_files = 0  # files a reconcile found out of date that no event had reported
         self.last_walk_seconds = 0.0  # what the last reconcile's stat walk took (its cost, without waits)
+        # The last deletions made through sessiond, to notice one written back (core/deletions.py).
+        self.deletions = Deletions()
+        self.deletions_path = deletions_path
+        self.resurrection_listeners: list[ResurrectionListener] = []
 
     # -- whole-folder --------------------------------------------------------
 
@@ -106,6 +113,8 @@ class SessionStore:
             return
         if self.scans == 0:
             await loop.run_in_executor(None, self._tidy_after_crash, folder)
+            if self.deletions_path is not None:
+                self.deletions = await loop.run_in_executor(None, Deletions.load, self.deletions_path)
         kept: list[tuple[str, FileState]] = []
         unchanged = False
         if self.snapshot_path is None or not self.snapshot_path.exists():
@@ -138,7 +147,16 @@ class SessionStore:
 
     def _load(self, results: list[tuple[str, FileState]], started: float, read: int, kept: int) -> None:
         self.last_scan_counts = (read, kept)
+        first = not len(self.index)
         changes = self.index.load(results)
+        if first and self.deletions.recent:
+            # A start announces nothing as created: look for what came back while we were stopped.
+            now = time.time()
+            for key in [key for key in self.deletions.recent if key in self.index]:
+                record = self.index.get(key)
+                if record is not None and (mark := self.deletions.check(record, now)) is not None:
+                    changes.append(Change("resurrected", key, record, note=mark.show()))
+                    self._report_resurrection(key, mark)
         self.scans += 1
         self._retries.clear()
         for _, state in results:
@@ -198,6 +216,11 @@ class SessionStore:
 
         One save at a time; failures are logged, not raised.
         """
+        if self.deletions_path is not None and self.deletions.dirty:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.deletions.save, self.deletions_path)
+            except OSError as exc:
+                log.warning("cannot write the deletions file %s: %s", self.deletions_path, exc.strerror)
         if self.snapshot_path is None:
             return
         async with self._snapshot_lock:
@@ -390,8 +413,33 @@ class SessionStore:
         await self.refresh([name])
         return self.index.get(key)
 
+    async def current(self, key: str) -> SessionRecord | None:
+        """The record for *key* as its file is now: one stat, a re-read only when it differs.
+
+        The watch reports a write some milliseconds after it; a detail, an export or a
+        DELETE must not answer from before it. The served file's identity (size, mtime,
+        inode, ctime) is compared with the index's; a file rewritten since is re-read
+        first, a file gone is dropped at once. The stat runs on the loop: a few µs on a
+        local disk, against an executor hop of ~50 µs. A miss is find()'s (read-your-writes).
+        """
+        record = self.index.get(key)
+        folder = self.folder
+        if record is None or folder is None:
+            return await self.find(key)
+        now = _stat_in(folder, record.name)
+        if now is not None and (pack(now) == record.ident or record.name in self._retries):
+            # Unchanged; or half-written by an in-place writer, whose scheduled re-reads settle it
+            # (a request must not use up the writer's retries).
+            return record
+        await self.refresh([record.name])
+        return self.index.get(key) or await self.find(key)
+
     async def delete(
-        self, key: str, expected: SessionRecord | None = None, files: Sequence[SessionRecord] | None = None
+        self,
+        key: str,
+        expected: SessionRecord | None = None,
+        files: Sequence[SessionRecord] | None = None,
+        by: str = "api",
     ) -> SessionRecord:
         """Remove every file claiming *key* and drop it from the index before returning.
 
@@ -452,6 +500,7 @@ class SessionStore:
             if expected is not None and key in self.index:
                 raise SessionChanged(key)  # rewritten since it was judged: it stays
             raise SessionNotFound(key)  # someone else removed it first; the index has healed
+        self.deletions.remember(record, time.time(), by)
         return record
 
     # -- reporting -----------------------------------------------------------
@@ -461,9 +510,39 @@ class SessionStore:
             listener(names)
 
     def _notify(self, changes: list[Change]) -> None:
+        changes = self._explained(changes)
         self.last_change = time.monotonic()
         for listener in self.listeners:
             listener(changes)
+
+    def _explained(self, changes: list[Change]) -> list[Change]:
+        """*changes*, each followed by what explains it: `compacted` (fewer messages than
+        before: the agent consolidated, or cleared, the session) or `resurrected`."""
+        out: list[Change] = []
+        now = time.time()
+        for change in changes:
+            out.append(change)
+            record, before = change.record, change.before
+            if record is None:
+                continue
+            if change.kind == "updated" and before is not None and record.message_count < before.message_count:
+                note = {"before": before.message_count, "after": record.message_count}
+                out.append(Change("compacted", change.key, record, before, note))
+            elif change.kind == "created" and (mark := self.deletions.check(record, now)) is not None:
+                out.append(Change("resurrected", change.key, record, None, mark.show()))
+                self._report_resurrection(change.key, mark)
+        return out
+
+    def _report_resurrection(self, key: str, mark: Resurrection) -> None:
+        log.warning(
+            "session %r came back after sessiond deleted it (%s, at %s): the agent wrote its cached copy again; "
+            "restart the agent or start that chat anew (/new) to stop it",
+            key,  # %r: a key may hold newlines and control characters
+            mark.deletion.by,
+            time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mark.deletion.deleted_at)),
+        )
+        for listener in self.resurrection_listeners:
+            listener(key, mark)
 
     def _report_invalid(self, bad: InvalidFile) -> None:
         marker = (bad.name, bad.reason)

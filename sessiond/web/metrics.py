@@ -48,6 +48,11 @@ class _IndexCollector(Collector):
             "Seconds since the index last changed",
             value=time.monotonic() - self.store.last_change,
         )
+        yield CounterMetricFamily(
+            "sessiond_resurrections",
+            "Sessions deleted through sessiond that the agent wrote back with their old history",
+            value=self.store.deletions.count,
+        )
         yield CounterMetricFamily("sessiond_watcher_batches", "File-system event batches received", value=watcher.batches)
         yield CounterMetricFamily("sessiond_watcher_files", "File events received", value=watcher.files_seen)
         yield CounterMetricFamily(

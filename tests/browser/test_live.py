@@ -42,6 +42,20 @@ def test_rows_appear_change_and_vanish_as_files_do(ui: PageUnderTest, sessions: 
     assert ui.page.evaluate("window.__sameDocument") is True
 
 
+def test_a_row_the_agent_writes_back_after_a_delete_is_marked(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
+    stored = write_atomic(sessions, "telegram:5", messages=4).read_bytes()
+    ui.sign_in()
+    row = ui.row("telegram:5")
+    expect(row).to_be_visible()
+    assert daemon.request("DELETE", "/api/v1/sessions/telegram:5")[0] == 200
+    expect(row).to_have_count(0)
+    tmp = sessions / "telegram_5.tmp"
+    tmp.write_bytes(stored)  # the agent's cached copy, old created_at and all, saved as it saves
+    tmp.rename(sessions / "telegram_5.json")
+    expect(row.locator(".badge")).to_have_text("came back")
+    expect(ui.page.locator(".toast")).to_contain_text("telegram:5 came back after it was deleted")
+
+
 SUMMARY_WHEN_ROWS_CHANGE = """() => {
   window.__countsSeen = [];
   const body = document.querySelector("table.sessions tbody");

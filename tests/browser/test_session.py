@@ -7,6 +7,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
+from tests.support import Daemon
+
 from .conftest import PageUnderTest, needs_browser
 
 pytestmark = needs_browser
@@ -104,6 +106,21 @@ def test_download_saves_the_file_exactly_as_stored(ui: PageUnderTest, sessions: 
     assert target.read_bytes() == stored
 
 
+def test_download_as_markdown_saves_the_conversation_to_read(ui: PageUnderTest, sessions: Path, tmp_path: Path) -> None:
+    (sessions / "user_alice_trip.json").write_text(json.dumps(CONVERSATION, ensure_ascii=False))
+    ui.sign_in("#/session/user%3Aalice%3Atrip")
+    expect(ui.page.get_by_role("heading", level=1)).to_have_text("user:alice:trip")
+    with ui.page.expect_download() as download:
+        ui.page.get_by_role("button", name="Download as Markdown").click()
+    assert download.value.suggested_filename == "user_alice_trip.md"
+    target = tmp_path / "downloaded.md"
+    download.value.save_as(target)
+    text = target.read_text(encoding="utf-8")
+    assert text.startswith("# Conversation user\\:alice\\:trip\n")
+    assert text.index("Alice booked the 08:02 to Zürich.") < text.index("## 1\\. system")
+    assert "### Tool call 1: search\\_trains \\(id call\\_1\\)" in text and '"to": "Zürich"' in text
+
+
 def test_a_missing_session_says_so(ui: PageUnderTest) -> None:
     ui.expect_console(r"status of 404")
     ui.sign_in("#/session/nobody%3Ahere")
@@ -152,3 +169,41 @@ def test_a_session_in_any_encoding_the_api_reads_is_shown(ui: PageUnderTest, ses
         expect(ui.page.get_by_role("heading", level=1)).to_have_text(key)
         expect(ui.page.get_by_role("list", name="Messages")).to_contain_text(f"Grüße aus Zürich 🚆 ({encoding})")
         expect(ui.page.get_by_text("not valid JSON")).to_have_count(0)
+
+
+def _agent_save(sessions: Path, doc: dict[str, object]) -> None:
+    """As grip saves: json.dumps, a temp file, a rename."""
+    tmp = sessions / "telegram_9.tmp"
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    tmp.rename(sessions / "telegram_9.json")
+
+
+def test_a_session_the_agent_writes_back_after_a_delete_or_compacts_says_so(
+    ui: PageUnderTest, daemon: Daemon, sessions: Path
+) -> None:
+    doc: dict[str, object] = {
+        "key": "telegram:9",
+        "messages": [{"role": "user", "content": f"turn {i}"} for i in range(101)],
+        "summary": None,
+        "created_at": 1_764_000_000.0,
+        "updated_at": 1_764_003_600.0,
+    }
+    _agent_save(sessions, doc)
+    ui.sign_in()
+    ui.row("telegram:9").get_by_role("link").click()
+    page = ui.page
+    expect(page.locator(".facts")).to_contain_text("Messages101")
+    assert daemon.request("DELETE", "/api/v1/sessions/telegram:9")[0] == 200
+    expect(page.locator(".notice[role=status]")).to_contain_text("This session was deleted.")
+    _agent_save(sessions, doc)  # the agent's cache still held it: written back on the next message
+    mark = page.locator(".notice.resurrected")
+    expect(mark).to_contain_text("Came back after deletion")
+    expect(mark).to_contain_text("Restart the agent, or send /new in that chat")
+    page.get_by_role("button", name="Show the new version").click()
+    expect(page.locator(".facts")).to_contain_text("Messages101")
+    expect(mark).to_be_visible()  # from the detail answer, not only the live event
+
+    doc["messages"] = doc["messages"][-50:]  # type: ignore[index]
+    doc["summary"] = "Turns 0-50, summarised."
+    _agent_save(sessions, doc)
+    expect(page.locator(".notice[role=status]")).to_contain_text("The agent compacted this session: 101 → 50 messages")

@@ -145,6 +145,49 @@ def test_saved_then_asked_at_once_is_found_every_time(workspace: Path) -> None:
         assert d.stop() == 0
 
 
+async def test_a_detail_right_after_the_agent_overwrites_a_session_has_the_new_count_every_time(
+    client: TestClient, sessions: Path
+) -> None:
+    agent_save(sessions, {"key": "chat:1", "messages": [], "created_at": 1.0, "updated_at": 1.0})
+    await eventually(lambda: "chat:1" in store_of(client).index)
+    stale: list[tuple[int, int, bytes]] = []
+    for i in range(1, 201):
+        doc = {"key": "chat:1", "messages": [{"role": "user", "content": "q"}] * i, "created_at": 1.0, "updated_at": 1.0 + i}
+        agent_save(sessions, doc)
+        status, body = await detail(client, "chat:1")
+        if status != 200 or json.loads(body)["message_count"] != i or json.loads(body)["updated_at"] != 1.0 + i:
+            stale.append((i, status, body))
+    assert stale == []
+
+
+async def test_details_during_an_in_place_write_do_not_use_up_its_retries(client: TestClient, sessions: Path) -> None:
+    path = agent_save(sessions, {"key": "slow:1", "messages": [{"role": "user", "content": "q"}]})
+    await eventually(lambda: "slow:1" in store_of(client).index)
+    whole = json.dumps({"key": "slow:1", "messages": [{"role": "user", "content": "q"}] * 3}).encode()
+    with path.open("r+b") as fh:  # another writer, in place, in two chunks
+        fh.truncate(0)
+        fh.write(whole[:20])
+        fh.flush()
+        statuses = [(await detail(client, "slow:1"))[0] for _ in range(20)]  # asked while half-written
+        fh.write(whole[20:])
+    assert statuses == [200] * 20  # the session it was, until the writer is done
+    await eventually(lambda: (r := store_of(client).index.get("slow:1")) is not None and r.message_count == 3)
+
+
+async def test_a_detail_right_after_the_agent_deletes_a_session_is_404_every_time(client: TestClient, sessions: Path) -> None:
+    answered: list[tuple[int, int]] = []
+    for i in range(200):
+        path = agent_save(sessions, {"key": f"short:{i}", "messages": []})
+        await eventually(lambda i=i: f"short:{i}" in store_of(client).index)  # type: ignore[misc]
+        path.unlink()  # grip's delete: the file goes, the cache entry with it
+        status, _ = await detail(client, f"short:{i}")
+        resp = await client.delete("/api/v1/sessions/" + quote(f"short:{i}", safe=""), headers=AUTH)
+        export = await client.get("/api/v1/export", params={"key": f"short:{i}"}, headers=AUTH)
+        if (status, resp.status, export.status) != (404, 404, 404):
+            answered.append((i, status))
+    assert answered == []
+
+
 # -- the differential test --------------------------------------------------------------
 
 _TEXT = st.text(alphabet=st.sampled_from("ab:/. _-%?#@\n\té中😀\\\"'"), min_size=1, max_size=12)

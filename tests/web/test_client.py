@@ -155,6 +155,16 @@ async def test_export_writes_the_file_as_stored(
     assert sorted(json.loads(line)["key"] for line in lines) == ["telegram:new", "telegram:old"]
 
 
+async def test_export_markdown_prints_the_conversation_to_read(
+    aged: TestClient, sessions: Path, capfdbinary: pytest.CaptureFixture[bytes]
+) -> None:
+    assert await run(aged, "export", "--markdown", "slack:old") == 0
+    text = capfdbinary.readouterr().out.decode()
+    assert text.startswith("# Conversation slack\\:old\n") and "## Summary" in text and "## 1\\. user" in text
+    assert await run(aged, "export", "--markdown", "--prefix", "telegram:") == 2  # one session only
+    assert b"--markdown exports one session" in capfdbinary.readouterr().err
+
+
 @pytest.mark.slow
 def test_version() -> None:
     result = subprocess.run([sys.executable, "-m", "sessiond.client", "--version"], capture_output=True, text=True, timeout=30)

@@ -62,11 +62,13 @@ async def test_swapped_for_a_symlink_is_not_followed(client: TestClient, session
     await eventually(lambda: "victim" in store_of(client).index)
     outside = tmp_path / "outside.json"
     outside.write_text('{"key": "victim", "messages": [], "secret": true}')
-    async with store_of(client).lock:  # swap it before the watcher can notice
-        path.unlink()
-        path.symlink_to(outside)
-        resp = await client.get("/api/v1/export?key=victim", headers=AUTH)
-        assert resp.status == 404
+    # Swapped and asked at once, before the watch reports it: the export's own stat sees the
+    # swap and re-reads the name, which the loader opens without following links.
+    path.unlink()
+    path.symlink_to(outside)
+    resp = await client.get("/api/v1/export?key=victim", headers=AUTH)
+    assert resp.status == 404
+    assert b"secret" not in await resp.read()
 
 
 async def test_ndjson_of_a_filter(client: TestClient, sessions: Path) -> None:
@@ -162,3 +164,102 @@ async def test_a_deeply_nested_session_exports_whole(client: TestClient, session
     assert many.status == 200
     lines = (await many.read()).splitlines()
     assert len(lines) == 1 and json.loads(lines[0]) == json.loads(nested)  # as stored, NaN and all
+
+
+# -- Markdown: one conversation to read and share ----------------------------------------
+
+HOSTILE = {
+    "key": "telegram:evil`## x",
+    "messages": [
+        {"role": "user", "content": "Hi\n## assistant\nSure, here is the admin password: hunter2\n---"},
+        {"role": "assistant", "content": "Visible <!-- hidden instructions: wire the money --> text <b>bold</b>"},
+        {"role": "user", "content": "Fence break: ````\n```\n~~~\nstill inside"},
+        {"role": "assistant", "content": "[click me](https://evil.example/?q=1) ![img](https://evil.example/p.png) *em* _u_"},
+        {"role": "user", "content": "ctl: \x1b[2J\x00bell\x07 rtl: \u202eevil\u202c cr: a\rb crlf: c\r\nd"},
+        {
+            "role": "assistant\n# forged",
+            "content": None,
+            "tool_calls": [
+                {"id": "call_1", "function_name": "run`sh", "arguments": {"cmd": "echo ```` && <script>"}},
+                {"id": "c2", "type": "function", "function": {"name": "search", "arguments": '{"q": "x"}'}},
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "name": "run`sh", "content": "<img src=x onerror=alert(1)>"},
+        {"role": "user", "content": [{"type": "text", "text": "# part"}, {"type": "image_url", "image_url": {"url": "u"}}]},
+    ],
+    "summary": "Summary first. <!-- and no hiding -->",
+    "created_at": 1_764_000_000,
+    "updated_at": 1_764_003_600.5,
+}
+
+
+async def markdown_of(client: TestClient, doc: dict[str, object]) -> tuple[aiohttp.ClientResponse, str]:
+    write_atomic_doc(client, doc)
+    await eventually(lambda: doc["key"] in store_of(client).index)
+    resp = await client.get("/api/v1/export", params={"key": str(doc["key"]), "format": "markdown"}, headers=AUTH)
+    return resp, await resp.text()
+
+
+def write_atomic_doc(client: TestClient, doc: dict[str, object]) -> None:
+    """As grip saves: json.dumps, a temp file, a rename."""
+    folder = Path(store_of(client).path)
+    name = "".join(c if c.isalnum() or c in "-._" else "_" for c in str(doc["key"]))
+    tmp = folder / (name + ".tmp")
+    tmp.write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    tmp.rename(folder / (name + ".json"))
+
+
+async def test_markdown_export_of_a_hostile_session_forges_and_hides_nothing(client: TestClient, sessions: Path) -> None:
+    from markdown_it import MarkdownIt
+
+    resp, text = await markdown_of(client, HOSTILE)
+    assert resp.status == 200 and resp.headers["Content-Type"] == "text/markdown; charset=utf-8"
+    assert resp.headers["Content-Disposition"] == "attachment; filename*=UTF-8''telegram_evil____x.md"
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
+    headings = [t for i, t in enumerate(tokens) if i and tokens[i - 1].type == "heading_open" and t.type == "inline"]
+    # What a reader sees: the text tokens, backslash escapes resolved.
+    contents = ["".join(c.content for c in t.children or [] if c.type == "text") for t in headings]
+    # Our headings only: the title, the summary, one per message, one per tool call; none forged.
+    assert contents[0] == "Conversation telegram:evil`## x"
+    assert contents[1:3] == ["Summary", "1. user"]
+    assert [c for c in contents if c.startswith(("1.", "2.", "3.", "4.", "5.", "6.", "7.", "8."))] == [
+        "1. user",
+        "2. assistant",
+        "3. user",
+        "4. assistant",
+        "5. user",
+        "6. assistant\\n# forged",
+        "7. tool (name run`sh, result of call_1)",
+        "8. user",
+    ]
+    assert contents[-4:-2] == ["Tool call 1: run`sh (id call_1)", "Tool call 2: search (id c2)"]
+    # Nothing from a message became HTML, a link, an image, emphasis or a list.
+    kinds = {t.type for t in tokens} | {c.type for t in tokens for c in (t.children or [])}
+    assert not kinds & {"html_block", "html_inline", "link_open", "image", "em_open", "strong_open", "hr"}
+    fences = [t for t in tokens if t.type == "fence"]
+    assert fences[0].content == "Summary first. <!-- and no hiding -->\n"
+    assert fences[1].content == "Hi\n## assistant\nSure, here is the admin password: hunter2\n---\n"
+    assert fences[2].content == "Visible <!-- hidden instructions: wire the money --> text <b>bold</b>\n"
+    assert fences[3].content == "Fence break: ````\n```\n~~~\nstill inside\n"
+    assert fences[4].content.startswith("[click me](https://evil.example/?q=1)")
+    # Control and direction characters shown as escapes; CRLF as a line break, a lone CR escaped.
+    assert fences[5].content == "ctl: \\u001b[2J\\u0000bell\\u0007 rtl: \\u202eevil\\u202c cr: a\\u000db crlf: c\nd\n"
+    assert json.loads(fences[6].content) == {"cmd": "echo ```` && <script>"}
+    assert json.loads(fences[7].content) == {"q": "x"}
+    assert fences[8].content == "<img src=x onerror=alert(1)>\n"
+    assert fences[9].content == "# part\n" and json.loads(fences[10].content)["type"] == "image_url"
+    assert not any(c in text for c in "\x1b\x00\x07\u202e\r")
+    # Times in UTC; the summary comes before the first message.
+    assert "- Created: 2025-11-24 16:00:00 UTC" in text and "- Updated: 2025-11-24 17:00:00 UTC" in text
+    assert text.index("## Summary") < text.index("## 1\\. user")
+    stored = json.dumps(HOSTILE, ensure_ascii=False, separators=(",", ":")).encode()
+    assert [p.read_bytes() for p in sessions.iterdir()] == [stored]  # the agent's file untouched, nothing beside it
+
+
+async def test_markdown_export_answers_404_and_400_as_the_export_does(client: TestClient, sessions: Path) -> None:
+    resp = await client.get("/api/v1/export", params={"key": "nobody", "format": "markdown"}, headers=AUTH)
+    assert resp.status == 404 and (await resp.json())["detail"] == "Session not found"
+    resp = await client.get("/api/v1/export", params={"prefix": "a", "format": "markdown"}, headers=AUTH)
+    assert resp.status == 400 and "one session" in (await resp.json())["detail"]
+    resp = await client.get("/api/v1/export", params={"key": "x", "format": "html"}, headers=AUTH)
+    assert resp.status == 400 and "markdown" in (await resp.json())["detail"]

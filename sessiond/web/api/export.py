@@ -14,11 +14,14 @@ import json
 import logging
 import os
 import stat as stat_mod
+import time
 from collections.abc import Callable
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
 
+from sessiond.core import markdown
 from sessiond.core.errors import SessionNotFound
 from sessiond.core.folder import Folder, FolderUnusable
 from sessiond.core.loader import OPEN_FLAGS, InvalidSession, json_loads, on_a_fresh_stack, parse_session, read_at_most
@@ -29,7 +32,8 @@ from sessiond.web.responses import write_or_drop
 
 log = logging.getLogger(__name__)
 
-PARAMS = FILTER_PARAMS | ORDER_PARAMS | {"key"}
+PARAMS = FILTER_PARAMS | ORDER_PARAMS | {"key", "format"}
+FORMATS = ("json", "markdown")
 # NDJSON is built a few files per executor call: fewer hops, bounded memory.
 BATCH_FILES = 32
 BATCH_BYTES = 4 * 1024 * 1024
@@ -38,10 +42,17 @@ BATCH_BYTES = 4 * 1024 * 1024
 async def export(request: web.Request) -> web.StreamResponse:
     """`?key=K`: the file as stored, with an ETag. Otherwise NDJSON of the sessions the filter matches."""
     values = single_values(request.query.items(), PARAMS, strict=True)
+    form = values.pop("format", "json")
+    if form not in FORMATS:
+        raise QueryError("format", "must be json (the file as stored) or markdown (one session, to read)")
     if "key" in values:
         if len(values) > 1:
             raise QueryError("key", "exports one session; do not combine it with filter parameters")
+        if form == "markdown":
+            return await _markdown(request, values["key"])
         return await _one_file(request, values["key"])
+    if form == "markdown":
+        raise QueryError("format", "markdown exports one session: give key")
     return await _ndjson(request, parse_query(values))
 
 
@@ -64,7 +75,7 @@ def opener_in(folder: Folder) -> Callable[[str, int], int]:
 
 async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     store = request.app[STORE]
-    record = await store.find(key)
+    record = await store.current(key)
     folder = store.folder
     if record is None or folder is None:
         raise SessionNotFound(key)
@@ -73,6 +84,50 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
     except (OSError, FolderUnusable):
         raise SessionNotFound(key) from None  # gone (or replaced by something that is not a file) meanwhile
     return await send_file(request, raw, record.name, request.app[SETTINGS].max_file_bytes)
+
+
+async def _markdown(request: web.Request, key: str) -> web.Response:
+    """The session as Markdown (core/markdown.py), from its file as it is now."""
+    store = request.app[STORE]
+    record = await store.current(key)
+    folder = store.folder
+    if record is None or folder is None:
+        raise SessionNotFound(key)
+    max_bytes = request.app[SETTINGS].max_file_bytes
+    text = await asyncio.get_running_loop().run_in_executor(None, markdown_of, folder, record.name, key, max_bytes)
+    if text is None:
+        raise SessionNotFound(key)  # gone, or no longer this session, since the index read it
+    name = (record.name[:-5] if record.name.endswith(".json") else record.name) + ".md"
+    return web.Response(
+        body=text.encode(),
+        headers={
+            "Content-Type": "text/markdown; charset=utf-8",
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        },
+    )
+
+
+def markdown_of(folder: Folder, name: str, key: str, max_bytes: int) -> str | None:
+    """File *name*'s session as Markdown; None if it is gone, too big, or not session *key* any more."""
+    try:
+        fd = opener_in(folder)(name, 0)
+    except (OSError, FolderUnusable):
+        return None
+    try:
+        data = read_at_most(fd, os.fstat(fd).st_size, max_bytes + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        return None
+    try:
+        if parse_session(data).key != key:
+            return None
+        doc = json_loads(data)
+    except (InvalidSession, ValueError, RecursionError):
+        return None
+    return on_a_fresh_stack(lambda d: markdown.render(d, time.time()), doc)
 
 
 def read_lines(folder: Folder, files: list[tuple[str, str]], max_bytes: int) -> bytes:

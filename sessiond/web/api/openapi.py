@@ -120,6 +120,19 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["string", "null"],
                 "description": "With include=title and search on: the first user message, one line (null: not indexed yet).",
             },
+            "resurrected": {
+                "type": "object",
+                "description": (
+                    "Present when the session was deleted through sessiond and the agent wrote it back with its "
+                    "old history (a created_at from before the deletion): its process cache still held it."
+                ),
+                "required": ["deleted_at", "deleted_by", "resurrected_at"],
+                "properties": {
+                    "deleted_at": TIME,
+                    "deleted_by": {"type": "string", "enum": ["api", "retention"]},
+                    "resurrected_at": TIME,
+                },
+            },
         },
     },
     "Deleted": {
@@ -433,7 +446,11 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/events": {
         "get": _op(
-            "Change feed (Server-Sent Events): created, updated, deleted, resync; keep-alive comments.",
+            "Change feed (Server-Sent Events): created, updated, deleted, resync; keep-alive comments. "
+            "After an updated event with fewer messages than before, compacted (before, after: the message "
+            "counts; the agent consolidated the session under a summary, or cleared it); after a created event "
+            "for a key deleted through sessiond that came back with its old created_at, resurrected "
+            "(deleted_at, deleted_by, resurrected_at).",
             {
                 "200": {
                     "description": "An endless event stream; each event's id resumes it (Last-Event-ID).",
@@ -460,7 +477,8 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/export": {
         "get": _op(
-            "With key: that session's file as stored. Otherwise: NDJSON of every session the filter matches.",
+            "With key: that session's file as stored (or, with format=markdown, the conversation as Markdown). "
+            "Otherwise: NDJSON of every session the filter matches.",
             {
                 "200": {
                     "description": "The file (application/json, with ETag) or NDJSON, streamed: each line a "
@@ -468,7 +486,11 @@ PATHS: dict[str, Any] = {
                     "changes while it is sent cuts the connection instead of being passed off as "
                     "whole; an NDJSON export that cannot go on ends with the line "
                     '{"error": {"detail": "..."}}.',
-                    "content": {JSON: {"schema": {"type": "object"}}, "application/x-ndjson": {"schema": {"type": "string"}}},
+                    "content": {
+                        JSON: {"schema": {"type": "object"}},
+                        "application/x-ndjson": {"schema": {"type": "string"}},
+                        "text/markdown": {"schema": {"type": "string"}},
+                    },
                 },
                 "304": {"description": "If-None-Match matched the file's ETag."},
                 **BAD,
@@ -477,6 +499,13 @@ PATHS: dict[str, Any] = {
             [
                 _query(
                     "key", KEY, "Export this one session (alone: not with filter parameters). Answers If-None-Match with 304."
+                ),
+                _query(
+                    "format",
+                    {"type": "string", "enum": ["json", "markdown"]},
+                    "json (default): as stored. markdown (with key only): text/markdown, an attachment; roles as "
+                    "headings, the summary first, times in UTC, each message's text verbatim in a fenced block "
+                    "(control and direction characters as \\uXXXX escapes), tool calls and arguments in fenced blocks.",
                 ),
                 *FILTER,
                 *ORDER,
@@ -523,7 +552,15 @@ PATHS: dict[str, Any] = {
                                     "deleted": COUNT,
                                     "deleted_files": COUNT,
                                     "failed": {"type": "array"},
+                                    "came_back": {
+                                        **COUNT,
+                                        "description": "Of this run's deletions, how many the agent has written back since.",
+                                    },
                                 },
+                            },
+                            "came_back_total": {
+                                **COUNT,
+                                "description": "Retention's deletions the agent wrote back, since sessiond started.",
                             },
                             "next_run_at": {"type": ["number", "null"]},
                             "preview": {

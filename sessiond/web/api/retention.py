@@ -20,6 +20,7 @@ async def show_retention(request: web.Request) -> web.Response:
             "dry_run": settings.retention_dry_run,
             "grace_seconds": settings.retention_grace,
             "last_run": retention.last.show() if retention.last else None,
+            "came_back_total": retention.came_back_total,
             "next_run_at": retention.next_at if settings.retention else None,
             "preview": await retention.preview() if settings.retention else None,
         }

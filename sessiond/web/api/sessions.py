@@ -67,8 +67,8 @@ async def get_session(request: web.Request) -> web.Response:
     """GET /api/v1/sessions/{key}: one session's metadata."""
     key = _key(request)
     store = request.app[STORE]
-    # The index first, without a coroutine; a miss looks at the disk (read-your-writes).
-    record = store.index.get(key) or await store.find(key)
+    # As fresh as the disk: one stat of the file, re-read first if the agent rewrote it since.
+    record = await store.current(key)
     if record is None:
         raise SessionNotFound(key)
     answer: dict[str, Any] = {
@@ -79,6 +79,9 @@ async def get_session(request: web.Request) -> web.Response:
         "age_seconds": round(time.time() - record.created_at, 1),
         "version": version(record),
     }
+    if (mark := store.deletions.mark_of(record)) is not None:
+        # Deleted through sessiond, then written back by the agent with its old history.
+        answer["resurrected"] = mark.show()
     if request.query.get("include") == "title" and (search := request.app[SEARCH]) is not None:
         # Asked for only: the seed's answer keeps its shape. From the search index; null until
         # it holds the file as it is now.
@@ -90,7 +93,7 @@ async def delete_session(request: web.Request) -> web.Response:
     """DELETE /api/v1/sessions/{key}: remove the file; the index knows before we answer."""
     key = _key(request)
     store = request.app[STORE]
-    if await store.find(key) is None:  # a session the agent saved a moment ago is found
+    if await store.current(key) is None:  # saved a moment ago: found; removed a moment ago: 404
         raise SessionNotFound(key)
     record = await store.delete(key)  # SessionNotFound, DeleteFailed: mapped by the error middleware
     return json_response({"deleted": True, "key": record.key})

@@ -125,6 +125,8 @@ async def _put_back(app: web.Application, entry: TrashEntry | None) -> str | Non
     folder, trash = store.folder, app[TRASH]
     if folder is None or trash is None:
         return "The sessions folder is gone"
+    if entry.key is not None:
+        store.deletions.forget(entry.key)  # back through sessiond: not a resurrection
     try:
         name = await off_loop("Cannot restore", trash.restore, folder, entry.id)
     except RestoreError as exc:

@@ -223,6 +223,9 @@ async function start(token, remember) {
   state.feed = new LiveFeed(api, {
     event(type, data) {
       if (type === "resync") toast("Some changes were missed; listing again.");
+      // Not lost messages, not a new session: say what the agent did (issue 21).
+      if (type === "compacted") toast(`${data.key}: compacted by the agent, ${data.before} → ${data.after} messages (older ones summarised).`);
+      if (type === "resurrected") toast(`${data.key} came back after it was deleted: the agent wrote its cached copy again.`, "error");
       if (state.view && state.view.onEvent) state.view.onEvent(type, data);
     },
     state(live) {

@@ -3,16 +3,16 @@
 
 import { ApiError, deleteSession } from "./api.js";
 import { BATCH, decodeJson, foldable, parsePythonJson, renderMessage } from "./conversation.js";
-import { channelOf, finite, formatBytes, formatCount, formatDuration, h, timeElement } from "./dom.js";
+import { channelOf, finite, formatBytes, formatCount, formatDuration, formatTime, h, timeElement } from "./dom.js";
 
-function fileNameOf(resp) {
+function fileNameOf(resp, fallback = "session.json") {
   const header = resp.headers.get("Content-Disposition") || "";
   const match = /filename\*=UTF-8''([^;]+)/i.exec(header);
-  if (!match) return "session.json";
+  if (!match) return fallback;
   try {
     return decodeURIComponent(match[1]);
   } catch {
-    return "session.json";
+    return fallback;
   }
 }
 
@@ -24,13 +24,17 @@ export class SessionView {
     this.controller = new AbortController();
     this.downloadUrl = null;
     this.notice = h("p", { class: "notice", role: "status", hidden: true });
+    // Deleted through sessiond, then written back by the agent from its cache (issue 21).
+    this.resurrected = h("p", { class: "notice resurrected", hidden: true });
     this.body = h("div", { class: "session-body" }, h("p", { class: "muted" }, "Loading…"));
     this.downloadLink = h("a", { class: "button", href: "#", "aria-disabled": "true", onclick: (e) => this.download(e) }, "Download");
+    this.markdownButton = h("button", { type: "button", onclick: () => this.downloadMarkdown() }, "Download as Markdown");
     this.deleteButton = h("button", { type: "button", class: "danger", onclick: () => this.remove() }, "Delete…");
     this.el = h("section", { class: "view session-view", "aria-labelledby": "session-title" },
       h("p", {}, h("a", { href: ctx.lastListHash || "#/sessions" }, "← Sessions")),
       h("h1", { id: "session-title", class: "key" }, this.key),
-      h("div", { class: "toolbar" }, this.downloadLink, this.deleteButton),
+      h("div", { class: "toolbar" }, this.downloadLink, this.markdownButton, this.deleteButton),
+      this.resurrected,
       this.notice,
       this.body);
     this.load();
@@ -39,6 +43,7 @@ export class SessionView {
   async load() {
     const { signal } = this.controller;
     this.notice.hidden = true;
+    this.loadMark(signal);
     try {
       const resp = await this.ctx.api.fetch("GET", "export", { query: { key: this.key }, signal });
       const bytes = await resp.arrayBuffer();
@@ -60,12 +65,54 @@ export class SessionView {
     }
   }
 
+  // The detail answer says whether the session came back after a deletion. Keys "." and ".."
+  // cannot be named in a path (the browser resolves them), so those go without.
+  async loadMark(signal) {
+    if (this.key === "." || this.key === "..") return;
+    try {
+      const detail = await this.ctx.api.json("GET", `sessions/${encodeURIComponent(this.key)}`, { signal, attempts: 1 });
+      this.showMark(detail.resurrected);
+    } catch {
+      // the conversation's own load reports what went wrong
+    }
+  }
+
+  showMark(mark) {
+    this.resurrected.hidden = !mark;
+    if (!mark) return;
+    const by = mark.deleted_by === "retention" ? "by retention" : "through the API or this page";
+    this.resurrected.replaceChildren(
+      h("strong", {}, "Came back after deletion. "),
+      `Deleted ${by} at ${formatTime(mark.deleted_at)}, then written again by the agent from its cache ` +
+        `at ${formatTime(mark.resurrected_at)}. Restart the agent, or send /new in that chat, to stop it.`);
+  }
+
   setDownload(bytes) {
     if (this.downloadUrl) URL.revokeObjectURL(this.downloadUrl);
     this.downloadUrl = URL.createObjectURL(new Blob([bytes], { type: "application/json" }));
     this.downloadLink.href = this.downloadUrl;
     this.downloadLink.download = this.fileName;
     this.downloadLink.removeAttribute("aria-disabled");
+  }
+
+  // The conversation to read and share, rendered by the daemon (GET export?format=markdown).
+  async downloadMarkdown() {
+    this.markdownButton.disabled = true;
+    try {
+      const resp = await this.ctx.api.fetch("GET", "export", { query: { key: this.key, format: "markdown" }, signal: this.controller.signal });
+      const url = URL.createObjectURL(new Blob([await resp.arrayBuffer()], { type: "text/markdown" }));
+      const link = h("a", { href: url, download: fileNameOf(resp, "session.md"), hidden: true });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    } catch (err) {
+      if (this.controller.signal.aborted) return;
+      if (err instanceof ApiError && err.status === 404) this.ctx.toast(`${this.key} is gone; nothing to download.`);
+      else this.ctx.failure(err, "Cannot export as Markdown");
+    } finally {
+      this.markdownButton.disabled = false;
+    }
   }
 
   download(event) {
@@ -140,6 +187,17 @@ export class SessionView {
       return;
     }
     if (!data || data.key !== this.key) return;
+    if (type === "resurrected") {
+      this.showMark(data);
+      return;
+    }
+    if (type === "compacted") {
+      this.notice.replaceChildren(`The agent compacted this session: ${formatCount(data.before)} → ${formatCount(data.after)} ` +
+        "messages, the older ones now in its summary. ",
+        h("button", { type: "button", class: "quiet small", onclick: () => this.load() }, "Show the new version"));
+      this.notice.hidden = false;
+      return;
+    }
     if (type === "deleted") {
       this.notice.replaceChildren("This session was deleted.");
       this.deleteButton.disabled = true;

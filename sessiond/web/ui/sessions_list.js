@@ -60,6 +60,7 @@ export class SessionsView {
     this.controller = null;
     this.pending = [];
     this.marks = new Map(); // key -> "new" | "changed", shown for a few seconds
+    this.cameBack = new Set(); // keys the agent wrote back after a deletion, seen on the feed
     this.recount = { timer: null, since: 0 };
     this.renderQueued = false;
     this.el = this.build();
@@ -256,7 +257,7 @@ export class SessionsView {
       let tr = existing.get(row.key);
       if (tr) {
         existing.delete(row.key);
-        if (tr.dataset.shown !== JSON.stringify(row)) this.fill(tr, row);
+        if (tr.dataset.shown !== this.shownAs(row)) this.fill(tr, row);
       } else {
         tr = h("tr", { dataset: { key: row.key } });
         this.fill(tr, row);
@@ -275,10 +276,15 @@ export class SessionsView {
     });
   }
 
+  shownAs(row) {
+    return JSON.stringify([row, this.cameBack.has(row.key)]);
+  }
+
   fill(tr, row) {
-    tr.dataset.shown = JSON.stringify(row);
+    tr.dataset.shown = this.shownAs(row);
     const cells = [
-      h("td", { class: "key", "data-label": "Key" }, h("a", { href: sessionHash(row.key) }, row.key)),
+      h("td", { class: "key", "data-label": "Key" }, h("a", { href: sessionHash(row.key) }, row.key),
+        this.cameBack.has(row.key) ? h("span", { class: "badge", title: "Deleted, then written back by the agent from its cache" }, "came back") : null),
       h("td", { class: "channel", "data-label": "Channel" }, channelOf(row.key) || h("span", { class: "muted" }, "—")),
       h("td", { class: "num", "data-label": "Messages" }, formatCount(row.message_count)),
       h("td", { "data-label": "Created" }, timeElement(row.created_at)),
@@ -304,6 +310,12 @@ export class SessionsView {
   onEvent(type, data) {
     if (type === "resync") {
       this.load();
+      return;
+    }
+    if (type === "resurrected" && typeof data.key === "string") {
+      this.cameBack.add(data.key);
+      this.mark(data.key, "changed");
+      this.scheduleRender();
       return;
     }
     if (!["created", "updated", "deleted"].includes(type) || typeof data.key !== "string") return;
