@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sessiond.core.retention import RetentionRule, parse_rules
+from sessiond.core.tokens import NamedToken, TokensError, digest_of, load_tokens
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -61,6 +62,8 @@ class Settings:
     search_cache_mb: int = 16
     config_file: Path | None = None
     token_source: str = "token"  # where the token came from (never the token itself)
+    tokens_file: Path | None = None
+    tokens: tuple[NamedToken, ...] = dataclasses.field(default=(), repr=False)  # the named tokens, read from tokens_file
 
     @property
     def sessions_dir(self) -> Path:
@@ -121,6 +124,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workspace", str, "agent workspace; sessions are read from DIR/sessions", flag=True),
     Setting("token", str, "API token, 16+ printable ASCII characters (prefer token_file)"),
     Setting("token_file", str, "file holding the API token; re-read on reload", flag=True),
+    Setting("tokens_file", str, "TOML file of named tokens ([[token]] name, scope, file); re-read on reload"),
     Setting("host", str, "TCP address to listen on; empty: unix socket only", flag=True),
     Setting("port", int, "TCP port (0: any free port, logged once bound)", flag=True),
     Setting("unix", str, "also listen on this unix socket", flag=True),
@@ -381,9 +385,27 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
         values["trusted_proxies"] = _networks(values["trusted_proxies"])
     if "host" in values and not isinstance(values["host"], str):
         raise ConfigError(f"host: {values['host']!r} is not a host name or address")
+    _tokens(values, token)
     if not values.get("host", "127.0.0.1") and not values.get("unix"):
         raise ConfigError("host: empty (unix socket only) but no unix socket is set; set --unix PATH or a host")
     return Settings(workspace=workspace, token=token, **values)
+
+
+def _tokens(values: dict[str, Any], token: str) -> None:
+    raw = values.pop("tokens_file", None)
+    if not raw:
+        return
+    path = Path(str(raw)).expanduser().resolve()
+    try:
+        tokens = load_tokens(path)
+    except TokensError as exc:
+        raise ConfigError(f"tokens_file: {exc}") from None
+    admin = digest_of(token.encode("ascii"))
+    for named in tokens:
+        if named.digest == admin:
+            raise ConfigError(f"tokens_file: the token {named.name!r} has the same secret as the single (admin) token")
+    values["tokens_file"] = path
+    values["tokens"] = tokens
 
 
 def _networks(raw: Any) -> tuple[IPNetwork, ...]:

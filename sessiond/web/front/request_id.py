@@ -12,6 +12,7 @@ import re
 
 from aiohttp import web
 
+from sessiond.core.tokens import NamedToken
 from sessiond.web.typedefs import Handler
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -37,12 +38,12 @@ class RequestInfo:
     shallowly: what a later middleware learns (the real client) reaches the log.
     """
 
-    __slots__ = ("client", "id", "prepared", "token_id")
+    __slots__ = ("client", "id", "prepared", "token")
 
     def __init__(self, rid: str, client: str | None) -> None:
         self.id = rid
         self.client = client
-        self.token_id: str | None = None  # set by auth once the token is known good
+        self.token: NamedToken | None = None  # set by auth once the token is known good
         self.prepared = False  # headers sent: an error now can only cut the connection
 
 
