@@ -185,3 +185,33 @@ def test_a_reload_rotates_tokens_and_a_bad_tokens_file_is_refused_keeping_the_ru
     out = d.output()
     assert "reload refused, keeping the running configuration: tokens_file:" in out
     assert "forged" not in out
+
+
+async def test_the_per_token_limit_is_per_token_name_and_may_be_set_per_token(
+    start_client: Callable[..., Awaitable[TestClient]], tmp_path: Path
+) -> None:
+    path = write_tokens(tmp_path / "tokens", SECRETS, extra="")
+    text = path.read_text().replace('name = "boss"', 'name = "boss"\nrate_limit = 5')
+    path.write_text(text)
+    client = await start_client(tokens_file=str(path), rate_limit_per_token=2)
+
+    async def status(name: str) -> int:
+        return (await client.get("/api/v1/sessions", headers={"Authorization": f"Bearer {secret_of(name)}"})).status
+
+    assert [await status("support") for _ in range(3)] == [200, 200, 429]
+    assert [await status("cleaner") for _ in range(3)] == [200, 200, 429]  # a bucket of its own
+    assert [await status("boss") for _ in range(6)] == [200] * 5 + [429]  # its own rate_limit
+    assert await status("admin") == 200
+
+
+async def test_metric_series_carry_the_token_name_never_the_token(scoped: TestClient) -> None:
+    for name in ("support", "support", "cleaner"):
+        await scoped.get("/api/v1/sessions", headers={"Authorization": f"Bearer {secret_of(name)}"})
+    await scoped.delete("/api/v1/sessions/x", headers={"Authorization": f"Bearer {secret_of('support')}"})
+    text = await (await scoped.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).text()
+    assert 'sessiond_token_requests_total{status="200",token="support"} 2.0' in text
+    assert 'sessiond_token_requests_total{status="403",token="support"} 1.0' in text
+    assert 'sessiond_token_requests_total{status="200",token="cleaner"} 1.0' in text
+    for _, secret in SECRETS.values():
+        assert secret not in text
+    assert TOKEN not in text
