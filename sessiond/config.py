@@ -59,6 +59,7 @@ class Settings:
     retention_dry_run: bool = False
     retention_grace: float = 600.0
     search: bool = True
+    audit_max_bytes: int = 8 * 1024 * 1024
     search_cache_mb: int = 16
     config_file: Path | None = None
     token_source: str = "token"  # where the token came from (never the token itself)
@@ -162,6 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_dry_run", _bool, "retention only reports what it would delete"),
     Setting("retention_grace", float, "seconds: a session updated this recently is never deleted by retention"),
     Setting("search", _bool, "full-text search over the messages (0: off, no index written)", flag=True),
+    Setting("audit_max_bytes", int, "the audit file in state_dir is rotated to audit.jsonl.1 past this size"),
     Setting("search_cache_mb", int, "SQLite page cache of the search index, MiB per connection"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -340,6 +342,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _int(values, "retention_max_per_run", 1, 1_000_000)
     _float(values, "retention_grace", 60, 86400)
     _int(values, "search_cache_mb", 1, 4096)
+    _int(values, "audit_max_bytes", 4096, 1 << 40)
     if "retention" in values:
         try:
             values["retention"] = parse_rules(values["retention"])

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sessiond.config import Settings
+from sessiond.core.audit import RETENTION
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import FolderChanged, FolderUnusable
 from sessiond.core.retention import RulePlan, plan
@@ -201,7 +202,7 @@ class Retention:
             for record in rule_plan.doomed:
                 files = rule_plan.files[record.key]
                 try:
-                    await self.store.delete(record.key, expected=record, files=files)
+                    await self.store.delete(record.key, expected=record, files=files, actor=RETENTION)
                 except SessionChanged:
                     report.changed += 1
                 except SessionNotFound:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from sessiond.core.tokens import Scope
+from sessiond.web.api.audit import read_audit
 from sessiond.web.api.events import stream_events
 from sessiond.web.api.export import export
 from sessiond.web.api.health import api_health, health, livez
@@ -61,6 +62,7 @@ READ = Need(Scope.READ, "read sessions")
 DELETE = Need(Scope.DELETE, "delete sessions")
 RESTORE = Need(Scope.DELETE, "restore sessions")
 METRICS = Need(Scope.ADMIN, "read the metrics")
+AUDIT = Need(Scope.ADMIN, "read the audit trail")
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/ui/", page_index, Policy.PAGE, READ),
     Route("GET", "/ui/v/{version}/{name}", page_asset, Policy.PAGE, READ),
     Route("GET", "/api/v1/retention", show_retention, Policy.API, READ),
+    Route("GET", "/api/v1/audit", read_audit, Policy.STATUS, AUDIT),  # from its file, not the index
 )
 
 # Unknown paths and methods get the strictest policy: a token first, then the JSON 404/405.

@@ -12,6 +12,7 @@ import re
 
 from aiohttp import web
 
+from sessiond.core.audit import Actor
 from sessiond.core.tokens import NamedToken
 from sessiond.web.typedefs import Handler
 
@@ -60,6 +61,14 @@ def request_id_of(request: web.BaseRequest) -> str:
     """The id this request is known by."""
     info = info_of(request)
     return info.id if info else "-"
+
+
+def actor_of(request: web.BaseRequest) -> Actor:
+    """Who makes this request, for the audit: the token's name, the client as sessiond believes it, the request id."""
+    info = info_of(request)
+    if info is None:
+        return Actor("-", request.remote)
+    return Actor(info.token.name if info.token else "-", info.client or request.remote, info.id)
 
 
 def begin(request: web.Request) -> RequestInfo:
