@@ -20,18 +20,24 @@ in turn, with the route's policy looked up once:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from sessiond.core.audit import AuditFailed
+from sessiond.core.tokens import Scope
+from sessiond.web.appkeys import AUDIT
 from sessiond.web.front.auth import authenticate, forbidden
 from sessiond.web.front.errors import answer_error
 from sessiond.web.front.forwarded import as_client_sees_it
 from sessiond.web.front.ratelimit import client_key, too_many
 from sessiond.web.front.readiness import not_ready
-from sessiond.web.front.request_id import begin
+from sessiond.web.front.request_id import actor_of, begin
 from sessiond.web.routes import Policy, need_of, policy_of
 from sessiond.web.runtime import Runtime
 from sessiond.web.typedefs import Handler
@@ -80,7 +86,19 @@ async def _admit(
             return too_many(limiter)
         need = need_of(request)
         if (refused := forbidden(token, need.scope, need.doing)) is not None:
+            if need.scope is Scope.DELETE:  # a deletion or restore refused: the audit says who tried
+                await _audit_refusal(request, need.doing)
             return refused
     if policy.needs_whole_index and (why := not_serving()):  # 7
         return not_ready(why)
     return await handler(request)
+
+
+async def _audit_refusal(request: web.Request, doing: str) -> None:
+    action = "restore" if doing.startswith("restore") else "delete"
+    reason = f"the token's scope may not {doing}"
+    write = functools.partial(
+        request.app[AUDIT].write, actor_of(request), action, "refused", request.match_info.get("key"), None, reason=reason
+    )
+    with contextlib.suppress(AuditFailed):  # logged by the trail; the answer is a refusal either way
+        await asyncio.get_running_loop().run_in_executor(None, write)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -14,9 +15,10 @@ from urllib.parse import quote
 import pytest
 from aiohttp.test_utils import TestClient
 
+from sessiond import client as sessionctl
 from sessiond.core.audit import FILE_NAME
 from sessiond.web.appkeys import AUDIT, RETENTION, TRASH
-from tests.support import AUTH, eventually, fill_up, small_tmpfs, store_of, write_atomic
+from tests.support import AUTH, TOKEN, eventually, fill_up, small_tmpfs, store_of, write_atomic
 from tests.web.test_scopes import SECRETS, write_tokens
 
 DAY = 86400.0
@@ -236,3 +238,47 @@ async def test_without_a_state_directory_the_records_go_to_the_journal_only(
     assert (logged["actor"], logged["key"], logged["outcome"]) == ("admin", "j:1", "deleted")
     resp = await client.get("/api/v1/audit", headers=AUTH)
     assert resp.status == 404 and "state_dir" in (await resp.json())["detail"]
+
+
+async def test_sessionctl_audit_lists_records_escaped_and_says_when_the_scope_is_missing(
+    start: Callable[..., Awaitable[TestClient]],
+    sessions: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = await start()
+    for key in ("s:1", "s:\x1b[2Jevil"):
+        write_atomic(sessions, key, name=f"s_{len(key)}.json")
+        await seen(client, key)
+        await client.delete("/api/v1/sessions/" + quote(key, safe=""), headers=CLEANER)
+    url = str(client.make_url("")).rstrip("/")
+
+    def run(*argv: str) -> int:
+        return sessionctl.main(["--url", url, *argv])
+
+    monkeypatch.setenv("SESSIOND_TOKEN", TOKEN)
+    loop = asyncio.get_running_loop()
+    assert await loop.run_in_executor(None, run, "audit", "--prefix", "s:", "--actor", "cleaner", "--since", "1h") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and "\x1b" not in "".join(lines)
+    assert lines[0].split("\t")[1:6] == ["cleaner", "delete", "s:\\x1b[2Jevil", "s_10.json", "deleted"]
+    assert lines[1].split("\t")[3] == "s:1"
+    assert await loop.run_in_executor(None, run, "-o", "json", "audit", "-n", "1") == 0
+    assert [r["key"] for r in json.loads(capsys.readouterr().out)] == ["s:\x1b[2Jevil"]
+    monkeypatch.setenv("SESSIOND_TOKEN", SECRETS["support"][1])
+    assert await loop.run_in_executor(None, run, "audit") == 2
+    assert "The token 'support' may not read the audit trail" in capsys.readouterr().err
+
+
+async def test_a_deletion_the_scope_refuses_is_recorded_as_refused(
+    start: Callable[..., Awaitable[TestClient]], sessions: Path, state: Path
+) -> None:
+    client = await start(trash_days=7)
+    write_atomic(sessions, "keep:1")
+    await seen(client, "keep:1")
+    assert (await client.delete("/api/v1/sessions/keep:1", headers={**SUPPORT, "X-Request-ID": "forged-1"})).status == 403
+    assert (await client.post("/api/v1/trash:restore", json={"keys": ["x"]}, headers=SUPPORT)).status == 403
+    shown = [(r["actor"], r["action"], r["key"], r["outcome"], r["reason"], r["request_id"]) for r in records(state)]
+    assert shown[0] == ("support", "delete", "keep:1", "refused", "the token's scope may not delete sessions", "forged-1")
+    assert shown[1][:4] == ("support", "restore", None, "refused")
+    assert (sessions / "keep_1.json").exists()
