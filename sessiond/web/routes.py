@@ -25,6 +25,7 @@ from sessiond.web.api.search import search
 from sessiond.web.api.sessions import batch_delete, delete_session, get_session, list_sessions
 from sessiond.web.api.stats import stats
 from sessiond.web.api.trash import list_trash, read_trashed, restore
+from sessiond.web.api.whoami import whoami
 from sessiond.web.metrics import scrape
 from sessiond.web.page import page_asset, page_index, page_redirect
 from sessiond.web.typedefs import Handler
@@ -106,6 +107,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/ui/v/{version}/{name}", page_asset, Policy.PAGE, READ),
     Route("GET", "/api/v1/retention", show_retention, Policy.API, READ),
     Route("GET", "/api/v1/audit", read_audit, Policy.STATUS, AUDIT),  # from its file, not the index
+    Route("GET", "/api/v1/whoami", whoami, Policy.STATUS, READ),  # the page asks what its token may do
 )
 
 # Unknown paths and methods get the strictest policy: a token first, then the JSON 404/405.

@@ -215,3 +215,9 @@ async def test_metric_series_carry_the_token_name_never_the_token(scoped: TestCl
     for _, secret in SECRETS.values():
         assert secret not in text
     assert TOKEN not in text
+
+
+@pytest.mark.parametrize("name", ["support", "cleaner", "boss", "admin"])
+async def test_whoami_names_the_token_and_its_scope(scoped: TestClient, name: str) -> None:
+    resp = await scoped.get("/api/v1/whoami", headers={"Authorization": f"Bearer {secret_of(name)}"})
+    assert await resp.json() == {"name": name, "scope": SCOPE_OF[name].label}

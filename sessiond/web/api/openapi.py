@@ -661,6 +661,24 @@ PATHS: dict[str, Any] = {
             [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "At most this many files (default 1000).")],
         )
     },
+    "/api/v1/whoami": {
+        "get": _op(
+            "The name and scope of the token this request carries (never the token).",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["name", "scope"],
+                        "properties": {
+                            "name": {"type": "string", "description": "`admin` for the single token."},
+                            "scope": {"type": "string", "enum": ["read", "delete", "admin"]},
+                        },
+                    },
+                    "Who is asking.",
+                )
+            },
+        )
+    },
     "/api/v1/audit": {
         "get": _op(
             "The audit trail (admin scope): one record per deletion, restore and trash purge, newest first, "

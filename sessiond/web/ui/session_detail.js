@@ -26,7 +26,7 @@ export class SessionView {
     this.notice = h("p", { class: "notice", role: "status", hidden: true });
     this.body = h("div", { class: "session-body" }, h("p", { class: "muted" }, "Loading…"));
     this.downloadLink = h("a", { class: "button", href: "#", "aria-disabled": "true", onclick: (e) => this.download(e) }, "Download");
-    this.deleteButton = h("button", { type: "button", class: "danger", onclick: () => this.remove() }, "Delete…");
+    this.deleteButton = h("button", { type: "button", class: "danger", hidden: !ctx.mayDelete, onclick: () => this.remove() }, "Delete…");
     this.el = h("section", { class: "view session-view", "aria-labelledby": "session-title" },
       h("p", {}, h("a", { href: ctx.lastListHash || "#/sessions" }, "← Sessions")),
       h("h1", { id: "session-title", class: "key" }, this.key),
