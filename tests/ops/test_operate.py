@@ -576,3 +576,14 @@ def test_an_audit_record_journald_cannot_take_goes_to_stderr_instead(tmp_path: P
     handler.handle(logging.makeLogRecord({"name": "sessiond.audit", "msg": '{"id":"1"}', "levelno": logging.INFO}))
     handler.close()
     assert out.getvalue() == '{"id":"1"}\n'
+
+
+def test_a_quiet_log_level_never_drops_an_audit_record() -> None:
+    from sessiond.ops.logs import apply_logging
+
+    try:
+        apply_logging("ERROR", "text", access_log=False)
+        assert logging.getLogger("sessiond.audit").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("sessiond.store").isEnabledFor(logging.INFO)
+    finally:
+        apply_logging("INFO", "text", access_log=True)
