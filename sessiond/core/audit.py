@@ -125,11 +125,17 @@ class AuditTrail:
 
     def _append(self, data: bytes) -> None:
         assert self.path is not None and self.older is not None
-        with contextlib.suppress(FileNotFoundError):
+        new_name = False
+        try:
             if self.path.stat().st_size + len(data) > self.max_bytes:
                 os.replace(self.path, self.older)  # one older file is kept; the one before it goes
+                new_name = True
+        except FileNotFoundError:
+            new_name = True
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
+            if new_name:  # the file's name must outlive a crash too, not only its bytes
+                _sync_folder(self.path.parent)
             size = os.fstat(fd).st_size
             try:
                 written = os.write(fd, data)
@@ -189,6 +195,14 @@ class AuditTrail:
                     continue  # not one of ours: skipped, never a 500
                 if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"].isdigit():
                     yield record
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class AuditedDestination:
