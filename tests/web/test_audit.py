@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from sessiond import client as sessionctl
 from sessiond.core.audit import FILE_NAME
 from sessiond.web.appkeys import AUDIT, RETENTION, TRASH
-from tests.support import AUTH, TOKEN, eventually, fill_up, small_tmpfs, store_of, write_atomic
+from tests.support import AUTH, TOKEN, eventually, fill_up, immutable, small_tmpfs, store_of, write_atomic
 from tests.web.test_scopes import SECRETS, write_tokens
 
 DAY = 86400.0
@@ -282,3 +282,17 @@ async def test_a_deletion_the_scope_refuses_is_recorded_as_refused(
     assert shown[0] == ("support", "delete", "keep:1", "refused", "the token's scope may not delete sessions", "forged-1")
     assert shown[1][:4] == ("support", "restore", None, "refused")
     assert (sessions / "keep_1.json").exists()
+
+
+async def test_a_file_that_did_not_go_after_its_record_gets_a_refused_record_with_why(
+    start: Callable[..., Awaitable[TestClient]], sessions: Path, state: Path
+) -> None:
+    path = write_atomic(sessions, "stuck:1")
+    with immutable(path):  # before the scan: chattr moves the file's ctime
+        client = await start()
+        await seen(client, "stuck:1")
+        resp = await client.delete("/api/v1/sessions/stuck:1", headers=CLEANER)
+        assert resp.status == 503 and path.exists()
+    shown = [(r["key"], r["outcome"]) for r in records(state)]
+    assert shown == [("stuck:1", "deleted"), ("stuck:1", "refused")]
+    assert records(state)[-1]["reason"] == (await resp.json())["detail"].removeprefix("Session not deleted: ")
