@@ -23,7 +23,10 @@ DELETE = SECRETS["cleaner"][1]
 def scoped_daemon(start_daemon: Callable[..., Daemon], sessions: Path, tmp_path: Path) -> Daemon:
     for key in ("user:one", "user:two", "user:gone"):
         write_atomic(sessions, key)
-    daemon = start_daemon(SESSIOND_TOKENS_FILE=str(write_tokens(tmp_path / "tokens", SECRETS)))
+    (tmp_path / "state").mkdir()
+    daemon = start_daemon(
+        SESSIOND_TOKENS_FILE=str(write_tokens(tmp_path / "tokens", SECRETS)), SESSIOND_STATE_DIR=str(tmp_path / "state")
+    )
     wait_indexed(daemon, 3)
     status, _, _ = daemon.request("DELETE", "/api/v1/sessions/user:gone")  # something in the trash
     assert status == 200
@@ -70,5 +73,11 @@ def test_a_delete_token_sees_the_controls(
     expect(ui.page.locator("#who")).to_have_text("cleaner · delete")
     expect(ui.page.get_by_role("button", name="Delete user:one")).to_be_visible()
     expect(ui.page.get_by_role("button", name="Delete all matching…")).to_be_visible()
+    # A delete from the page is audited under the page's token.
+    ui.page.get_by_role("button", name="Delete user:one").click()
+    ui.page.get_by_role("dialog", name="Delete this session?").get_by_role("button", name="Delete").click()
+    expect(ui.row("user:one")).to_have_count(0)
+    records = json.loads(daemon.get("/api/v1/audit?prefix=user:one")[1])["records"]
+    assert [(r["actor"], r["key"], r["outcome"]) for r in records] == [("cleaner", "user:one", "to trash")]
     ui.page.get_by_role("navigation", name="Views").get_by_role("link", name="Trash").click()
     expect(ui.page.get_by_role("button", name="Restore user:gone")).to_be_visible()
