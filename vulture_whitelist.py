@@ -15,3 +15,5 @@ _.exc_text  # type: ignore[name-defined]  # noqa: F821
 # (files read, files kept from the snapshot) of the last scan: what the snapshot tests
 # observe to tell a warm start from a cold one.
 _.last_scan_counts  # type: ignore[name-defined]  # noqa: F821
+# Settings.tokens_file: where the named tokens came from; a reload compares it and check-config shows it.
+_.tokens_file  # type: ignore[name-defined]  # noqa: F821

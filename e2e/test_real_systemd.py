@@ -234,6 +234,51 @@ def test_reload_applies_a_rotated_token(box: Container) -> None:
     assert curl(box, "/sessions", new)[0] == 200
 
 
+def test_named_tokens_rotate_and_go_on_reload_and_every_deletion_is_audited(box: Container) -> None:
+    box.sh(guide_block("A read-only token for the web page"))  # the guide's steps, literally
+    wait_for(lambda: box.show("sessiond", "StatusText")["StatusText"].startswith("serving"), what="reloaded")
+    admin, support = token(box), box.sh("cat /etc/sessiond/tokens/support").stdout.strip()
+    agent_writes(box, "user:bob:1")
+    wait_for(lambda: curl(box, "/sessions", support)[1] == '{"sessions":["user:bob:1"],"count":1}', what="indexed")
+    status, body = curl(box, "/sessions/user:bob:1", support, method="DELETE")
+    assert status == 403 and json.loads(body) == {"detail": "The token 'support' may not delete sessions"}
+    assert json.loads(curl(box, "/whoami", support)[1]) == {"name": "support", "scope": "read"}
+
+    # Rotation: the new secret works from the reload on, the old one stops.
+    box.sh("python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > /etc/sessiond/tokens/support")
+    rotated = box.sh("cat /etc/sessiond/tokens/support").stdout.strip()
+    box.sh("systemctl reload sessiond")
+    assert curl(box, "/sessions", support)[0] == 401 and curl(box, "/sessions", rotated)[0] == 200
+
+    # A hostile name is refused like a bad config: the reload fails visibly, the running set stays.
+    box.sh("cp -p /etc/sessiond/tokens.toml /root/tokens.toml")
+    box.sh(
+        """printf '[[token]]\\nname = "x\\\\nINFO forged"\\nscope = "admin"\\nfile = "/etc/sessiond/token"\\n' >> /etc/sessiond/tokens.toml"""
+    )
+    assert box.sh("systemctl reload sessiond", check=False).returncode != 0
+    assert "tokens_file: " in box.sh("systemctl status --no-pager --lines=20 sessiond", check=False).stdout
+    assert curl(box, "/sessions", rotated)[0] == 200
+    assert "INFO forged" not in journal(box)
+    box.sh("mv /root/tokens.toml /etc/sessiond/tokens.toml && systemctl reload sessiond")
+
+    # The delete, by the admin token, through nginx: its record is in the journal and the state directory.
+    assert curl(box, "/sessions/user:bob:1", admin, method="DELETE")[0] == 200
+    records = [
+        json.loads(line) for line in box.sh("journalctl --no-pager -o cat SYSLOG_IDENTIFIER=sessiond-audit").stdout.splitlines()
+    ]
+    shown = [(r["actor"], r["key"], r["outcome"]) for r in records]
+    assert shown[-2:] == [("support", "user:bob:1", "refused"), ("admin", "user:bob:1", "deleted")]
+    assert records[-1]["client"] == "127.0.0.1" and records[-1]["file"] == "user_bob_1.json"
+    stored = box.sh("tail -n 1 /var/lib/sessiond/state/audit.jsonl").stdout
+    assert json.loads(stored)["id"] == records[-1]["id"]
+    page = json.loads(curl(box, "/audit?prefix=user:bob:", admin)[1])
+    assert [r["outcome"] for r in page["records"]] == ["deleted", "refused"]
+
+    # Removal: the token stops working at the reload.
+    box.sh("true > /etc/sessiond/tokens.toml && systemctl reload sessiond")
+    assert curl(box, "/sessions", rotated)[0] == 401 and curl(box, "/sessions", admin)[0] == 200
+
+
 # -- 4. a refused reload is visible --------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from sessiond.config import Settings
+from sessiond.core.audit import AuditTrail
 from sessiond.core.trash import Trash
 from sessiond.live.feed import EventFeed, FeedMetrics
 from sessiond.live.retention import Retention, RetentionMetrics
@@ -26,6 +27,7 @@ from sessiond.live.store import SessionStore
 from sessiond.live.trash import purge_forever
 from sessiond.live.watcher import SessionWatcher
 from sessiond.web.appkeys import (
+    AUDIT,
     EVENTS,
     METRICS,
     PAGE,
@@ -104,6 +106,8 @@ def create_app(settings: Settings) -> web.Application:
     if trash is not None:
         store.destination = trash  # a delete moves the file into the trash instead of unlinking it
     app[TRASH] = trash
+    # Every deletion, restore and purge writes its record here before it happens.
+    store.audit = app[AUDIT] = AuditTrail(settings.state_dir, settings.audit_max_bytes)
     retention = Retention(store, runtime, watcher.ready)
     app[RETENTION] = retention
     metrics.registry.register(RetentionMetrics(retention))
@@ -123,7 +127,9 @@ def create_app(settings: Settings) -> web.Application:
     # The overview's full pass as soon as the first index is complete, not on a request.
     app.cleanup_ctx.append(background("sessiond-stats-first-pass", lambda: keeper.first_pass(watcher.ready)))
     if trash is not None:
-        app.cleanup_ctx.append(background("sessiond-trash-purge", lambda: purge_forever(trash, lambda: store.folder)))
+        app.cleanup_ctx.append(
+            background("sessiond-trash-purge", lambda: purge_forever(trash, lambda: store.folder, store.audit))
+        )
     app.on_shutdown.append(_close_streams)
     return app
 

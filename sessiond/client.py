@@ -410,6 +410,40 @@ def _trash(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(api: Api, args: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"limit": min(args.limit, 1000)}
+    if args.prefix:
+        params["prefix"] = args.prefix
+    if args.actor:
+        params["actor"] = args.actor
+    if args.since is not None:
+        params["since"] = time.time() - args.since
+    records: list[dict[str, Any]] = []
+    while len(records) < args.limit:
+        page = api.call("GET", "/api/v1/audit", params)
+        records += page["records"]
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    records = records[: args.limit]
+    if args.output == "json":
+        _print_json(records)
+        return 0
+    if not records:
+        print("no audit records matched", file=sys.stderr)
+    for r in records:
+        outcome = r["outcome"] + (f" ({r['reason']})" if r.get("reason") else "")
+        where = f"{r.get('client') or '-'} {r.get('request_id') or '-'}"
+        key = "-" if r["key"] is None else r["key"]
+        # Every field escaped: a key (or a reason) cannot drive the operator's terminal.
+        print(
+            "\t".join(
+                printable(str(v)) for v in (_when(r["time"]), r["actor"], r["action"], key, r["file"] or "-", outcome, where)
+            )
+        )
+    return 0
+
+
 def _report(verb: str, keys: list[str], failed: list[dict[str, str]]) -> int:
     """One line per key done, one per failure (on stderr); 1 if anything failed."""
     for key in keys:
@@ -477,6 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--role", help="only hits in messages of this role (user, assistant, tool, ...)")
     search.add_argument("-n", "--limit", type=int, default=20, help="most sessions shown (default 20)")
     commands.add_parser("health", help="version, uptime and index figures")
+    audit = commands.add_parser(
+        "audit",
+        help="the audit trail, newest first: time, actor, action, key, file, outcome, client and request id (admin token)",
+    )
+    audit.add_argument("--prefix", help="keys starting with this")
+    audit.add_argument("--actor", help="a token's name, retention, or 'trash purge'")
+    audit.add_argument("--since", type=duration, metavar="AGE", help="records of the last AGE (e.g. 1d)")
+    audit.add_argument("-n", "--limit", type=int, default=100, help="most records shown (default 100)")
     commands.add_parser("retention", help="the retention rules, the last and next run, and what it would delete")
     return p
 
@@ -508,6 +550,7 @@ COMMANDS: dict[str, Callable[[Api, argparse.Namespace], int]] = {
     "search": _search,
     "health": _health,
     "retention": _retention,
+    "audit": _audit,
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sessiond.core.retention import RetentionRule, parse_rules
+from sessiond.core.tokens import NamedToken, TokensError, digest_of, load_tokens
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -58,9 +59,12 @@ class Settings:
     retention_dry_run: bool = False
     retention_grace: float = 600.0
     search: bool = True
+    audit_max_bytes: int = 8 * 1024 * 1024
     search_cache_mb: int = 16
     config_file: Path | None = None
     token_source: str = "token"  # where the token came from (never the token itself)
+    tokens_file: Path | None = None
+    tokens: tuple[NamedToken, ...] = dataclasses.field(default=(), repr=False)  # the named tokens, read from tokens_file
 
     @property
     def sessions_dir(self) -> Path:
@@ -121,6 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("workspace", str, "agent workspace; sessions are read from DIR/sessions", flag=True),
     Setting("token", str, "API token, 16+ printable ASCII characters (prefer token_file)"),
     Setting("token_file", str, "file holding the API token; re-read on reload", flag=True),
+    Setting("tokens_file", str, "TOML file of named tokens ([[token]] name, scope, file); re-read on reload"),
     Setting("host", str, "TCP address to listen on; empty: unix socket only", flag=True),
     Setting("port", int, "TCP port (0: any free port, logged once bound)", flag=True),
     Setting("unix", str, "also listen on this unix socket", flag=True),
@@ -158,6 +163,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("retention_dry_run", _bool, "retention only reports what it would delete"),
     Setting("retention_grace", float, "seconds: a session updated this recently is never deleted by retention"),
     Setting("search", _bool, "full-text search over the messages (0: off, no index written)", flag=True),
+    Setting("audit_max_bytes", int, "the audit file in state_dir is rotated to audit.jsonl.1 past this size"),
     Setting("search_cache_mb", int, "SQLite page cache of the search index, MiB per connection"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -336,6 +342,7 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
     _int(values, "retention_max_per_run", 1, 1_000_000)
     _float(values, "retention_grace", 60, 86400)
     _int(values, "search_cache_mb", 1, 4096)
+    _int(values, "audit_max_bytes", 4096, 1 << 40)
     if "retention" in values:
         try:
             values["retention"] = parse_rules(values["retention"])
@@ -381,9 +388,27 @@ def validate(values: dict[str, Any], env: Mapping[str, str] | None = None) -> Se
         values["trusted_proxies"] = _networks(values["trusted_proxies"])
     if "host" in values and not isinstance(values["host"], str):
         raise ConfigError(f"host: {values['host']!r} is not a host name or address")
+    _tokens(values, token)
     if not values.get("host", "127.0.0.1") and not values.get("unix"):
         raise ConfigError("host: empty (unix socket only) but no unix socket is set; set --unix PATH or a host")
     return Settings(workspace=workspace, token=token, **values)
+
+
+def _tokens(values: dict[str, Any], token: str) -> None:
+    raw = values.pop("tokens_file", None)
+    if not raw:
+        return
+    path = Path(str(raw)).expanduser().resolve()
+    try:
+        tokens = load_tokens(path)
+    except TokensError as exc:
+        raise ConfigError(f"tokens_file: {exc}") from None
+    admin = digest_of(token.encode("ascii"))
+    for named in tokens:
+        if named.digest == admin:
+            raise ConfigError(f"tokens_file: the token {named.name!r} has the same secret as the single (admin) token")
+    values["tokens_file"] = path
+    values["tokens"] = tokens
 
 
 def _networks(raw: Any) -> tuple[IPNetwork, ...]:

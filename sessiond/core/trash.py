@@ -38,8 +38,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from sessiond.core.audit import TRASH_PURGE, AuditFailed, AuditTrail
 from sessiond.core.folder import DIR_FLAGS, Folder
-from sessiond.core.index import SessionRecord
+from sessiond.core.index import FileStat, SessionRecord
 from sessiond.core.loader import OPEN_FLAGS
 from sessiond.core.names import is_session_name
 from sessiond.core.removal import RemovalFailed
@@ -235,8 +236,12 @@ class Trash:
             _drop(trash_fd, entry_id)
             return entry.name
 
-    def purge(self, folder: Folder, now: float) -> int:
-        """Remove every entry (and any leftover piece of one) older than the retention."""
+    def purge(self, folder: Folder, now: float, audit: AuditTrail | None = None) -> int:
+        """Remove every entry (and any leftover piece of one) older than the retention.
+
+        Each entry's audit record is written first; an entry whose record cannot be
+        written stays (the next purge tries again).
+        """
         with folder.open() as dir_fd, self._opened(dir_fd) as trash_fd:
             if trash_fd is None:
                 return 0
@@ -245,7 +250,10 @@ class Trash:
                 entry_id = name.partition(".")[0]
                 if _ID.fullmatch(entry_id) and _deleted_at(entry_id) + self.retention <= now:
                     expired.add(entry_id)
-            for entry_id in expired:
+            for entry_id in sorted(expired):
+                if audit is not None and not _audit_purge(audit, trash_fd, entry_id):
+                    expired.discard(entry_id)
+                    continue
                 _drop(trash_fd, entry_id)
         if expired:
             log.info("purged %d trashed sessions older than %.1f days", len(expired), self.retention / 86400)
@@ -384,6 +392,23 @@ def _read_meta(trash_fd: int, entry_id: str) -> TrashEntry | None:
 def _unlink_quietly(dir_fd: int, name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(name, dir_fd=dir_fd)
+
+
+def _audit_purge(audit: AuditTrail, trash_fd: int, entry_id: str) -> bool:
+    """Write the purge's record of *entry_id*; False (and a warning) when it cannot be written."""
+    entry = _read_meta(trash_fd, entry_id)
+    try:
+        held = os.stat(entry_id + ".json", dir_fd=trash_fd, follow_symlinks=False)
+        stat = FileStat(held.st_size, held.st_mtime_ns, held.st_ino, held.st_ctime_ns)
+    except OSError:
+        stat = None  # a leftover piece of an entry: its file is gone already
+    key, name = (entry.key, entry.name) if entry is not None else (None, None)
+    try:
+        audit.write(TRASH_PURGE, "purge", "purged", key, name, stat, trash_id=entry_id)
+    except AuditFailed as exc:
+        log.warning("trash entry %s kept for now: %s", entry_id, exc)
+        return False
+    return True
 
 
 def _drop(trash_fd: int, entry_id: str) -> None:

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from sessiond.config import Settings
+from sessiond.core.audit import RETENTION
 from sessiond.core.deletions import Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import FolderChanged, FolderUnusable
@@ -214,7 +215,7 @@ class Retention:
             for record in rule_plan.doomed:
                 files = rule_plan.files[record.key]
                 try:
-                    await self.store.delete(record.key, expected=record, files=files, by="retention")
+                    await self.store.delete(record.key, expected=record, files=files, by="retention", actor=RETENTION)
                 except SessionChanged:
                     report.changed += 1
                 except SessionNotFound:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from sessiond.core import loader, removal, snapshot
+from sessiond.core.audit import SESSIOND, Actor, AuditedDestination, AuditTrail
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
@@ -67,6 +68,7 @@ class SessionStore:
         self.last_scan_counts = (0, 0)  # (files read, files kept from the snapshot)
         self.max_file_bytes = max_file_bytes
         self.destination: removal.Destination = removal.Unlink()
+        self.audit = AuditTrail(None, 0)  # the journal only, until the app gives it the state directory's file
         self.index = SessionIndex()
         # Serialises "read files, then update the index" and DELETE's "check, move,
         # update", so a read that started before an unlink cannot put the session back.
@@ -440,6 +442,7 @@ class SessionStore:
         expected: SessionRecord | None = None,
         files: Sequence[SessionRecord] | None = None,
         by: str = "api",
+        actor: Actor = SESSIOND,
     ) -> SessionRecord:
         """Remove every file claiming *key* and drop it from the index before returning.
 
@@ -450,10 +453,15 @@ class SessionStore:
         and only files unchanged since the index read them go; else SessionChanged.
         With *files* too, the files claiming *key* must still be exactly those records
         (a file that claimed it since was never judged, so the key stays whole).
+        Each file's audit record (by *actor*) is written just before it moves; one that
+        cannot be written refuses the delete (DeleteFailed) with nothing changed.
         """
         loop = asyncio.get_running_loop()
         changes: list[Change] = []
         removed = 0
+        gone = "deleted" if isinstance(self.destination, removal.Unlink) else "to trash"
+        audited = AuditedDestination(self.destination, self.audit, actor, key, gone)
+        refusal = "changed or replaced meanwhile; not deleted"
         try:
             async with self.lock:
                 record = self.index.get(key)
@@ -477,25 +485,33 @@ class SessionStore:
                         key,
                         indexed if isinstance(indexed, SessionRecord) else None,
                         self.max_file_bytes,
-                        self.destination,
+                        audited,
                         expected is not None,
                     )
+                    if outcome.removed:
+                        audited.done(name)
                     removed += outcome.removed
                     changes.extend(self.index.set_file(name, None if outcome.removed else outcome.now))
                     self._files_applied([name])
                     for seen in self._applied_during_walks:
                         seen.add(name)
         except FolderChanged:
-            raise DeleteFailed("the sessions folder changed meanwhile; try again") from None
+            refusal = "the sessions folder changed meanwhile; try again"
+            raise DeleteFailed(refusal) from None
         except FolderUnusable as exc:
-            raise DeleteFailed(f"the sessions folder {exc}") from None
+            refusal = f"the sessions folder {exc}"
+            raise DeleteFailed(refusal) from None
         except removal.RemovalFailed as exc:
-            raise DeleteFailed(str(exc)) from None
+            refusal = str(exc)
+            raise DeleteFailed(refusal) from None
         except OSError as exc:
             log.warning("cannot delete session %r: %s", key, exc.strerror)
-            raise DeleteFailed(f"{exc.strerror or 'the file system refused'}; nothing was changed") from None
+            refusal = f"{exc.strerror or 'the file system refused'}; nothing was changed"
+            raise DeleteFailed(refusal) from None
         finally:
             self._publish(changes)
+            if audited.pending:  # written before a file that did not go after all: say so
+                await loop.run_in_executor(None, audited.refuse, refusal)
         if not removed:
             if expected is not None and key in self.index:
                 raise SessionChanged(key)  # rewritten since it was judged: it stays

@@ -51,6 +51,9 @@ def effective(settings: config.Settings) -> list[str]:
             lines.append(f"# token: from {_escape(settings.token_source)} (hidden)")
         elif field.name == "token_source":
             continue
+        elif field.name == "tokens":  # read from tokens_file; the secrets stay in their files
+            shown = ", ".join(f"{t.name} ({t.scope.label})" for t in value)
+            lines.append(f"# tokens: {shown or 'none besides the single (admin) token'}")
         elif field.name == "config_file":  # not a setting of the file itself
             lines.append(f"# config_file: {_escape(str(value)) if value else 'not set'}")
         elif field.name == "retention":

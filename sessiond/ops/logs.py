@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import socket
+import struct
 import sys
 import time
 from collections.abc import Mapping
@@ -146,12 +148,65 @@ class MalformedRequestFilter(logging.Filter):
         return True
 
 
+AUDIT_LOGGER = "sessiond.audit"
+AUDIT_IDENTIFIER = "sessiond-audit"  # journalctl SYSLOG_IDENTIFIER=sessiond-audit
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+class JournalAuditHandler(logging.Handler):
+    """The audit records straight to journald (its native protocol), under their own identifier.
+
+    Lines on stderr all carry the unit's identifier; these carry SYSLOG_IDENTIFIER=sessiond-audit
+    and SESSIOND_AUDIT=1, so `journalctl SYSLOG_IDENTIFIER=sessiond-audit` finds every record and
+    nothing else. When journald cannot take one, it goes to *fallback* (stderr) instead: never lost.
+    """
+
+    def __init__(self, fallback: logging.Handler, path: str = JOURNAL_SOCKET) -> None:
+        super().__init__()
+        self.fallback = fallback
+        self.path = path
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        fields = {
+            "MESSAGE": record.getMessage(),
+            "PRIORITY": str(priority(record.levelno)),
+            "SYSLOG_IDENTIFIER": AUDIT_IDENTIFIER,
+            "SESSIOND_AUDIT": "1",
+            "LOGGER": record.name,
+        }
+        data = bytearray()
+        for name, value in fields.items():
+            raw = value.encode("utf-8", "replace")
+            if b"\n" in raw:  # journald's binary form: a newline in a value is data, never a field
+                data += name.encode() + b"\n" + struct.pack("<Q", len(raw)) + raw + b"\n"
+            else:
+                data += name.encode() + b"=" + raw + b"\n"
+        try:
+            self.socket.sendto(bytes(data), self.path)
+        except OSError:
+            self.fallback.handle(record)
+
+    def close(self) -> None:
+        self.socket.close()
+        super().close()
+
+
 def setup_logging(level: str, log_format: str = "text") -> None:
-    """Lines to stderr (journald under systemd), once, at start."""
+    """Lines to stderr (journald under systemd), once, at start; the audit records natively to journald."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(make_formatter(log_format, stream_is_journal(sys.stderr)))
+    journal = stream_is_journal(sys.stderr)
+    handler.setFormatter(make_formatter(log_format, journal))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
+    audit = logging.getLogger(AUDIT_LOGGER)
+    for old in audit.handlers[:]:
+        audit.removeHandler(old)
+        old.close()
+    audit.propagate = True
+    if journal:
+        audit.addHandler(JournalAuditHandler(handler))
+        audit.propagate = False
 
 
 def apply_logging(level: str, log_format: str, access_log: bool) -> None:
@@ -164,3 +219,5 @@ def apply_logging(level: str, log_format: str, access_log: bool) -> None:
     logging.getLogger("watchfiles").setLevel(max(logging.WARNING, logging.getLevelName(level)))
     # The access logger is always installed; its level switches it on and off.
     logging.getLogger("sessiond.access").setLevel(logging.INFO if access_log else logging.CRITICAL + 1)
+    # The audit trail is never turned down with the log level.
+    logging.getLogger(AUDIT_LOGGER).setLevel(logging.INFO)

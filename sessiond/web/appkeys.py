@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from sessiond.config import Settings
+from sessiond.core.audit import AuditTrail
 from sessiond.core.trash import Trash
 from sessiond.live.feed import EventFeed
 from sessiond.live.retention import Retention
@@ -23,6 +24,7 @@ from sessiond.web.pagefiles import PageAssets
 from sessiond.web.runtime import Runtime
 
 __all__ = [
+    "AUDIT",
     "EVENTS",
     "METRICS",
     "PAGE",
@@ -48,3 +50,4 @@ STATS = web.AppKey("stats", StatsKeeper)
 PAGE = web.AppKey("page", PageAssets)  # the web page's files, read once at start
 RETENTION = web.AppKey("retention", Retention)
 SEARCH: web.AppKey[SearchKeeper | None] = web.AppKey("search")  # None while search is off
+AUDIT = web.AppKey("audit", AuditTrail)  # the audit trail: the journal, and a file in the state directory

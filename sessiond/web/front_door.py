@@ -13,25 +13,32 @@ in turn, with the route's policy looked up once:
 3. errors around the handler and the checks, so whatever they raise leaves as JSON;
 4. forwarded settles who the client is before anything keys on it;
 5. the per-IP limit before auth, so guessing tokens is rate limited too;
-6. auth, then the per-token limit, which needs to know the token is genuine;
+6. auth, then the per-token limit, which needs to know the token is genuine (and its name:
+   the limit is per token name), then the scope the route needs (a refused call counts too);
 7. readiness last: only a genuine, admitted client learns the index is not whole.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import time
 from collections.abc import Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from sessiond.web.front.auth import authenticate
+from sessiond.core.audit import AuditFailed
+from sessiond.core.tokens import Scope
+from sessiond.web.appkeys import AUDIT
+from sessiond.web.front.auth import authenticate, forbidden
 from sessiond.web.front.errors import answer_error
 from sessiond.web.front.forwarded import as_client_sees_it
 from sessiond.web.front.ratelimit import client_key, too_many
 from sessiond.web.front.readiness import not_ready
-from sessiond.web.front.request_id import begin
-from sessiond.web.routes import Policy, policy_of
+from sessiond.web.front.request_id import actor_of, begin
+from sessiond.web.routes import Policy, need_of, policy_of
 from sessiond.web.runtime import Runtime
 from sessiond.web.typedefs import Handler
 
@@ -71,12 +78,27 @@ async def _admit(
     if limiter is not None and not await limiter.allow(client_key(request.remote)):  # 5
         return too_many(limiter)
     if not (policy in (Policy.PROBE, Policy.PAGE) or (policy is Policy.MONITORING and runtime.metrics_public)):  # 6
-        refused = await authenticate(request, runtime)
-        if refused is not None:
-            return refused
-        limiter = runtime.token_limiter if policy.rate_limited else None
-        if limiter is not None and not await limiter.allow(runtime.token_id):
+        token = await authenticate(request, runtime)
+        if isinstance(token, web.StreamResponse):
+            return token
+        limiter = runtime.limiter_for(token) if policy.rate_limited else None
+        if limiter is not None and not await limiter.allow(token.name):
             return too_many(limiter)
+        need = need_of(request)
+        if (refused := forbidden(token, need.scope, need.doing)) is not None:
+            if need.scope is Scope.DELETE:  # a deletion or restore refused: the audit says who tried
+                await _audit_refusal(request, need.doing)
+            return refused
     if policy.needs_whole_index and (why := not_serving()):  # 7
         return not_ready(why)
     return await handler(request)
+
+
+async def _audit_refusal(request: web.Request, doing: str) -> None:
+    action = "restore" if doing.startswith("restore") else "delete"
+    reason = f"the token's scope may not {doing}"
+    write = functools.partial(
+        request.app[AUDIT].write, actor_of(request), action, "refused", request.match_info.get("key"), None, reason=reason
+    )
+    with contextlib.suppress(AuditFailed):  # logged by the trail; the answer is a refusal either way
+        await asyncio.get_running_loop().run_in_executor(None, write)

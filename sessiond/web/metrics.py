@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from sessiond import __version__
 from sessiond.web.front.errors import error_middleware
-from sessiond.web.front.request_id import request_id_middleware, stamp_response
+from sessiond.web.front.request_id import info_of, request_id_middleware, stamp_response
 
 if TYPE_CHECKING:
     from sessiond.live.store import SessionStore
@@ -97,6 +97,8 @@ class _RequestStats(Collector):
 
     def __init__(self) -> None:
         self.counts: dict[tuple[str, str, int], int] = {}
+        # By the token's name (from the config, a bounded set), never the token.
+        self.by_token: dict[tuple[str, int], int] = {}
         self.durations: dict[str, list[float]] = {}  # route -> per-bucket counts, then +Inf, then the sum
 
     def record(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -113,6 +115,12 @@ class _RequestStats(Collector):
         for (route, method, status), count in sorted(self.counts.items()):
             requests.add_metric([route, method, str(status)], count)
         yield requests
+        by_token = CounterMetricFamily(
+            "sessiond_token_requests", "HTTP requests answered, by the name of the token they carried", labels=["token", "status"]
+        )
+        for (name, status), count in sorted(self.by_token.items()):
+            by_token.add_metric([name, str(status)], count)
+        yield by_token
         duration = HistogramMetricFamily("sessiond_request_duration_seconds", "Time to produce a response", labels=["route"])
         for route, slots in sorted(self.durations.items()):
             cumulative = list(itertools.accumulate(slots[:-1]))
@@ -163,6 +171,9 @@ class Metrics:
         route = resource.canonical if resource is not None else "unmatched"
         method = request.method if request.method in METHODS else "other"
         self.requests.record(route, method, status, seconds)
+        if (info := info_of(request)) is not None and info.token is not None:
+            key = (info.token.name, status)
+            self.requests.by_token[key] = self.requests.by_token.get(key, 0) + 1
 
 
 # The one /metrics handler: the main app's route (routes.py) and the scrape listener's.

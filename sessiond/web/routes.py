@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from sessiond.core.tokens import Scope
+from sessiond.web.api.audit import read_audit
 from sessiond.web.api.events import stream_events
 from sessiond.web.api.export import export
 from sessiond.web.api.health import api_health, health, livez
@@ -23,6 +25,7 @@ from sessiond.web.api.search import search
 from sessiond.web.api.sessions import batch_delete, delete_session, get_session, list_sessions
 from sessiond.web.api.stats import stats
 from sessiond.web.api.trash import list_trash, read_trashed, restore
+from sessiond.web.api.whoami import whoami
 from sessiond.web.metrics import scrape
 from sessiond.web.page import page_asset, page_index, page_redirect
 from sessiond.web.typedefs import Handler
@@ -49,13 +52,29 @@ class Policy(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Need:
+    """The scope a route needs, and what a token without it may not do (for its 403)."""
+
+    scope: Scope
+    doing: str
+
+
+READ = Need(Scope.READ, "read sessions")
+DELETE = Need(Scope.DELETE, "delete sessions")
+RESTORE = Need(Scope.DELETE, "restore sessions")
+METRICS = Need(Scope.ADMIN, "read the metrics")
+AUDIT = Need(Scope.ADMIN, "read the audit trail")
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
-    """One route: method, path template (aiohttp syntax), handler, policy."""
+    """One route: method, path template (aiohttp syntax), handler, policy, and the scope it needs."""
 
     method: str
     path: str
     handler: Handler
     policy: Policy
+    need: Need
 
 
 # Below /api/v1/sessions/ every path is a session key ([\s\S]: a key may hold a
@@ -63,30 +82,32 @@ class Route:
 SESSION = r"/api/v1/sessions/{key:[\s\S]+}"
 
 ROUTES: tuple[Route, ...] = (
-    Route("GET", "/health", health, Policy.PROBE),
-    Route("GET", "/readyz", health, Policy.PROBE),  # the same answer: ready to take traffic
-    Route("GET", "/livez", livez, Policy.PROBE),
-    Route("GET", "/metrics", scrape, Policy.MONITORING),
-    Route("GET", "/api/v1/health", api_health, Policy.STATUS),
-    Route("GET", "/api/v1/openapi.json", openapi_document, Policy.STATUS),
-    Route("GET", "/api/v1/sessions", list_sessions, Policy.API),
-    Route("GET", SESSION, get_session, Policy.API),
-    Route("DELETE", SESSION, delete_session, Policy.API),
-    Route("POST", "/api/v1/sessions:batchDelete", batch_delete, Policy.API),
-    Route("GET", "/api/v1/events", stream_events, Policy.API),
-    Route("GET", "/api/v1/export", export, Policy.API),
-    Route("GET", "/api/v1/trash", list_trash, Policy.API),
-    Route("POST", "/api/v1/trash:restore", restore, Policy.API),
-    Route("GET", "/api/v1/trash/{id}", read_trashed, Policy.API),
-    Route("GET", "/api/v1/stats", stats, Policy.API),
-    Route("GET", "/api/v1/invalid", list_invalid, Policy.API),
-    Route("GET", "/api/v1/search", search, Policy.API),
+    Route("GET", "/health", health, Policy.PROBE, READ),
+    Route("GET", "/readyz", health, Policy.PROBE, READ),  # the same answer: ready to take traffic
+    Route("GET", "/livez", livez, Policy.PROBE, READ),
+    Route("GET", "/metrics", scrape, Policy.MONITORING, METRICS),
+    Route("GET", "/api/v1/health", api_health, Policy.STATUS, READ),
+    Route("GET", "/api/v1/openapi.json", openapi_document, Policy.STATUS, READ),
+    Route("GET", "/api/v1/sessions", list_sessions, Policy.API, READ),
+    Route("GET", SESSION, get_session, Policy.API, READ),
+    Route("DELETE", SESSION, delete_session, Policy.API, DELETE),
+    Route("POST", "/api/v1/sessions:batchDelete", batch_delete, Policy.API, DELETE),
+    Route("GET", "/api/v1/events", stream_events, Policy.API, READ),
+    Route("GET", "/api/v1/export", export, Policy.API, READ),
+    Route("GET", "/api/v1/trash", list_trash, Policy.API, READ),
+    Route("POST", "/api/v1/trash:restore", restore, Policy.API, RESTORE),
+    Route("GET", "/api/v1/trash/{id}", read_trashed, Policy.API, READ),
+    Route("GET", "/api/v1/stats", stats, Policy.API, READ),
+    Route("GET", "/api/v1/invalid", list_invalid, Policy.API, READ),
+    Route("GET", "/api/v1/search", search, Policy.API, READ),
     # The page is public (a dozen small files on a first visit, which must not use up the
     # per-IP allowance its own API calls need); every figure on it needs the token.
-    Route("GET", "/ui", page_redirect, Policy.PAGE),
-    Route("GET", "/ui/", page_index, Policy.PAGE),
-    Route("GET", "/ui/v/{version}/{name}", page_asset, Policy.PAGE),
-    Route("GET", "/api/v1/retention", show_retention, Policy.API),
+    Route("GET", "/ui", page_redirect, Policy.PAGE, READ),
+    Route("GET", "/ui/", page_index, Policy.PAGE, READ),
+    Route("GET", "/ui/v/{version}/{name}", page_asset, Policy.PAGE, READ),
+    Route("GET", "/api/v1/retention", show_retention, Policy.API, READ),
+    Route("GET", "/api/v1/audit", read_audit, Policy.STATUS, AUDIT),  # from its file, not the index
+    Route("GET", "/api/v1/whoami", whoami, Policy.STATUS, READ),  # the page asks what its token may do
 )
 
 # Unknown paths and methods get the strictest policy: a token first, then the JSON 404/405.
@@ -99,12 +120,22 @@ def canonical(path: str) -> str:
 
 
 _BY_TEMPLATE = {canonical(route.path): route.policy for route in ROUTES}
+_NEEDS = {(route.method, canonical(route.path)): route.need for route in ROUTES}
 
 
 def policy_of(request: web.Request) -> Policy:
     """The policy of the route *request* matched (UNMATCHED for none)."""
     resource = request.match_info.route.resource
     return _BY_TEMPLATE.get(resource.canonical, UNMATCHED) if resource is not None else UNMATCHED
+
+
+def need_of(request: web.Request) -> Need:
+    """The scope the route *request* matched needs (READ for none: the token then learns of the 404 or 405)."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return READ
+    method = "GET" if request.method == "HEAD" else request.method
+    return _NEEDS.get((method, resource.canonical), READ)
 
 
 def add_routes(app: web.Application) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+from collections.abc import Mapping
 
 from sessiond.config import Settings
+from sessiond.core.tokens import ADMIN_NAME, NamedToken, Scope, digest_of
 from sessiond.web.front.forwarded import TrustedProxies
 from sessiond.web.front.ratelimit import RateLimiter
 
@@ -14,6 +16,8 @@ from sessiond.web.front.ratelimit import RateLimiter
 LIVE = frozenset(
     {
         "token",
+        "tokens_file",
+        "tokens",
         "rate_limit_per_ip",
         "rate_limit_per_token",
         "rate_limit_max_clients",
@@ -37,17 +41,13 @@ RESTART_ONLY = tuple(
 )
 
 
-def token_id(token: bytes) -> str:
-    """A stable, non-secret name for a token (for rate-limit buckets and logs)."""
-    return hashlib.sha256(token).hexdigest()[:16]
-
-
 class Runtime:
     """Live configuration read by the front door on every request."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ip_limiter: RateLimiter | None = None
+        self.own_limiters: dict[str, RateLimiter | None] = {}
         self.token_limiter: RateLimiter | None = None
         # Wrong tokens per client address, at the per-IP rate, on every path that needs
         # a token: /metrics is exempt from the per-IP limit (monitoring must not starve),
@@ -57,7 +57,9 @@ class Runtime:
 
     def _configure(self, settings: Settings) -> None:
         self.token = settings.token.encode("ascii")
-        self.token_id = token_id(self.token)
+        admin = NamedToken(ADMIN_NAME, Scope.ADMIN, digest_of(self.token))
+        # One dict, swapped whole: a reload adds, removes and rotates tokens at once.
+        self.tokens: Mapping[bytes, NamedToken] = {admin.digest: admin} | {t.digest: t for t in settings.tokens}
         # Signs list cursors: stable across restarts and instances sharing the token,
         # void once the token is rotated.
         self.cursor_key = hmac.new(self.token, b"sessiond list cursor", hashlib.sha256).digest()
@@ -65,6 +67,11 @@ class Runtime:
         self.proxies = TrustedProxies(settings.trusted_proxies)
         self.ip_limiter = _limiter(self.ip_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients)
         self.token_limiter = _limiter(self.token_limiter, settings.rate_limit_per_token, settings.rate_limit_max_clients)
+        # A token with a rate_limit of its own has its own bucket (kept across a reload that leaves it alone).
+        own = self.own_limiters
+        self.own_limiters = {
+            t.name: _limiter(own.get(t.name), t.rate_limit, 1) for t in settings.tokens if t.rate_limit is not None
+        }
         self.auth_failure_limiter = _limiter(
             self.auth_failure_limiter, settings.rate_limit_per_ip, settings.rate_limit_max_clients
         )
@@ -75,6 +82,12 @@ class Runtime:
         pending = [name for name in RESTART_ONLY if getattr(settings, name) != getattr(self.settings, name)]
         self._configure(settings)
         return pending
+
+    def limiter_for(self, token: NamedToken) -> RateLimiter | None:
+        """The per-token limit *token* is held to (its own, else rate_limit_per_token), keyed by its name."""
+        if token.name in self.own_limiters:
+            return self.own_limiters[token.name]
+        return self.token_limiter
 
     def limiters(self) -> dict[str, RateLimiter]:
         """The active limiters by name (for metrics)."""

@@ -534,3 +534,56 @@ def test_a_bad_file_is_logged_with_where_and_why(data: bytes, reason: str) -> No
         parse_session(data)
     assert str(info.value) == reason
     assert "TAPE_ERROR" not in str(info.value)
+
+
+# -- the audit trail's own journal identifier ------------------------------------
+
+
+def test_audit_records_reach_journald_under_their_own_identifier(tmp_path: Path) -> None:
+    """A real datagram socket stands in for /run/systemd/journal/socket."""
+    from sessiond.core.audit import Actor, AuditTrail
+    from sessiond.ops.logs import JournalAuditHandler
+
+    journald = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    journald.bind(str(tmp_path / "journal.sock"))
+    journald.settimeout(5)
+    fallback = logging.StreamHandler(open(os.devnull, "w"))  # noqa: SIM115 (closed below)
+    handler = JournalAuditHandler(fallback, str(tmp_path / "journal.sock"))
+    audit = logging.getLogger("sessiond.audit")
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
+    try:
+        AuditTrail(None, 0).write(Actor("support", "10.0.0.1", "rid-1"), "delete", "deleted", "evil\n\x1b[31m", "evil.json")
+        fields = dict(line.split("=", 1) for line in journald.recv(65536).decode().splitlines())
+    finally:
+        audit.removeHandler(handler)
+        handler.close()
+        fallback.stream.close()
+        journald.close()
+    assert fields["SYSLOG_IDENTIFIER"] == "sessiond-audit" and fields["SESSIOND_AUDIT"] == "1" and fields["PRIORITY"] == "6"
+    record = json.loads(fields["MESSAGE"])
+    assert (record["actor"], record["key"], record["client"]) == ("support", "evil\n\x1b[31m", "10.0.0.1")
+
+
+def test_an_audit_record_journald_cannot_take_goes_to_stderr_instead(tmp_path: Path) -> None:
+    import io
+
+    from sessiond.ops.logs import JournalAuditHandler
+
+    out = io.StringIO()
+    fallback = logging.StreamHandler(out)
+    handler = JournalAuditHandler(fallback, str(tmp_path / "no-journald-here"))
+    handler.handle(logging.makeLogRecord({"name": "sessiond.audit", "msg": '{"id":"1"}', "levelno": logging.INFO}))
+    handler.close()
+    assert out.getvalue() == '{"id":"1"}\n'
+
+
+def test_a_quiet_log_level_never_drops_an_audit_record() -> None:
+    from sessiond.ops.logs import apply_logging
+
+    try:
+        apply_logging("ERROR", "text", access_log=False)
+        assert logging.getLogger("sessiond.audit").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("sessiond.store").isEnabledFor(logging.INFO)
+    finally:
+        apply_logging("INFO", "text", access_log=True)

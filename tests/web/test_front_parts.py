@@ -12,6 +12,7 @@ from aiohttp.test_utils import make_mocked_request
 from sessiond import config
 from sessiond.core.errors import DeleteFailed, SessionNotFound, Unavailable
 from sessiond.core.query import QueryError
+from sessiond.core.tokens import NamedToken, Scope
 from sessiond.web.front.auth import authenticate
 from sessiond.web.front.errors import answer_error
 from sessiond.web.front.readiness import not_ready
@@ -43,8 +44,9 @@ def test_begin_keeps_a_sane_request_id_and_replaces_any_other() -> None:
 async def test_authenticate_admits_the_token_and_names_it_for_the_per_token_limit(runtime: Runtime) -> None:
     request = make_mocked_request("GET", "/", headers={"Authorization": f"bearer {TOKEN}"})
     info = begin(request)
-    assert await authenticate(request, runtime) is None
-    assert info.token_id == runtime.token_id
+    token = await authenticate(request, runtime)
+    assert isinstance(token, NamedToken) and token.name == "admin" and token.scope is Scope.ADMIN
+    assert info.token is token
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer "])
@@ -52,7 +54,7 @@ async def test_authenticate_refuses_anything_else_with_a_json_401(runtime: Runti
     request = make_mocked_request("GET", "/", headers={"Authorization": header} if header else {})
     begin(request)
     refused = await authenticate(request, runtime)
-    assert refused is not None and refused.status == 401
+    assert isinstance(refused, web.Response) and refused.status == 401
     assert refused.headers["WWW-Authenticate"] == "Bearer"
     assert body_of(refused) == {"detail": "Authentication required"}
 

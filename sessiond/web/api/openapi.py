@@ -336,7 +336,11 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
-GUARDED = {"401": _error("Missing or wrong token."), "429": _error("Rate limit exceeded.")}
+GUARDED = {
+    "401": _error("Missing or wrong token."),
+    "403": _error("The token's scope does not allow this call; `detail` names the token and what it may not do."),
+    "429": _error("Rate limit exceeded."),
+}
 BAD = {"400": _error("A parameter is wrong; `parameter` names it.")}
 NOT_FOUND = {"404": _error("Session not found.")}
 TRASH_OFF = {"404": _error("Trash is off (trash_days = 0).")}
@@ -692,6 +696,85 @@ PATHS: dict[str, Any] = {
                 **BAD,
             },
             [_query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "At most this many files (default 1000).")],
+        )
+    },
+    "/api/v1/whoami": {
+        "get": _op(
+            "The name and scope of the token this request carries (never the token).",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["name", "scope"],
+                        "properties": {
+                            "name": {"type": "string", "description": "`admin` for the single token."},
+                            "scope": {"type": "string", "enum": ["read", "delete", "admin"]},
+                        },
+                    },
+                    "Who is asking.",
+                )
+            },
+        )
+    },
+    "/api/v1/audit": {
+        "get": _op(
+            "The audit trail (admin scope): one record per deletion, restore and trash purge, newest first, "
+            "from the audit file in state_dir.",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["records", "next_cursor"],
+                        "properties": {
+                            "records": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["id", "time", "actor", "action", "key", "file", "outcome"],
+                                    "properties": {
+                                        "id": {"type": "string", "description": "Unique; also the cursor."},
+                                        "time": TIME,
+                                        "actor": {
+                                            "type": "string",
+                                            "description": "A token's name, `retention` or `trash purge`.",
+                                        },
+                                        "client": {
+                                            "type": ["string", "null"],
+                                            "description": "The client address as sessiond believed it.",
+                                        },
+                                        "request_id": {"type": ["string", "null"]},
+                                        "action": {"type": "string", "enum": ["delete", "restore", "purge"]},
+                                        "key": {"type": ["string", "null"]},
+                                        "file": {"type": ["string", "null"], "description": "The session's file name."},
+                                        "identity": {
+                                            "type": ["object", "null"],
+                                            "description": "inode, size, mtime_ns of the file.",
+                                        },
+                                        "outcome": {
+                                            "type": "string",
+                                            "enum": ["deleted", "to trash", "restored", "purged", "refused"],
+                                        },
+                                        "reason": {"type": ["string", "null"], "description": "Why it was refused."},
+                                        "trash_id": {"type": "string"},
+                                    },
+                                },
+                            },
+                            "next_cursor": {"type": ["string", "null"], "description": "Pass as `cursor` for older records."},
+                        },
+                    },
+                    "The records.",
+                ),
+                "404": _error("No audit file: state_dir is not set (the records are in the journal)."),
+                **BAD,
+            },
+            [
+                _query("prefix", {"type": "string"}, "Only records whose key starts with this text."),
+                _query("actor", {"type": "string"}, "Only records of this actor."),
+                _query("since", TIME, "Only records at or after this time (Unix seconds)."),
+                _query("until", TIME, "Only records at or before this time (Unix seconds)."),
+                _query("cursor", {"type": "string"}, "`next_cursor` of the previous page."),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "At most this many records (default 100)."),
+            ],
         )
     },
     "/api/v1/search": {

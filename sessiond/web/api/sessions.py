@@ -25,6 +25,7 @@ from sessiond.core.query import (
     whole_number,
 )
 from sessiond.web.appkeys import RUNTIME, SEARCH, STORE
+from sessiond.web.front.request_id import actor_of
 from sessiond.web.params import flag, read_object, string_list
 from sessiond.web.responses import NOT_FOUND, etag_matches, json_response
 
@@ -95,7 +96,7 @@ async def delete_session(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if await store.current(key) is None:  # saved a moment ago: found; removed a moment ago: 404
         raise SessionNotFound(key)
-    record = await store.delete(key)  # SessionNotFound, DeleteFailed: mapped by the error middleware
+    record = await store.delete(key, actor=actor_of(request))  # SessionNotFound, DeleteFailed: mapped by the error middleware
     return json_response({"deleted": True, "key": record.key})
 
 
@@ -137,6 +138,7 @@ async def batch_delete(request: web.Request) -> web.Response:
     if len(matched) > most:
         raise web.HTTPConflict(text=f"{len(matched)} sessions match, more than max ({most}); narrow the filter or raise max")
     deleted: list[str] = []
+    actor = actor_of(request)
     if not dry_run:
         for key in matched:
             try:
@@ -147,9 +149,9 @@ async def batch_delete(request: web.Request) -> web.Response:
                     if version(record) != expect[key]:
                         raise SessionChanged(key)
                     # Only that very record, and only files unchanged since it was read.
-                    await store.delete(key, expected=record)
+                    await store.delete(key, expected=record, actor=actor)
                 else:
-                    await store.delete(key)
+                    await store.delete(key, actor=actor)
             except SessionNotFound:
                 failed.append({"key": key, "reason": NOT_FOUND})
             except SessionChanged:

@@ -9,14 +9,16 @@ from typing import Any
 
 from aiohttp import web
 
+from sessiond.core.audit import Actor, AuditFailed
 from sessiond.core.errors import Unavailable
 from sessiond.core.folder import FolderUnusable
 from sessiond.core.query import QueryError
 from sessiond.core.removal import RemovalFailed
 from sessiond.core.trash import RestoreError, Trash, TrashEntry
-from sessiond.live.trash import off_loop
-from sessiond.web.appkeys import SETTINGS, STORE, TRASH
+from sessiond.live.trash import off_loop, restore_audited
+from sessiond.web.appkeys import AUDIT, SETTINGS, STORE, TRASH
 from sessiond.web.files import open_file, send_file
+from sessiond.web.front.request_id import actor_of
 from sessiond.web.params import read_object, string_list
 from sessiond.web.responses import json_response
 
@@ -106,8 +108,9 @@ async def restore(request: web.Request) -> web.Response:
     wanted = [("key", k, newest.get(k)) for k in keys] + [("id", i, by_id.get(i)) for i in ids]
     restored: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
+    actor = actor_of(request)
     for field, value, entry in wanted:
-        reason = await _put_back(request.app, entry)
+        reason = await _put_back(request.app, entry, actor)
         if reason is None and entry is not None:
             restored.append({"key": entry.key, "id": entry.id})
         else:
@@ -115,7 +118,7 @@ async def restore(request: web.Request) -> web.Response:
     return json_response({"restored": restored, "failed": failed})
 
 
-async def _put_back(app: web.Application, entry: TrashEntry | None) -> str | None:
+async def _put_back(app: web.Application, entry: TrashEntry | None, actor: Actor) -> str | None:
     """Restore *entry* and index it before answering; the reason it failed, or None."""
     if entry is None:
         return NOT_IN_TRASH
@@ -128,7 +131,9 @@ async def _put_back(app: web.Application, entry: TrashEntry | None) -> str | Non
     if entry.key is not None:
         store.deletions.forget(entry.key)  # back through sessiond: not a resurrection
     try:
-        name = await off_loop("Cannot restore", trash.restore, folder, entry.id)
+        name = await off_loop("Cannot restore", restore_audited, trash, folder, entry, app[AUDIT], actor)
+    except AuditFailed as exc:
+        return f"{exc}; not restored"
     except RestoreError as exc:
         return str(exc)
     except Unavailable as exc:

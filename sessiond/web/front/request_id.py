@@ -12,6 +12,8 @@ import re
 
 from aiohttp import web
 
+from sessiond.core.audit import Actor
+from sessiond.core.tokens import NamedToken
 from sessiond.web.typedefs import Handler
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -37,12 +39,12 @@ class RequestInfo:
     shallowly: what a later middleware learns (the real client) reaches the log.
     """
 
-    __slots__ = ("client", "id", "prepared", "token_id")
+    __slots__ = ("client", "id", "prepared", "token")
 
     def __init__(self, rid: str, client: str | None) -> None:
         self.id = rid
         self.client = client
-        self.token_id: str | None = None  # set by auth once the token is known good
+        self.token: NamedToken | None = None  # set by auth once the token is known good
         self.prepared = False  # headers sent: an error now can only cut the connection
 
 
@@ -59,6 +61,14 @@ def request_id_of(request: web.BaseRequest) -> str:
     """The id this request is known by."""
     info = info_of(request)
     return info.id if info else "-"
+
+
+def actor_of(request: web.BaseRequest) -> Actor:
+    """Who makes this request, for the audit: the token's name, the client as sessiond believes it, the request id."""
+    info = info_of(request)
+    if info is None:
+        return Actor("-", request.remote)
+    return Actor(info.token.name if info.token else "-", info.client or request.remote, info.id)
 
 
 def begin(request: web.Request) -> RequestInfo:

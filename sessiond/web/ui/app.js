@@ -21,10 +21,14 @@ const ui = {
   view: $("view"),
   status: $("status"),
   signOut: $("sign-out"),
+  who: $("who"),
   toasts: $("toasts"),
 };
 
-const state = { api: null, feed: null, view: null, route: null, live: "stopped", waiting: null, health: null, trash: null };
+const state = { api: null, feed: null, view: null, route: null, live: "stopped", waiting: null, health: null, trash: null, who: null };
+
+// What each scope may do besides reading (the server refuses the rest anyway: this only hides controls).
+const SCOPES = ["read", "delete", "admin"];
 
 // -- status line ----------------------------------------------------------------------
 
@@ -163,6 +167,10 @@ const context = {
   trashInfo,
   failure,
   lastListHash: "#/sessions",
+  /** Whether the signed-in token may delete and restore sessions (its scope, from /api/v1/whoami). */
+  get mayDelete() {
+    return state.who !== null && SCOPES.indexOf(state.who.scope) >= SCOPES.indexOf("delete");
+  },
   /** The overview saw the daemon's health: keep the status line in step. */
   health(healthy, reason) {
     state.health = healthy ? "ok" : `Unhealthy: ${reason}`;
@@ -213,9 +221,14 @@ async function start(token, remember) {
     }
     throw err;
   }
+  // Who this token is: its name and scope for the header, and which controls to show.
+  const who = await api.json("GET", "whoami");
   if (remember) sessionStorage.setItem(TOKEN_KEY, token);
   state.api = api;
   state.trash = null;
+  state.who = who;
+  ui.who.textContent = `${who.name} · ${who.scope}`;
+  ui.who.hidden = false;
   ui.signIn.hidden = true;
   ui.nav.hidden = false;
   ui.signOut.hidden = false;
@@ -244,7 +257,9 @@ function signOut(message) {
   if (state.feed) state.feed.stop();
   if (state.view) state.view.destroy();
   for (const dialog of document.querySelectorAll("dialog")) dialog.close();
-  Object.assign(state, { api: null, feed: null, view: null, route: null, live: "stopped", waiting: null, health: null, trash: null });
+  Object.assign(state, { api: null, feed: null, view: null, route: null, live: "stopped", waiting: null, health: null, trash: null, who: null });
+  ui.who.textContent = "";
+  ui.who.hidden = true;
   ui.view.replaceChildren();
   ui.view.hidden = true;
   ui.nav.hidden = true;

@@ -29,7 +29,7 @@ export class SessionView {
     this.body = h("div", { class: "session-body" }, h("p", { class: "muted" }, "Loading…"));
     this.downloadLink = h("a", { class: "button", href: "#", "aria-disabled": "true", onclick: (e) => this.download(e) }, "Download");
     this.markdownButton = h("button", { type: "button", onclick: () => this.downloadMarkdown() }, "Download as Markdown");
-    this.deleteButton = h("button", { type: "button", class: "danger", onclick: () => this.remove() }, "Delete…");
+    this.deleteButton = h("button", { type: "button", class: "danger", hidden: !ctx.mayDelete, onclick: () => this.remove() }, "Delete…");
     this.el = h("section", { class: "view session-view", "aria-labelledby": "session-title" },
       h("p", {}, h("a", { href: ctx.lastListHash || "#/sessions" }, "← Sessions")),
       h("h1", { id: "session-title", class: "key" }, this.key),

@@ -93,8 +93,9 @@ export class SessionsView {
         h("button", { type: "button", class: "quiet", onclick: () => this.clear() }, "Clear")));
 
     this.summary = h("p", { class: "summary", role: "status" });
-    this.bulkButton = h("button", { type: "button", class: "danger", onclick: () => this.bulkDelete() }, "Delete all matching…");
-    this.bulkHint = h("span", { class: "hint" });
+    // A token that may not delete sees no delete controls (the server would refuse them).
+    this.bulkButton = h("button", { type: "button", class: "danger", hidden: !this.ctx.mayDelete, onclick: () => this.bulkDelete() }, "Delete all matching…");
+    this.bulkHint = h("span", { class: "hint", hidden: !this.ctx.mayDelete });
     this.headRow = h("tr", {});
     this.body = h("tbody", {});
     this.table = h("table", { class: "sessions", "aria-describedby": "sessions-summary" },
@@ -261,9 +262,9 @@ export class SessionsView {
       } else {
         tr = h("tr", { dataset: { key: row.key } });
         this.fill(tr, row);
-        tr.append(h("td", { class: "actions" }, h("button", {
+        tr.append(h("td", { class: "actions" }, this.ctx.mayDelete ? h("button", {
           type: "button", class: "quiet small", "aria-label": `Delete ${row.key}`, onclick: () => this.deleteOne(row.key),
-        }, "Delete")));
+        }, "Delete") : ""));
       }
       const mark = this.marks.get(row.key);
       tr.className = mark ? `live-${mark}` : "";

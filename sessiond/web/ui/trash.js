@@ -63,7 +63,8 @@ export class TrashView {
           h("button", { type: "button", class: "small quiet", "aria-label": `View ${key}`, onclick: () => this.view(item) }, "View"),
           " ",
           h("button", {
-            type: "button", class: "small", "aria-label": `Restore ${key}`, onclick: (e) => this.restore(item, e.currentTarget),
+            type: "button", class: "small", hidden: !this.ctx.mayDelete, "aria-label": `Restore ${key}`,
+            onclick: (e) => this.restore(item, e.currentTarget),
           }, "Restore")));
     });
     const head = ["Key", "Deleted", "Purged after", "Messages", "Size"].map((label) =>
@@ -84,7 +85,7 @@ export class TrashView {
       h("h2", { id: titleId, class: "key" }, `Deleted session ${key}`),
       h("p", { class: "notice" }, "Read-only: the file as the trash keeps it. Restore it to use it again."),
       h("div", { class: "toolbar" },
-        h("button", { type: "button", "aria-label": `Restore ${key}`, onclick: (e) => this.restore(item, e.currentTarget) }, "Restore"),
+        h("button", { type: "button", hidden: !this.ctx.mayDelete, "aria-label": `Restore ${key}`, onclick: (e) => this.restore(item, e.currentTarget) }, "Restore"),
         h("button", { type: "button", class: "quiet", onclick: () => this.closePreview() }, "Close")),
       body);
     const controller = new AbortController();
