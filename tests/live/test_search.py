@@ -336,3 +336,16 @@ async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client
     assert listed["sessions"] == ["user:alice:1"]
     assert sorted(await keys(client, "hello", contains="alice")) == ["team:alice-dev", "user:alice:1"]
     assert (await (await client.get("/api/v1/sessions?contains=ALICE", headers=AUTH)).json())["count"] == 0
+
+
+async def test_api_health_says_whether_search_is_on_and_how_far_the_index_is(start_client: Any, sessions: Path) -> None:
+    """The page shows its search box only when search is on, and learns that from /api/v1/health."""
+    write(sessions, "h:1", "health words")
+    client = await start_client()
+    await complete(client)
+    body = await (await client.get("/api/v1/health", headers=AUTH)).json()
+    assert body["search"] == {"enabled": True, "complete": True, "indexed": 1, "total": 1}
+    await client.close()
+    client = await start_client(search=False)
+    body = await (await client.get("/api/v1/health", headers=AUTH)).json()
+    assert body["search"] == {"enabled": False}
