@@ -79,6 +79,7 @@ class SearchKeeper:
         self._pending: dict[str, float] = {}  # name -> when it was first queued (monotonic)
         self._todo: deque[str] = deque()  # the full pass's names, newest last
         self._full = True
+        self._planning = False  # a full pass is comparing identities: what is left to do is not known yet
         self._busy = 0  # files in the batch being written
         self._wake = asyncio.Event()
         self.opened = False
@@ -106,13 +107,15 @@ class SearchKeeper:
     @property
     def complete(self) -> bool:
         """Whether the index holds every file the in-memory index does, as it is now."""
-        return self.built and not self._full and not self._pending and not self._todo and not self._busy
+        return self.built and not self._full and not self._planning and not self._pending and not self._todo and not self._busy
 
     def progress(self) -> tuple[int, int]:
         """(sessions indexed, sessions in the index) for the answers and the page."""
         total = len(self.store.index)
         if not self.opened:
             return 0, total
+        if self._planning:
+            return min(self.rows, total), total  # the rows held: the best guess until the plan says
         waiting = len(self._todo) + len(self._pending) + self._busy if not self.complete else 0
         return max(0, total - waiting), total
 
@@ -136,7 +139,11 @@ class SearchKeeper:
         while True:
             if self._full:
                 self._full = False
-                await self._plan()
+                self._planning = True
+                try:
+                    await self._plan()
+                finally:
+                    self._planning = False
             batch = self._next_batch()
             if batch:
                 await self._write(batch)

@@ -349,3 +349,26 @@ async def test_api_health_says_whether_search_is_on_and_how_far_the_index_is(sta
     client = await start_client(search=False)
     body = await (await client.get("/api/v1/health", headers=AUTH)).json()
     assert body["search"] == {"enabled": False}
+
+
+async def test_progress_does_not_say_all_indexed_while_the_first_pass_is_planned(
+    start_client: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(sessions, "p:1", "planned words")
+    write(sessions, "p:2", "planned words")
+    gate = asyncio.Event()
+    original = SearchKeeper._plan
+
+    async def held(self: SearchKeeper) -> None:
+        await gate.wait()
+        await original(self)
+
+    monkeypatch.setattr(SearchKeeper, "_plan", held)
+    client = await start_client()
+    await eventually(lambda: keeper_of(client).opened)
+    body = await search(client, "planned")
+    assert body["complete"] is False and body["total"] == 2 and body["indexed"] == 0
+    gate.set()
+    await complete(client)
+    body = await search(client, "planned")
+    assert body["complete"] is True and body["indexed"] == 2 and len(body["results"]) == 2
