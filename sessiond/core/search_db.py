@@ -210,15 +210,17 @@ class SearchDB:
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
 
-    def candidates(self, match: str, below: int | None, limit: int, prefix: str = "") -> list[Candidate]:
+    def candidates(self, match: str, below: int | None, limit: int, prefix: str = "", ranked: bool = True) -> list[Candidate]:
         """Rows matching the FTS5 expression *match*, newest first, rowid < *below*, at most *limit*.
 
-        Ordered by rowid (FTS5 walks its postings in that order and stops at the limit),
-        so bm25 is computed for *limit* rows only, however common the word. With
-        *prefix*, only keys starting so (checked before bm25 is computed).
+        Ordered by rowid (FTS5 walks its postings in that order and stops at the limit).
+        With *ranked*, each has its bm25 (else 0): computed for *limit* rows only, but
+        its IDF walks every row holding each phrase, the most of a common phrase's
+        cost. With *prefix*, only keys starting so (checked before bm25 is computed).
         """
+        score = "bm25(fts)" if ranked else "0.0"
         sql = (
-            "SELECT fts.rowid, bm25(fts), docs.name, docs.key, docs.size, docs.mtime_ns, docs.ino, docs.ctime_ns, docs.title"
+            f"SELECT fts.rowid, {score}, docs.name, docs.key, docs.size, docs.mtime_ns, docs.ino, docs.ctime_ns, docs.title"
             " FROM fts JOIN docs ON docs.rowid = fts.rowid"
             " WHERE fts MATCH ? AND fts.rowid < ?"
         )

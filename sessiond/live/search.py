@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH = 256  # files per write transaction
-WINDOW = 2000  # matches ranked together by bm25 (the newest first); later pages rank the next ones
+WINDOW = 2000  # matches ranked together (the newest first); later pages rank the next ones
 HITS_PER_RESULT = 3
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -296,12 +296,20 @@ class SearchKeeper:
     async def _window(
         self, match_expr: str, flt: Filter, below: int | None
     ) -> tuple[list[tuple[Candidate, SessionRecord]], int | None]:
-        """Up to WINDOW matches that pass the filter and the in-memory index, newest first, and where the next window starts."""
+        """Up to WINDOW matches that pass the filter and the in-memory index, newest first, and where the next window starts.
+
+        Ranked by bm25 only when the window holds every match left: for words or a
+        phrase in more sessions than that, bm25's IDF (a walk over every session
+        holding them) costs several times the matching, so a full window goes by
+        recency alone.
+        """
         index = self.store.index
         chosen: list[tuple[Candidate, SessionRecord]] = []
         position = below
         while True:
-            rows = await self._r(self._reader_db.candidates, match_expr, position, WINDOW, flt.prefix)
+            rows = await self._r(self._reader_db.candidates, match_expr, position, WINDOW, flt.prefix, False)
+            if len(rows) < WINDOW and not chosen:
+                rows = await self._r(self._reader_db.candidates, match_expr, position, WINDOW, flt.prefix, True)
             for candidate in rows:
                 record = index.get(candidate.key)
                 if record is None or record.name != candidate.name or _ident(record) != candidate.ident:

@@ -29,7 +29,15 @@ def keeper_of(client: TestClient) -> SearchKeeper:
 
 
 async def complete(client: TestClient) -> None:
-    await eventually(lambda: keeper_of(client).complete, timeout=10)
+    """Every session file written so far is indexed and searchable (not only: the keeper has nothing queued)."""
+    keeper = keeper_of(client)
+
+    def done() -> bool:
+        folder = keeper.store.folder
+        files = len(list(Path(folder.path).glob("*.json"))) if folder is not None else 0
+        return keeper.complete and len(keeper.store.index) == files
+
+    await eventually(done, timeout=10)
 
 
 def write(folder: Path, key: str, *texts: str, **kw: Any) -> Path:
@@ -372,3 +380,23 @@ async def test_progress_does_not_say_all_indexed_while_the_first_pass_is_planned
     await complete(client)
     body = await search(client, "planned")
     assert body["complete"] is True and body["indexed"] == 2 and len(body["results"]) == 2
+
+
+async def test_bm25_ranks_a_window_that_holds_every_match_and_recency_a_full_one(
+    client: TestClient, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bm25's cost grows with every session holding the words (its IDF walks them all): a full window goes newest first."""
+    write(sessions, "r:many", "refund " * 8, updated=1_700_000_000.0)  # the most about refunds, the oldest
+    write(sessions, "r:one", "refund once among many other words here", updated=1_700_000_001.0)
+    await eventually(lambda: store_of(client).index.get("r:one") is not None and store_of(client).index.get("r:many") is not None)
+    await complete(client)
+    assert await keys(client, "refund") == ["r:many", "r:one"]  # every match in the window: bm25
+    monkeypatch.setattr("sessiond.live.search.WINDOW", 2)
+    write(sessions, "r:new", "a refund, and more words to make it long and plain", updated=1_700_000_002.0)
+    await eventually(lambda: store_of(client).index.get("r:new") is not None)
+    await complete(client)
+    first = await search(client, "refund", limit=10)
+    assert [r["key"] for r in first["results"]] == ["r:new", "r:one"]  # a full window: newest first
+    assert all(r["score"] == 0 for r in first["results"])
+    rest = await search(client, "refund", cursor=first["next_cursor"])
+    assert [r["key"] for r in rest["results"]] == ["r:many"]
