@@ -153,9 +153,7 @@ def main() -> None:
         chosen = 0
         below = None
         while True:
-            rows = reader.candidates(query.fts(), below, WINDOW, prefix, False)  # as the keeper: bm25 only
-            if len(rows) < WINDOW and not chosen:  # for a window that holds every match left
-                rows = reader.candidates(query.fts(), below, WINDOW, prefix, True)
+            rows = reader.window(query.fts(), below, WINDOW, prefix, not chosen)  # as the keeper does
             for c in rows:
                 r = by_key.get(c.key)
                 if r is not None and r.name == c.name:

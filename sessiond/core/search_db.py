@@ -234,6 +234,40 @@ class SearchDB:
             for rowid, score, name, key, size, mtime, ino, ctime, title in rows
         ]
 
+    def window(self, match: str, below: int | None, limit: int, prefix: str = "", rank: bool = True) -> list[Candidate]:
+        """Like `candidates`, ranked by bm25 (with *rank*) only when fewer than *limit* rows match.
+
+        Without a key prefix, the rowids come first on their own (FTS5 alone, the cheapest
+        walk); a full window then reads its rows from `docs`, and a smaller one is asked
+        for again with bm25, which is cheap then (few rows hold the words).
+        """
+        if prefix:
+            rows = self.candidates(match, below, limit, prefix, ranked=False)
+            return rows if len(rows) == limit or not rank or not rows else self.candidates(match, below, limit, prefix)
+        bound = _I64 - 1 if below is None else below
+        found = self._db().execute(
+            "SELECT rowid FROM fts WHERE fts MATCH ? AND rowid < ? ORDER BY rowid DESC LIMIT ?", (match, bound, limit)
+        )
+        rowids = [rowid for (rowid,) in found]
+        if not rowids:
+            return []
+        if len(rowids) == limit or not rank:
+            return self._rows(rowids)
+        return self.candidates(match, below, limit)
+
+    def _rows(self, rowids: list[int]) -> list[Candidate]:
+        """The candidates (score 0) of *rowids*, in that order; rows deleted since are left out."""
+        db = self._db()
+        by_rowid: dict[int, Candidate] = {}
+        for i in range(0, len(rowids), 500):
+            chunk = rowids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for rowid, name, key, size, mtime, ino, ctime, title in db.execute(
+                f"SELECT rowid, name, key, size, mtime_ns, ino, ctime_ns, title FROM docs WHERE rowid IN ({marks})", chunk
+            ):
+                by_rowid[rowid] = Candidate(rowid, 0.0, name, key, Ident(size, mtime, _ino_out(ino), ctime), title)
+        return [by_rowid[rowid] for rowid in rowids if rowid in by_rowid]
+
     def idents_of(self, names: Sequence[str]) -> dict[str, Ident]:
         """Name -> identity for the named files that are indexed."""
         return {name: ident for name, (ident, _) in self.titles(names).items()}

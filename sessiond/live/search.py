@@ -307,9 +307,7 @@ class SearchKeeper:
         chosen: list[tuple[Candidate, SessionRecord]] = []
         position = below
         while True:
-            rows = await self._r(self._reader_db.candidates, match_expr, position, WINDOW, flt.prefix, False)
-            if len(rows) < WINDOW and not chosen:
-                rows = await self._r(self._reader_db.candidates, match_expr, position, WINDOW, flt.prefix, True)
+            rows = await self._r(self._reader_db.window, match_expr, position, WINDOW, flt.prefix, not chosen)
             for candidate in rows:
                 record = index.get(candidate.key)
                 if record is None or record.name != candidate.name or _ident(record) != candidate.ident:
