@@ -7,7 +7,10 @@ with identifiers, paths, numbers, code and a few non-Latin scripts. Measures the
 full build (files read, parsed, indexed: the writer's real code path), the index
 size against the message text, and query latency (rare word, common word,
 phrase, prefix; with and without a key prefix) of the keeper's real window
-query plus the in-memory check, beside `grep -rli` over the same folder.
+query plus the in-memory check, beside `grep -rli` over the same folder. Then,
+with a real daemon (bench/search_live.py): list and detail throughput while the
+index builds beside search off, RSS on beside off, and write -> searchable at 100
+writes/s (`--live no` skips these, `--live only` runs only these).
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=100_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/sessiond-search-bench"))
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--live", choices=["yes", "no", "only"], default="yes", help="the running daemon's figures")
     args = ap.parse_args()
     folder = args.dir / "sessions"
     marker = args.dir / f"generated-{args.sessions}"
@@ -100,6 +104,11 @@ def main() -> None:
         marker.write_text(str(text))
         print(f"generated {args.sessions} sessions in {time.perf_counter() - t:.1f}s")
     text_bytes = int(marker.read_text())
+    if args.live == "only":
+        from bench import search_live
+
+        search_live.measure(args.dir, [p.name[: -len(".json")].replace("_", ":", 1) for p in folder.glob("*.json")])
+        return
     db_path = args.dir / "search.sqlite"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db_path}{suffix}").unlink(missing_ok=True)
@@ -144,7 +153,7 @@ def main() -> None:
         chosen = 0
         below = None
         while True:
-            rows = reader.candidates(query.fts(), below, WINDOW, prefix)
+            rows = reader.window(query.fts(), below, WINDOW, prefix, not chosen)  # as the keeper does
             for c in rows:
                 r = by_key.get(c.key)
                 if r is not None and r.name == c.name:
@@ -171,6 +180,11 @@ def main() -> None:
                 subprocess.run(["grep", "-rli", word, str(folder)], stdout=subprocess.DEVNULL, check=False)
                 grep = f"{(time.perf_counter() - t) * 1000:.0f}"
             print(f"{label:<14}{('prefix=' + prefix) if prefix else '':<16}{p50:>8.1f}{p99:>8.1f}{count:>9}   {grep}")
+    reader.close()
+    if args.live == "yes":
+        from bench import search_live
+
+        search_live.measure(args.dir, [r.key for r in records])
 
 
 if __name__ == "__main__":

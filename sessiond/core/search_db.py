@@ -210,15 +210,17 @@ class SearchDB:
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
 
-    def candidates(self, match: str, below: int | None, limit: int, prefix: str = "") -> list[Candidate]:
+    def candidates(self, match: str, below: int | None, limit: int, prefix: str = "", ranked: bool = True) -> list[Candidate]:
         """Rows matching the FTS5 expression *match*, newest first, rowid < *below*, at most *limit*.
 
-        Ordered by rowid (FTS5 walks its postings in that order and stops at the limit),
-        so bm25 is computed for *limit* rows only, however common the word. With
-        *prefix*, only keys starting so (checked before bm25 is computed).
+        Ordered by rowid (FTS5 walks its postings in that order and stops at the limit).
+        With *ranked*, each has its bm25 (else 0): computed for *limit* rows only, but
+        its IDF walks every row holding each phrase, the most of a common phrase's
+        cost. With *prefix*, only keys starting so (checked before bm25 is computed).
         """
+        score = "bm25(fts)" if ranked else "0.0"
         sql = (
-            "SELECT fts.rowid, bm25(fts), docs.name, docs.key, docs.size, docs.mtime_ns, docs.ino, docs.ctime_ns, docs.title"
+            f"SELECT fts.rowid, {score}, docs.name, docs.key, docs.size, docs.mtime_ns, docs.ino, docs.ctime_ns, docs.title"
             " FROM fts JOIN docs ON docs.rowid = fts.rowid"
             " WHERE fts MATCH ? AND fts.rowid < ?"
         )
@@ -231,6 +233,40 @@ class SearchDB:
             Candidate(rowid, score, name, key, Ident(size, mtime, _ino_out(ino), ctime), title)
             for rowid, score, name, key, size, mtime, ino, ctime, title in rows
         ]
+
+    def window(self, match: str, below: int | None, limit: int, prefix: str = "", rank: bool = True) -> list[Candidate]:
+        """Like `candidates`, ranked by bm25 (with *rank*) only when fewer than *limit* rows match.
+
+        Without a key prefix, the rowids come first on their own (FTS5 alone, the cheapest
+        walk); a full window then reads its rows from `docs`, and a smaller one is asked
+        for again with bm25, which is cheap then (few rows hold the words).
+        """
+        if prefix:
+            rows = self.candidates(match, below, limit, prefix, ranked=False)
+            return rows if len(rows) == limit or not rank or not rows else self.candidates(match, below, limit, prefix)
+        bound = _I64 - 1 if below is None else below
+        found = self._db().execute(
+            "SELECT rowid FROM fts WHERE fts MATCH ? AND rowid < ? ORDER BY rowid DESC LIMIT ?", (match, bound, limit)
+        )
+        rowids = [rowid for (rowid,) in found]
+        if not rowids:
+            return []
+        if len(rowids) == limit or not rank:
+            return self._rows(rowids)
+        return self.candidates(match, below, limit)
+
+    def _rows(self, rowids: list[int]) -> list[Candidate]:
+        """The candidates (score 0) of *rowids*, in that order; rows deleted since are left out."""
+        db = self._db()
+        by_rowid: dict[int, Candidate] = {}
+        for i in range(0, len(rowids), 500):
+            chunk = rowids[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for rowid, name, key, size, mtime, ino, ctime, title in db.execute(
+                f"SELECT rowid, name, key, size, mtime_ns, ino, ctime_ns, title FROM docs WHERE rowid IN ({marks})", chunk
+            ):
+                by_rowid[rowid] = Candidate(rowid, 0.0, name, key, Ident(size, mtime, _ino_out(ino), ctime), title)
+        return [by_rowid[rowid] for rowid in rowids if rowid in by_rowid]
 
     def idents_of(self, names: Sequence[str]) -> dict[str, Ident]:
         """Name -> identity for the named files that are indexed."""

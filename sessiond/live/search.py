@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 BATCH = 256  # files per write transaction
-WINDOW = 2000  # matches ranked together by bm25 (the newest first); later pages rank the next ones
+WINDOW = 2000  # matches ranked together (the newest first); later pages rank the next ones
 HITS_PER_RESULT = 3
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -79,6 +79,7 @@ class SearchKeeper:
         self._pending: dict[str, float] = {}  # name -> when it was first queued (monotonic)
         self._todo: deque[str] = deque()  # the full pass's names, newest last
         self._full = True
+        self._planning = False  # a full pass is comparing identities: what is left to do is not known yet
         self._busy = 0  # files in the batch being written
         self._wake = asyncio.Event()
         self.opened = False
@@ -106,13 +107,15 @@ class SearchKeeper:
     @property
     def complete(self) -> bool:
         """Whether the index holds every file the in-memory index does, as it is now."""
-        return self.built and not self._full and not self._pending and not self._todo and not self._busy
+        return self.built and not self._full and not self._planning and not self._pending and not self._todo and not self._busy
 
     def progress(self) -> tuple[int, int]:
         """(sessions indexed, sessions in the index) for the answers and the page."""
         total = len(self.store.index)
         if not self.opened:
             return 0, total
+        if self._planning:
+            return min(self.rows, total), total  # the rows held: the best guess until the plan says
         waiting = len(self._todo) + len(self._pending) + self._busy if not self.complete else 0
         return max(0, total - waiting), total
 
@@ -136,7 +139,11 @@ class SearchKeeper:
         while True:
             if self._full:
                 self._full = False
-                await self._plan()
+                self._planning = True
+                try:
+                    await self._plan()
+                finally:
+                    self._planning = False
             batch = self._next_batch()
             if batch:
                 await self._write(batch)
@@ -289,12 +296,18 @@ class SearchKeeper:
     async def _window(
         self, match_expr: str, flt: Filter, below: int | None
     ) -> tuple[list[tuple[Candidate, SessionRecord]], int | None]:
-        """Up to WINDOW matches that pass the filter and the in-memory index, newest first, and where the next window starts."""
+        """Up to WINDOW matches that pass the filter and the in-memory index, newest first, and where the next window starts.
+
+        Ranked by bm25 only when the window holds every match left: for words or a
+        phrase in more sessions than that, bm25's IDF (a walk over every session
+        holding them) costs several times the matching, so a full window goes by
+        recency alone.
+        """
         index = self.store.index
         chosen: list[tuple[Candidate, SessionRecord]] = []
         position = below
         while True:
-            rows = await self._r(self._reader_db.candidates, match_expr, position, WINDOW, flt.prefix)
+            rows = await self._r(self._reader_db.window, match_expr, position, WINDOW, flt.prefix, not chosen)
             for candidate in rows:
                 record = index.get(candidate.key)
                 if record is None or record.name != candidate.name or _ident(record) != candidate.ident:

@@ -346,3 +346,59 @@ async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client
     assert listed["sessions"] == ["user:alice:1"]
     assert sorted(await keys(client, "hello", contains="alice")) == ["team:alice-dev", "user:alice:1"]
     assert (await (await client.get("/api/v1/sessions?contains=ALICE", headers=AUTH)).json())["count"] == 0
+
+
+async def test_api_health_says_whether_search_is_on_and_how_far_the_index_is(start_client: Any, sessions: Path) -> None:
+    """The page shows its search box only when search is on, and learns that from /api/v1/health."""
+    write(sessions, "h:1", "health words")
+    client = await start_client()
+    await complete(client)
+    body = await (await client.get("/api/v1/health", headers=AUTH)).json()
+    assert body["search"] == {"enabled": True, "complete": True, "indexed": 1, "total": 1}
+    await client.close()
+    client = await start_client(search=False)
+    body = await (await client.get("/api/v1/health", headers=AUTH)).json()
+    assert body["search"] == {"enabled": False}
+
+
+async def test_progress_does_not_say_all_indexed_while_the_first_pass_is_planned(
+    start_client: Any, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(sessions, "p:1", "planned words")
+    write(sessions, "p:2", "planned words")
+    gate = asyncio.Event()
+    original = SearchKeeper._plan
+
+    async def held(self: SearchKeeper) -> None:
+        await gate.wait()
+        await original(self)
+
+    monkeypatch.setattr(SearchKeeper, "_plan", held)
+    client = await start_client()
+    await eventually(lambda: keeper_of(client).opened)
+    body = await search(client, "planned")
+    assert body["complete"] is False and body["total"] == 2 and body["indexed"] == 0
+    gate.set()
+    await complete(client)
+    body = await search(client, "planned")
+    assert body["complete"] is True and body["indexed"] == 2 and len(body["results"]) == 2
+
+
+async def test_bm25_ranks_a_window_that_holds_every_match_and_recency_a_full_one(
+    client: TestClient, sessions: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bm25's cost grows with every session holding the words (its IDF walks them all): a full window goes newest first."""
+    write(sessions, "r:many", "refund " * 8, updated=1_700_000_000.0)  # the most about refunds, the oldest
+    write(sessions, "r:one", "refund once among many other words here", updated=1_700_000_001.0)
+    await eventually(lambda: store_of(client).index.get("r:one") is not None and store_of(client).index.get("r:many") is not None)
+    await complete(client)
+    assert await keys(client, "refund") == ["r:many", "r:one"]  # every match in the window: bm25
+    monkeypatch.setattr("sessiond.live.search.WINDOW", 2)
+    write(sessions, "r:new", "a refund, and more words to make it long and plain", updated=1_700_000_002.0)
+    await eventually(lambda: store_of(client).index.get("r:new") is not None)
+    await complete(client)
+    first = await search(client, "refund", limit=10)
+    assert [r["key"] for r in first["results"]] == ["r:new", "r:one"]  # a full window: newest first
+    assert all(r["score"] == 0 for r in first["results"])
+    rest = await search(client, "refund", cursor=first["next_cursor"])
+    assert [r["key"] for r in rest["results"]] == ["r:many"]

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from sessiond import __version__
 from sessiond.live.watcher import WatchState
-from sessiond.web.appkeys import STARTED_AT, STORE, WATCHER
+from sessiond.web.appkeys import SEARCH, STARTED_AT, STORE, WATCHER
 from sessiond.web.responses import json_response
 
 
@@ -75,6 +75,16 @@ async def api_health(request: web.Request) -> web.Response:
             "invalid_files": len(index.invalid),
             "collisions": index.collision_count,
             "watcher": app[WATCHER].state.value,
+            "search": _search(app),
         },
         status=200 if problem is None else 503,
     )
+
+
+def _search(app: web.Application) -> dict[str, Any]:
+    """Whether search is on (the page shows its box only then) and how far its index is built."""
+    keeper = app[SEARCH]
+    if keeper is None:
+        return {"enabled": False}
+    indexed, total = keeper.progress()
+    return {"enabled": True, "complete": keeper.complete, "indexed": indexed, "total": total}

@@ -405,7 +405,7 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/health": {
         "get": _op(
-            "Version, uptime and index figures.",
+            "Version, uptime and index figures; `search`: `{enabled}`, and while on `complete`, `indexed`, `total`.",
             {
                 "200": _json(_ref("Health"), "Healthy."),
                 "503": _json(_ref("Health"), "Not ready."),

@@ -4,6 +4,7 @@
 import { ApiError, deleteSession } from "./api.js";
 import { BATCH, decodeJson, foldable, parsePythonJson, renderMessage } from "./conversation.js";
 import { channelOf, finite, formatBytes, formatCount, formatDuration, formatTime, h, timeElement } from "./dom.js";
+import { hitTarget, markTexts } from "./highlight.js";
 
 function fileNameOf(resp, fallback = "session.json") {
   const header = resp.headers.get("Content-Disposition") || "";
@@ -21,6 +22,7 @@ export class SessionView {
     this.ctx = ctx;
     this.key = route.key;
     this.title = this.key;
+    this.target = hitTarget(route.params); // a search hit: the message to scroll to, the words to mark
     this.controller = new AbortController();
     this.downloadUrl = null;
     this.notice = h("p", { class: "notice", role: "status", hidden: true });
@@ -140,12 +142,28 @@ export class SessionView {
     this.more = h("button", { type: "button", class: "quiet", onclick: () => this.showMore() });
     this.body.replaceChildren(
       h("dl", { class: "facts" }, facts.map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, value)))),
-      h("section", { class: "summary-box", "aria-label": "Summary" },
-        h("h2", {}, "Summary"), summary ? foldable(summary, { open: false }) : h("p", { class: "muted" }, "No summary.")),
+      (this.summaryBox = h("section", { class: "summary-box", "aria-label": "Summary" },
+        h("h2", {}, "Summary"), summary ? foldable(summary, { open: false }) : h("p", { class: "muted" }, "No summary."))),
       h("h2", {}, "Conversation"),
       messages.length ? this.list : h("p", { class: "muted" }, "No messages."),
       this.more);
     this.showMore();
+    if (this.target) this.reveal(this.target);
+  }
+
+  /** Scroll to a search hit's message (rendering up to it) with the searched words marked. */
+  reveal({ message, marks }) {
+    let where = this.summaryBox;
+    if (message !== "summary") {
+      if (message >= this.messages.length) return;
+      while (this.shown <= message) this.showMore();
+      where = this.list.children[message];
+    }
+    where.classList.add("search-target");
+    const marked = markTexts(where, marks);
+    where.tabIndex = -1;
+    where.focus({ preventScroll: true });
+    (marked[0] || where).scrollIntoView({ block: "center" });
   }
 
   showMore() {

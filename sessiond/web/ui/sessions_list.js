@@ -2,6 +2,7 @@
 
 import { ApiError, deleteSession } from "./api.js";
 import { channelOf, formatBytes, formatCount, formatTime, fromLocalInput, h, newId, timeElement, toLocalInput } from "./dom.js";
+import { SearchPanel } from "./search_results.js";
 import { PAGE_SIZES, PageModel, filterIsEmpty, listParams, readQuery, sessionHash, writeQuery } from "./sessions_model.js";
 
 const COLUMNS = [
@@ -63,6 +64,7 @@ export class SessionsView {
     this.cameBack = new Set(); // keys the agent wrote back after a deletion, seen on the feed
     this.recount = { timer: null, since: 0 };
     this.renderQueued = false;
+    this.search = new SearchPanel(ctx, { go: (q) => this.go({ ...this.query, q, pages: [] }) });
     this.el = this.build();
     this.update(route);
   }
@@ -111,12 +113,16 @@ export class SessionsView {
     };
     return h("section", { class: "view sessions-view", "aria-labelledby": "sessions-title" },
       h("h1", { id: "sessions-title" }, "Sessions"),
+      this.search.form,
       this.form,
-      h("div", { class: "toolbar" }, this.summary, h("div", { class: "bulk" }, this.bulkHint, this.bulkButton)),
-      this.error,
-      h("div", { class: "table-wrap" }, this.table),
-      this.empty,
-      h("nav", { class: "pager", "aria-label": "Pages" }, this.pager.first, this.pager.previous, this.pager.label, this.pager.next));
+      this.search.el,
+      // The list, hidden while a search (the hash's q) shows its results instead.
+      (this.listPart = h("div", { class: "list-part" },
+        h("div", { class: "toolbar" }, this.summary, h("div", { class: "bulk" }, this.bulkHint, this.bulkButton)),
+        this.error,
+        h("div", { class: "table-wrap" }, this.table),
+        this.empty,
+        h("nav", { class: "pager", "aria-label": "Pages" }, this.pager.first, this.pager.previous, this.pager.label, this.pager.next))));
   }
 
   renderHead() {
@@ -199,6 +205,13 @@ export class SessionsView {
 
   async load() {
     if (this.controller) this.controller.abort();
+    this.listPart.hidden = Boolean(this.query.q);
+    this.search.show(this.query); // searches with q, hides the results without
+    if (this.query.q) {
+      this.controller = null;
+      this.model = null;
+      return;
+    }
     const controller = new AbortController();
     this.controller = controller;
     const query = this.query;
@@ -309,6 +322,10 @@ export class SessionsView {
   // -- live ---------------------------------------------------------------------------
 
   onEvent(type, data) {
+    if (this.query.q) {
+      this.search.onEvent(type, data);
+      return;
+    }
     if (type === "resync") {
       this.load();
       return;
@@ -438,6 +455,7 @@ export class SessionsView {
   }
 
   destroy() {
+    this.search.destroy();
     if (this.controller) this.controller.abort();
     clearTimeout(this.recount.timer);
   }

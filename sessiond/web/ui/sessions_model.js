@@ -11,7 +11,8 @@ export const DEFAULT_LIMIT = 50;
 
 /** The list query that the hash's parameters describe. */
 export function readQuery(params) {
-  const query = { filter: {}, sort: "key", order: "asc", limit: DEFAULT_LIMIT, pages: [] };
+  // q: a full-text search (search_results.js), with the same filters; "" lists.
+  const query = { q: params.get("q") || "", filter: {}, sort: "key", order: "asc", limit: DEFAULT_LIMIT, pages: [] };
   for (const name of FILTERS) {
     const text = params.get(name);
     if (text === null || text === "") continue;
@@ -31,6 +32,7 @@ export function readQuery(params) {
 /** The hash parameters of a query (the inverse of readQuery). */
 export function writeQuery(query) {
   const params = new URLSearchParams();
+  if (query.q) params.set("q", query.q);
   for (const name of FILTERS) {
     if (query.filter[name] !== undefined) params.set(name, String(query.filter[name]));
   }
