@@ -4,7 +4,8 @@
 // everything else. Each chart is drawn at the width it is shown at (redrawn when that
 // changes), so its text stays the size style.css gives it, on a phone as on a desk.
 
-import { formatCount, h, newId, s } from "./dom.js";
+import { h, newId, s } from "./dom.js";
+import { formatCount } from "./format.js";
 
 const MOST_WIDTH = 640;
 const LEAST_WIDTH = 240;

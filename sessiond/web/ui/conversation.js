@@ -2,7 +2,8 @@
 // preview: the file's bytes decoded as json.loads would (UTF-8/16/32), Python's JSON
 // read, and each message built as text nodes (long contents and tool calls folded).
 
-import { formatCount, h } from "./dom.js";
+import { h } from "./dom.js";
+import { formatCount } from "./format.js";
 
 const FOLD_CHARS = 600;
 const FOLD_LINES = 12;

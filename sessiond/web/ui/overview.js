@@ -1,7 +1,8 @@
 // The overview: health and the index's figures (GET /api/v1/stats and /api/v1/health),
 // drawn as charts; refreshed as the change feed reports changes.
 
-import { formatBytes, formatCount, formatDuration, h, timeElement, visibleText } from "./dom.js";
+import { h, timeElement } from "./dom.js";
+import { formatBytes, formatCount, formatDuration, visibleText } from "./format.js";
 import { barChart, columnChart, lineChart } from "./charts.js";
 
 const REFRESH_MS = 3000; // at most one refresh this often while changes go on

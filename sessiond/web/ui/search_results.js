@@ -4,7 +4,8 @@
 // session is deleted goes at once. Shown only when the daemon's search is on.
 
 import { ApiError } from "./api.js";
-import { formatCount, h, newId, timeElement } from "./dom.js";
+import { h, newId, timeElement } from "./dom.js";
+import { formatCount } from "./format.js";
 import { hitHash, snippetNodes } from "./highlight.js";
 
 const PAGE_SIZE = 20;

@@ -3,7 +3,8 @@
 
 import { ApiError, deleteSession } from "./api.js";
 import { BATCH, decodeJson, foldable, parsePythonJson, renderMessage } from "./conversation.js";
-import { channelOf, finite, formatBytes, formatCount, formatDuration, formatTime, h, timeElement } from "./dom.js";
+import { h, timeElement } from "./dom.js";
+import { channelOf, finite, formatBytes, formatCount, formatDuration, formatTime } from "./format.js";
 import { hitTarget, markTexts } from "./highlight.js";
 
 function fileNameOf(resp, fallback = "session.json") {

@@ -1,7 +1,8 @@
 // The sessions view: filters, sort, cursor paging, live rows, delete one, delete by filter.
 
 import { ApiError, deleteSession } from "./api.js";
-import { channelOf, formatBytes, formatCount, formatTime, fromLocalInput, h, newId, timeElement, toLocalInput } from "./dom.js";
+import { h, newId, timeElement } from "./dom.js";
+import { channelOf, formatBytes, formatCount, formatTime, fromLocalInput, toLocalInput } from "./format.js";
 import { SearchPanel } from "./search_results.js";
 import { PAGE_SIZES, PageModel, filterIsEmpty, listParams, readQuery, sessionHash, writeQuery } from "./sessions_model.js";
 

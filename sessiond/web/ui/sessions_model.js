@@ -2,7 +2,7 @@
 // filter and sort order as the server applies them, and how a change from the feed
 // moves, adds or drops a row of the page on screen.
 
-import { compareKeys } from "./dom.js";
+import { compareKeys } from "./format.js";
 
 export const FILTERS = ["prefix", "created_after", "created_before", "updated_after", "updated_before", "min_messages", "max_messages"];
 export const SORTS = ["key", "message_count", "created_at", "updated_at"];

@@ -4,7 +4,8 @@
 
 import { ApiError } from "./api.js";
 import { decodeJson, parsePythonJson, renderMessage } from "./conversation.js";
-import { finite, formatBytes, formatCount, h, newId, timeElement } from "./dom.js";
+import { h, newId, timeElement } from "./dom.js";
+import { finite, formatBytes, formatCount } from "./format.js";
 import { sessionHash } from "./sessions_model.js";
 
 const RELOAD_DELAY_MS = 500;
