@@ -283,19 +283,24 @@ def _export(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def _collect(api: Api, path: str, params: dict[str, Any], field: str, limit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Up to *limit* items of *field*, following next_cursor; with the last page's answer."""
+    items: list[dict[str, Any]] = []
+    page: dict[str, Any] = {}
+    while len(items) < limit:
+        page = api.call("GET", path, params)
+        items += page[field]
+        if not page["next_cursor"]:
+            break
+        params["cursor"] = page["next_cursor"]
+    return items[:limit], page
+
+
 def _search(api: Api, args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"q": args.query, **_filter(args), "limit": min(args.limit, 100)}
     if args.role:
         params["role"] = args.role
-    results: list[dict[str, Any]] = []
-    page: dict[str, Any] = {}
-    while len(results) < args.limit:
-        page = api.call("GET", "/api/v1/search", params)
-        results += page["results"]
-        if not page["next_cursor"]:
-            break
-        params["cursor"] = page["next_cursor"]
-    results = results[: args.limit]
+    results, page = _collect(api, "/api/v1/search", params, "results", args.limit)
     if args.output == "json":
         _print_json({**page, "results": results})
         return 0
@@ -418,14 +423,7 @@ def _audit(api: Api, args: argparse.Namespace) -> int:
         params["actor"] = args.actor
     if args.since is not None:
         params["since"] = time.time() - args.since
-    records: list[dict[str, Any]] = []
-    while len(records) < args.limit:
-        page = api.call("GET", "/api/v1/audit", params)
-        records += page["records"]
-        if not page["next_cursor"]:
-            break
-        params["cursor"] = page["next_cursor"]
-    records = records[: args.limit]
+    records, _ = _collect(api, "/api/v1/audit", params, "records", args.limit)
     if args.output == "json":
         _print_json(records)
         return 0

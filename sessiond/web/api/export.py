@@ -24,6 +24,7 @@ from aiohttp import web
 from sessiond.core import markdown
 from sessiond.core.errors import SessionNotFound
 from sessiond.core.folder import Folder, FolderUnusable
+from sessiond.core.index import SessionRecord
 from sessiond.core.loader import OPEN_FLAGS, InvalidSession, json_loads, on_a_fresh_stack, parse_session, read_at_most
 from sessiond.core.query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
 from sessiond.web.appkeys import SETTINGS, STORE
@@ -73,12 +74,18 @@ def opener_in(folder: Folder) -> Callable[[str, int], int]:
     return open_session
 
 
-async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
+async def _current(request: web.Request, key: str) -> tuple[SessionRecord, Folder]:
+    """The session's record as its file is now (one stat; re-read if it changed), and the folder."""
     store = request.app[STORE]
     record = await store.current(key)
     folder = store.folder
     if record is None or folder is None:
         raise SessionNotFound(key)
+    return record, folder
+
+
+async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
+    record, folder = await _current(request, key)
     try:
         raw = await open_file(record.name, opener_in(folder))
     except (OSError, FolderUnusable):
@@ -88,11 +95,7 @@ async def _one_file(request: web.Request, key: str) -> web.StreamResponse:
 
 async def _markdown(request: web.Request, key: str) -> web.Response:
     """The session as Markdown (core/markdown.py), from its file as it is now."""
-    store = request.app[STORE]
-    record = await store.current(key)
-    folder = store.folder
-    if record is None or folder is None:
-        raise SessionNotFound(key)
+    record, folder = await _current(request, key)
     max_bytes = request.app[SETTINGS].max_file_bytes
     text = await asyncio.get_running_loop().run_in_executor(None, markdown_of, folder, record.name, key, max_bytes)
     if text is None:
