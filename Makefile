@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 RUNDIR := .run
 PORT   ?= 8080
 
-.PHONY: run test test-quick test-browser test-floor e2e bench bench-ui clean lint
+.PHONY: run test test-quick test-browser test-floor e2e bench bench-search bench-ui clean lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,13 @@ e2e: $(VENV)/.installed
 bench: $(VENV)/.installed
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.fresh
+
+# Full-text search at 100k sessions (build, size, queries beside grep -rli, write ->
+# searchable, RSS and throughput with search on vs off); about 10 min once its
+# workspace is generated. Options: python -m bench.search --help.
+bench-search: $(VENV)/.installed
+	$(BIN)/python -m bench.search $(SEARCH_ARGS)
 
 # The web page at 100k sessions (first table paint, filter-to-table, /api/v1/stats); ~5 min.
 bench-ui: $(VENV)/.installed
