@@ -63,8 +63,17 @@ def test_keyboard_alone_signs_in_filters_opens_and_deletes(ui: PageUnderTest, se
     page.keyboard.press("Enter")
     expect(ui.row("slack:a")).to_be_visible()
 
-    assert tab_to(page, "Key prefix") == ["Key prefix"]  # signed in, the next stop is the view's first field
-    assert tab_to(page, "Skip to content", key="Shift+Tab") == ["Sign out", "Trash", "Overview", "Sessions", "Skip to content"]
+    # Signed in, the next stops are the view's first fields: the search box, then the filters.
+    assert tab_to(page, "Key prefix") == ["Search messages", "Search", "Key prefix"]
+    assert tab_to(page, "Skip to content", key="Shift+Tab") == [
+        "Search",
+        "Search messages",
+        "Sign out",
+        "Trash",
+        "Overview",
+        "Sessions",
+        "Skip to content",
+    ]
     page.keyboard.press("Enter")  # skip to content
     tab_to(page, "Key prefix")
     page.keyboard.type("telegram:")
