@@ -31,7 +31,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ OLDER_FILES = ("index.snapshot.json",)
 # times this close to the snapshot's own time are not trusted (timestamp granularity).
 RACY_SECONDS = 2.0
 _WORD = 64
+# The file is written this much at a time; a save told to stop looks between slices.
+WRITE_SLICE = 1 << 20
 
 # A flat record, for worker processes (plain values pickle several times faster than
 # objects): (name, ident, key, message_count, created_at, updated_at) for a session,
@@ -62,6 +64,14 @@ BLOCKS = ("names", "keys", *NUMBERS, "odd")
 
 class BadSnapshot(ValueError):
     """A snapshot is not what save() writes."""
+
+
+class Abandoned(Exception):
+    """A save was told to stop before it finished: its temp file is gone, the previous snapshot stands."""
+
+
+def _always() -> bool:
+    return True
 
 
 def flatten(name: str, state: FileState) -> Flat | None:
@@ -84,9 +94,21 @@ def unflatten(flat: Flat | list[Any]) -> tuple[str, FileState]:
 # -- writing -----------------------------------------------------------------------------
 
 
-def encode(folder: str, taken_at: float, records: Iterable[SessionRecord]) -> tuple[bytes, int]:
-    """The snapshot's bytes for *records* (sessions only), and how many it holds."""
+def encode(
+    folder: str, taken_at: float, records: Iterable[SessionRecord], go_on: Callable[[], bool] = _always
+) -> tuple[bytes, int]:
+    """The snapshot's bytes for *records* (sessions only), and how many it holds.
+
+    *go_on* is asked between steps (each well under a second at 1M records); when it
+    says no, Abandoned is raised.
+    """
+
+    def step() -> None:
+        if not go_on():
+            raise Abandoned
+
     rows = sorted((r for r in records if name_is_text(r.name)), key=lambda r: (r.key, r.name))
+    step()
     odd_keys: dict[str, str] = {}  # row -> a key holding NUL (it cannot be in the NUL-joined block)
     exact: dict[str, list[int | float]] = {}  # row -> timestamps a double would not echo as stored
     keys: list[str] = []
@@ -98,18 +120,24 @@ def encode(folder: str, taken_at: float, records: Iterable[SessionRecord]) -> tu
         keys.append(key)
         if type(record.created_at) is not float or type(record.updated_at) is not float:
             exact[str(i)] = [record.created_at, record.updated_at]
+    step()
     mask = (1 << _WORD) - 1
     offset = 1 << (_WORD - 1)
     idents = [r.ident for r in rows]
-    columns: dict[str, array.array[Any]] = {
-        "count": array.array("q", [r.message_count for r in rows]),
-        "created": array.array("d", [float(r.created_at) for r in rows]),
-        "updated": array.array("d", [float(r.updated_at) for r in rows]),
-        "size": array.array("q", [i >> (3 * _WORD) for i in idents]),
-        "mtime": array.array("q", [((i >> (2 * _WORD)) & mask) - offset for i in idents]),
-        "inode": array.array("Q", [(i >> _WORD) & mask for i in idents]),
-        "ctime": array.array("q", [(i & mask) - offset for i in idents]),
+    makers: dict[str, Callable[[], array.array[Any]]] = {
+        "count": lambda: array.array("q", [r.message_count for r in rows]),
+        "created": lambda: array.array("d", [float(r.created_at) for r in rows]),
+        "updated": lambda: array.array("d", [float(r.updated_at) for r in rows]),
+        "size": lambda: array.array("q", [i >> (3 * _WORD) for i in idents]),
+        "mtime": lambda: array.array("q", [((i >> (2 * _WORD)) & mask) - offset for i in idents]),
+        "inode": lambda: array.array("Q", [(i >> _WORD) & mask for i in idents]),
+        "ctime": lambda: array.array("q", [(i & mask) - offset for i in idents]),
     }
+    columns: dict[str, array.array[Any]] = {}
+    for field, make in makers.items():
+        step()
+        columns[field] = make()
+    step()
     blocks = {
         "names": "\0".join(r.name for r in rows).encode(),
         "keys": "\0".join(keys).encode(),  # the loader lets no lone surrogate into a key
@@ -133,19 +161,34 @@ def _checksum(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
-def save(path: Path, folder: str, records: Iterable[SessionRecord]) -> int:
-    """Write a snapshot atomically (temp file + rename); return the record count. Blocking."""
-    data, count = encode(folder, time.time(), records)
+def save(path: Path, folder: str, records: Iterable[SessionRecord], go_on: Callable[[], bool] = _always) -> int:
+    """Write a snapshot atomically (temp file + rename); return the record count. Blocking.
+
+    *go_on* is asked between steps and between slices of the write; when it says no,
+    the temp file is removed and Abandoned raised: the snapshot already there (if any)
+    was never touched, so it stays whole and trusted.
+    """
+    data, count = encode(folder, time.time(), records, go_on)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")  # never shared
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            view = memoryview(data)
+            for start in range(0, len(view), WRITE_SLICE):
+                if not go_on():
+                    raise Abandoned
+                _write_slice(fh, view[start : start + WRITE_SLICE])
+        if not go_on():
+            raise Abandoned
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return count
+
+
+def _write_slice(fh: Any, piece: memoryview) -> None:
+    fh.write(piece)
 
 
 def remove_leftovers(path: Path) -> int:
