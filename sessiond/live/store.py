@@ -255,7 +255,7 @@ class SessionStore:
             if deadline is not None and time.monotonic() >= deadline:
                 log.warning("stop: no time left for the snapshot; the previous one stays")
                 return
-            records = self.index.file_records()  # a cheap copy on the loop; encoding happens in a thread
+            records = self.index.file_records_in_key_order()  # a copy on the loop; encoding happens in a thread
             halt = threading.Event()
             future = asyncio.get_running_loop().run_in_executor(
                 None, snapshot.save, self.snapshot_path, self.path, records, lambda: not halt.is_set()
