@@ -27,6 +27,7 @@ from pathlib import Path
 from bench import gen, servers
 
 PROBE_EVERY = 0.05
+AFTER = (0.0, 1.0, 2.0, 5.0)  # seconds after the first ready at which SIGTERM is sent
 
 
 def _spawn(workspace: Path, state: Path, port: int, log_path: Path) -> subprocess.Popen[bytes]:
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sessions", type=int)
     parser.add_argument("--profile", default=None, choices=sorted(gen.PROFILES))
-    parser.add_argument("--after", type=float, nargs="*", default=[0, 1, 2, 5])
+    parser.add_argument("--after", type=float, nargs="*", default=list(AFTER))
     parser.add_argument("--probe", type=float, default=15.0, help="seconds of the stall probe after ready (0: none)")
     args = parser.parse_args(argv)
     profile = gen.PROFILES[args.profile] if args.profile else gen.profile_for(args.sessions)
