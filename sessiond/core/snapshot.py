@@ -51,6 +51,7 @@ RACY_SECONDS = 2.0
 _WORD = 64
 # The file is written this much at a time; a save told to stop looks between slices.
 WRITE_SLICE = 1 << 20
+STEP_ROWS = 1 << 16  # records between two looks at whether a save must stop
 
 # A flat record, for worker processes (plain values pickle several times faster than
 # objects): (name, ident, key, message_count, created_at, updated_at) for a session,
@@ -116,7 +117,8 @@ def _encode_parts(
             raise Abandoned
 
     rows = [r for r in records if name_is_text(r.name)]
-    if not all(map(_before, rows, itertools.islice(rows, 1, None))):
+    step()
+    if not _in_order(rows, step):
         # One C call that holds the GIL, and the event loop with it: 1.4 s at 1M records in
         # random order. The index hands them in key order (file_records_in_key_order), so
         # it runs only when some key is claimed by two files, and then on nearly sorted input.
@@ -126,6 +128,8 @@ def _encode_parts(
     exact: dict[str, list[int | float]] = {}  # row -> timestamps a double would not echo as stored
     keys: list[str] = []
     for i, record in enumerate(rows):
+        if not i % STEP_ROWS:
+            step()
         key = record.key
         if "\0" in key:
             odd_keys[str(i)] = key
@@ -171,6 +175,15 @@ def _encode_parts(
         "checksum": hasher.hexdigest(),
     }
     return [orjson.dumps(header) + b"\n", *(blocks[name] for name in BLOCKS)], len(rows)
+
+
+def _in_order(rows: list[SessionRecord], step: Callable[[], None]) -> bool:
+    for start in range(0, len(rows), STEP_ROWS):
+        piece = rows[start : start + STEP_ROWS + 1]
+        if not all(map(_before, piece, itertools.islice(piece, 1, None))):
+            return False
+        step()
+    return True
 
 
 def _order(record: SessionRecord) -> tuple[str, str]:
