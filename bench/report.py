@@ -79,6 +79,23 @@ def _stop(run: dict) -> Measured:
     return Measured(max(stops), tuple(million[s] for s in ("cold", "restart") if s in million)) if stops else Measured(None)
 
 
+def _stop_after_ready(run: dict) -> Measured:
+    stops = run.get("stop", {}).get("stops", [])
+    if not stops:
+        return Measured(None)
+    bad = [
+        f"{row['after_s']:g} s: exit {row['code']}, snapshot {row['snapshot']}"
+        for row in stops
+        if row["code"] != 0 or "INVALID" in row["snapshot"] or "temp" in row["snapshot"]
+    ]
+    return Measured(max(row["exit_s"] for row in stops), tuple(stops), "; ".join(bad))
+
+
+def _stall(run: dict) -> Measured:
+    stall = run.get("stop", {}).get("stall")
+    return Measured(stall["longest_gap_ms"], (stall,)) if stall else Measured(None)
+
+
 def _lag_p99(run: dict) -> Measured:
     lag = run.get("churn", {}).get("lag")
     if not lag:
@@ -107,6 +124,8 @@ TARGETS = (
     Target("RSS once ready, cold start", "million", None, _1M, "<=", 500, " MB", _million("cold", _rss_once_ready)),
     Target("RSS once ready, after the restart", "million", None, _1M, "<=", 500, " MB", _million("restart", _rss_once_ready)),
     Target("SIGTERM → exit (the slower of two stops)", "million", None, _1M, "<=", 3, " s", _stop),
+    Target("SIGTERM → exit 0/1/2/5 s after the first ready (the slowest)", "stop", None, _1M, "<=", 3, " s", _stop_after_ready),
+    Target("longest loop stall, ready → ready + 30 s (probe every 50 ms)", "stop", None, _1M, "<=", 100, " ms", _stall),
     Target(f"write→visible p99 at {LAG_RATE} writes/s (churn)", "churn", None, 100_000, "<=", 50, " ms", _lag_p99),
 )
 
@@ -338,6 +357,19 @@ def _run_lines(run: dict) -> list[str]:
         lines += _churn_lines(run["churn"])
     if "million" in run:
         lines += _million_lines(run["million"])
+    if "stop" in run:
+        lines += _stop_lines(run["stop"])
+    return lines
+
+
+def _stop_lines(stop: dict) -> list[str]:
+    stops = " · ".join(f"{row['after_s']:g} s → {row['exit_s']:.2f} s ({row['snapshot']})" for row in stop.get("stops", []))
+    lines = [f"  SIGTERM after the first ready → exit: {stops}"]
+    stall = stop.get("stall")
+    if stall:
+        lines.append(
+            f"  longest loop stall, ready → ready + {stall['seconds']:g} s: {stall['longest_gap_ms']} ms (at {stall['at_s']} s)"
+        )
     return lines
 
 

@@ -22,6 +22,13 @@ million   at --million (default 1M, the 1M-small profile, ~2.3 KB a file): cold
           → exit; then a restart from that snapshot: ready, its 503 window (the
           time the listening daemon answered 503, counted for /health and an API
           path), RSS, SIGTERM → exit.
+stop      at --stop-size (default 1M, the 1M-small profile; 100k is the largest a
+          small machine keeps): SIGTERM 0, 1, 2 and 5 s after the first ready of
+          a cold start (each a fresh state directory, so the first snapshot save
+          is running) → exit, and whether the snapshot left is valid; then the
+          longest loop stall from ready to ready + --stall-seconds (30): /health
+          every 50 ms on one connection, the longest gap between answers
+          (bench/stop.py, also runnable alone).
 
 The page cache is warm for every start and every scan: just before it, every
 session file is read (scandir, open, read, in one process) until two passes
@@ -60,12 +67,12 @@ from urllib.parse import quote
 
 import aiohttp
 
-from bench import gen, lag, load, matrix, noise, report, scan, servers
+from bench import gen, lag, load, matrix, noise, report, scan, servers, stop
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SERVER_CPUS, WRK_CPUS = "0", "1"
 API_PROBE = "/api/v1/sessions/" + quote("benchprobe:absent", safe="")  # 503 until ready, then 404
-PHASES = ("http", "ready", "churn", "million")
+PHASES = ("http", "ready", "churn", "million", "stop")
 WARMING = (
     "every session file read (os.scandir, open, read; one process) until two passes agree"
     " within 25% (at most 3), just before each scan and each start"
@@ -93,6 +100,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     sizes.add_argument("--churn-size", type=int, default=100_000, help="churn phase: session count (default: 100000)")
     sizes.add_argument("--million", type=int, default=1_000_000, help="million phase: session count (default: 1000000)")
+    sizes.add_argument("--stop-size", type=int, default=1_000_000, help="stop phase: session count (default: 1000000)")
+    sizes.add_argument("--stall-seconds", type=float, default=30, help="stop phase: seconds of the stall probe after ready")
     sizes.add_argument("--quick", action="store_true", help="10k http and churn only, short runs (~2 minutes)")
     wrk = p.add_argument_group("load")
     wrk.add_argument("--duration", type=int, default=4, help="seconds of one wrk run (a round)")
@@ -131,7 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"--servers: unknown {', '.join(sorted(unknown))}; use sessiond, bare, naive")
     if args.quick:
-        args.sizes, args.ready_sizes, args.churn_size, args.million = "10000", "", 10_000, 0
+        args.sizes, args.ready_sizes, args.churn_size, args.million, args.stop_size = "10000", "", 10_000, 0, 0
         args.duration, args.rounds, args.naive_duration, args.lag_seconds = 2, 3, 5, 5
     args.sizes = _sizes(args.sizes)
     args.ready_sizes = _sizes(args.ready_sizes)
@@ -172,6 +181,8 @@ def plan(args: argparse.Namespace) -> list[Job]:
         add(gen.profile_for(args.churn_size), args.churn_size, "churn")
     if args.million:
         add(gen.SMALL_1M, args.million, "million")
+    if args.stop_size:
+        add(gen.SMALL_1M, args.stop_size, "stop")
     for job in jobs.values():
         job.phases.sort(key=PHASES.index)
     order = {gen.SMALL.name: 0, gen.TYPICAL.name: 1, gen.SMALL_1M.name: 2}
@@ -444,6 +455,20 @@ def million_phase(fleet: servers.Fleet, daemon: servers.Server, cold: dict, work
     return {"cold": cold, "restart": restart}
 
 
+def stop_phase(workspace: Path, size: int, stall_seconds: float, log_dir: Path) -> dict:
+    """SIGTERM 0/1/2/5 s after the first ready → exit; the longest loop stall after ready."""
+    stops = []
+    for after in stop.AFTER:
+        warm_page_cache(workspace)
+        row = stop.stop_after(workspace, after, size, log_dir)
+        log(f"  SIGTERM {after:g} s after ready → exit {row['exit_s']:.2f} s (code {row['code']}), snapshot {row['snapshot']}")
+        stops.append(row)
+    warm_page_cache(workspace)
+    stall = stop.stall(workspace, stall_seconds, size, log_dir)
+    log(f"  longest loop stall, ready → ready + {stall_seconds:g} s: {stall['longest_gap_ms']} ms (at {stall['at_s']} s)")
+    return {"stops": stops, "stall": stall}
+
+
 def run_job(job: Job, args: argparse.Namespace, log_dir: Path) -> dict:
     """Every phase of one job; a failure is recorded, not raised."""
     log(f"{job.sessions:,} sessions, {job.profile.name} profile: {', '.join(job.phases)}")
@@ -457,7 +482,8 @@ def run_job(job: Job, args: argparse.Namespace, log_dir: Path) -> dict:
             if "http" in job.phases or "ready" in job.phases:
                 result["scan"] = scan_baseline(workspace)
             daemon = None
-            if "sessiond" in args.servers or job.phases != ["http"]:
+            others = [phase for phase in job.phases if phase != "stop"]  # the stop phase starts its own
+            if others and ("sessiond" in args.servers or others != ["http"]):
                 # The page cache again: a scan at 100k and above outlasts what the cache keeps.
                 warm = warm_page_cache(workspace)
                 daemon, result["sessiond"] = start_sessiond(fleet, workspace, job.sessions, state_dir)
@@ -468,6 +494,8 @@ def run_job(job: Job, args: argparse.Namespace, log_dir: Path) -> dict:
                 result["churn"] = churn_phase(fleet, daemon, workspace, job.profile, args, log_dir)
             if "million" in job.phases and daemon is not None:
                 result["million"] = million_phase(fleet, daemon, result["sessiond"], workspace, job.sessions, state_dir)
+        if "stop" in job.phases:  # its own daemons, one cold start each, after the job's has stopped
+            result["stop"] = stop_phase(workspace, job.sessions, args.stall_seconds, log_dir)
     except (servers.ServerFailed, lag.LagFailed, RuntimeError, OSError) as exc:
         log(f"  FAILED: {exc}")
         result["error"] = str(exc)

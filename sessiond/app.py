@@ -187,4 +187,6 @@ async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
     if saver is not None:
         await cancel(saver)
         if watcher.ready.is_set():
-            await store.save_snapshot()  # the next start re-reads only what changes meanwhile
+            # The next start re-reads only what changes meanwhile; a stop's save is
+            # bounded by the stop's deadline (the daemon sets it), then abandoned.
+            await store.save_snapshot(store.save_deadline)

@@ -180,6 +180,18 @@ class SessionIndex:
         pointers copied in a few ms, where (name, record) pairs cost a tuple each)."""
         return list(self._files.values())
 
+    def file_records_in_key_order(self) -> list[SessionRecord]:
+        """Every valid file's record: the served ones in key order, then any other claimant
+        of a key (rare). The snapshot wants (key, name) order; given this, its sort is a
+        check, not a sort of a million records that would hold the GIL (and with it the
+        event loop) for over a second. On the loop: ~30 ms at 1M (C loops over a copy)."""
+        records = list(map(self._served.__getitem__, self._keys))
+        if self._multi:
+            served = self._served
+            for names in self._multi.values():
+                records.extend(r for r in map(self._files.__getitem__, names) if served.get(r.key) is not r)
+        return records
+
     def file_idents(self) -> dict[str, int]:
         """Name -> recorded identity (pack) of every known file (for reconciling against the disk)."""
         idents = {name: rec.ident for name, rec in self._files.items()}

@@ -9,6 +9,7 @@ import gc
 import logging
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -49,6 +50,18 @@ class _Big:
 BIG = _Big()
 
 
+class _Save:
+    """A snapshot save running in a thread: its future, and the flag that tells it to stop."""
+
+    __slots__ = ("future", "halt", "started", "version")
+
+    def __init__(self, future: asyncio.Future[int], halt: threading.Event, version: int) -> None:
+        self.future = future
+        self.halt = halt
+        self.started = time.monotonic()
+        self.version = version
+
+
 class SessionStore:
     """Owns the index for one sessions folder; every change to it goes through here."""
 
@@ -65,6 +78,9 @@ class SessionStore:
         self.snapshot_path = snapshot_path
         self.snapshot_version = -1
         self._snapshot_lock = asyncio.Lock()
+        self._saving: _Save | None = None  # the last save started (its thread may outlive a cancelled task)
+        # Set by the daemon on SIGTERM: the stop's save ends (written or abandoned) by then.
+        self.save_deadline: float | None = None
         self.last_scan_counts = (0, 0)  # (files read, files kept from the snapshot)
         self.max_file_bytes = max_file_bytes
         self.destination: removal.Destination = removal.Unlink()
@@ -213,10 +229,14 @@ class SessionStore:
                 pool.shutdown(wait=False, cancel_futures=True)
         return results
 
-    async def save_snapshot(self) -> None:
+    async def save_snapshot(self, deadline: float | None = None) -> None:
         """Write the index to the snapshot file (off the loop) unless it is current.
 
-        One save at a time; failures are logged, not raised.
+        One save at a time; failures are logged, not raised. With *deadline* (a
+        time.monotonic() value: the stop's), a save still running is given until then,
+        and so is a new one; one not done by then is abandoned: its temp file is
+        removed and the snapshot already on disk, whole and checksummed, stays the one
+        the next start trusts (it re-reads only the files changed since).
         """
         if self.deletions_path is not None and self.deletions.dirty:
             try:
@@ -226,18 +246,50 @@ class SessionStore:
         if self.snapshot_path is None:
             return
         async with self._snapshot_lock:
+            # A save whose task was cancelled (the stop cancels the periodic one): its thread runs on.
+            if self._saving is not None and not await self._finish(self._saving, deadline):
+                return
             version = self.index.version
             if version == self.snapshot_version:
                 return
-            records = self.index.file_records()  # a cheap copy on the loop; encoding happens in a thread
-            loop = asyncio.get_running_loop()
-            try:
-                count = await loop.run_in_executor(None, snapshot.save, self.snapshot_path, self.path, records)
-            except OSError as exc:
-                log.warning("cannot write snapshot %s: %s", self.snapshot_path, exc)
+            if deadline is not None and time.monotonic() >= deadline:
+                log.warning("stop: no time left for the snapshot; the previous one stays")
                 return
-            self.snapshot_version = version
-            log.debug("snapshot of %d files written to %s", count, self.snapshot_path)
+            records = self.index.file_records_in_key_order()  # a copy on the loop; encoding happens in a thread
+            halt = threading.Event()
+            future = asyncio.get_running_loop().run_in_executor(
+                None, snapshot.save, self.snapshot_path, self.path, records, lambda: not halt.is_set()
+            )
+            del records
+            self._saving = _Save(future, halt, version)
+            await self._finish(self._saving, deadline)
+
+    async def _finish(self, save: _Save, deadline: float | None) -> bool:
+        """Wait for *save* (until *deadline*, then tell it to stop); False if it was abandoned."""
+        try:
+            if deadline is not None and not save.future.done():
+                await asyncio.wait({save.future}, timeout=max(0.0, deadline - time.monotonic()))
+                save.halt.set()  # no effect on a save that is done
+            count = await asyncio.shield(save.future)  # once told, it ends within a step
+        except snapshot.Abandoned:
+            log.warning(
+                "stop: snapshot save abandoned after %.2fs (out of time); the previous snapshot stays",
+                time.monotonic() - save.started,
+            )
+            return False
+        except OSError as exc:
+            log.warning("cannot write snapshot %s: %s", self.snapshot_path, exc)
+            return True
+        finally:
+            if save.future.done() and self._saving is save:
+                self._saving = None
+        self.snapshot_version = save.version
+        took = time.monotonic() - save.started
+        if deadline is not None:
+            log.info("stop: snapshot of %d sessions written (the save took %.2fs)", count, took)
+        else:
+            log.debug("snapshot of %d files written to %s in %.2fs", count, self.snapshot_path, took)
+        return True
 
     async def keep_snapshot(self, ready: asyncio.Event, interval: float) -> None:
         """Once the first scan is served, save the snapshot, then again every *interval* s if changed."""

@@ -193,3 +193,57 @@ async def test_a_restart_that_finds_nothing_changed_leaves_the_snapshot_as_it_is
     await again.save_snapshot()
     assert again.last_scan_counts == (1, 3) and snap.stat().st_ino != before.st_ino
     assert snapshot.load(snap, str(sessions)) is not None and len(snapshot.load(snap, str(sessions)) or []) == 4
+
+
+def test_a_save_needs_no_sort_of_the_index_and_writes_every_claimant_in_key_order(tmp_path: Path) -> None:
+    """A sort of a million records is one C call that holds the GIL, and the event loop
+    with it, for 1.4 s right after the first ready: the index hands its records in key
+    order instead, and the file is the same as from a sort."""
+    from sessiond.core.index import SessionIndex
+
+    index = SessionIndex()
+    stat = FileStat(10, 1, 1, 1)
+    states: list[tuple[str, Any]] = [
+        (f"f{i:03d}.json", SessionRecord(f"k{(i * 37) % 100:03d}", f"f{i:03d}.json", 1, 1.0, 2.0, stat)) for i in range(100)
+    ]
+    states += [("dup-b.json", SessionRecord("k050", "dup-b.json", 1, 1.0, 2.0, stat))]
+    states += [("dup-a.json", SessionRecord("k050", "dup-a.json", 1, 1.0, 2.0, stat))]
+    index.load(states)
+    ordered = index.file_records_in_key_order()
+    assert sorted(ordered, key=lambda r: (r.key, r.name)) == sorted(index.file_records(), key=lambda r: (r.key, r.name))
+    assert len(ordered) == 102
+    unsorted_keys = [r.key for r in ordered[:-2]]
+    assert unsorted_keys == sorted(unsorted_keys)  # served records: already in key order
+    taken = time.time()
+    assert snapshot.encode("/f", taken, ordered) == snapshot.encode("/f", taken, reversed(index.file_records()))
+
+
+@pytest.mark.parametrize("after", [0, 1, 3, 12, 40])
+def test_a_save_told_to_stop_leaves_the_previous_snapshot_whole_and_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, after: int
+) -> None:
+    """The stop's deadline tells a save still running to stop (go_on says no): wherever it
+    is (encoding, or between two slices of the write), it removes its temp file and leaves
+    the snapshot on disk as it was."""
+    monkeypatch.setattr(snapshot, "STEP_ROWS", 16)
+    monkeypatch.setattr(snapshot, "WRITE_SLICE", 256)
+    path = tmp_path / "index.snapshot"
+    stat = FileStat(10, 1, 1, 1)
+    old = [SessionRecord(f"old:{i}", f"o{i:03d}.json", 1, 1.0, 2.0, stat) for i in range(10)]
+    snapshot.save(path, "/f", old)
+    before = path.read_bytes()
+    new = [SessionRecord(f"new:{i:03d}", f"n{i:03d}.json", 1, 1.0, 2.0, stat) for i in range(100)]
+    asked = 0
+
+    def go_on() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked <= after
+
+    with pytest.raises(snapshot.Abandoned):
+        snapshot.save(path, "/f", new, go_on)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["index.snapshot"]
+    columns = snapshot.load(path, "/f")
+    assert columns is not None and len(columns) == 10
+    assert snapshot.save(path, "/f", new) == 100  # and the next save is whole
