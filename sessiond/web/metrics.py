@@ -18,7 +18,7 @@ from prometheus_client.registry import Collector
 
 from sessiond import __version__
 from sessiond.web.front.errors import error_middleware
-from sessiond.web.front.request_id import info_of, request_id_middleware, stamp_response
+from sessiond.web.front.request_id import request_id_middleware, stamp_response
 
 if TYPE_CHECKING:
     from sessiond.live.store import SessionStore
@@ -165,14 +165,15 @@ class Metrics:
         """The text exposition and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def record(self, request: web.Request, status: int, seconds: float) -> None:
-        """Count one response by route template (not raw path, which would explode labels) and method."""
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else "unmatched"
-        method = request.method if request.method in METHODS else "other"
+    def record(self, route: str, method: str, status: int, seconds: float, token: str | None) -> None:
+        """Count one response by route template (not raw path, which would explode labels), method and token name.
+
+        The front door works the labels out once per route (*method* already "other" for one
+        outside METHODS); *token* is the name of a genuine token, or None.
+        """
         self.requests.record(route, method, status, seconds)
-        if (info := info_of(request)) is not None and info.token is not None:
-            key = (info.token.name, status)
+        if token is not None:
+            key = (token, status)
             self.requests.by_token[key] = self.requests.by_token.get(key, 0) + 1
 
 

@@ -37,3 +37,15 @@ async def test_requests_counted_by_route_template(client: TestClient) -> None:
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert names and all(name.startswith("sessiond_") for name in names)
     assert {"sessiond_sessions", "sessiond_watcher_up", "sessiond_ready"} <= names
+
+
+async def test_one_route_is_counted_under_each_method_it_was_asked_with(client: TestClient) -> None:
+    """The front door works a route's labels out once, per method: a HEAD after a GET is not counted as a GET."""
+    for method in ("GET", "HEAD", "GET", "DELETE"):
+        assert (await client.request(method, "/api/v1/sessions/a", headers=AUTH)).status == 404
+    assert (await client.request("PUT", "/api/v1/sessions", headers=AUTH)).status == 405
+    text = await scrape(client)
+    assert 'sessiond_requests_total{method="GET",route="/api/v1/sessions/{key}",status="404"} 2.0' in text
+    assert 'sessiond_requests_total{method="HEAD",route="/api/v1/sessions/{key}",status="404"} 1.0' in text
+    assert 'sessiond_requests_total{method="DELETE",route="/api/v1/sessions/{key}",status="404"} 1.0' in text
+    assert 'sessiond_requests_total{method="PUT",route="unmatched",status="405"} 1.0' in text
