@@ -41,7 +41,6 @@ from sessiond.web.appkeys import (
     TRASH,
     WATCHER,
 )
-from sessiond.web.front.request_id import stamp_response
 from sessiond.web.front_door import front_door
 from sessiond.web.metrics import Metrics
 from sessiond.web.pagefiles import PageAssets
@@ -86,7 +85,6 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=64 * 1024,
         handler_args={"max_line_size": MAX_REQUEST_LINE, "keepalive_timeout": CLIENT_TIMEOUT},
     )
-    app.on_response_prepare.append(stamp_response)
     app[SETTINGS] = settings
     app[RUNTIME] = runtime
     app[STORE] = store

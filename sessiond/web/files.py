@@ -19,6 +19,7 @@ from urllib.parse import quote
 import aiofiles.threadpool
 from aiohttp import web
 
+from sessiond.web.front.request_id import prepare_stamped
 from sessiond.web.responses import etag_matches, write_or_drop
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ async def send_file(request: web.Request, raw: io.FileIO, name: str, max_bytes: 
         # the stream is cut instead of passing off a mix as the file. The agent's renames
         # never touch the file we hold open.
         response.enable_chunked_encoding()
-        await response.prepare(request)
+        await prepare_stamped(request, response)
         if request.method == "HEAD":
             return response
         left = min(st.st_size, max_bytes)

@@ -8,7 +8,8 @@ auth.authenticate, errors.answer_error, the metrics recorder); this calls them
 in turn, with what the route asks (policy, scope, labels) worked out once per route:
 
 1. request id first, so every response, even an error from a later part, carries it
-   (stamped by the stamp_response signal, which streamed responses also pass);
+   (stamped here on what the handler returns or raises; a streamed response, sent from
+   inside its handler, is stamped by request_id.prepare_stamped);
 2. metrics around everything below, to see the final status;
 3. errors around the handler and the checks, so whatever they raise leaves as JSON;
 4. forwarded settles who the client is before anything keys on it;
@@ -38,7 +39,7 @@ from sessiond.web.front.errors import answer_error
 from sessiond.web.front.forwarded import as_client_sees_it
 from sessiond.web.front.ratelimit import client_key, too_many
 from sessiond.web.front.readiness import not_ready
-from sessiond.web.front.request_id import actor_of, begin
+from sessiond.web.front.request_id import actor_of, begin, stamp
 from sessiond.web.metrics import METHODS
 from sessiond.web.routes import Need, Policy, need_of, policy_of
 from sessiond.web.runtime import Runtime
@@ -96,9 +97,12 @@ def front_door(runtime: Runtime, not_serving: Callable[[], str | None], record: 
             except Exception as exc:
                 response = answer_error(request, exc)
             status = response.status
+            if not response.prepared:
+                stamp(request, response.headers)
             return response
         except web.HTTPException as exc:  # a redirect, or JSON already: passed on as aiohttp raised it
             status = exc.status
+            stamp(request, exc.headers)
             raise
         finally:
             token = info.token

@@ -19,6 +19,10 @@ REQUESTS = [
     ("GET", "/api/v1/sessions?limit=0", AUTH, 400, True),
     ("GET", "/health", {}, 200, True),
     ("GET", "/api/v1/export?key=a:1", AUTH, 200, True),
+    ("HEAD", "/api/v1/export?key=a:1", AUTH, 200, True),
+    ("GET", "/api/v1/export?prefix=a", AUTH, 200, False),  # NDJSON, streamed from inside its handler
+    ("GET", "/api/v1/export?key=a:1&format=markdown", AUTH, 200, False),
+    ("DELETE", "/api/v1/sessions/nobody", AUTH, 404, True),
     ("GET", "/metrics", AUTH, 200, False),
 ]
 

@@ -13,6 +13,7 @@ from sessiond.core.names import MAX_KEY_LENGTH
 from sessiond.core.query import QueryError, single_values
 from sessiond.live.feed import EventFeed, event_id
 from sessiond.web.appkeys import EVENTS, SETTINGS
+from sessiond.web.front.request_id import prepare_stamped
 from sessiond.web.responses import WRITE_TIMEOUT
 
 PARAMS = frozenset({"prefix", "since"})
@@ -42,7 +43,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         raise QueryError("prefix", f"must be at most {MAX_KEY_LENGTH} characters")
     response = EventSourceResponse(sep="\n", ping_interval=request.app[SETTINGS].events_keepalive, send_timeout=WRITE_TIMEOUT)
     response.headers["Cache-Control"] = "no-store"
-    await response.prepare(request)
+    await prepare_stamped(request, response)
     wakeup = feed.subscribe()  # nothing is missed meanwhile: `last` is fixed, the buffer keeps the rest
     gone = asyncio.ensure_future(response.wait())  # ends when a keep-alive cannot be written
     try:

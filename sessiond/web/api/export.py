@@ -29,6 +29,7 @@ from sessiond.core.loader import OPEN_FLAGS, InvalidSession, json_loads, on_a_fr
 from sessiond.core.query import FILTER_PARAMS, ORDER_PARAMS, Query, QueryError, parse_query, run, single_values
 from sessiond.web.appkeys import SETTINGS, STORE
 from sessiond.web.files import open_file, send_file
+from sessiond.web.front.request_id import prepare_stamped
 from sessiond.web.responses import write_or_drop
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ async def _ndjson(request: web.Request, query: Query) -> web.StreamResponse:
     folder = store.folder
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     response.enable_chunked_encoding()
-    await response.prepare(request)
+    await prepare_stamped(request, response)
     if request.method == "HEAD" or folder is None:
         return response
     loop = asyncio.get_running_loop()
