@@ -215,7 +215,7 @@ class Retention:
             for record in rule_plan.doomed:
                 files = rule_plan.files[record.key]
                 try:
-                    await self.store.delete(record.key, expected=record, files=files, by="retention", actor=RETENTION)
+                    await self.store.delete(record.key, expected=record, files=files, actor=RETENTION)
                 except SessionChanged:
                     report.changed += 1
                 except SessionNotFound:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from sessiond.core import loader, removal, snapshot
-from sessiond.core.audit import SESSIOND, Actor, AuditedDestination, AuditTrail
+from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, AuditTrail
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
@@ -493,7 +493,6 @@ class SessionStore:
         key: str,
         expected: SessionRecord | None = None,
         files: Sequence[SessionRecord] | None = None,
-        by: str = "api",
         actor: Actor = SESSIOND,
     ) -> SessionRecord:
         """Remove every file claiming *key* and drop it from the index before returning.
@@ -568,7 +567,8 @@ class SessionStore:
             if expected is not None and key in self.index:
                 raise SessionChanged(key)  # rewritten since it was judged: it stays
             raise SessionNotFound(key)  # someone else removed it first; the index has healed
-        self.deletions.remember(record, time.time(), by)
+        # How it went, for noticing a write-back: retention's own runs, or a client of the API.
+        self.deletions.remember(record, time.time(), "retention" if actor is RETENTION else "api")
         return record
 
     # -- reporting -----------------------------------------------------------
