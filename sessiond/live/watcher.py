@@ -22,6 +22,7 @@ import enum
 import logging
 import math
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -40,8 +41,8 @@ BACKOFF_MAX = 5.0
 HEALTHY_AFTER = 30.0  # a watch that ran this long before failing starts the backoff afresh
 GIVE_UP = 10  # failures in a row (no healthy watch between) and the watch has failed for good
 # watchfiles answers at least this often, with an empty batch if nothing changed: the
-# first answer proves the watch is set up (so the scan after it misses nothing), and
-# the rest show its thread is alive.
+# answers show its thread is alive (and the first would prove the watch is set up, had
+# _StopEvent not proved it already).
 HEARTBEAT_MS = 200
 
 
@@ -83,6 +84,31 @@ class SessionFileFilter(BaseFilter):
             return is_session_name(name)
         # The workspace's own entry for the folder (or the workspace itself) came or went.
         return path in (self.folder, self.workspace)
+
+
+class _StopEvent(asyncio.Event):
+    """The watch's stop event, whose first look from watchfiles' thread proves the watch is set up.
+
+    watchfiles' thread asks `is_set()` every `step` ms, and only from `RustNotify.watch`,
+    which runs once the watcher exists: the inotify watches added (or, polling, the
+    folder's first listing taken). So that first call says the scan may start, without
+    waiting up to HEARTBEAT_MS for the first empty batch (which still proves it if
+    watchfiles ever stops asking).
+    """
+
+    def __init__(self, on_first_look: Callable[[], None]) -> None:
+        super().__init__()
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._on_first_look: Callable[[], None] | None = on_first_look
+
+    def is_set(self) -> bool:
+        notify = self._on_first_look
+        if notify is not None and threading.get_ident() != self._loop_thread:
+            self._on_first_look = None
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+                self._loop.call_soon_threadsafe(notify)
+        return super().is_set()
 
 
 def _undecodable(exc: BaseException) -> bool:
@@ -267,7 +293,8 @@ class SessionWatcher:
 
     async def _watch(self, folder: Folder) -> None:
         """Watch the folder until it is removed or replaced (return) or the watch fails (raise)."""
-        stop = asyncio.Event()  # one per watch: awatch sets it when its reader is cancelled
+        watching = asyncio.Event()
+        stop = _StopEvent(watching.set)  # one per watch: awatch sets it when its reader is cancelled
         events = awatch(
             os.path.dirname(self.folder),
             self.folder,
@@ -281,11 +308,10 @@ class SessionWatcher:
             force_polling=self.force_polling,
             ignore_permission_denied=True,
         )
-        watching = asyncio.Event()
         reader = asyncio.create_task(self._read(events, watching), name="sessiond-watch-reader")
         try:
-            # The first batch (empty, after HEARTBEAT_MS at most) proves the watch is set up:
-            # only then the catch-up, so nothing written meanwhile is missed.
+            # Once the watch is set up (its thread's first look at `stop`, or the first
+            # batch), the catch-up: so nothing written meanwhile is missed.
             first = asyncio.ensure_future(watching.wait())
             try:
                 await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)

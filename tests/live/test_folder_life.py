@@ -163,3 +163,17 @@ async def test_a_watch_that_fails_for_good_turns_livez_503(start_client, monkeyp
     assert watcher.restarts == watcher_mod.GIVE_UP and not watcher.alive
     assert (await (await client.get("/livez")).json())["status"] == "failed"
     assert (await client.get("/health")).status == 503  # and readiness says why: watcher down
+
+
+@pytest.mark.parametrize("polling", MODES)
+async def test_ready_does_not_wait_for_the_watchs_heartbeat(
+    start_client, sessions: Path, monkeypatch: pytest.MonkeyPatch, polling: bool
+) -> None:
+    # The watch is known to be set up as soon as watchfiles' thread first polls its stop
+    # event, not only at its first (empty) heartbeat batch: with a heartbeat a minute away,
+    # the daemon is still ready at once, and the watch really sees what follows.
+    monkeypatch.setattr(watcher_mod, "HEARTBEAT_MS", 60_000)
+    write_atomic(sessions, "a:1")
+    client = await start_client(force_polling=polling)  # waits 10 s at most for ready
+    write_atomic(sessions, "a:2")
+    await eventually(lambda: in_step(client, sessions), timeout=5)
