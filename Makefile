@@ -27,9 +27,9 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest --ignore=tests/browser
 
 # The edit-test loop: everything but the browser and the tests that start the daemon as
-# a process (marked slow); under a minute.
+# a process (marked slow), on two workers; under a minute.
 test-quick: $(VENV)/.installed
-	$(BIN)/python -m pytest --ignore=tests/browser -m "not slow" -q
+	$(BIN)/python -m pytest --ignore=tests/browser -m "not slow" -q -n 2
 
 # The web page's tests: Playwright driving Debian's chromium (installed here if missing).
 test-browser: $(VENV)/.installed
