@@ -55,6 +55,12 @@ class Doc(NamedTuple):
     ident: Ident
     title: str
     text: str  # exactly what FTS5 was given
+    ztext: bytes  # compress(text): what is kept to make FTS5 forget the row
+
+
+def compress(text: str) -> bytes:
+    """The indexed text as `docs` keeps it (level 6: level 9 is no smaller here, see docs/search.md)."""
+    return zlib.compress(text.encode("utf-8", "surrogatepass"), 6)
 
 
 class Candidate(NamedTuple):
@@ -309,7 +315,7 @@ class SearchDB:
                         _ino_in(ident.inode),
                         ident.ctime_ns,
                         doc.title,
-                        zlib.compress(doc.text.encode("utf-8", "surrogatepass"), 6),
+                        doc.ztext,
                     ),
                 )
                 db.execute("INSERT INTO fts (rowid, body) VALUES (?, ?)", (cur.lastrowid, doc.text))

@@ -179,6 +179,33 @@ async def test_a_restart_indexes_only_what_changed(start_client: Any, sessions: 
     assert keeper_of(second).rows == 5
 
 
+async def test_the_full_pass_is_read_and_parsed_in_a_worker_process_not_the_daemons(
+    start_client: Any, sessions: Path, state: Path
+) -> None:
+    for i in range(300):  # more than one batch: the worker parses one while the writer thread writes the other
+        write(sessions, f"w:{i}", f"unique{i} shared", "an answer")
+    client = await start_client(state_dir=str(state))
+    await complete(client)
+    keeper = keeper_of(client)
+    assert keeper.files_read == 300 and keeper.files_read_in_worker == 300
+    assert keeper._worker.pids and os.getpid() not in keeper._worker.pids
+    found: list[str] = []
+    cursor: dict[str, str] = {}
+    while True:
+        body = await search(client, "shared", limit=100, **cursor)
+        found += [r["key"] for r in body["results"]]
+        if body["next_cursor"] is None:
+            break
+        cursor = {"cursor": body["next_cursor"]}
+    assert sorted(found) == sorted(f"w:{i}" for i in range(300))
+    assert await keys(client, "unique123") == ["w:123"]
+    # A watch batch of a few files is parsed on the writer thread: no round trip.
+    write(sessions, "w:1", "rewritten1 shared")
+    await eventually(lambda: keys(client, "rewritten1"))
+    assert keeper.files_read == 301 and keeper.files_read_in_worker == 300
+    assert await keys(client, "unique1") == []
+
+
 @pytest.mark.parametrize(
     "damage",
     [
