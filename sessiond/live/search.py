@@ -40,7 +40,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -67,6 +67,7 @@ BATCH = 256  # files per write transaction
 WINDOW = 2000  # matches ranked together (the newest first); later pages rank the next ones
 HITS_PER_RESULT = 3
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+TITLES_KEPT = 4096  # titles kept in memory for the list (about 1 MB)
 WORKER_MIN = 32  # files to read from which a batch is parsed in the worker process (fewer: here, no round trip)
 WORKER_FAILURES = 3  # worker deaths (or hangs) after which batches are parsed here only
 WORKER_SECONDS = 30.0  # a batch's time in the worker before it counts as hung, plus a second per WORKER_BYTES_PER_S
@@ -109,6 +110,7 @@ class SearchKeeper:
         self.query_seconds = 0.0
         self.query_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.rebuilt_because: str | None = None
+        self._titles: OrderedDict[str, tuple[int, str]] = OrderedDict()  # name -> (record.ident, title), the last read
 
     # -- what changed ------------------------------------------------------------------
 
@@ -406,15 +408,36 @@ class SearchKeeper:
         self.query_buckets[-1] += 1
 
     async def titles(self, records: Sequence[SessionRecord]) -> dict[str, str]:
-        """Key -> title for the records whose file is indexed as it is now."""
+        """Key -> title for the records whose file is indexed as it is now.
+
+        The last TITLES_KEPT titles read are kept by file name with the identity they
+        were indexed with, and used only while the record still has that identity: a
+        page listed again (the page's first request, polled) makes no trip to the
+        reader thread, whose every hop waits for the GIL behind the busy loop.
+        """
         if not self.opened or not records:
             return {}
-        known = await self._r(self._reader_db.titles, [r.name for r in records])
         out: dict[str, str] = {}
+        kept = self._titles
+        missing: list[SessionRecord] = []
         for record in records:
+            hit = kept.get(record.name)
+            if hit is not None and hit[0] == record.ident:
+                out[record.key] = hit[1]
+                kept.move_to_end(record.name)
+            else:
+                missing.append(record)
+        if not missing:
+            return out
+        known = await self._r(self._reader_db.titles, [r.name for r in missing])
+        for record in missing:
             found = known.get(record.name)
             if found is not None and found[0] == _ident(record):
                 out[record.key] = found[1]
+                kept[record.name] = (record.ident, found[1])
+                kept.move_to_end(record.name)
+        while len(kept) > TITLES_KEPT:
+            kept.popitem(last=False)
         return out
 
 

@@ -363,6 +363,35 @@ async def test_a_title_in_detail_and_in_the_list_with_meta(client: TestClient, s
     assert result["title"] == detail["title"]
 
 
+async def test_a_page_listed_again_takes_its_titles_from_memory_and_a_rewrite_shows_its_new_title(
+    start_client: Any, sessions: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        write(sessions, f"p:{i}", f"first question {i}", "answer", updated=1_700_000_100.0 + i)
+    client = await start_client(state_dir=str(state))  # the reader's own connection (in memory, the writer's is shared)
+    await complete(client, sessions)
+    keeper = keeper_of(client)
+    trips: list[int] = []
+    lookup = keeper._reader_db.titles
+
+    def counted(names: Any) -> Any:
+        trips.append(len(names))
+        return lookup(names)
+
+    monkeypatch.setattr(keeper._reader_db, "titles", counted)
+
+    async def titles() -> dict[str, str]:
+        body = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
+        return {s["key"]: s["title"] for s in body["sessions"]}
+
+    first = await titles()
+    assert first == {f"p:{i}": f"first question {i}" for i in range(5)} and trips == [5]
+    assert await titles() == first and trips == [5]  # the page's titles, asked again: no trip to the reader thread
+    write(sessions, "p:3", "a new question", "answer", updated=1_700_000_200.0)
+    await eventually(lambda: keys(client, "new"))
+    assert (await titles())["p:3"] == "a new question" and trips == [5, 1]  # only the changed file is looked up
+
+
 async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client: TestClient, sessions: Path) -> None:
     for key in ("user:alice:1", "user:bob:1", "team:alice-dev", "alicorn"):
         write(sessions, key, "hello world")
