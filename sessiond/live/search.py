@@ -11,9 +11,9 @@ As true as the index:
   compares the identities the search index holds with the in-memory index and
   indexes only what differs, newest first; what is gone is removed.
 - A batch with many files to read (the full pass) is read and parsed in a worker
-  process (`_ParseWorker`), the next batch there while the writer thread hands the
-  last one to SQLite: that Python work would otherwise hold the GIL the event loop
-  needs, and the build would run on one core. The worker checks each file's identity
+  process (`_ParseWorker`, at nice 10), the next batch there while the writer thread
+  hands the last one to SQLite: that Python work would otherwise hold the GIL the
+  event loop needs, and the build would run on one core. The worker checks each file's identity
   as the writer thread would; a worker that dies or hangs is replaced (and after
   WORKER_FAILURES, not started again) and its batch parsed here, with a WARNING.
   A few files (a watch batch) are parsed on the writer thread: no round trip.

@@ -102,6 +102,10 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
 def _wait_for(check: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -129,6 +133,7 @@ def test_a_worker_killed_mid_build_loses_nothing_and_the_build_completes(workspa
     with _start(workspace, tmp_path, 0.004) as daemon:
         (worker,) = _wait_for(lambda: _workers(daemon), 30, "a search worker")
         assert worker != daemon.proc.pid
+        assert _nice(worker) > _nice(daemon.proc.pid)  # it takes the CPU the daemon's requests leave
         assert not _search(daemon)["complete"]
         os.kill(worker, signal.SIGKILL)
         _wait_for(lambda: _search(daemon)["complete"], 120, "the complete index")
