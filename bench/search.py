@@ -145,7 +145,7 @@ def main() -> None:
         held = taken
     if held is not None:
         SearchKeeper._apply(keeper, held)  # type: ignore[attr-defined]
-    keeper._worker.close()  # type: ignore[attr-defined]
+    keeper._worker.close(wait=True)  # type: ignore[attr-defined]
     build = time.perf_counter() - t
     keeper._writer_db.close()
     size = sum(os.stat(f"{db_path}{s}").st_size for s in ("", "-wal") if os.path.exists(f"{db_path}{s}"))

@@ -189,12 +189,12 @@ class SearchKeeper:
 
     async def close(self) -> None:
         """End the worker process at once (a batch it holds is indexed at the next start), close both connections, end the threads."""
-        self._worker.close()
+        self._worker.close(wait=False)
         if self._reader is not self._writer:
             await self._r(self._reader_db.close)
             self._reader.shutdown(wait=True)
         await self._w(self._writer_db.close)
-        self._worker.close()  # one the writer thread may have started meanwhile
+        await self._w(self._worker.close, True)  # also one the writer thread may have started meanwhile
         self._writer.shutdown(wait=True)
 
     async def _plan(self) -> None:
@@ -475,7 +475,7 @@ class _ParseWorker:
     Started from the forkserver, as the scan's pool (forking a process that runs
     threads can copy a held lock into the child); started when a big batch comes,
     ended when the keeper is idle, killed at close. Used from the writer thread;
-    `close` from the loop.
+    `close(wait=False)` from the loop.
     """
 
     def __init__(self) -> None:
@@ -522,24 +522,35 @@ class _ParseWorker:
         self._end(kill=True)
 
     def stop(self) -> None:
-        """End the worker once it is idle (its memory goes back)."""
+        """End the worker once it is idle (its memory goes back). On the writer thread."""
         self._end(kill=False)
 
-    def close(self) -> None:
-        """Kill the worker now and start no other: the daemon is stopping."""
+    def close(self, wait: bool) -> None:
+        """Kill the worker now and start no other: the daemon is stopping.
+
+        From the loop without *wait* (a batch the writer thread waits for fails at once);
+        then from the writer thread with *wait*: the pool's own thread is joined, so none
+        is left for the interpreter's exit to wake (a race in 3.11's concurrent.futures).
+        """
         self.closed = True
-        self._end(kill=True)
+        if wait:
+            self._end(kill=True)
+        elif (pool := self._pool) is not None:
+            _kill(pool)
 
     def _end(self, kill: bool) -> None:
         pool, self._pool = self._pool, None
         if pool is None:
             return
-        processes = list((pool._processes or {}).values())
         if kill:
-            for process in processes:
-                with contextlib.suppress(OSError, ValueError):
-                    process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
+            _kill(pool)
+        pool.shutdown(wait=True, cancel_futures=True)  # at once once killed, or idle
+
+
+def _kill(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    for process in list((pool._processes or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.kill()
 
 
 def _differences(records: list[SessionRecord], known: dict[str, Ident]) -> list[str]:
