@@ -110,7 +110,8 @@ class SearchKeeper:
         self.query_seconds = 0.0
         self.query_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.rebuilt_because: str | None = None
-        self._titles: OrderedDict[str, tuple[int, str]] = OrderedDict()  # name -> (record.ident, title), the last read
+        self._titles: OrderedDict[str, tuple[int, str | None]] = OrderedDict()  # name -> (record.ident, title or None)
+        self._batches_written = 0
 
     # -- what changed ------------------------------------------------------------------
 
@@ -249,6 +250,9 @@ class SearchKeeper:
             delta, read = await self._w(self._apply, taken)
         finally:
             self._busy -= taken.size
+            self._batches_written += 1
+            for name, _, _ in taken.reads:
+                self._titles.pop(name, None)  # a title remembered as missing may be there now
         self.rows += delta
         self.files_read += read
         if taken.queued:
@@ -410,10 +414,11 @@ class SearchKeeper:
     async def titles(self, records: Sequence[SessionRecord]) -> dict[str, str]:
         """Key -> title for the records whose file is indexed as it is now.
 
-        The last TITLES_KEPT titles read are kept by file name with the identity they
-        were indexed with, and used only while the record still has that identity: a
-        page listed again (the page's first request, polled) makes no trip to the
-        reader thread, whose every hop waits for the GIL behind the busy loop.
+        The last TITLES_KEPT answers are kept by file name with the identity they were
+        asked for (the record's packed stat): a title, or None for a file not indexed
+        yet, forgotten when a batch writes that file. A page listed again (the page's
+        first request, polled, also while the build has not reached it) makes no trip
+        to the reader thread, whose every hop back waits for the GIL behind the busy loop.
         """
         if not self.opened or not records:
             return {}
@@ -423,19 +428,25 @@ class SearchKeeper:
         for record in records:
             hit = kept.get(record.name)
             if hit is not None and hit[0] == record.ident:
-                out[record.key] = hit[1]
+                if hit[1] is not None:
+                    out[record.key] = hit[1]
                 kept.move_to_end(record.name)
             else:
                 missing.append(record)
         if not missing:
             return out
+        written = self._batches_written
         known = await self._r(self._reader_db.titles, [r.name for r in missing])
         for record in missing:
             found = known.get(record.name)
             if found is not None and found[0] == _ident(record):
                 out[record.key] = found[1]
                 kept[record.name] = (record.ident, found[1])
-                kept.move_to_end(record.name)
+            elif written == self._batches_written:  # no batch written meanwhile: "not indexed" is still true
+                kept[record.name] = (record.ident, None)
+            else:
+                continue
+            kept.move_to_end(record.name)
         while len(kept) > TITLES_KEPT:
             kept.popitem(last=False)
         return out

@@ -392,6 +392,45 @@ async def test_a_page_listed_again_takes_its_titles_from_memory_and_a_rewrite_sh
     assert (await titles())["p:3"] == "a new question" and trips == [5, 1]  # only the changed file is looked up
 
 
+async def test_a_page_listed_while_its_sessions_wait_to_be_indexed_makes_one_trip_then_shows_their_titles(
+    start_client: Any, sessions: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The page's list, polled during a build that has not reached its sessions yet (the list is
+    # in key order, the build newest first): one trip to the reader thread, not one per request.
+    client = await start_client(state_dir=str(state))
+    await complete(client)
+    keeper = keeper_of(client)
+    trips: list[int] = []
+    lookup = keeper._reader_db.titles
+
+    def counted(names: Any) -> Any:
+        trips.append(len(names))
+        return lookup(names)
+
+    monkeypatch.setattr(keeper._reader_db, "titles", counted)
+    gate = asyncio.Event()
+    original = SearchKeeper._write_now
+
+    async def held(self: SearchKeeper, batch: Any) -> None:
+        await gate.wait()
+        await original(self, batch)
+
+    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    for i in range(3):
+        write(sessions, f"q:{i}", f"question {i}", "answer")
+    await eventually(lambda: all(store_of(client).index.get(f"q:{i}") is not None for i in range(3)))
+
+    async def titles() -> dict[str, str | None]:
+        body = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
+        return {s["key"]: s["title"] for s in body["sessions"]}
+
+    assert await titles() == {f"q:{i}": None for i in range(3)} and trips == [3]
+    assert await titles() == {f"q:{i}": None for i in range(3)} and trips == [3]
+    gate.set()
+    await complete(client, sessions)
+    assert await titles() == {f"q:{i}": f"question {i}" for i in range(3)} and trips == [3, 3]
+
+
 async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client: TestClient, sessions: Path) -> None:
     for key in ("user:alice:1", "user:bob:1", "team:alice-dev", "alicorn"):
         write(sessions, key, "hello world")
