@@ -93,6 +93,9 @@ def main() -> None:
     ap.add_argument("--sessions", type=int, default=100_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/sessiond-search-bench"))
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument(
+        "--worker-nice", type=int, default=10, help="the parse worker's niceness for the build figure (the daemon's: 10)"
+    )
     ap.add_argument("--live", choices=["yes", "no", "only"], default="yes", help="the running daemon's figures")
     args = ap.parse_args()
     folder = args.dir / "sessions"
@@ -132,6 +135,7 @@ def main() -> None:
     keeper._writer_db = SearchDB(db_path)  # type: ignore[attr-defined]
     keeper._writer_db.open()
     keeper._worker = _ParseWorker()  # type: ignore[attr-defined]
+    keeper._worker.nice = args.worker_nice  # type: ignore[attr-defined]
     keeper.files_read_in_worker = 0
     t = time.perf_counter()
     jobs = [(r.name, r.key, Ident(*r.stat)) for r in records]
@@ -150,7 +154,7 @@ def main() -> None:
     keeper._writer_db.close()
     size = sum(os.stat(f"{db_path}{s}").st_size for s in ("", "-wal") if os.path.exists(f"{db_path}{s}"))
     print(
-        f"build: {len(records)} sessions, {text_bytes / 1e6:.0f} MB of message text, {build:.1f}s; index {size / 1e6:.0f} MB ({size / text_bytes:.2f}x the text)"
+        f"build (worker at nice {args.worker_nice}, load {os.getloadavg()[0]:.1f}): {len(records)} sessions, {text_bytes / 1e6:.0f} MB of message text, {build:.1f}s; index {size / 1e6:.0f} MB ({size / text_bytes:.2f}x the text)"
     )
 
     reader = SearchDB(db_path)

@@ -81,15 +81,15 @@ def prepare_batch(folder: Folder, wanted: list[tuple[str, Ident]], max_bytes: in
 WORKER_NICE = 10
 
 
-def in_a_worker(daemon: int) -> None:
-    """A worker process's start: lower priority; it ends when the daemon (pid *daemon*) does, however the daemon ends.
+def in_a_worker(daemon: int, nice: int = WORKER_NICE) -> None:
+    """A worker process's start: *nice* more; it ends when the daemon (pid *daemon*) does, however the daemon ends.
 
     A stop kills the worker; but a daemon killed outright (SIGKILL, the out-of-memory
     killer) runs no stop, and a pool worker waits for work on a pipe it holds both
     ends of, so it would wait for ever. Ctrl-C in a terminal is the daemon's to handle.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(WORKER_NICE)
+    os.nice(nice)
     threading.Thread(target=_end_with, args=(daemon,), name="sessiond-end-with-daemon", daemon=True).start()
 
 
