@@ -302,8 +302,14 @@ class SearchDB:
         try:
             for name in removals:
                 delta -= self._forget(db, name)
+            upserts = list(upserts)
+            # One statement finds the files indexed already, instead of one per file: each statement's
+            # return takes the GIL back, and on a fresh build most files are not there yet.
+            indexed = set(self.titles([doc.name for doc in upserts]))
             for doc in upserts:
-                delta -= self._forget(db, doc.name)
+                if doc.name in indexed:
+                    delta -= self._forget(db, doc.name)
+                indexed.add(doc.name)  # the same file again later in this batch
                 ident = doc.ident
                 cur = db.execute(
                     "INSERT INTO docs (name, key, size, mtime_ns, ino, ctime_ns, title, ztext) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
