@@ -158,6 +158,7 @@ def measure(workspace: Path, keys: list[str], seconds: float = 5.0, rate: float 
         env = {**servers.SESSIOND_ENV, "SESSIOND_STATE_DIR": str(state), "SESSIOND_SEARCH": "0"}
         off = fleet.start("sessiond-search-off", ["sessiond", "--workspace", str(workspace), "--port", "{port}"], env, timeout)
         off_rate = throughput(off.port, keys, seconds)
+        off_load = os.getloadavg()[0]
         off_rss = servers.memory_mb(off.process.pid)["rss_mb"]
         fleet.stop(off)
 
@@ -169,6 +170,7 @@ def measure(workspace: Path, keys: list[str], seconds: float = 5.0, rate: float 
         started = time.perf_counter()
         before = _health(on.port)["search"]
         on_rate = throughput(on.port, keys, seconds)
+        on_load = os.getloadavg()[0]
         after = _health(on.port)["search"]
         while not (figures := _health(on.port)["search"])["complete"]:
             time.sleep(0.2)
@@ -184,11 +186,13 @@ def measure(workspace: Path, keys: list[str], seconds: float = 5.0, rate: float 
     print(f"\nlive ({size} sessions; one daemon at a time; list then detail, {seconds:.0f} s each, 4 clients)")
     print(
         f"  while building ({before['indexed']} -> {after['indexed']} of {after['total']} indexed; {building}):"
-        f" list {on_rate['list']:.0f}/s, detail {on_rate['detail']:.0f}/s;"
-        f" search off: list {off_rate['list']:.0f}/s, detail {off_rate['detail']:.0f}/s"
+        f" list {on_rate['list']:.0f}/s, detail {on_rate['detail']:.0f}/s (load {on_load:.1f});"
+        f" search off: list {off_rate['list']:.0f}/s, detail {off_rate['detail']:.0f}/s (load {off_load:.1f})"
         f" ({(on_rate['list'] / off_rate['list'] - 1) * 100:+.0f} %, {(on_rate['detail'] / off_rate['detail'] - 1) * 100:+.0f} %)"
     )
-    print(f"  build in the daemon: {built:.1f} s after ready ({figures['total']} sessions)")
+    print(
+        f"  build in the daemon: {built:.1f} s after ready ({figures['total']} sessions; load {os.getloadavg()[0]:.1f} at the end)"
+    )
     print(
         f"  RSS: search on {on_rss:.0f} MB (index complete), {after_writes_rss:.0f} MB after the writes;"
         f" search off {off_rss:.0f} MB ({on_rss - off_rss:+.0f} MB)"

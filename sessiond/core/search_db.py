@@ -55,6 +55,12 @@ class Doc(NamedTuple):
     ident: Ident
     title: str
     text: str  # exactly what FTS5 was given
+    ztext: bytes  # compress(text): what is kept to make FTS5 forget the row
+
+
+def compress(text: str) -> bytes:
+    """The indexed text as `docs` keeps it (level 6: level 9 is no smaller here, see docs/search.md)."""
+    return zlib.compress(text.encode("utf-8", "surrogatepass"), 6)
 
 
 class Candidate(NamedTuple):
@@ -296,8 +302,14 @@ class SearchDB:
         try:
             for name in removals:
                 delta -= self._forget(db, name)
+            upserts = list(upserts)
+            # One statement finds the files indexed already, instead of one per file: each statement's
+            # return takes the GIL back, and on a fresh build most files are not there yet.
+            indexed = set(self.titles([doc.name for doc in upserts]))
             for doc in upserts:
-                delta -= self._forget(db, doc.name)
+                if doc.name in indexed:
+                    delta -= self._forget(db, doc.name)
+                indexed.add(doc.name)  # the same file again later in this batch
                 ident = doc.ident
                 cur = db.execute(
                     "INSERT INTO docs (name, key, size, mtime_ns, ino, ctime_ns, title, ztext) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -309,7 +321,7 @@ class SearchDB:
                         _ino_in(ident.inode),
                         ident.ctime_ns,
                         doc.title,
-                        zlib.compress(doc.text.encode("utf-8", "surrogatepass"), 6),
+                        doc.ztext,
                     ),
                 )
                 db.execute("INSERT INTO fts (rowid, body) VALUES (?, ?)", (cur.lastrowid, doc.text))

@@ -10,6 +10,13 @@ As true as the index:
 - A full pass (at start, after the metadata index is whole, and after every scan)
   compares the identities the search index holds with the in-memory index and
   indexes only what differs, newest first; what is gone is removed.
+- A batch with many files to read (the full pass) is read and parsed in a worker
+  process (`_ParseWorker`, at nice 10), the next batch there while the writer thread
+  hands the last one to SQLite: that Python work would otherwise hold the GIL the
+  event loop needs, and the build would run on one core. The worker checks each file's identity
+  as the writer thread would; a worker that dies or hangs is replaced (and after
+  WORKER_FAILURES, not started again) and its batch parsed here, with a WARNING.
+  A few files (a watch batch) are parsed on the writer thread: no round trip.
 - A search's candidates come from SQLite, but every one is checked against the
   in-memory index (key, file name, identity) and its hits and snippets are built from
   the file as it is now, read only if it still has that identity: a deleted or
@@ -27,11 +34,15 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
 import logging
+import multiprocessing
+import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,12 +50,12 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from sessiond.core import search_text
+from sessiond.core import search_files, search_text
 from sessiond.core.folder import Folder, FolderUnusable
 from sessiond.core.index import SessionRecord
 from sessiond.core.query import Filter, QueryError
 from sessiond.core.search_db import Candidate, Doc, Ident, SearchDB
-from sessiond.core.search_files import read_parts
+from sessiond.core.search_files import Prepared, read_parts
 from sessiond.core.search_query import Query, match
 from sessiond.live.store import SessionStore
 
@@ -56,6 +67,11 @@ BATCH = 256  # files per write transaction
 WINDOW = 2000  # matches ranked together (the newest first); later pages rank the next ones
 HITS_PER_RESULT = 3
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+TITLES_KEPT = 4096  # titles kept in memory for the list (about 1 MB)
+WORKER_MIN = 32  # files to read from which a batch is parsed in the worker process (fewer: here, no round trip)
+WORKER_FAILURES = 3  # worker deaths (or hangs) after which batches are parsed here only
+WORKER_SECONDS = 30.0  # a batch's time in the worker before it counts as hung, plus a second per WORKER_BYTES_PER_S
+WORKER_BYTES_PER_S = 4 << 20
 
 
 def _ident(record: SessionRecord) -> Ident:
@@ -80,17 +96,22 @@ class SearchKeeper:
         self._todo: deque[str] = deque()  # the full pass's names, newest last
         self._full = True
         self._planning = False  # a full pass is comparing identities: what is left to do is not known yet
-        self._busy = 0  # files in the batch being written
+        self._busy = 0  # files in the batches taken and not yet written
+        self._held: _Taken | None = None  # a batch the worker is parsing, written after the one before
+        self._worker = _ParseWorker()
         self._wake = asyncio.Event()
         self.opened = False
         self.built = False  # the first full pass has ended
         self.rows = 0
         self.bytes = 0
         self.files_read = 0  # files read to index them (a restart reads only the changed ones)
+        self.files_read_in_worker = 0  # of those, read and parsed by the worker process
         self.lag = 0.0  # seconds from a file's change reaching the index to its text being searchable
         self.query_seconds = 0.0
         self.query_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.rebuilt_because: str | None = None
+        self._titles: OrderedDict[str, tuple[int, str | None]] = OrderedDict()  # name -> (record.ident, title or None)
+        self._batches_written = 0
 
     # -- what changed ------------------------------------------------------------------
 
@@ -138,6 +159,7 @@ class SearchKeeper:
         self.opened = True
         while True:
             if self._full:
+                await self._settle()  # the plan compares with what is written
                 self._full = False
                 self._planning = True
                 try:
@@ -148,21 +170,32 @@ class SearchKeeper:
             if batch:
                 await self._write(batch)
                 continue
+            if self._held is not None:
+                await self._settle()
+                continue
             if not self._full and not self._pending:
                 if not self.built:
-                    log.info("search index complete: %d sessions (%d files read)", self.rows, self.files_read)
+                    log.info(
+                        "search index complete: %d sessions (%d files read, %d of them in the worker process)",
+                        self.rows,
+                        self.files_read,
+                        self.files_read_in_worker,
+                    )
                 self.built = True
                 self.bytes = await self._w(self._writer_db.size_bytes)
+                await self._w(self._worker.stop)  # idle: its memory goes back; a later full pass starts another
                 self._wake.clear()
                 if not self._full and not self._pending:
                     await self._wake.wait()
 
     async def close(self) -> None:
-        """Close both connections (after the current batch) and end the threads."""
+        """End the worker process at once (a batch it holds is indexed at the next start), close both connections, end the threads."""
+        self._worker.close(wait=False)
         if self._reader is not self._writer:
             await self._r(self._reader_db.close)
             self._reader.shutdown(wait=True)
         await self._w(self._writer_db.close)
+        await self._w(self._worker.close, True)  # also one the writer thread may have started meanwhile
         self._writer.shutdown(wait=True)
 
     async def _plan(self) -> None:
@@ -185,56 +218,97 @@ class SearchKeeper:
         return batch
 
     async def _write(self, batch: list[tuple[str, float | None]]) -> None:
-        self._busy = len(batch)
-        try:
-            await self._write_now(batch)
-        finally:
-            self._busy = 0
+        self._busy += len(batch)
+        await self._write_now(batch)
 
     async def _write_now(self, batch: list[tuple[str, float | None]]) -> None:
-        names = [name for name, _ in batch]
+        """Take *batch* (a big one goes to the worker), write the batch the worker holds, then this one unless the worker has it."""
         queued = [when for _, when in batch if when is not None]
         index = self.store.index
         jobs: list[tuple[str, str | None, Ident | None]] = []
-        for name in names:
+        for name, _ in batch:
             state = index.file_state(name)
             if isinstance(state, SessionRecord):
                 jobs.append((name, state.key, _ident(state)))
             else:
                 jobs.append((name, None, None))
-        delta, read = await self._w(self._index_batch, self.store.folder, jobs, self.store.max_file_bytes)
+        taken = await self._w(self._take, self.store.folder, jobs, self.store.max_file_bytes, len(batch), queued)
+        await self._settle()  # batches are written in the order they were taken
+        if taken.parsing is None:
+            await self._finish(taken)
+        else:
+            self._held = taken  # written once the next batch is taken: the worker parses one while SQLite writes the other
+
+    async def _settle(self) -> None:
+        """Write the batch the worker holds, if any."""
+        if self._held is not None:
+            taken, self._held = self._held, None
+            await self._finish(taken)
+
+    async def _finish(self, taken: _Taken) -> None:
+        try:
+            delta, read = await self._w(self._apply, taken)
+        finally:
+            self._busy -= taken.size
+            self._batches_written += 1
+            for name, _, _ in taken.reads:
+                self._titles.pop(name, None)  # a title remembered as missing may be there now
         self.rows += delta
         self.files_read += read
-        if queued:
-            self.lag = time.monotonic() - min(queued)
+        if taken.queued:
+            self.lag = time.monotonic() - min(taken.queued)
 
-    def _index_batch(
-        self, folder: Folder | None, jobs: list[tuple[str, str | None, Ident | None]], max_bytes: int
-    ) -> tuple[int, int]:
-        # On the writer thread.
-        db = self._writer_db
-        known = db.idents_of([name for name, key, _ in jobs if key is not None])
-        upserts: list[Doc] = []
+    def _take(
+        self,
+        folder: Folder | None,
+        jobs: list[tuple[str, str | None, Ident | None]],
+        max_bytes: int,
+        size: int,
+        queued: list[float],
+    ) -> _Taken:
+        # On the writer thread: what to remove, what to read (handed to the worker when there are many).
+        known = self._writer_db.idents_of([name for name, key, _ in jobs if key is not None])
         removals: list[str] = []
-        read = 0
-        try:
-            with _opened(folder) as dir_fd:
-                for name, key, ident in jobs:
-                    if key is None or ident is None:
-                        removals.append(name)
-                        continue
-                    if known.get(name) == ident:
-                        continue
-                    pieces = read_parts(dir_fd, name, ident, max_bytes) if dir_fd is not None else None
-                    read += 1
-                    if pieces is None:
-                        # Changed since the index read it (it will say so), or gone: what we hold is no longer true.
-                        removals.append(name)
-                        continue
-                    upserts.append(Doc(name, key, ident, search_text.title(pieces), search_text.index_text(pieces)))
-        except FolderUnusable:
-            return 0, read  # replaced or gone: the watcher rescans, and the scan asks for a full pass
-        return db.apply(upserts, removals), read
+        reads: list[tuple[str, str, Ident]] = []
+        for name, key, ident in jobs:
+            if key is None or ident is None:
+                removals.append(name)
+            elif known.get(name) != ident:
+                reads.append((name, key, ident))
+        taken = _Taken(size, queued, folder, max_bytes, removals, reads)
+        if folder is not None and len(reads) >= WORKER_MIN:
+            wanted = [(name, ident) for name, _, ident in reads]
+            seconds = WORKER_SECONDS + sum(ident.size for _, ident in wanted) / WORKER_BYTES_PER_S
+            taken.parsing = self._worker.submit(folder, wanted, max_bytes, seconds)
+        return taken
+
+    def _apply(self, taken: _Taken) -> tuple[int, int]:
+        # On the writer thread: the batch's files as read (by the worker, or here), written in one transaction.
+        prepared: list[Prepared | None] | None = []
+        if taken.reads and taken.folder is not None:
+            prepared = None
+            wanted = [(name, ident) for name, _, ident in taken.reads]
+            if taken.parsing is not None:
+                try:
+                    prepared = self._worker.result(taken.parsing)
+                    self.files_read_in_worker += len(wanted)
+                except _WorkerFailed:
+                    taken.parsing = None  # logged; parsed here
+            if taken.parsing is None:
+                prepared = search_files.prepare_batch(taken.folder, wanted, taken.max_bytes)
+        read = len(taken.reads) if taken.folder is not None else 0
+        if prepared is None:
+            return 0, read  # the folder was replaced or is gone: the watcher rescans, and the scan asks for a full pass
+        upserts: list[Doc] = []
+        removals = list(taken.removals)
+        for (name, key, ident), found in zip(taken.reads, prepared or [None] * len(taken.reads), strict=True):
+            if found is None:
+                # Changed since the index read it (it will say so), gone, or no folder: what we hold is no longer true.
+                removals.append(name)
+            else:
+                title, text, ztext = found
+                upserts.append(Doc(name, key, ident, title, text, ztext))
+        return self._writer_db.apply(upserts, removals), read
 
     # -- searching -------------------------------------------------------------------------
 
@@ -338,26 +412,157 @@ class SearchKeeper:
         self.query_buckets[-1] += 1
 
     async def titles(self, records: Sequence[SessionRecord]) -> dict[str, str]:
-        """Key -> title for the records whose file is indexed as it is now."""
+        """Key -> title for the records whose file is indexed as it is now.
+
+        The last TITLES_KEPT answers are kept by file name with the identity they were
+        asked for (the record's packed stat): a title, or None for a file not indexed
+        yet, forgotten when a batch writes that file. A page listed again (the page's
+        first request, polled, also while the build has not reached it) makes no trip
+        to the reader thread, whose every hop back waits for the GIL behind the busy loop.
+        """
         if not self.opened or not records:
             return {}
-        known = await self._r(self._reader_db.titles, [r.name for r in records])
         out: dict[str, str] = {}
+        kept = self._titles
+        missing: list[SessionRecord] = []
         for record in records:
+            hit = kept.get(record.name)
+            if hit is not None and hit[0] == record.ident:
+                if hit[1] is not None:
+                    out[record.key] = hit[1]
+                kept.move_to_end(record.name)
+            else:
+                missing.append(record)
+        if not missing:
+            return out
+        written = self._batches_written
+        known = await self._r(self._reader_db.titles, [r.name for r in missing])
+        for record in missing:
             found = known.get(record.name)
             if found is not None and found[0] == _ident(record):
                 out[record.key] = found[1]
+                kept[record.name] = (record.ident, found[1])
+            elif written == self._batches_written:  # no batch written meanwhile: "not indexed" is still true
+                kept[record.name] = (record.ident, None)
+            else:
+                continue
+            kept.move_to_end(record.name)
+        while len(kept) > TITLES_KEPT:
+            kept.popitem(last=False)
         return out
 
 
-@contextlib.contextmanager
-def _opened(folder: Folder | None) -> Iterator[int | None]:
-    """The folder's descriptor for one batch (None without a folder)."""
-    if folder is None:
-        yield None
-        return
-    with folder.open() as dir_fd:
-        yield dir_fd
+@dataclasses.dataclass(slots=True)
+class _Taken:
+    """A batch taken from the queue, not yet written."""
+
+    size: int  # its files, for the progress
+    queued: list[float]  # when its live changes were queued
+    folder: Folder | None
+    max_bytes: int
+    removals: list[str]
+    reads: list[tuple[str, str, Ident]]  # (name, key, identity) to read
+    parsing: _Parsing | None = None  # the worker's work on *reads*, when it has them
+
+
+class _WorkerFailed(Exception):
+    """The worker died, hung or failed; the batch is parsed in the daemon (logged)."""
+
+
+class _Closed(Exception):
+    """The daemon is stopping: the batch is dropped (the next start indexes it)."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Parsing:
+    pool: concurrent.futures.ProcessPoolExecutor
+    future: concurrent.futures.Future[list[Prepared | None] | None]
+    seconds: float
+
+
+class _ParseWorker:
+    """One worker process that reads and parses big batches' files (`search_files.prepare_batch`).
+
+    Started from the forkserver, as the scan's pool (forking a process that runs
+    threads can copy a held lock into the child); started when a big batch comes,
+    ended when the keeper is idle, killed at close. Used from the writer thread;
+    `close(wait=False)` from the loop.
+    """
+
+    def __init__(self) -> None:
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self.failures = 0
+        self.closed = False
+        self.pids: set[int] = set()  # every worker process started (tests: never the daemon's)
+        self.nice = search_files.WORKER_NICE  # (the bench measures the build at 0 too)
+
+    def submit(self, folder: Folder, wanted: list[tuple[str, Ident]], max_bytes: int, seconds: float) -> _Parsing | None:
+        """Hand the worker a batch; None if there is no worker (closing, or given up after failures)."""
+        if self.closed or self.failures >= WORKER_FAILURES:
+            return None
+        try:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["sessiond.live.store", "sessiond.core.search_files"])
+                self._pool = concurrent.futures.ProcessPoolExecutor(
+                    1, mp_context=context, initializer=search_files.in_a_worker, initargs=(os.getpid(), self.nice)
+                )
+            future = self._pool.submit(search_files.prepare_batch, folder, wanted, max_bytes)
+            self.pids.update(self._pool._processes or ())
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            self._failed(exc)
+            return None
+        return _Parsing(self._pool, future, seconds)
+
+    def result(self, parsing: _Parsing) -> list[Prepared | None] | None:
+        """The worker's answer; raises _WorkerFailed (logged) or _Closed."""
+        try:
+            return parsing.future.result(timeout=parsing.seconds)
+        except Exception as exc:
+            if self.closed:
+                raise _Closed from None
+            if parsing.pool is not self._pool:
+                raise _WorkerFailed from None  # that worker failed on an earlier batch (logged then)
+            self._failed(exc)
+            raise _WorkerFailed from None
+
+    def _failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        why = "it hung" if isinstance(exc, TimeoutError) else ("it died" if isinstance(exc, BrokenProcessPool) else repr(exc))
+        later = "from now on in the daemon" if self.failures >= WORKER_FAILURES else "a new worker takes the next"
+        log.warning("search: the parse worker failed (%s); its batch is parsed in the daemon, %s", why, later)
+        self._end(kill=True)
+
+    def stop(self) -> None:
+        """End the worker once it is idle (its memory goes back). On the writer thread."""
+        self._end(kill=False)
+
+    def close(self, wait: bool) -> None:
+        """Kill the worker now and start no other: the daemon is stopping.
+
+        From the loop without *wait* (a batch the writer thread waits for fails at once);
+        then from the writer thread with *wait*: the pool's own thread is joined, so none
+        is left for the interpreter's exit to wake (a race in 3.11's concurrent.futures).
+        """
+        self.closed = True
+        if wait:
+            self._end(kill=True)
+        elif (pool := self._pool) is not None:
+            _kill(pool)
+
+    def _end(self, kill: bool) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        if kill:
+            _kill(pool)
+        pool.shutdown(wait=True, cancel_futures=True)  # at once once killed, or idle
+
+
+def _kill(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    for process in list((pool._processes or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.kill()
 
 
 def _differences(records: list[SessionRecord], known: dict[str, Ident]) -> list[str]:

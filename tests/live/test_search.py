@@ -179,6 +179,33 @@ async def test_a_restart_indexes_only_what_changed(start_client: Any, sessions: 
     assert keeper_of(second).rows == 5
 
 
+async def test_the_full_pass_is_read_and_parsed_in_a_worker_process_not_the_daemons(
+    start_client: Any, sessions: Path, state: Path
+) -> None:
+    for i in range(300):  # more than one batch: the worker parses one while the writer thread writes the other
+        write(sessions, f"w:{i}", f"unique{i} shared", "an answer")
+    client = await start_client(state_dir=str(state))
+    await complete(client)
+    keeper = keeper_of(client)
+    assert keeper.files_read == 300 and keeper.files_read_in_worker == 300
+    assert keeper._worker.pids and os.getpid() not in keeper._worker.pids
+    found: list[str] = []
+    cursor: dict[str, str] = {}
+    while True:
+        body = await search(client, "shared", limit=100, **cursor)
+        found += [r["key"] for r in body["results"]]
+        if body["next_cursor"] is None:
+            break
+        cursor = {"cursor": body["next_cursor"]}
+    assert sorted(found) == sorted(f"w:{i}" for i in range(300))
+    assert await keys(client, "unique123") == ["w:123"]
+    # A watch batch of a few files is parsed on the writer thread: no round trip.
+    write(sessions, "w:1", "rewritten1 shared")
+    await eventually(lambda: keys(client, "rewritten1"))
+    assert keeper.files_read == 301 and keeper.files_read_in_worker == 300
+    assert await keys(client, "unique1") == []
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -334,6 +361,74 @@ async def test_a_title_in_detail_and_in_the_list_with_meta(client: TestClient, s
     assert listed["sessions"][0]["title"] == detail["title"]
     (result,) = (await search(client, "refund"))["results"]
     assert result["title"] == detail["title"]
+
+
+async def test_a_page_listed_again_takes_its_titles_from_memory_and_a_rewrite_shows_its_new_title(
+    start_client: Any, sessions: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        write(sessions, f"p:{i}", f"first question {i}", "answer", updated=1_700_000_100.0 + i)
+    client = await start_client(state_dir=str(state))  # the reader's own connection (in memory, the writer's is shared)
+    await complete(client, sessions)
+    keeper = keeper_of(client)
+    trips: list[int] = []
+    lookup = keeper._reader_db.titles
+
+    def counted(names: Any) -> Any:
+        trips.append(len(names))
+        return lookup(names)
+
+    monkeypatch.setattr(keeper._reader_db, "titles", counted)
+
+    async def titles() -> dict[str, str]:
+        body = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
+        return {s["key"]: s["title"] for s in body["sessions"]}
+
+    first = await titles()
+    assert first == {f"p:{i}": f"first question {i}" for i in range(5)} and trips == [5]
+    assert await titles() == first and trips == [5]  # the page's titles, asked again: no trip to the reader thread
+    write(sessions, "p:3", "a new question", "answer", updated=1_700_000_200.0)
+    await eventually(lambda: keys(client, "new"))
+    assert (await titles())["p:3"] == "a new question" and trips == [5, 1]  # only the changed file is looked up
+
+
+async def test_a_page_listed_while_its_sessions_wait_to_be_indexed_makes_one_trip_then_shows_their_titles(
+    start_client: Any, sessions: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The page's list, polled during a build that has not reached its sessions yet (the list is
+    # in key order, the build newest first): one trip to the reader thread, not one per request.
+    client = await start_client(state_dir=str(state))
+    await complete(client)
+    keeper = keeper_of(client)
+    trips: list[int] = []
+    lookup = keeper._reader_db.titles
+
+    def counted(names: Any) -> Any:
+        trips.append(len(names))
+        return lookup(names)
+
+    monkeypatch.setattr(keeper._reader_db, "titles", counted)
+    gate = asyncio.Event()
+    original = SearchKeeper._write_now
+
+    async def held(self: SearchKeeper, batch: Any) -> None:
+        await gate.wait()
+        await original(self, batch)
+
+    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    for i in range(3):
+        write(sessions, f"q:{i}", f"question {i}", "answer")
+    await eventually(lambda: all(store_of(client).index.get(f"q:{i}") is not None for i in range(3)))
+
+    async def titles() -> dict[str, str | None]:
+        body = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
+        return {s["key"]: s["title"] for s in body["sessions"]}
+
+    assert await titles() == {f"q:{i}": None for i in range(3)} and trips == [3]
+    assert await titles() == {f"q:{i}": None for i in range(3)} and trips == [3]
+    gate.set()
+    await complete(client, sessions)
+    assert await titles() == {f"q:{i}": f"question {i}" for i in range(3)} and trips == [3, 3]
 
 
 async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client: TestClient, sessions: Path) -> None:
