@@ -349,3 +349,48 @@ def demo_session(key: str, n: int, now: float) -> dict[str, object]:
         messages.append({"role": "assistant", "content": f"Answer {i + 1}."})
     created = now - 86400 * (n + 1)
     return {"key": key, "messages": messages, "summary": None, "created_at": created, "updated_at": now - 60 * n}
+
+
+# -- processes (for tests of the daemon's child processes) -----------------------------
+
+
+def children(pid: int) -> list[int]:
+    """The live (not zombie) child processes of *pid*, from /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """The command line of *pid*, spaces for its NULs (empty once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    """Whether *pid* runs (a zombie does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    """Poll the blocking *check* until it returns something true, which is returned; AssertionError after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not within {timeout}s")

@@ -7,7 +7,7 @@ older or newer one the index has not judged yet.
 
 `prepare_batch` is all the Python work of indexing a batch of files (reading,
 parsing, the text, its compressed copy): the search keeper runs it in a worker
-process for big batches, so that work neither holds the daemon's GIL nor shares
+process (started with core/workers.py's `in_a_worker`) for big batches, so that work neither holds the daemon's GIL nor shares
 its core, and the daemon only hands SQLite the result.
 """
 
@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
 import stat as stat_mod
-import threading
-import time
 from typing import Any
 
 from sessiond.core import loader, search_text
@@ -73,44 +69,3 @@ def prepare_batch(folder: Folder, wanted: list[tuple[str, Ident]], max_bytes: in
             return [prepare(dir_fd, name, Ident(*ident), max_bytes) for name, ident in wanted]
     except FolderUnusable:
         return None
-
-
-# A worker's niceness: the build takes the CPU the daemon's requests leave (on two cores it
-# would otherwise take a whole one from them), yet still about a tenth when they want it all,
-# so it never starves into looking hung.
-WORKER_NICE = 10
-
-
-def in_a_worker(daemon: int, nice: int = WORKER_NICE) -> None:
-    """A worker process's start: *nice* more; it ends when the daemon (pid *daemon*) does, however the daemon ends.
-
-    A stop kills the worker; but a daemon killed outright (SIGKILL, the out-of-memory
-    killer) runs no stop, and a pool worker waits for work on a pipe it holds both
-    ends of, so it would wait for ever. Ctrl-C in a terminal is the daemon's to handle.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.nice(nice)
-    threading.Thread(target=_end_with, args=(daemon,), name="sessiond-end-with-daemon", daemon=True).start()
-
-
-def _end_with(daemon: int) -> None:
-    try:
-        fd = os.pidfd_open(daemon)
-    except ProcessLookupError:
-        os._exit(0)  # gone already
-    except OSError:  # no pidfd here (a kernel before 5.3): look every second
-        while _alive(daemon):
-            time.sleep(1.0)
-        os._exit(0)
-    select.select([fd], [], [])  # readable once the daemon has ended
-    os._exit(0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True

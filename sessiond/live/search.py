@@ -50,7 +50,7 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from sessiond.core import search_files, search_text
+from sessiond.core import search_files, search_text, workers
 from sessiond.core.folder import Folder, FolderUnusable
 from sessiond.core.index import SessionRecord
 from sessiond.core.query import Filter, QueryError
@@ -69,6 +69,10 @@ HITS_PER_RESULT = 3
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 TITLES_KEPT = 4096  # titles kept in memory for the list (about 1 MB)
 WORKER_MIN = 32  # files to read from which a batch is parsed in the worker process (fewer: here, no round trip)
+# The worker's niceness: the build takes the CPU the daemon's requests leave (on two cores it
+# would otherwise take a whole one from them), yet still about a tenth when they want it all,
+# so it never starves into looking hung.
+WORKER_NICE = 10
 WORKER_FAILURES = 3  # worker deaths (or hangs) after which batches are parsed here only
 WORKER_SECONDS = 30.0  # a batch's time in the worker before it counts as hung, plus a second per WORKER_BYTES_PER_S
 WORKER_BYTES_PER_S = 4 << 20
@@ -494,7 +498,7 @@ class _ParseWorker:
         self.failures = 0
         self.closed = False
         self.pids: set[int] = set()  # every worker process started (tests: never the daemon's)
-        self.nice = search_files.WORKER_NICE  # (the bench measures the build at 0 too)
+        self.nice = WORKER_NICE  # (the bench measures the build at 0 too)
 
     def submit(self, folder: Folder, wanted: list[tuple[str, Ident]], max_bytes: int, seconds: float) -> _Parsing | None:
         """Hand the worker a batch; None if there is no worker (closing, or given up after failures)."""
@@ -505,7 +509,7 @@ class _ParseWorker:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(["sessiond.live.store", "sessiond.core.search_files"])
                 self._pool = concurrent.futures.ProcessPoolExecutor(
-                    1, mp_context=context, initializer=search_files.in_a_worker, initargs=(os.getpid(), self.nice)
+                    1, mp_context=context, initializer=workers.in_a_worker, initargs=(os.getpid(), self.nice)
                 )
             future = self._pool.submit(search_files.prepare_batch, folder, wanted, max_bytes)
             self.pids.update(self._pool._processes or ())

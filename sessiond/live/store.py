@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from sessiond.core import loader, removal, snapshot
+from sessiond.core import loader, removal, snapshot, workers
 from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, AuditTrail
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
@@ -215,7 +215,9 @@ class SessionStore:
             context = multiprocessing.get_context("forkserver")
             # Imported once in the fork server, not once per worker.
             context.set_forkserver_preload(["sessiond.live.store"])
-            pool = concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 2, mp_context=context)
+            pool = concurrent.futures.ProcessPoolExecutor(
+                max_workers=os.cpu_count() or 2, mp_context=context, initializer=workers.in_a_worker, initargs=(os.getpid(),)
+            )
         try:
             futures = [loop.run_in_executor(pool, _read_flat, folder, chunk, self.max_file_bytes) for chunk in chunks]
             for future in asyncio.as_completed(futures):

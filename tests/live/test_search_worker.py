@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support import Daemon
+from tests.support import Daemon, alive, children, cmdline, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -67,52 +67,14 @@ def _start(workspace: Path, tmp_path: Path, seconds_a_file: float) -> Daemon:
     return daemon
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry))
-    return found
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def _workers(daemon: Daemon) -> list[int]:
     """The search worker: the child of the daemon's fork server (no scan pool below 20,000 files)."""
-    servers = [child for child in _children(daemon.proc.pid) if "forkserver" in _cmdline(child)]
-    return [worker for server in servers for worker in _children(server)]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    servers = [child for child in children(daemon.proc.pid) if "forkserver" in cmdline(child)]
+    return [worker for server in servers for worker in children(server)]
 
 
 def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
-def _wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not within {timeout}s")
 
 
 def _search(daemon: Daemon) -> dict[str, Any]:
@@ -131,12 +93,12 @@ def _keys(daemon: Daemon, q: str) -> list[str]:
 def test_a_worker_killed_mid_build_loses_nothing_and_the_build_completes(workspace: Path, tmp_path: Path) -> None:
     _fill(workspace / "sessions", SESSIONS)
     with _start(workspace, tmp_path, 0.004) as daemon:
-        (worker,) = _wait_for(lambda: _workers(daemon), 30, "a search worker")
+        (worker,) = wait_for(lambda: _workers(daemon), 30, "a search worker")
         assert worker != daemon.proc.pid
         assert _nice(worker) > _nice(daemon.proc.pid)  # it takes the CPU the daemon's requests leave
         assert not _search(daemon)["complete"]
         os.kill(worker, signal.SIGKILL)
-        _wait_for(lambda: _search(daemon)["complete"], 120, "the complete index")
+        wait_for(lambda: _search(daemon)["complete"], 120, "the complete index")
         figures = _search(daemon)
         assert figures["indexed"] == figures["total"] == SESSIONS
         for i in (0, 1, 517, SESSIONS - 1):
@@ -155,15 +117,15 @@ def test_a_worker_killed_mid_build_loses_nothing_and_the_build_completes(workspa
 def test_a_sigterm_while_the_worker_parses_stops_the_daemon_and_the_worker_within_3s(workspace: Path, tmp_path: Path) -> None:
     _fill(workspace / "sessions", SESSIONS)
     with _start(workspace, tmp_path, 0.02) as daemon:
-        (worker,) = _wait_for(lambda: _workers(daemon), 30, "a search worker")
+        (worker,) = wait_for(lambda: _workers(daemon), 30, "a search worker")
         time.sleep(0.3)  # well inside a batch: 256 files take 5 s in the worker
-        assert not _search(daemon)["complete"] and _alive(worker)
+        assert not _search(daemon)["complete"] and alive(worker)
         sent = time.monotonic()
         code = daemon.stop(signal.SIGTERM, timeout=30)
         took = time.monotonic() - sent
         output = daemon.output()
     assert code == 0 and took < 3.0, (code, took, output[-3000:])
-    _wait_for(lambda: not _alive(worker), 3, "the worker's end")
+    wait_for(lambda: not alive(worker), 3, "the worker's end")
     assert "parse worker failed" not in output and "Traceback" not in output, output[-3000:]
 
 
@@ -171,7 +133,7 @@ def test_a_daemon_killed_outright_leaves_no_worker_behind(workspace: Path, tmp_p
     # SIGKILL (the out-of-memory killer; a test's clean-up): no stop runs, yet the worker must not live on.
     _fill(workspace / "sessions", SESSIONS)
     with _start(workspace, tmp_path, 0.02) as daemon:
-        (worker,) = _wait_for(lambda: _workers(daemon), 30, "a search worker")
+        (worker,) = wait_for(lambda: _workers(daemon), 30, "a search worker")
         daemon.proc.kill()
         daemon.proc.wait()
-    _wait_for(lambda: not _alive(worker), 10, "the worker's end")
+    wait_for(lambda: not alive(worker), 10, "the worker's end")
