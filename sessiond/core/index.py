@@ -34,6 +34,11 @@ def pack(st: FileStat) -> int:
     return ((((st.size << _WORD) | (st.mtime_ns + _TIME_OFFSET)) << _WORD | st.inode) << _WORD) | (st.ctime_ns + _TIME_OFFSET)
 
 
+def changed_at(ident: int) -> int:
+    """The ctime (ns) of a packed identity, without unpacking the rest."""
+    return (ident & _MASK) - _TIME_OFFSET
+
+
 def unpack(ident: int) -> FileStat:
     """The inverse of pack."""
     ctime_ns = (ident & _MASK) - _TIME_OFFSET
