@@ -48,8 +48,8 @@ BACKOFF_MAX = 5.0
 HEALTHY_AFTER = 30.0  # a watch that ran this long before failing starts the backoff afresh
 GIVE_UP = 10  # failures in a row (no healthy watch between) and the watch has failed for good
 # watchfiles answers at least this often, with an empty batch if nothing changed: the
-# first answer proves the watch is set up (so the scan after it misses nothing), and
-# the rest show its thread is alive.
+# first answer proves the watch is set up (so the catch-up after it misses nothing; see
+# _set_up for the sooner proof), and the rest show its thread is alive.
 HEARTBEAT_MS = 200
 # A file rewritten in place within one tick of the kernel's coarse clock after the scan
 # read it keeps its size and times: the start's catch-up re-reads every file whose ctime
@@ -307,13 +307,15 @@ class SessionWatcher:
         watching = asyncio.Event()
         reader = asyncio.create_task(self._read(events, watching), name="sessiond-watch-reader")
         try:
-            # The first batch (empty, after HEARTBEAT_MS at most) proves the watch is set up:
-            # only then the catch-up, so nothing written meanwhile is missed.
-            first = asyncio.ensure_future(watching.wait())
-            try:
-                await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                first.cancel()
+            # Only once the watch is set up the catch-up, so nothing written meanwhile is missed.
+            await asyncio.sleep(0)  # the reader's first step, in which awatch sets up its watch
+            if not reader.done() and not _set_up(events):
+                # The first batch (empty, after HEARTBEAT_MS at most) proves it too.
+                first = asyncio.ensure_future(watching.wait())
+                try:
+                    await asyncio.wait({first, reader}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    first.cancel()
             _raise_if_ended(reader)
             if self._scanned is not None and identity(self.folder) != folder.ident:
                 # Removed or replaced while it was scanned, before any watch could say so.
@@ -419,6 +421,16 @@ class SessionWatcher:
         await self.store.reconcile(in_flight=self._hinted, grace=3 * self.debounce_ms / 1000, expect_changes=expect_changes)
         # The duty cycle counts the walk, not the grace period spent waiting on the watch.
         self.schedule.done(started, time.monotonic(), self.store.last_walk_seconds)
+
+
+def _set_up(events: object) -> bool:
+    """True once awatch's generator holds its RustNotify, whose constructor returns only with
+    the watch set (inotify_add_watch done, or the poller's first look at the folder taken);
+    events from then on wait in it for the first batch. 200 ms sooner than the first batch
+    proves the same. False with a watchfiles that keeps it under another name: then the
+    first batch is waited for."""
+    frame = getattr(events, "ag_frame", None)
+    return frame is not None and type(frame.f_locals.get("watcher")).__name__ == "RustNotify"
 
 
 def _raise_if_ended(reader: asyncio.Task[None]) -> None:

@@ -16,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from watchfiles import awatch
 
 from sessiond.core.names import file_name_for
+from sessiond.live import watcher as watcher_mod
 from sessiond.live.store import SessionStore
 from sessiond.live.watcher import SessionWatcher, WatchState
 from tests.disk import disk_model
@@ -97,3 +99,22 @@ async def test_a_folder_replaced_during_the_first_scan_is_the_one_indexed_at_rea
     finally:
         await watcher.stop()
         shutil.rmtree(workspace / "old-sessions")
+
+
+@pytest.mark.parametrize("polling", MODES)
+async def test_the_watch_is_known_set_up_at_the_readers_first_step(sessions: Path, polling: bool) -> None:
+    # The catch-up starts without waiting 200 ms for the first batch only while this holds
+    # for the watchfiles installed; a write right after that step is in the first batch.
+    stop = asyncio.Event()
+    events = awatch(sessions, stop_event=stop, rust_timeout=5000, yield_on_timeout=True, force_polling=polling, recursive=False)
+    first = asyncio.ensure_future(anext(events))
+    await asyncio.sleep(0)
+    try:
+        assert watcher_mod._set_up(events)
+        write_atomic(sessions, "right:after")
+        batch = await asyncio.wait_for(first, 5)
+        assert any(path.endswith(file_name_for("right:after")) for _, path in batch)
+    finally:
+        stop.set()
+        first.cancel()
+        await events.aclose()
