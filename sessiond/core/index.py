@@ -44,11 +44,6 @@ def pack_stat(st: os.stat_result) -> int:
     )
 
 
-def changed_at(ident: int) -> int:
-    """The ctime (ns) of a packed identity, without unpacking the rest."""
-    return (ident & _MASK) - _TIME_OFFSET
-
-
 def unpack(ident: int) -> FileStat:
     """The inverse of pack."""
     ctime_ns = (ident & _MASK) - _TIME_OFFSET

@@ -19,7 +19,7 @@ from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, 
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
-from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, changed_at, pack
+from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
@@ -112,10 +112,6 @@ class SessionStore:
         self.resurrection_listeners: list[ResurrectionListener] = []
 
     # -- whole-folder --------------------------------------------------------
-
-    def trusts_a_snapshot(self) -> bool:
-        """True when the next scan can start from a snapshot: a stat walk, and only changed files read."""
-        return self.snapshot_path is not None and self.snapshot_path.exists()
 
     async def scan(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Read every session file off the event loop and replace the index with the result.
@@ -309,7 +305,6 @@ class SessionStore:
         grace: float = 0.0,
         expect_changes: bool = False,
         recheck_invalid: bool = False,
-        changed_since_ns: int | None = None,
     ) -> int:
         """Stat-walk the folder and re-read only the files whose stat differs from the index.
 
@@ -317,18 +312,14 @@ class SessionStore:
         seconds after the walk, not counting names *in_flight* says the watcher has
         been told about meanwhile. With *expect_changes* (a new folder)
         differences are not drift. With *recheck_invalid*, every invalid file is read
-        again whatever its stat (a limit raised, a permission granted). With
-        *changed_since_ns* (a time.time_ns() value), every file whose recorded ctime is
-        at or after it is read again whatever its stat: a file rewritten in place within
-        one tick of the kernel's coarse clock after it was read keeps its size and times.
+        again whatever its stat (a limit raised, a permission granted).
         """
         loop = asyncio.get_running_loop()
         started = time.monotonic()
         applied: set[str] = set()
         self._applied_during_walks.append(applied)
         try:
-            known = self.index.file_idents()
-            stale = await loop.run_in_executor(None, _stale, self.folder, known)
+            stale = await loop.run_in_executor(None, _stale, self.folder, self.index.file_idents())
             self.last_walk_seconds = time.monotonic() - started
             # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
             stale = [(name, st) for name, st in stale if name not in self._retries]
@@ -347,10 +338,6 @@ class SessionStore:
         finally:
             self._applied_during_walks.remove(applied)
         names = [name for name, _ in stale]
-        if changed_since_ns is not None:
-            listed = set(names)
-            names.extend(n for n, ident in known.items() if changed_at(ident) >= changed_since_ns and n not in listed)
-        del known
         if recheck_invalid:
             names.extend(name for name in list(self.index.invalid) if name not in set(names))
         if names:

@@ -1,12 +1,11 @@
 """The watch task: file-system batches in, files re-read, index updated, and never trusted alone.
 
-A cold start scans first and watches after: inotify reports every open of a watched
-folder's files (watchfiles' backend, notify, subscribes to IN_OPEN and cannot be told
-not to), so a scan under the watch pays for an event per file it reads. Once the watch
-is proven set up, one stat walk finds what changed while the scan ran (see
-`_catch_up`), before `ready`. A restart from a snapshot only stats most files, which
-inotify does not report: it watches first, as the catch-up after it would be a second
-walk of the whole folder.
+The watch is set up before the first scan, so nothing written meanwhile is missed.
+inotify then reports every open of the scan's reads (notify, watchfiles' backend,
+subscribes to IN_OPEN and cannot be told not to; watchfiles drops those events), which
+costs watchfiles' thread some CPU. Scanning first and closing the window with a stat
+walk after the watch was measured too (docs/performance.md): the walk cost more than
+the events on this project's VM, so the watch stays first.
 
 Batches are hints (a set of names to re-read), and the watch itself can fail
 quietly: watchfiles drops inotify's queue-overflow notice, and a watch on a
@@ -48,13 +47,9 @@ BACKOFF_MAX = 5.0
 HEALTHY_AFTER = 30.0  # a watch that ran this long before failing starts the backoff afresh
 GIVE_UP = 10  # failures in a row (no healthy watch between) and the watch has failed for good
 # watchfiles answers at least this often, with an empty batch if nothing changed: the
-# first answer proves the watch is set up (so the catch-up after it misses nothing; see
+# first answer proves the watch is set up (so the scan after it misses nothing; see
 # _set_up for the sooner proof), and the rest show its thread is alive.
 HEARTBEAT_MS = 200
-# A file rewritten in place within one tick of the kernel's coarse clock after the scan
-# read it keeps its size and times: the start's catch-up re-reads every file whose ctime
-# is this close to the scan's start, or later (ticks are 1-10 ms; clock slew leaves room).
-RACY_NS = 1_000_000_000
 
 
 class WatchState(enum.Enum):
@@ -106,7 +101,7 @@ def _undecodable(exc: BaseException) -> bool:
 
 
 class SessionWatcher:
-    """Keeps a SessionStore equal to its folder: scan and watch, catch up, then apply hints."""
+    """Keeps a SessionStore equal to its folder: watch first, then scan, then apply hints."""
 
     def __init__(
         self,
@@ -134,9 +129,6 @@ class SessionWatcher:
         self._folder_touched = False
         self._new_folder = False
         self._batch_lost = False
-        # (folder identity, time.time_ns() it began) of a first scan made before the watch,
-        # until the catch-up after the watch has brought it in step.
-        self._scanned: tuple[tuple[int, int], int] | None = None
         self._checking: asyncio.Task[None] | None = None  # a reconcile beside the hint loop
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -267,7 +259,6 @@ class SessionWatcher:
                 else:
                     log.warning("sessions folder %s is gone; serving nothing until it is back", self.folder)
                 await self.store.clear()  # every file went with it, or must not be read
-                self._scanned = None
                 self._enter(WatchState.UNUSABLE, why) if why else self._enter(WatchState.GONE)
                 self.ready.set()  # started: the truth is "nothing to serve", and the state says why
             await asyncio.sleep(FOLDER_POLL)
@@ -283,13 +274,6 @@ class SessionWatcher:
 
     async def _watch(self, folder: Folder) -> None:
         """Watch the folder until it is removed or replaced (return) or the watch fails (raise)."""
-        cold = not self.ready.is_set() and not self.store.trusts_a_snapshot()
-        if cold and (self._scanned is None or self._scanned[0] != folder.ident):
-            # A cold start reads every file: before the watch (see the module's doc).
-            self._enter(WatchState.INDEXING)
-            began = time.time_ns()
-            await self.store.scan(self._indexing)
-            self._scanned = (folder.ident, began)
         stop = asyncio.Event()  # one per watch: awatch sets it when its reader is cancelled
         events = awatch(
             os.path.dirname(self.folder),
@@ -317,10 +301,6 @@ class SessionWatcher:
                 finally:
                     first.cancel()
             _raise_if_ended(reader)
-            if self._scanned is not None and identity(self.folder) != folder.ident:
-                # Removed or replaced while it was scanned, before any watch could say so.
-                log.warning("sessions folder %s was removed or replaced during the first scan; indexing it afresh", self.folder)
-                return
             await self._catch_up()
             self._enter(WatchState.READY)
             await self._apply_until_moved(reader, folder)
@@ -334,16 +314,7 @@ class SessionWatcher:
     async def _catch_up(self) -> None:
         if not self.ready.is_set():
             self._enter(WatchState.INDEXING)
-            if self._scanned is None:
-                await self.store.scan(self._indexing)  # under the watch
-            else:
-                # The scan ran before the watch, which is set now: one stat walk finds what
-                # changed meanwhile (a file's size, mtime, inode and ctime against what the
-                # scan read), re-reads it and drops what is gone. Files changed so close to the
-                # scan that their times may not show it are re-read whatever their stat.
-                await self.store.reconcile(expect_changes=True, changed_since_ns=self._scanned[1] - RACY_NS)
-                self._scanned = None
-            self._new_folder = False  # whatever folder this is, it is the one indexed
+            await self.store.scan(self._indexing)
             self.ready.set()
             return
         if self._new_folder:

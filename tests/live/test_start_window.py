@@ -1,10 +1,11 @@
-"""The first start: what changes while the first scan runs is in the index when ready is set.
+"""The first start: what changes while the first scan runs reaches the index through the watch.
 
-The scan is hooked at its end (every file read, the index not yet built) through the
-watcher's progress callback, and real file operations run there: no mock of the file
-system. The index is compared with the disk at the moment `ready` is set, before any
-hint from the watch could be applied and with no reconcile timer: only the start's own
-catch-up can make it right.
+The watch is set up before the scan (the module doc of live/watcher.py says why, and
+docs/performance.md what the other order cost). The scan is hooked at its end (every
+file read, the index not yet built) through the watcher's progress callback, and real
+file operations run there: no mock of the file system. With no reconcile timer, only
+the watch's events can make the index right, and they must do so before the burst's
+own reconcile (0.3 s after it) has run.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from sessiond.live import watcher as watcher_mod
 from sessiond.live.store import SessionStore
 from sessiond.live.watcher import SessionWatcher, WatchState
 from tests.disk import disk_model
-from tests.support import write_atomic
+from tests.support import eventually, write_atomic
 
 MODES = [pytest.param(False, id="inotify"), pytest.param(True, id="polling")]
 
@@ -51,7 +53,7 @@ async def started(sessions: Path, polling: bool, during_scan: Callable[[], None]
 
 
 @pytest.mark.parametrize("polling", MODES)
-async def test_files_written_rewritten_and_deleted_during_the_first_scan_are_right_at_ready(
+async def test_files_written_rewritten_and_deleted_during_the_first_scan_are_indexed_without_a_reconcile(
     sessions: Path, polling: bool
 ) -> None:
     for i in range(40):
@@ -68,20 +70,29 @@ async def test_files_written_rewritten_and_deleted_during_the_first_scan_are_rig
         (sessions / file_name_for("w:3")).unlink()
         write_atomic(sessions, "brief:1", messages=2)  # written, then deleted
         (sessions / file_name_for("brief:1")).unlink()
+        if polling:
+            # The poller compares times: a rewrite of the same size within one tick of the
+            # kernel's clock after the first write is invisible to it (and to any stat).
+            time.sleep(0.05)
         with in_place.open("r+b") as fh:
             fh.write(b'{"key":"same:size","messages":[1,2,3],"pad":""}')
 
     watcher = await started(sessions, polling, during_scan)
+    store = watcher.store
     try:
-        assert index_model(watcher.store) == disk_model(sessions)  # at ready: no hint applied, no reconcile run
-        assert watcher.store.index.get("same:size").message_count == 3
-        assert watcher.store.drift_files == 0  # the start's own window, not drift
+        if polling:  # the poller's looks (every 300 ms) and the burst's reconcile converge it together
+            await eventually(lambda: index_model(store) == disk_model(sessions), timeout=3)
+        else:
+            await eventually(lambda: index_model(store) == disk_model(sessions) or store.reconciles > 0, timeout=3)
+            assert store.reconciles == 0  # the events made it right, not a walk
+            assert index_model(store) == disk_model(sessions)
+        assert store.index.get("same:size").message_count == 3
     finally:
         await watcher.stop()
 
 
 @pytest.mark.parametrize("polling", MODES)
-async def test_a_folder_replaced_during_the_first_scan_is_the_one_indexed_at_ready(
+async def test_a_folder_replaced_during_the_first_scan_is_the_one_indexed_soon_after(
     workspace: Path, sessions: Path, polling: bool
 ) -> None:
     for i in range(10):
@@ -94,8 +105,7 @@ async def test_a_folder_replaced_during_the_first_scan_is_the_one_indexed_at_rea
 
     watcher = await started(sessions, polling, during_scan)
     try:
-        assert index_model(watcher.store) == {"new:1": 2}
-        assert watcher.state is WatchState.READY
+        await eventually(lambda: index_model(watcher.store) == {"new:1": 2} and watcher.state is WatchState.READY, timeout=5)
     finally:
         await watcher.stop()
         shutil.rmtree(workspace / "old-sessions")
@@ -112,8 +122,13 @@ async def test_the_watch_is_known_set_up_at_the_readers_first_step(sessions: Pat
     try:
         assert watcher_mod._set_up(events)
         write_atomic(sessions, "right:after")
-        batch = await asyncio.wait_for(first, 5)
-        assert any(path.endswith(file_name_for("right:after")) for _, path in batch)
+        seen: set[str] = set()
+        deadline = time.monotonic() + 5
+        while not any(path.endswith(file_name_for("right:after")) for path in seen):
+            batch = await asyncio.wait_for(first, max(deadline - time.monotonic(), 0))
+            assert batch, "the write was not reported"  # an empty batch: timed out (5 s) without it
+            seen.update(path for _, path in batch)
+            first = asyncio.ensure_future(anext(events))  # a poll may see the temp file first
     finally:
         stop.set()
         first.cancel()
