@@ -21,13 +21,13 @@ import stat as stat_mod
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 import simdjson
 
 from sessiond.core.folder import Folder, FolderUnusable
-from sessiond.core.index import FileStat, FileState, InvalidFile, SessionRecord, pack
+from sessiond.core.index import FileStat, FileState, InvalidFile, SessionRecord, pack_stat
 from sessiond.core.names import BAD_NAME, MAX_KEY_LENGTH, is_session_name, name_is_text
 
 A = TypeVar("A")
@@ -335,32 +335,45 @@ def _lstat_or_zero(dir_fd: int, name: str) -> FileStat:
         return FileStat(0, 0, 0, 0)
 
 
-def list_session_files(dir_fd: int) -> Iterator[tuple[str, FileStat]]:
-    """Stat-only walk of the top level: (name, stat) of every candidate session file."""
+def list_idents(dir_fd: int, others: list[str] | None = None) -> dict[str, int]:
+    """Name -> index.pack of the stat, for every candidate session file of the top level.
+
+    Every other name goes to *others* when given (the start looks there for interrupted deletes).
+    """
+    idents: dict[str, int] = {}
     with os.scandir(dir_fd) as entries:
         for entry in entries:
-            if not is_session_name(entry.name):
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            yield entry.name, stat_of(st)
-
-
-def list_idents(dir_fd: int) -> dict[str, int]:
-    """Name -> index.pack of the stat, for every candidate session file of the top level."""
-    return {name: pack(st) for name, st in list_session_files(dir_fd)}
+            if is_session_name(name := entry.name):
+                try:
+                    idents[name] = pack_stat(entry.stat(follow_symlinks=False))
+                except OSError:
+                    continue
+            elif others is not None:
+                others.append(name)
+    return idents
 
 
 def stale_names(dir_fd: int | None, known: Mapping[str, int]) -> list[tuple[str, FileStat | None]]:
     """Names whose stat on disk differs from *known* (name -> index.pack of the stat), with the disk's stat (None: gone).
 
-    No folder (None) holds nothing, so then every known name is stale.
+    No folder (None) holds nothing, so then every known name is stale. One lstat a
+    file and no object for a file that is as known (a walk after a scan of 100k files).
     """
-    listing = dict(list_session_files(dir_fd)) if dir_fd is not None else {}
-    stale: list[tuple[str, FileStat | None]] = [(name, st) for name, st in listing.items() if known.get(name) != pack(st)]
-    stale.extend((name, None) for name in known if name not in listing)
+    stale: list[tuple[str, FileStat | None]] = []
+    listed: set[str] = set()
+    if dir_fd is not None:
+        with os.scandir(dir_fd) as entries:
+            for entry in entries:
+                if not is_session_name(name := entry.name):
+                    continue
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                listed.add(name)
+                if known.get(name) != pack_stat(st):
+                    stale.append((name, stat_of(st)))
+    stale.extend((name, None) for name in known if name not in listed)
     return stale
 
 

@@ -129,20 +129,25 @@ class SessionStore:
         if folder is None:
             self._load([], started, 0, 0)
             return
-        if self.scans == 0:
-            await loop.run_in_executor(None, self._tidy_after_crash, folder)
-            if self.deletions_path is not None:
-                self.deletions = await loop.run_in_executor(None, Deletions.load, self.deletions_path)
+        # The first scan's listing also names the files an interrupted delete left (removal.py).
+        others: list[str] | None = [] if self.scans == 0 else None
+        if others is not None and self.deletions_path is not None:
+            self.deletions = await loop.run_in_executor(None, Deletions.load, self.deletions_path)
         kept: list[tuple[str, FileState]] = []
         unchanged = False
         if self.snapshot_path is None or not self.snapshot_path.exists():
-            names = await loop.run_in_executor(None, _names_in, folder)  # no stat: reads fstat anyway
+            names = await loop.run_in_executor(None, _names_in, folder, others)  # no stat: reads fstat anyway
+            if others is not None and (back := await loop.run_in_executor(None, self._tidy_after_crash, folder, others)):
+                listed = set(names)
+                names.extend(name for name in dict.fromkeys(back) if name not in listed)
             total = len(names)
         else:
             # The snapshot is decoded while the folder is walked: one waits on the disk.
             loading = loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
             try:
-                disk = await loop.run_in_executor(None, _idents_in, folder)
+                disk = await loop.run_in_executor(None, _idents_in, folder, others)
+                if others is not None and (back := await loop.run_in_executor(None, self._tidy_after_crash, folder, others)):
+                    await loop.run_in_executor(None, _restat, folder, disk, back)
             finally:
                 previous = await loading
             total = len(disk)
@@ -158,10 +163,10 @@ class SessionStore:
         if unchanged:
             self.snapshot_version = self.index.version  # the file on disk says exactly this: no save
 
-    def _tidy_after_crash(self, folder: Folder) -> None:
+    def _tidy_after_crash(self, folder: Folder, others: list[str]) -> list[str]:
         if self.snapshot_path is not None and (count := snapshot.remove_leftovers(self.snapshot_path)):
             log.info("removed %d unfinished snapshot file(s) of an earlier run", count)
-        removal.recover_interrupted(folder, self.max_file_bytes)
+        return removal.recover_interrupted(folder, self.max_file_bytes, others)
 
     def _load(self, results: list[tuple[str, FileState]], started: float, read: int, kept: int) -> None:
         self.last_scan_counts = (read, kept)
@@ -660,14 +665,30 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _names_in(folder: Folder) -> list[str]:
+def _names_in(folder: Folder, others: list[str] | None) -> list[str]:
     with folder.open() as dir_fd, os.scandir(dir_fd) as entries:
-        return [entry.name for entry in entries if is_session_name(entry.name)]
+        names = [entry.name for entry in entries]
+    if others is None:
+        return [name for name in names if is_session_name(name)]
+    sessions: list[str] = []
+    for name in names:
+        (sessions if is_session_name(name) else others).append(name)
+    return sessions
 
 
-def _idents_in(folder: Folder) -> dict[str, int]:
+def _idents_in(folder: Folder, others: list[str] | None) -> dict[str, int]:
     with folder.open() as dir_fd:
-        return loader.list_idents(dir_fd)
+        return loader.list_idents(dir_fd, others)
+
+
+def _restat(folder: Folder, disk: dict[str, int], names: list[str]) -> None:
+    """Files put back after the walk: their identity as now, or gone."""
+    for name in names:
+        st = _stat_in(folder, name)
+        if st is None:
+            disk.pop(name, None)
+        else:
+            disk[name] = pack(st)
 
 
 def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, FileStat | None]]:

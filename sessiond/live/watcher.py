@@ -1,5 +1,12 @@
 """The watch task: file-system batches in, files re-read, index updated, and never trusted alone.
 
+The watch is set up before the first scan, so nothing written meanwhile is missed.
+inotify then reports every open of the scan's reads (notify, watchfiles' backend,
+subscribes to IN_OPEN and cannot be told not to; watchfiles drops those events), which
+costs watchfiles' thread some CPU. Scanning first and closing the window with a stat
+walk after the watch was measured too (docs/performance.md): the walk cost more than
+the events on this project's VM, so the watch stays first.
+
 Batches are hints (a set of names to re-read), and the watch itself can fail
 quietly: watchfiles drops inotify's queue-overflow notice, and a watch on a
 folder that is removed or replaced is dead without a word. So the task

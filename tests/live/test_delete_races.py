@@ -109,7 +109,41 @@ def test_a_delete_interrupted_by_a_crash_is_undone_at_the_next_start(workspace: 
         status, body = d.get("/api/v1/sessions")
         assert status == 200 and orjson.loads(body)["sessions"] == ["kept:1", "kept:2"]
         assert d.stop() == 0
+    assert "indexed 2 sessions" in d.output()  # by the scan itself, not by the watch's events after it
     assert sorted(p.name for p in sessions.iterdir()) == ["custom name.json", "kept_2.json"]
+
+
+@pytest.mark.slow
+def test_a_delete_interrupted_by_a_crash_is_undone_at_a_restart_from_the_snapshot(workspace: Path, tmp_path: Path) -> None:
+    # The restart lists the folder once (its stat walk) and finds the held files there: the
+    # files put back after that walk must be read, not taken for gone.
+    from tests.support import Daemon
+
+    sessions = workspace / "sessions"
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {"SESSIOND_STATE_DIR": str(state)}
+    for key in ("kept:1", "kept:2", "other:1"):
+        write_atomic(sessions, key)
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready()
+        assert d.stop() == 0  # the snapshot of the three is written
+    assert any(state.iterdir())
+    # A crash between "renamed out of the way" and "unlinked", for one the snapshot knows and one it does not:
+    os.rename(sessions / "kept_1.json", sessions / ".sessiond-delete.0123abcd.kept_1.json.tmp")
+    (sessions / ".sessiond-delete.89abcdef.tmp").write_bytes(orjson.dumps(session_doc("new:1", messages=3)))
+    with Daemon(workspace, env=env) as d:
+        d.wait_ready()
+        status, body = d.get("/api/v1/sessions")
+        assert status == 200 and orjson.loads(body)["sessions"] == ["kept:1", "kept:2", "new:1", "other:1"]
+        assert d.stop() == 0
+    assert "indexed 4 sessions" in d.output()  # by the scan itself, not by the watch's events after it
+    assert sorted(p.name for p in sessions.iterdir() if not p.name.startswith(".")) == [
+        "kept_1.json",
+        "kept_2.json",
+        "new_1.json",
+        "other_1.json",
+    ]
 
 
 async def test_a_file_the_file_system_refuses_to_remove_is_a_503_and_nothing_changes(client: TestClient, sessions: Path) -> None:

@@ -207,8 +207,8 @@ async def test_files_written_during_the_scan_are_seen(start_client, sessions: Pa
 
     original = store_mod._names_in
 
-    def slow_listing(folder: Folder) -> list[str]:
-        names = original(folder)
+    def slow_listing(folder: Folder, others: list[str] | None) -> list[str]:
+        names = original(folder, others)
         # a write lands after the scan listed the folder, before it is indexed
         write_atomic(Path(folder.path), "during:scan")
         os.unlink(os.path.join(folder.path, file_name("pre:0")))
@@ -239,8 +239,8 @@ async def test_files_written_during_a_restart_from_the_snapshot_are_seen(
     later(state / "index.snapshot")  # every file then lies outside the window of times too close to it
     original = store_mod._idents_in
 
-    def slow_walk(folder: Folder) -> dict[str, int]:
-        idents = original(folder)
+    def slow_walk(folder: Folder, others: list[str] | None) -> dict[str, int]:
+        idents = original(folder, others)
         write_atomic(Path(folder.path), "during:scan")
         os.unlink(os.path.join(folder.path, file_name("pre:0")))
         return idents
