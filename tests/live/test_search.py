@@ -363,14 +363,8 @@ async def test_a_title_in_detail_and_in_the_list_with_meta(client: TestClient, s
     assert result["title"] == detail["title"]
 
 
-async def test_a_page_listed_again_takes_its_titles_from_memory_and_a_rewrite_shows_its_new_title(
-    start_client: Any, sessions: Path, state: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for i in range(5):
-        write(sessions, f"p:{i}", f"first question {i}", "answer", updated=1_700_000_100.0 + i)
-    client = await start_client(state_dir=str(state))  # the reader's own connection (in memory, the writer's is shared)
-    await complete(client, sessions)
-    keeper = keeper_of(client)
+def title_trips(keeper: SearchKeeper, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the title lookups the keeper sends to its reader thread from now on (filled as they go)."""
     trips: list[int] = []
     lookup = keeper._reader_db.titles
 
@@ -379,6 +373,18 @@ async def test_a_page_listed_again_takes_its_titles_from_memory_and_a_rewrite_sh
         return lookup(names)
 
     monkeypatch.setattr(keeper._reader_db, "titles", counted)
+    return trips
+
+
+async def test_a_page_listed_again_takes_its_titles_from_memory_and_a_rewrite_shows_its_new_title(
+    start_client: Any, sessions: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(5):
+        write(sessions, f"p:{i}", f"first question {i}", "answer", updated=1_700_000_100.0 + i)
+    client = await start_client(state_dir=str(state))  # the reader's own connection (in memory, the writer's is shared)
+    await complete(client, sessions)
+    keeper = keeper_of(client)
+    trips = title_trips(keeper, monkeypatch)
 
     async def titles() -> dict[str, str]:
         body = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
@@ -400,14 +406,7 @@ async def test_a_page_listed_while_its_sessions_wait_to_be_indexed_makes_one_tri
     client = await start_client(state_dir=str(state))
     await complete(client)
     keeper = keeper_of(client)
-    trips: list[int] = []
-    lookup = keeper._reader_db.titles
-
-    def counted(names: Any) -> Any:
-        trips.append(len(names))
-        return lookup(names)
-
-    monkeypatch.setattr(keeper._reader_db, "titles", counted)
+    trips = title_trips(keeper, monkeypatch)
     gate = asyncio.Event()
     original = SearchKeeper._write_now
 
