@@ -404,17 +404,21 @@ def churn_phase(
     return {"pool": pool, "sessions_listed": bodies["count"], "detail_path": bodies["detail_path"], "http": http, "lag": visible}
 
 
+SNAPSHOT = "index.snapshot"  # config.Settings.snapshot_path's name in the state directory
+
+
 def _snapshot_files(state_dir: Path) -> dict[str, tuple[int, int]]:
+    """The snapshot and its temp files (not the search index beside them, which grows for minutes)."""
     found = {}
     for entry in os.scandir(state_dir):
-        if entry.is_file(follow_symlinks=False):
+        if entry.name.startswith(SNAPSHOT) and entry.is_file(follow_symlinks=False):
             stat = entry.stat(follow_symlinks=False)
             found[entry.name] = (stat.st_size, stat.st_mtime_ns)
     return found
 
 
 def settle(daemon: servers.Server, state_dir: Path, timeout: float, quiet_s: float = 3.0) -> dict:
-    """Wait until the snapshot is written and the state dir unchanged for ``quiet_s``; RSS then."""
+    """Wait until the snapshot is written (the file itself, no temp file beside it) and unchanged for ``quiet_s``; RSS then."""
     started = time.perf_counter()
     last, since = _snapshot_files(state_dir), time.perf_counter()
     while time.perf_counter() - started < timeout:
@@ -423,11 +427,11 @@ def settle(daemon: servers.Server, state_dir: Path, timeout: float, quiet_s: flo
         now = _snapshot_files(state_dir)
         if now != last:
             last, since = now, time.perf_counter()
-        elif last and time.perf_counter() - since >= quiet_s:
+        elif set(last) == {SNAPSHOT} and time.perf_counter() - since >= quiet_s:
             break
     return {
-        "snapshot_written_s": round(since - started, 2) if last else None,  # after the wait began (at ready)
-        "snapshot_bytes": sum(size for size, _ in last.values()),
+        "snapshot_written_s": round(since - started, 2) if SNAPSHOT in last else None,  # after the wait began (at ready)
+        "snapshot_bytes": last.get(SNAPSHOT, (0, 0))[0],
         "memory": servers.memory_mb(daemon.process.pid),
     }
 
