@@ -189,6 +189,8 @@ async def test_the_full_pass_is_read_and_parsed_in_a_worker_process_not_the_daem
     keeper = keeper_of(client)
     assert keeper.files_read == 300 and keeper.files_read_in_worker == 300
     assert keeper._worker.pids and os.getpid() not in keeper._worker.pids
+    assert keeper.batches_written_in_worker == 2  # 256 + 44 files: the worker wrote both into the file itself
+    assert keeper.rows == 300  # its counts came back with its answers
     found: list[str] = []
     cursor: dict[str, str] = {}
     while True:
@@ -204,6 +206,19 @@ async def test_the_full_pass_is_read_and_parsed_in_a_worker_process_not_the_daem
     await eventually(lambda: keys(client, "rewritten1"))
     assert keeper.files_read == 301 and keeper.files_read_in_worker == 300
     assert await keys(client, "unique1") == []
+
+
+async def test_without_a_state_directory_the_worker_parses_and_the_daemon_writes_the_index_in_memory(
+    start_client: Any, sessions: Path
+) -> None:
+    for i in range(100):
+        write(sessions, f"m:{i}", f"unique{i} shared", "an answer")
+    client = await start_client()
+    await complete(client)
+    keeper = keeper_of(client)
+    assert keeper.path is None and keeper.files_read_in_worker == 100
+    assert keeper.batches_written_in_worker == 0 and keeper.rows == 100
+    assert await keys(client, "unique42") == ["m:42"]
 
 
 @pytest.mark.parametrize(
