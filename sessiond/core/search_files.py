@@ -16,6 +16,7 @@ commit; with the index in memory it hands SQLite the prepared batch.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import stat as stat_mod
@@ -92,6 +93,9 @@ def docs_of(
 
 
 _written: dict[Path, SearchDB] = {}  # in a worker process: its connection to each index file, opened once
+# In a worker process: the thread that writes (started by its first batch; none in the daemon).
+_writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sessiond-search-worker-write")
+_handed: dict[int, concurrent.futures.Future[int | None]] = {}  # ticket -> that batch's write
 
 
 def index_batch(
@@ -101,14 +105,27 @@ def index_batch(
     removals: list[str],
     reads: list[tuple[str, str, Ident]],
     max_bytes: int,
-) -> int | None:
-    """In a worker process: prepare *reads* and write the batch into the index file *path* in one transaction.
+    ticket: int,
+) -> None:
+    """In a worker process: prepare *reads* and hand the batch to the process's writer thread; `committed(ticket)` waits for it.
 
-    Returns the change in the row count, or None if the folder is no longer the one
-    verified (nothing written). A worker killed before its COMMIT leaves the file as
-    it was: SQLite rolls the transaction back.
+    The writer thread writes the batches in the order handed, each in one transaction,
+    into the index file *path* (a connection of its own), while the next batch is
+    prepared here: SQLite releases the GIL while it works. A worker killed before a
+    COMMIT leaves the file as it was: SQLite rolls the transaction back.
     """
     prepared = prepare_batch(folder, [(name, ident) for name, _, ident in reads], max_bytes)
+    _handed[ticket] = _writes.submit(_write, path, cache_kib, removals, reads, prepared)
+
+
+def committed(ticket: int) -> int | None:
+    """In a worker process: wait for batch *ticket*'s COMMIT; the change in the row count, or None (the folder was gone: nothing written)."""
+    return _handed.pop(ticket).result()
+
+
+def _write(
+    path: Path, cache_kib: int, removals: list[str], reads: list[tuple[str, str, Ident]], prepared: list[Prepared | None] | None
+) -> int | None:
     if prepared is None:
         return None
     db = _written.get(path)

@@ -124,6 +124,7 @@ class SearchKeeper:
         self.rebuilt_because: str | None = None
         self._titles: OrderedDict[str, tuple[int, str | None]] = OrderedDict()  # name -> (record.ident, title or None)
         self._batches_written = 0
+        self._tickets = 0  # the worker's batches, numbered
 
     # -- what changed ------------------------------------------------------------------
 
@@ -294,8 +295,9 @@ class SearchKeeper:
             seconds = WORKER_SECONDS + sum(ident.size for _, _, ident in reads) / WORKER_BYTES_PER_S
             if self.path is not None:
                 # The worker writes the batch too, with its own connection: this thread only waits for its commit.
-                args: tuple[Any, ...] = (self.path, self.cache_kib, folder, removals, reads, max_bytes)
-                taken.parsing = self._worker.submit(search_files.index_batch, args, seconds, writes=True)
+                self._tickets += 1
+                args: tuple[Any, ...] = (self.path, self.cache_kib, folder, removals, reads, max_bytes, self._tickets)
+                taken.parsing = self._worker.submit(search_files.index_batch, args, seconds, ticket=self._tickets)
             else:
                 wanted = [(name, ident) for name, _, ident in reads]
                 taken.parsing = self._worker.submit(search_files.prepare_batch, (folder, wanted, max_bytes), seconds)
@@ -313,6 +315,8 @@ class SearchKeeper:
             if taken.parsing is not None:
                 try:
                     answer = self._worker.result(taken.parsing)
+                    if taken.parsing.writes:
+                        answer = self._worker.committed(taken.parsing)  # written while it prepared the next
                 except _WorkerFailed:
                     redone = taken.parsing.writes  # logged; parsed (and written) here
                     taken.parsing = None
@@ -501,7 +505,11 @@ class _Parsing:
     pool: concurrent.futures.ProcessPoolExecutor
     future: concurrent.futures.Future[Any]
     seconds: float
-    writes: bool  # the worker writes the batch (index_batch) rather than handing it back (prepare_batch)
+    ticket: int | None  # the worker writes the batch (index_batch; `committed(ticket)`) rather than handing it back
+
+    @property
+    def writes(self) -> bool:
+        return self.ticket is not None
 
 
 class _ParseWorker:
@@ -520,7 +528,7 @@ class _ParseWorker:
         self.pids: set[int] = set()  # every worker process started (tests: never the daemon's)
         self.nice = WORKER_NICE  # (the bench measures the build at 0 too)
 
-    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], seconds: float, writes: bool = False) -> _Parsing | None:
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], seconds: float, ticket: int | None = None) -> _Parsing | None:
         """Hand the worker a batch (`fn(*args)`); None if there is no worker (closing, or given up after failures)."""
         if self.closed or self.failures >= WORKER_FAILURES:
             return None
@@ -536,7 +544,24 @@ class _ParseWorker:
         except (BrokenProcessPool, RuntimeError, OSError) as exc:
             self._failed(exc)
             return None
-        return _Parsing(self._pool, future, seconds, writes)
+        return _Parsing(self._pool, future, seconds, ticket)
+
+    def committed(self, parsing: _Parsing) -> Any:
+        """Wait for the COMMIT of a batch the worker prepared (`result` first); raises _WorkerFailed (logged) or _Closed."""
+        pool, ticket = parsing.pool, parsing.ticket
+        assert ticket is not None
+        if self.closed:
+            raise _Closed
+        if pool is not self._pool:
+            raise _WorkerFailed  # that worker failed on an earlier batch (logged then)
+        try:
+            future = pool.submit(search_files.committed, ticket)
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            if self.closed:
+                raise _Closed from None
+            self._failed(exc)
+            raise _WorkerFailed from None
+        return self.result(_Parsing(pool, future, parsing.seconds, parsing.ticket))
 
     def result(self, parsing: _Parsing) -> Any:
         """The worker's answer; raises _WorkerFailed (logged) or _Closed."""
