@@ -105,6 +105,7 @@ class SearchKeeper:
         )
         self._pending: dict[str, float] = {}  # name -> when it was first queued (monotonic)
         self._todo: deque[str] = deque()  # the full pass's names, newest last
+        self._unwritten: set[str] = set()  # the full pass's names not written yet (no title as they are now)
         self._full = True
         self._planning = False  # a full pass is comparing identities: what is left to do is not known yet
         self._busy = 0  # files in the batches taken and not yet written
@@ -219,6 +220,7 @@ class SearchKeeper:
         loop = asyncio.get_running_loop()
         todo = await loop.run_in_executor(None, _differences, records, known)
         self._todo = deque(todo)
+        self._unwritten = set(todo)
         log.debug("search: %d of %d files to index or remove", len(todo), len(records))
 
     def _next_batch(self) -> list[tuple[str, float | None]]:
@@ -268,6 +270,9 @@ class SearchKeeper:
             self._batches_written += 1
             for name, _, _ in taken.reads:
                 self._titles.pop(name, None)  # a title remembered as missing may be there now
+                self._unwritten.discard(name)
+            for name in taken.removals:
+                self._unwritten.discard(name)
         self.rows += delta
         self.files_read += read
         if taken.queued:
@@ -446,6 +451,7 @@ class SearchKeeper:
         yet, forgotten when a batch writes that file. A page listed again (the page's
         first request, polled, also while the build has not reached it) makes no trip
         to the reader thread, whose every hop back waits for the GIL behind the busy loop.
+        Nor does a file the full pass has not written yet (most of them while it builds).
         """
         if not self.opened or not records:
             return {}
@@ -458,7 +464,7 @@ class SearchKeeper:
                 if hit[1] is not None:
                     out[record.key] = hit[1]
                 kept.move_to_end(record.name)
-            else:
+            elif record.name not in self._unwritten:  # else the full pass has not written it yet: no title, no trip
                 missing.append(record)
         if not missing:
             return out

@@ -445,6 +445,39 @@ async def test_a_page_listed_while_its_sessions_wait_to_be_indexed_makes_one_tri
     assert await titles() == {f"q:{i}": f"question {i}" for i in range(3)} and trips == [3, 3]
 
 
+async def test_titles_of_sessions_the_full_pass_has_not_written_yet_make_no_trip_to_the_reader_thread(
+    start_client: Any, sessions: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the index is built, a detail or the page's list asks for titles the build has not written
+    # yet (most of them): the keeper knows, and the reader thread's hop back to the busy loop is saved.
+    for i in range(3):
+        write(sessions, f"t:{i}", f"question {i}", "answer")
+    gate = asyncio.Event()
+    original = SearchKeeper._write_now
+
+    async def held(self: SearchKeeper, batch: Any) -> None:
+        await gate.wait()
+        await original(self, batch)
+
+    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    client = await start_client(state_dir=str(state))
+    keeper = keeper_of(client)
+    await eventually(lambda: keeper.opened and not keeper._planning and keeper._busy == 3)
+    trips = title_trips(keeper, monkeypatch)
+
+    async def titles() -> dict[str, str | None]:
+        body = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
+        return {s["key"]: s["title"] for s in body["sessions"]}
+
+    assert await titles() == {f"t:{i}": None for i in range(3)} and trips == []
+    detail = await (await client.get("/api/v1/sessions/t:1?include=title", headers=AUTH)).json()
+    assert "title" not in detail or detail["title"] is None
+    assert trips == []
+    gate.set()
+    await complete(client, sessions)
+    assert await titles() == {f"t:{i}": f"question {i}" for i in range(3)} and trips == [3]
+
+
 async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client: TestClient, sessions: Path) -> None:
     for key in ("user:alice:1", "user:bob:1", "team:alice-dev", "alicorn"):
         write(sessions, key, "hello world")
