@@ -298,6 +298,11 @@ class SearchKeeper:
         taken = _Taken(size, queued, folder, max_bytes, removals, reads)
         if folder is not None and len(reads) >= WORKER_MIN:
             seconds = WORKER_SECONDS + sum(ident.size for _, _, ident in reads) / WORKER_BYTES_PER_S
+            held = self._held.parsing if self._held is not None else None
+            if self.path is not None and held is not None and not self._worker.holds(held):
+                # The batch before this one is written here again (its worker failed): a new worker would write
+                # this one at once, before it. Done here too, in the order taken.
+                return taken
             if self.path is not None:
                 # The worker writes the batch too, with its own connection: this thread only waits for its commit.
                 self._tickets += 1
@@ -551,6 +556,10 @@ class _ParseWorker:
             self._failed(exc)
             return None
         return _Parsing(self._pool, future, seconds, ticket)
+
+    def holds(self, parsing: _Parsing) -> bool:
+        """Whether *parsing* went to the worker now running (else it fails, and is done in the daemon)."""
+        return parsing.pool is self._pool and not self.closed
 
     def committed(self, parsing: _Parsing) -> Any:
         """Wait for the COMMIT of a batch the worker prepared (`result` first); raises _WorkerFailed (logged) or _Closed."""

@@ -27,17 +27,21 @@ pytestmark = pytest.mark.slow
 
 SESSIONS = 1_000
 SLOW_PARSE = """
+import multiprocessing
 import os
 import time
 import sessiond.core.search_files as search_files
 
 _SECONDS = float(os.environ["TEST_PARSE_SECONDS"])
+_DAEMON_SECONDS = float(os.environ.get("TEST_DAEMON_PARSE_SECONDS", "0"))  # more, in the daemon only
 
 _prepare = search_files.prepare
 
 
 def _slow(*args, **kw):
     time.sleep(_SECONDS)
+    if _DAEMON_SECONDS and multiprocessing.current_process().name == "MainProcess":
+        time.sleep(_DAEMON_SECONDS)
     return _prepare(*args, **kw)
 
 
@@ -63,6 +67,7 @@ search_db.SearchDB.apply = _noted
 _WRITE_SECONDS = float(os.environ.get("TEST_WRITE_SECONDS", "0"))
 _MARK = os.environ.get("TEST_WRITING_MARK")
 _rows = 0
+_marked = False
 
 
 class _SlowDoc(search_db.Doc):
@@ -71,12 +76,14 @@ class _SlowDoc(search_db.Doc):
 
     @property
     def ident(self):
-        global _rows
-        if _WRITE_SECONDS and multiprocessing.current_process().name != "MainProcess":
+        global _rows, _marked
+        # The first worker that writes is slow (to be killed or stopped inside its transaction); a later one is not.
+        if _WRITE_SECONDS and multiprocessing.current_process().name != "MainProcess" and (_marked or not os.path.exists(_MARK)):
             _rows += 1
-            if _rows == 10 and _MARK:  # nine rows inserted, not committed
+            if _rows == 10:  # nine rows inserted, not committed
                 with open(_MARK, "a") as out:
                     out.write(f"{os.getpid()}\\n")
+                _marked = True
             time.sleep(_WRITE_SECONDS)
         return tuple.__getitem__(self, 2)
 
@@ -262,3 +269,24 @@ def test_a_sigterm_while_the_worker_writes_stops_within_3s_and_leaves_the_file_w
     wait_for(lambda: not alive(worker), 3, "the worker's end")
     assert "parse worker failed" not in output and "Traceback" not in output, output[-3000:]
     assert len(_file_rows(tmp_path)) < SESSIONS  # the batch being written was rolled back: the next start does it
+
+
+def test_after_a_worker_dies_the_batches_it_held_are_written_before_any_later_one(workspace: Path, tmp_path: Path) -> None:
+    # The killed worker held two batches; the daemon writes both again, slowly here, while a new
+    # worker (fast) has the next: it must not write that one before them (the order taken, and the counts).
+    _fill(workspace / "sessions", SESSIONS)
+    mark, log_path = tmp_path / "writing", tmp_path / "applied"
+    more = {"TEST_WRITE_SECONDS": "0.004", "TEST_WRITING_MARK": str(mark), "TEST_DAEMON_PARSE_SECONDS": "0.004"}
+    with _start(workspace, tmp_path, 0, TEST_APPLY_LOG=str(log_path), **more) as daemon:
+        (worker,) = wait_for(lambda: [int(p) for p in mark.read_text().split()] if mark.exists() else [], 60, "a write")
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: _search(daemon)["complete"], 120, "the complete index")
+        assert _metric(daemon, "sessiond_search_rows") == SESSIONS
+        assert daemon.stop() == 0
+    assert _file_rows(tmp_path) == {p.name for p in (workspace / "sessions").iterdir()}
+    # Newest first: the last write of each file comes in the order of the names, highest first.
+    last: dict[str, int] = {}
+    for position, line in enumerate(log_path.read_text().splitlines()):
+        last[line.split(" ", 1)[1]] = position
+    order = sorted(last, key=last.__getitem__)
+    assert order == sorted(last, reverse=True), [n for n, m in zip(order, sorted(last, reverse=True), strict=True) if n != m][:5]
