@@ -137,6 +137,12 @@ def main() -> None:
     keeper._worker = _ParseWorker()  # type: ignore[attr-defined]
     keeper._worker.nice = args.worker_nice  # type: ignore[attr-defined]
     keeper.files_read_in_worker = 0
+    keeper.batches_written_in_worker = 0
+    keeper.path = db_path  # type: ignore[misc]
+    keeper.cache_kib = 16 * 1024
+    keeper.rows = 0
+    keeper._tickets = 0  # type: ignore[attr-defined]
+    keeper._held = None  # type: ignore[attr-defined]
     t = time.perf_counter()
     jobs = [(r.name, r.key, Ident(*r.stat)) for r in records]
     # The writer thread's code path, as the keeper drives it: the worker parses a batch while the one before is written.

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 APPLICATION_ID = 0x53534E31  # "SSN1": a sessiond search index
 SCHEMA = 1
 _I64 = 1 << 63
+BUSY_MS = 10_000  # a writer waits this long for the other (daemon or worker) to commit; they take turns, so only a dying one's lock is met
 
 
 class Ident(NamedTuple):
@@ -137,9 +138,19 @@ class SearchDB:
         assert self.path is not None
         self.con = self._connect("file:" + urllib.parse.quote(str(self.path)) + "?mode=ro", uri=True)
 
+    def open_writer(self) -> None:
+        """Open a second writing connection to the file the daemon opened (the worker process's: it writes big batches).
+
+        Never creates the file (the daemon checked or made it); WAL mode is the file's.
+        """
+        assert self.path is not None
+        self.con = self._connect("file:" + urllib.parse.quote(str(self.path)) + "?mode=rw", uri=True)
+        self.con.execute("PRAGMA synchronous = NORMAL")
+
     def _connect(self, where: str, uri: bool = False) -> sqlite3.Connection:
         con = sqlite3.connect(where, isolation_level=None, check_same_thread=False, uri=uri)
         con.execute(f"PRAGMA cache_size = {-int(self.cache_kib)}")
+        con.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         return con
 
     def _check(self, path: Path) -> sqlite3.Connection:

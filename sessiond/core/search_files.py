@@ -6,21 +6,26 @@ and what a snippet shows is always the text of that very file, never of an
 older or newer one the index has not judged yet.
 
 `prepare_batch` is all the Python work of indexing a batch of files (reading,
-parsing, the text, its compressed copy): the search keeper runs it in a worker
-process (started with core/workers.py's `in_a_worker`) for big batches, so that work neither holds the daemon's GIL nor shares
-its core, and the daemon only hands SQLite the result.
+parsing, the text, its compressed copy); `index_batch` does it and writes the
+batch into the index file with a connection of its own. The search keeper runs
+one or the other in a worker process (started with core/workers.py's
+`in_a_worker`) for big batches, so that work neither holds the daemon's GIL nor
+shares its core: with an index file the daemon only waits for the worker's
+commit; with the index in memory it hands SQLite the prepared batch.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import stat as stat_mod
+from pathlib import Path
 from typing import Any
 
 from sessiond.core import loader, search_text
 from sessiond.core.folder import Folder, FolderUnusable
-from sessiond.core.search_db import Ident, compress
+from sessiond.core.search_db import Doc, Ident, SearchDB, compress
 from sessiond.core.search_text import Part, parts
 
 # What indexing one file needs from it: (title, the text FTS5 is given, that text compressed).
@@ -69,3 +74,64 @@ def prepare_batch(folder: Folder, wanted: list[tuple[str, Ident]], max_bytes: in
             return [prepare(dir_fd, name, Ident(*ident), max_bytes) for name, ident in wanted]
     except FolderUnusable:
         return None
+
+
+def docs_of(
+    reads: list[tuple[str, str, Ident]], prepared: list[Prepared | None], removals: list[str]
+) -> tuple[list[Doc], list[str]]:
+    """The rows to write for *reads* as prepared, and the names to remove (*removals*, then those no longer true)."""
+    upserts: list[Doc] = []
+    removals = list(removals)
+    for (name, key, ident), found in zip(reads, prepared, strict=True):
+        if found is None:
+            # Changed since the index read it (it will say so), gone, or no folder: what we hold is no longer true.
+            removals.append(name)
+        else:
+            title, text, ztext = found
+            upserts.append(Doc(name, key, Ident(*ident), title, text, ztext))
+    return upserts, removals
+
+
+_written: dict[Path, SearchDB] = {}  # in a worker process: its connection to each index file, opened once
+# In a worker process: the thread that writes (started by its first batch; none in the daemon).
+_writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sessiond-search-worker-write")
+_handed: dict[int, concurrent.futures.Future[int | None]] = {}  # ticket -> that batch's write
+
+
+def index_batch(
+    path: Path,
+    cache_kib: int,
+    folder: Folder,
+    removals: list[str],
+    reads: list[tuple[str, str, Ident]],
+    max_bytes: int,
+    ticket: int,
+) -> None:
+    """In a worker process: prepare *reads* and hand the batch to the process's writer thread; `committed(ticket)` waits for it.
+
+    The writer thread writes the batches in the order handed, each in one transaction,
+    into the index file *path* (a connection of its own), while the next batch is
+    prepared here: SQLite releases the GIL while it works. A worker killed before a
+    COMMIT leaves the file as it was: SQLite rolls the transaction back.
+    """
+    prepared = prepare_batch(folder, [(name, ident) for name, _, ident in reads], max_bytes)
+    _handed[ticket] = _writes.submit(_write, path, cache_kib, removals, reads, prepared)
+
+
+def committed(ticket: int) -> int | None:
+    """In a worker process: wait for batch *ticket*'s COMMIT; the change in the row count, or None (the folder was gone: nothing written)."""
+    return _handed.pop(ticket).result()
+
+
+def _write(
+    path: Path, cache_kib: int, removals: list[str], reads: list[tuple[str, str, Ident]], prepared: list[Prepared | None] | None
+) -> int | None:
+    if prepared is None:
+        return None
+    db = _written.get(path)
+    if db is None:
+        db = SearchDB(path, cache_kib)
+        db.open_writer()
+        _written[path] = db
+    upserts, gone = docs_of(reads, prepared, removals)
+    return db.apply(upserts, gone)

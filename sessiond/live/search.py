@@ -10,22 +10,28 @@ As true as the index:
 - A full pass (at start, after the metadata index is whole, and after every scan)
   compares the identities the search index holds with the in-memory index and
   indexes only what differs, newest first; what is gone is removed.
-- A batch with many files to read (the full pass) is read and parsed in a worker
-  process (`_ParseWorker`, at nice 10), the next batch there while the writer thread
-  hands the last one to SQLite: that Python work would otherwise hold the GIL the
-  event loop needs, and the build would run on one core. The worker checks each file's identity
-  as the writer thread would; a worker that dies or hangs is replaced (and after
-  WORKER_FAILURES, not started again) and its batch parsed here, with a WARNING.
-  A few files (a watch batch) are parsed on the writer thread: no round trip.
+- A batch with many files to read (the full pass) is read, parsed and, when the
+  index is a file, written in a worker process (`_ParseWorker`, at nice 10, with its
+  own connection to the file): that Python work and every SQLite statement's return
+  would otherwise take the GIL the event loop needs. The writer thread only waits
+  for the worker's commit; batches are written in the order taken, so a watch batch
+  is written here only after the worker's batch before it has committed. (With the
+  index in memory the worker parses and the writer thread writes.) The worker
+  checks each file's identity as the writer thread would; a worker that dies or
+  hangs is replaced (and after WORKER_FAILURES, not started again) and its batch
+  done here, with a WARNING (killed before its COMMIT, its transaction is rolled
+  back by SQLite). A few files (a watch batch) are parsed on the writer thread: no
+  round trip.
 - A search's candidates come from SQLite, but every one is checked against the
   in-memory index (key, file name, identity) and its hits and snippets are built from
   the file as it is now, read only if it still has that identity: a deleted or
   rewritten session's old text is never returned, whatever the search index still
   holds. A stale row found so is queued for the writer.
 
-The event loop never waits on SQLite: writes run on the writer thread, reads on a
-reader thread with a connection of its own (WAL mode; one connection on one thread
-when the index is in memory, without a state directory).
+The event loop never waits on SQLite: writes run on the writer thread (or in the
+worker), reads on a reader thread with a connection of its own (WAL mode: it sees
+the worker's commits; one connection on one thread when the index is in memory,
+without a state directory).
 """
 
 from __future__ import annotations
@@ -54,7 +60,7 @@ from sessiond.core import search_files, search_text, workers
 from sessiond.core.folder import Folder, FolderUnusable
 from sessiond.core.index import SessionRecord
 from sessiond.core.query import Filter, QueryError
-from sessiond.core.search_db import Candidate, Doc, Ident, SearchDB
+from sessiond.core.search_db import Candidate, Ident, SearchDB
 from sessiond.core.search_files import Prepared, read_parts
 from sessiond.core.search_query import Query, match
 from sessiond.live.store import SessionStore
@@ -88,6 +94,7 @@ class SearchKeeper:
     def __init__(self, store: SessionStore, path: Path | None, cache_kib: int = 16 * 1024) -> None:
         self.store = store
         self.path = path
+        self.cache_kib = cache_kib
         self._writer_db = SearchDB(path, cache_kib)
         self._reader_db = SearchDB(path, cache_kib) if path is not None else self._writer_db
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sessiond-search-write")
@@ -98,6 +105,7 @@ class SearchKeeper:
         )
         self._pending: dict[str, float] = {}  # name -> when it was first queued (monotonic)
         self._todo: deque[str] = deque()  # the full pass's names, newest last
+        self._unwritten: set[str] = set()  # the full pass's names not written yet (no title as they are now)
         self._full = True
         self._planning = False  # a full pass is comparing identities: what is left to do is not known yet
         self._busy = 0  # files in the batches taken and not yet written
@@ -110,12 +118,14 @@ class SearchKeeper:
         self.bytes = 0
         self.files_read = 0  # files read to index them (a restart reads only the changed ones)
         self.files_read_in_worker = 0  # of those, read and parsed by the worker process
+        self.batches_written_in_worker = 0  # batches the worker process wrote into the index file itself
         self.lag = 0.0  # seconds from a file's change reaching the index to its text being searchable
         self.query_seconds = 0.0
         self.query_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.rebuilt_because: str | None = None
         self._titles: OrderedDict[str, tuple[int, str | None]] = OrderedDict()  # name -> (record.ident, title or None)
         self._batches_written = 0
+        self._tickets = 0  # the worker's batches, numbered
 
     # -- what changed ------------------------------------------------------------------
 
@@ -180,10 +190,12 @@ class SearchKeeper:
             if not self._full and not self._pending:
                 if not self.built:
                     log.info(
-                        "search index complete: %d sessions (%d files read, %d of them in the worker process)",
+                        "search index complete: %d sessions (%d files read, %d of them in the worker process;"
+                        " %d batches written by it)",
                         self.rows,
                         self.files_read,
                         self.files_read_in_worker,
+                        self.batches_written_in_worker,
                     )
                 self.built = True
                 self.bytes = await self._w(self._writer_db.size_bytes)
@@ -208,6 +220,7 @@ class SearchKeeper:
         loop = asyncio.get_running_loop()
         todo = await loop.run_in_executor(None, _differences, records, known)
         self._todo = deque(todo)
+        self._unwritten = set(todo)
         log.debug("search: %d of %d files to index or remove", len(todo), len(records))
 
     def _next_batch(self) -> list[tuple[str, float | None]]:
@@ -257,6 +270,9 @@ class SearchKeeper:
             self._batches_written += 1
             for name, _, _ in taken.reads:
                 self._titles.pop(name, None)  # a title remembered as missing may be there now
+                self._unwritten.discard(name)
+            for name in taken.removals:
+                self._unwritten.discard(name)
         self.rows += delta
         self.files_read += read
         if taken.queued:
@@ -281,38 +297,55 @@ class SearchKeeper:
                 reads.append((name, key, ident))
         taken = _Taken(size, queued, folder, max_bytes, removals, reads)
         if folder is not None and len(reads) >= WORKER_MIN:
-            wanted = [(name, ident) for name, _, ident in reads]
-            seconds = WORKER_SECONDS + sum(ident.size for _, ident in wanted) / WORKER_BYTES_PER_S
-            taken.parsing = self._worker.submit(folder, wanted, max_bytes, seconds)
+            seconds = WORKER_SECONDS + sum(ident.size for _, _, ident in reads) / WORKER_BYTES_PER_S
+            held = self._held.parsing if self._held is not None else None
+            if self.path is not None and held is not None and not self._worker.holds(held):
+                # The batch before this one is written here again (its worker failed): a new worker would write
+                # this one at once, before it. Done here too, in the order taken.
+                return taken
+            if self.path is not None:
+                # The worker writes the batch too, with its own connection: this thread only waits for its commit.
+                self._tickets += 1
+                args: tuple[Any, ...] = (self.path, self.cache_kib, folder, removals, reads, max_bytes, self._tickets)
+                taken.parsing = self._worker.submit(search_files.index_batch, args, seconds, ticket=self._tickets)
+            else:
+                wanted = [(name, ident) for name, _, ident in reads]
+                taken.parsing = self._worker.submit(search_files.prepare_batch, (folder, wanted, max_bytes), seconds)
         return taken
 
     def _apply(self, taken: _Taken) -> tuple[int, int]:
-        # On the writer thread: the batch's files as read (by the worker, or here), written in one transaction.
+        # On the writer thread: the batch's files as read (by the worker, or here), written in one transaction
+        # (by the worker when it has the batch and the index is a file: then this thread only waits for its commit).
         prepared: list[Prepared | None] | None = []
+        redone = False
+        read = len(taken.reads) if taken.folder is not None else 0
         if taken.reads and taken.folder is not None:
             prepared = None
             wanted = [(name, ident) for name, _, ident in taken.reads]
             if taken.parsing is not None:
                 try:
-                    prepared = self._worker.result(taken.parsing)
-                    self.files_read_in_worker += len(wanted)
+                    answer = self._worker.result(taken.parsing)
+                    if taken.parsing.writes:
+                        answer = self._worker.committed(taken.parsing)  # written while it prepared the next
                 except _WorkerFailed:
-                    taken.parsing = None  # logged; parsed here
+                    redone = taken.parsing.writes  # logged; parsed (and written) here
+                    taken.parsing = None
+                else:
+                    self.files_read_in_worker += len(wanted)
+                    if taken.parsing.writes:
+                        self.batches_written_in_worker += 1
+                        return (answer or 0), read  # None: the folder is gone (as below); nothing was written
+                    prepared = answer
             if taken.parsing is None:
                 prepared = search_files.prepare_batch(taken.folder, wanted, taken.max_bytes)
-        read = len(taken.reads) if taken.folder is not None else 0
         if prepared is None:
             return 0, read  # the folder was replaced or is gone: the watcher rescans, and the scan asks for a full pass
-        upserts: list[Doc] = []
-        removals = list(taken.removals)
-        for (name, key, ident), found in zip(taken.reads, prepared or [None] * len(taken.reads), strict=True):
-            if found is None:
-                # Changed since the index read it (it will say so), gone, or no folder: what we hold is no longer true.
-                removals.append(name)
-            else:
-                title, text, ztext = found
-                upserts.append(Doc(name, key, ident, title, text, ztext))
-        return self._writer_db.apply(upserts, removals), read
+        upserts, removals = search_files.docs_of(taken.reads, prepared or [None] * len(taken.reads), taken.removals)
+        delta = self._writer_db.apply(upserts, removals)
+        if redone:
+            # The worker may have died after its COMMIT, before its answer: count what the file holds.
+            delta = self._writer_db.count() - self.rows
+        return delta, read
 
     # -- searching -------------------------------------------------------------------------
 
@@ -423,6 +456,7 @@ class SearchKeeper:
         yet, forgotten when a batch writes that file. A page listed again (the page's
         first request, polled, also while the build has not reached it) makes no trip
         to the reader thread, whose every hop back waits for the GIL behind the busy loop.
+        Nor does a file the full pass has not written yet (most of them while it builds).
         """
         if not self.opened or not records:
             return {}
@@ -435,7 +469,7 @@ class SearchKeeper:
                 if hit[1] is not None:
                     out[record.key] = hit[1]
                 kept.move_to_end(record.name)
-            else:
+            elif record.name not in self._unwritten:  # else the full pass has not written it yet: no title, no trip
                 missing.append(record)
         if not missing:
             return out
@@ -480,12 +514,17 @@ class _Closed(Exception):
 @dataclasses.dataclass(slots=True)
 class _Parsing:
     pool: concurrent.futures.ProcessPoolExecutor
-    future: concurrent.futures.Future[list[Prepared | None] | None]
+    future: concurrent.futures.Future[Any]
     seconds: float
+    ticket: int | None  # the worker writes the batch (index_batch; `committed(ticket)`) rather than handing it back
+
+    @property
+    def writes(self) -> bool:
+        return self.ticket is not None
 
 
 class _ParseWorker:
-    """One worker process that reads and parses big batches' files (`search_files.prepare_batch`).
+    """One worker process that reads, parses and writes big batches (`search_files.index_batch`; `prepare_batch` in memory).
 
     Started from the forkserver, as the scan's pool (forking a process that runs
     threads can copy a held lock into the child); started when a big batch comes,
@@ -500,8 +539,8 @@ class _ParseWorker:
         self.pids: set[int] = set()  # every worker process started (tests: never the daemon's)
         self.nice = WORKER_NICE  # (the bench measures the build at 0 too)
 
-    def submit(self, folder: Folder, wanted: list[tuple[str, Ident]], max_bytes: int, seconds: float) -> _Parsing | None:
-        """Hand the worker a batch; None if there is no worker (closing, or given up after failures)."""
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], seconds: float, ticket: int | None = None) -> _Parsing | None:
+        """Hand the worker a batch (`fn(*args)`); None if there is no worker (closing, or given up after failures)."""
         if self.closed or self.failures >= WORKER_FAILURES:
             return None
         try:
@@ -511,14 +550,35 @@ class _ParseWorker:
                 self._pool = concurrent.futures.ProcessPoolExecutor(
                     1, mp_context=context, initializer=workers.in_a_worker, initargs=(os.getpid(), self.nice)
                 )
-            future = self._pool.submit(search_files.prepare_batch, folder, wanted, max_bytes)
+            future = self._pool.submit(fn, *args)
             self.pids.update(self._pool._processes or ())
         except (BrokenProcessPool, RuntimeError, OSError) as exc:
             self._failed(exc)
             return None
-        return _Parsing(self._pool, future, seconds)
+        return _Parsing(self._pool, future, seconds, ticket)
 
-    def result(self, parsing: _Parsing) -> list[Prepared | None] | None:
+    def holds(self, parsing: _Parsing) -> bool:
+        """Whether *parsing* went to the worker now running (else it fails, and is done in the daemon)."""
+        return parsing.pool is self._pool and not self.closed
+
+    def committed(self, parsing: _Parsing) -> Any:
+        """Wait for the COMMIT of a batch the worker prepared (`result` first); raises _WorkerFailed (logged) or _Closed."""
+        pool, ticket = parsing.pool, parsing.ticket
+        assert ticket is not None
+        if self.closed:
+            raise _Closed
+        if pool is not self._pool:
+            raise _WorkerFailed  # that worker failed on an earlier batch (logged then)
+        try:
+            future = pool.submit(search_files.committed, ticket)
+        except (BrokenProcessPool, RuntimeError, OSError) as exc:
+            if self.closed:
+                raise _Closed from None
+            self._failed(exc)
+            raise _WorkerFailed from None
+        return self.result(_Parsing(pool, future, parsing.seconds, parsing.ticket))
+
+    def result(self, parsing: _Parsing) -> Any:
         """The worker's answer; raises _WorkerFailed (logged) or _Closed."""
         try:
             return parsing.future.result(timeout=parsing.seconds)

@@ -189,6 +189,8 @@ async def test_the_full_pass_is_read_and_parsed_in_a_worker_process_not_the_daem
     keeper = keeper_of(client)
     assert keeper.files_read == 300 and keeper.files_read_in_worker == 300
     assert keeper._worker.pids and os.getpid() not in keeper._worker.pids
+    assert keeper.batches_written_in_worker == 2  # 256 + 44 files: the worker wrote both into the file itself
+    assert keeper.rows == 300  # its counts came back with its answers
     found: list[str] = []
     cursor: dict[str, str] = {}
     while True:
@@ -204,6 +206,19 @@ async def test_the_full_pass_is_read_and_parsed_in_a_worker_process_not_the_daem
     await eventually(lambda: keys(client, "rewritten1"))
     assert keeper.files_read == 301 and keeper.files_read_in_worker == 300
     assert await keys(client, "unique1") == []
+
+
+async def test_without_a_state_directory_the_worker_parses_and_the_daemon_writes_the_index_in_memory(
+    start_client: Any, sessions: Path
+) -> None:
+    for i in range(100):
+        write(sessions, f"m:{i}", f"unique{i} shared", "an answer")
+    client = await start_client()
+    await complete(client)
+    keeper = keeper_of(client)
+    assert keeper.path is None and keeper.files_read_in_worker == 100
+    assert keeper.batches_written_in_worker == 0 and keeper.rows == 100
+    assert await keys(client, "unique42") == ["m:42"]
 
 
 @pytest.mark.parametrize(
@@ -428,6 +443,39 @@ async def test_a_page_listed_while_its_sessions_wait_to_be_indexed_makes_one_tri
     gate.set()
     await complete(client, sessions)
     assert await titles() == {f"q:{i}": f"question {i}" for i in range(3)} and trips == [3, 3]
+
+
+async def test_titles_of_sessions_the_full_pass_has_not_written_yet_make_no_trip_to_the_reader_thread(
+    start_client: Any, sessions: Path, state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the index is built, a detail or the page's list asks for titles the build has not written
+    # yet (most of them): the keeper knows, and the reader thread's hop back to the busy loop is saved.
+    for i in range(3):
+        write(sessions, f"t:{i}", f"question {i}", "answer")
+    gate = asyncio.Event()
+    original = SearchKeeper._write_now
+
+    async def held(self: SearchKeeper, batch: Any) -> None:
+        await gate.wait()
+        await original(self, batch)
+
+    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    client = await start_client(state_dir=str(state))
+    keeper = keeper_of(client)
+    await eventually(lambda: keeper.opened and not keeper._planning and keeper._busy == 3)
+    trips = title_trips(keeper, monkeypatch)
+
+    async def titles() -> dict[str, str | None]:
+        body = await (await client.get("/api/v1/sessions?include=meta", headers=AUTH)).json()
+        return {s["key"]: s["title"] for s in body["sessions"]}
+
+    assert await titles() == {f"t:{i}": None for i in range(3)} and trips == []
+    detail = await (await client.get("/api/v1/sessions/t:1?include=title", headers=AUTH)).json()
+    assert "title" not in detail or detail["title"] is None
+    assert trips == []
+    gate.set()
+    await complete(client, sessions)
+    assert await titles() == {f"t:{i}": f"question {i}" for i in range(3)} and trips == [3]
 
 
 async def test_contains_finds_any_part_of_a_key_in_the_list_and_in_search(client: TestClient, sessions: Path) -> None:

@@ -1,9 +1,11 @@
 """The search index's worker process, in a real daemon: killed mid-build, and at the stop.
 
-The full pass reads and parses files in a worker process (sessiond/live/search.py,
-`_ParseWorker`). Each file's preparation is made slow (a start-up hook on PYTHONPATH,
-imported by the daemon and by its worker alike: only time is faked) so that a batch
-is in the worker long enough to kill it, or to stop the daemon, while it works.
+The full pass reads, parses and writes files in a worker process (sessiond/live/search.py,
+`_ParseWorker`). Each file's preparation, or each row's write inside the worker's
+transaction, is made slow (a start-up hook on PYTHONPATH, imported by the daemon and
+by its worker alike: only time is faked) so that a batch is in the worker long enough
+to kill it, or to stop the daemon, while it works. The hook also notes which process
+wrote each row (`SearchDB.apply`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -24,21 +27,68 @@ pytestmark = pytest.mark.slow
 
 SESSIONS = 1_000
 SLOW_PARSE = """
+import multiprocessing
 import os
 import time
 import sessiond.core.search_files as search_files
 
 _SECONDS = float(os.environ["TEST_PARSE_SECONDS"])
+_DAEMON_SECONDS = float(os.environ.get("TEST_DAEMON_PARSE_SECONDS", "0"))  # more, in the daemon only
 
 _prepare = search_files.prepare
 
 
 def _slow(*args, **kw):
     time.sleep(_SECONDS)
+    if _DAEMON_SECONDS and multiprocessing.current_process().name == "MainProcess":
+        time.sleep(_DAEMON_SECONDS)
     return _prepare(*args, **kw)
 
 
 search_files.prepare = _slow
+
+import multiprocessing
+from sessiond.core import search_db
+
+_LOG = os.environ.get("TEST_APPLY_LOG")
+_apply = search_db.SearchDB.apply
+
+
+def _noted(self, upserts, removals):
+    upserts = list(upserts)
+    if _LOG:
+        with open(_LOG, "a") as out:
+            out.write("".join(f"{os.getpid()} {doc.name}\\n" for doc in upserts))
+    return _apply(self, upserts, removals)
+
+
+search_db.SearchDB.apply = _noted
+
+_WRITE_SECONDS = float(os.environ.get("TEST_WRITE_SECONDS", "0"))
+_MARK = os.environ.get("TEST_WRITING_MARK")
+_rows = 0
+_marked = False
+
+
+class _SlowDoc(search_db.Doc):
+    # A row's identity is read once, just before its INSERT inside the transaction: slow there, in the worker only.
+    __slots__ = ()
+
+    @property
+    def ident(self):
+        global _rows, _marked
+        # The first worker that writes is slow (to be killed or stopped inside its transaction); a later one is not.
+        if _WRITE_SECONDS and multiprocessing.current_process().name != "MainProcess" and (_marked or not os.path.exists(_MARK)):
+            _rows += 1
+            if _rows == 10:  # nine rows inserted, not committed
+                with open(_MARK, "a") as out:
+                    out.write(f"{os.getpid()}\\n")
+                _marked = True
+            time.sleep(_WRITE_SECONDS)
+        return tuple.__getitem__(self, 2)
+
+
+search_files.Doc = _SlowDoc
 """
 
 
@@ -54,13 +104,13 @@ def _fill(sessions: Path, count: int) -> None:
         (sessions / f"s{i:06d}.json").write_bytes(orjson.dumps(doc))
 
 
-def _start(workspace: Path, tmp_path: Path, seconds_a_file: float) -> Daemon:
+def _start(workspace: Path, tmp_path: Path, seconds_a_file: float, **more: str) -> Daemon:
     hook = tmp_path / "hook"
-    hook.mkdir()
+    hook.mkdir(exist_ok=True)
     (hook / "sitecustomize.py").write_text(SLOW_PARSE)
     state = tmp_path / "state"
-    state.mkdir()
-    env = {"SESSIOND_STATE_DIR": str(state), "PYTHONPATH": str(hook), "SESSIOND_RATE_LIMIT_PER_IP": "0"}
+    state.mkdir(exist_ok=True)
+    env = {"SESSIOND_STATE_DIR": str(state), "PYTHONPATH": str(hook), "SESSIOND_RATE_LIMIT_PER_IP": "0", **more}
     env["TEST_PARSE_SECONDS"] = str(seconds_a_file)
     daemon = Daemon(workspace, env={**env, "SESSIOND_RATE_LIMIT_PER_TOKEN": "0"})
     daemon.wait_ready(timeout=60)
@@ -145,3 +195,105 @@ def test_a_daemon_killed_outright_leaves_no_worker_behind(workspace: Path, tmp_p
         daemon.proc.kill()
         daemon.proc.wait()
     wait_for(lambda: not alive(worker), 10, "the worker's end")
+
+
+def _metric(daemon: Daemon, name: str) -> float:
+    status, body = daemon.get("/metrics")
+    assert status == 200
+    (line,) = [line for line in body.decode().splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+def _file_rows(tmp_path: Path) -> set[str]:
+    """The names the index file holds, after a check of the whole file (the daemon stopped)."""
+    con = sqlite3.connect(tmp_path / "state" / "search.sqlite")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        return {name for (name,) in con.execute("SELECT name FROM docs")}
+    finally:
+        con.close()
+
+
+def test_the_worker_process_writes_the_full_pass_into_the_file_and_a_restart_keeps_it(workspace: Path, tmp_path: Path) -> None:
+    _fill(workspace / "sessions", SESSIONS)
+    log_path = tmp_path / "applied"
+    with _start(workspace, tmp_path, 0, TEST_APPLY_LOG=str(log_path)) as daemon:
+        wait_for(lambda: _search(daemon)["complete"], 120, "the complete index")
+        assert _keys(daemon, "unique517") == ["s:517"]
+        daemon_pid = daemon.proc.pid
+        assert daemon.stop() == 0
+    writers: dict[str, set[int]] = {}
+    for line in log_path.read_text().splitlines():
+        pid, name = line.split(" ", 1)
+        writers.setdefault(name, set()).add(int(pid))
+    # Every row of the full pass was written by another process (the worker), none by the daemon's writer thread.
+    assert sorted(writers) == sorted(p.name for p in (workspace / "sessions").iterdir())
+    assert all(daemon_pid not in pids for pids in writers.values()), {n: p for n, p in writers.items() if daemon_pid in p}
+    assert _file_rows(tmp_path) == set(writers)
+    log_path.unlink()
+    with _start(workspace, tmp_path, 0, TEST_APPLY_LOG=str(log_path)) as daemon:
+        wait_for(lambda: _search(daemon)["complete"], 60, "the complete index")
+        assert _keys(daemon, "unique517") == ["s:517"] and _keys(daemon, f"unique{SESSIONS - 1}") == [f"s:{SESSIONS - 1}"]
+        assert _metric(daemon, "sessiond_search_files_read_total") == 0  # all of it kept from the worker's commits
+        assert _metric(daemon, "sessiond_search_rows") == SESSIONS
+        assert daemon.stop() == 0
+    assert not log_path.exists()
+
+
+def test_a_worker_killed_inside_its_write_transaction_leaves_the_file_whole_and_the_batch_is_redone(
+    workspace: Path, tmp_path: Path
+) -> None:
+    _fill(workspace / "sessions", SESSIONS)
+    mark = tmp_path / "writing"
+    with _start(workspace, tmp_path, 0, TEST_WRITE_SECONDS="0.004", TEST_WRITING_MARK=str(mark)) as daemon:
+        # The worker has inserted nine rows of its first batch and not committed.
+        (worker,) = wait_for(lambda: [int(p) for p in mark.read_text().split()] if mark.exists() else [], 60, "a write")
+        assert worker != daemon.proc.pid and worker in _workers(daemon)
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: _search(daemon)["complete"], 120, "the complete index")
+        assert _metric(daemon, "sessiond_search_rows") == SESSIONS
+        for i in (0, 1, 517, SESSIONS - 1):
+            assert _keys(daemon, f"unique{i}") == [f"s:{i}"]
+        assert daemon.stop() == 0
+        output = daemon.output()
+    assert "the parse worker failed (it died); its batch is parsed in the daemon" in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    # The file equals the disk: every session once, nothing of the killed transaction half there.
+    assert _file_rows(tmp_path) == {p.name for p in (workspace / "sessions").iterdir()}
+
+
+def test_a_sigterm_while_the_worker_writes_stops_within_3s_and_leaves_the_file_whole(workspace: Path, tmp_path: Path) -> None:
+    _fill(workspace / "sessions", SESSIONS)
+    mark = tmp_path / "writing"
+    with _start(workspace, tmp_path, 0, TEST_WRITE_SECONDS="0.02", TEST_WRITING_MARK=str(mark)) as daemon:
+        (worker,) = wait_for(lambda: [int(p) for p in mark.read_text().split()] if mark.exists() else [], 60, "a write")
+        assert alive(worker) and not _search(daemon)["complete"]
+        sent = time.monotonic()
+        code = daemon.stop(signal.SIGTERM, timeout=30)
+        took = time.monotonic() - sent
+        output = daemon.output()
+    assert code == 0 and took < 3.0, (code, took, output[-3000:])
+    wait_for(lambda: not alive(worker), 3, "the worker's end")
+    assert "parse worker failed" not in output and "Traceback" not in output, output[-3000:]
+    assert len(_file_rows(tmp_path)) < SESSIONS  # the batch being written was rolled back: the next start does it
+
+
+def test_after_a_worker_dies_the_batches_it_held_are_written_before_any_later_one(workspace: Path, tmp_path: Path) -> None:
+    # The killed worker held two batches; the daemon writes both again, slowly here, while a new
+    # worker (fast) has the next: it must not write that one before them (the order taken, and the counts).
+    _fill(workspace / "sessions", SESSIONS)
+    mark, log_path = tmp_path / "writing", tmp_path / "applied"
+    more = {"TEST_WRITE_SECONDS": "0.004", "TEST_WRITING_MARK": str(mark), "TEST_DAEMON_PARSE_SECONDS": "0.004"}
+    with _start(workspace, tmp_path, 0, TEST_APPLY_LOG=str(log_path), **more) as daemon:
+        (worker,) = wait_for(lambda: [int(p) for p in mark.read_text().split()] if mark.exists() else [], 60, "a write")
+        os.kill(worker, signal.SIGKILL)
+        wait_for(lambda: _search(daemon)["complete"], 120, "the complete index")
+        assert _metric(daemon, "sessiond_search_rows") == SESSIONS
+        assert daemon.stop() == 0
+    assert _file_rows(tmp_path) == {p.name for p in (workspace / "sessions").iterdir()}
+    # Newest first: the last write of each file comes in the order of the names, highest first.
+    last: dict[str, int] = {}
+    for position, line in enumerate(log_path.read_text().splitlines()):
+        last[line.split(" ", 1)[1]] = position
+    order = sorted(last, key=last.__getitem__)
+    assert order == sorted(last, reverse=True), [n for n, m in zip(order, sorted(last, reverse=True), strict=True) if n != m][:5]
