@@ -342,14 +342,7 @@ async def test_search_off_writes_nothing_and_says_so(start_client: Any, sessions
 
 async def test_while_building_the_answer_says_so(client: TestClient, sessions: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     await complete(client, sessions)
-    gate = asyncio.Event()
-    original = SearchKeeper._write_now
-
-    async def held(self: SearchKeeper, batch: Any) -> None:
-        await gate.wait()
-        await original(self, batch)
-
-    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    gate = hold_writes(monkeypatch)
     write(sessions, "b:1", "building")
     await eventually(lambda: store_of(client).index.get("b:1") is not None)
     body = await search(client, "building")
@@ -376,6 +369,19 @@ async def test_a_title_in_detail_and_in_the_list_with_meta(client: TestClient, s
     assert listed["sessions"][0]["title"] == detail["title"]
     (result,) = (await search(client, "refund"))["results"]
     assert result["title"] == detail["title"]
+
+
+def hold_writes(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Hold every search index write until the returned event is set (only its timing changes)."""
+    gate = asyncio.Event()
+    original = SearchKeeper._write_now
+
+    async def held(self: SearchKeeper, batch: Any) -> None:
+        await gate.wait()
+        await original(self, batch)
+
+    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    return gate
 
 
 def title_trips(keeper: SearchKeeper, monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -422,14 +428,7 @@ async def test_a_page_listed_while_its_sessions_wait_to_be_indexed_makes_one_tri
     await complete(client)
     keeper = keeper_of(client)
     trips = title_trips(keeper, monkeypatch)
-    gate = asyncio.Event()
-    original = SearchKeeper._write_now
-
-    async def held(self: SearchKeeper, batch: Any) -> None:
-        await gate.wait()
-        await original(self, batch)
-
-    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    gate = hold_writes(monkeypatch)
     for i in range(3):
         write(sessions, f"q:{i}", f"question {i}", "answer")
     await eventually(lambda: all(store_of(client).index.get(f"q:{i}") is not None for i in range(3)))
@@ -452,14 +451,7 @@ async def test_titles_of_sessions_the_full_pass_has_not_written_yet_make_no_trip
     # yet (most of them): the keeper knows, and the reader thread's hop back to the busy loop is saved.
     for i in range(3):
         write(sessions, f"t:{i}", f"question {i}", "answer")
-    gate = asyncio.Event()
-    original = SearchKeeper._write_now
-
-    async def held(self: SearchKeeper, batch: Any) -> None:
-        await gate.wait()
-        await original(self, batch)
-
-    monkeypatch.setattr(SearchKeeper, "_write_now", held)
+    gate = hold_writes(monkeypatch)
     client = await start_client(state_dir=str(state))
     keeper = keeper_of(client)
     await eventually(lambda: keeper.opened and not keeper._planning and keeper._busy == 3)

@@ -130,6 +130,17 @@ def _nice(pid: int) -> int:
         return -100  # gone meanwhile: nicer than nothing
 
 
+def _stop_within_3s(daemon: Daemon, worker: int) -> None:
+    """SIGTERM: the daemon exits cleanly within 3 s, its worker ends with it, and nothing is called a failure."""
+    sent = time.monotonic()
+    code = daemon.stop(signal.SIGTERM, timeout=30)
+    took = time.monotonic() - sent
+    output = daemon.output()
+    assert code == 0 and took < 3.0, (code, took, output[-3000:])
+    wait_for(lambda: not alive(worker), 3, "the worker's end")
+    assert "parse worker failed" not in output and "Traceback" not in output, output[-3000:]
+
+
 def _search(daemon: Daemon) -> dict[str, Any]:
     status, body = daemon.get("/api/v1/health")
     assert status == 200, body
@@ -178,13 +189,7 @@ def test_a_sigterm_while_the_worker_parses_stops_the_daemon_and_the_worker_withi
         (worker,) = wait_for(lambda: _workers(daemon), 30, "a search worker")
         time.sleep(0.3)  # well inside a batch: 256 files take 5 s in the worker
         assert not _search(daemon)["complete"] and alive(worker)
-        sent = time.monotonic()
-        code = daemon.stop(signal.SIGTERM, timeout=30)
-        took = time.monotonic() - sent
-        output = daemon.output()
-    assert code == 0 and took < 3.0, (code, took, output[-3000:])
-    wait_for(lambda: not alive(worker), 3, "the worker's end")
-    assert "parse worker failed" not in output and "Traceback" not in output, output[-3000:]
+        _stop_within_3s(daemon, worker)
 
 
 def test_a_daemon_killed_outright_leaves_no_worker_behind(workspace: Path, tmp_path: Path) -> None:
@@ -268,13 +273,7 @@ def test_a_sigterm_while_the_worker_writes_stops_within_3s_and_leaves_the_file_w
     with _start(workspace, tmp_path, 0, TEST_WRITE_SECONDS="0.02", TEST_WRITING_MARK=str(mark)) as daemon:
         (worker,) = wait_for(lambda: [int(p) for p in mark.read_text().split()] if mark.exists() else [], 60, "a write")
         assert alive(worker) and not _search(daemon)["complete"]
-        sent = time.monotonic()
-        code = daemon.stop(signal.SIGTERM, timeout=30)
-        took = time.monotonic() - sent
-        output = daemon.output()
-    assert code == 0 and took < 3.0, (code, took, output[-3000:])
-    wait_for(lambda: not alive(worker), 3, "the worker's end")
-    assert "parse worker failed" not in output and "Traceback" not in output, output[-3000:]
+        _stop_within_3s(daemon, worker)
     assert len(_file_rows(tmp_path)) < SESSIONS  # the batch being written was rolled back: the next start does it
 
 
