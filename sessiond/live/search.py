@@ -620,6 +620,11 @@ class _ParseWorker:
             return
         if kill:
             _kill(pool)
+            # A worker killed while it sent a result leaves half a message in the result pipe,
+            # and the pool's thread would wait for the rest for ever: the daemon holds the pipe's
+            # write end too. Closed, the rest reads as the end: the pool is broken, its thread ends.
+            with contextlib.suppress(AttributeError, OSError):
+                pool._result_queue._writer.close()  # type: ignore[attr-defined]
         pool.shutdown(wait=True, cancel_futures=True)  # at once once killed, or idle
 
 

@@ -14,6 +14,8 @@ import json
 import os
 import signal
 import sqlite3
+import struct
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import orjson
 import pytest
 
+from sessiond.live import search as search_mod
 from tests.support import Daemon, alive, children, cmdline, wait_for
 
 pytestmark = pytest.mark.slow
@@ -296,3 +299,22 @@ def test_after_a_worker_dies_the_batches_it_held_are_written_before_any_later_on
         last[line.split(" ", 1)[1]] = position
     order = sorted(last, key=last.__getitem__)
     assert order == sorted(last, reverse=True), [n for n, m in zip(order, sorted(last, reverse=True), strict=True) if n != m][:5]
+
+
+def test_closing_a_worker_killed_halfway_through_sending_its_result_does_not_hang() -> None:
+    # A worker killed while it sends a big result (a batch's texts, in memory mode) leaves half a
+    # message in the pool's result pipe; the pool's own thread then waits for the rest for ever, and
+    # the daemon's stop with it (seen once at 1M: SIGTERM, and the daemon never exited). Here the
+    # half message is written into the real pool's pipe by hand, beside its real, killed worker.
+    worker = search_mod._ParseWorker()
+    parsing = worker.submit(time.sleep, (60,), 60)
+    assert parsing is not None
+    wait_for(lambda: worker.pids, 10, "the worker")
+    pool = parsing.pool
+    frame = struct.pack("!i", 1 << 20) + b"half"  # the header of 1 MiB, then only 4 bytes of it
+    os.write(pool._result_queue._writer.fileno(), frame)  # type: ignore[attr-defined]
+    closing = threading.Thread(target=worker.close, args=(True,), daemon=True)
+    closing.start()
+    closing.join(10)
+    assert not closing.is_alive(), "closing the worker hung on the half-sent result"
+    assert not any(alive(pid) for pid in worker.pids)
