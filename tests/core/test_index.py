@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessiond.core.index import FileStat, InvalidFile, SessionIndex, SessionRecord
+from sessiond.core.index import FileStat, InvalidFile, SessionIndex, SessionRecord, pack, pack_stat, unpack
+from sessiond.core.loader import stat_of
 
 ST = FileStat(100, 1, 1, 1)
 
@@ -162,3 +166,15 @@ def test_the_index_always_serves_what_a_recount_of_the_files_says(steps: list) -
     loaded.load([(name, rec(key, name=name, updated=float(updated))) for name, (key, updated) in disk.items()])
     assert {k: r.name for k, r in loaded.served.items()} == {k: r.name for k, r in index.served.items()}
     assert loaded.collision_count == index.collision_count
+
+
+def test_the_stat_walks_shortcut_packs_a_stat_exactly_as_pack_does(tmp_path: Path) -> None:
+    # pack_stat skips the FileStat the walks would make per file; a walk and the index must agree bit for bit.
+    for i, size in enumerate((0, 1, 3_400, 1 << 31)):
+        path = tmp_path / f"f{i}.json"
+        with path.open("wb") as fh:
+            fh.truncate(size)
+        os.utime(path, ns=(1, 1_700_000_000_123_456_789 + i))
+        st = os.lstat(path)
+        assert pack_stat(st) == pack(stat_of(st))
+        assert unpack(pack_stat(st)) == stat_of(st)
