@@ -82,6 +82,14 @@ WORKER_NICE = 10
 WORKER_FAILURES = 3  # worker deaths (or hangs) after which batches are parsed here only
 WORKER_SECONDS = 30.0  # a batch's time in the worker before it counts as hung, plus a second per WORKER_BYTES_PER_S
 WORKER_BYTES_PER_S = 4 << 20
+# The full pass yields to requests. Even at nice 10 in a process of its own, the build costs
+# the daemon a third of its list and detail answers on two cores (the worker's reads, the
+# commits' round trips, the caches it evicts); while requests arrive at more than BUSY_RATE
+# a second it waits BUSY_PAUSE before each batch (a batch takes ~50 ms: about a tenth of the
+# time), so it still ends under any load, and runs at full pace as soon as they slow down.
+# A live write's batch never waits.
+BUSY_RATE = 100.0
+BUSY_PAUSE = 0.5
 
 
 def _ident(record: SessionRecord) -> Ident:
@@ -91,8 +99,13 @@ def _ident(record: SessionRecord) -> Ident:
 class SearchKeeper:
     """Owns the search index of one store."""
 
-    def __init__(self, store: SessionStore, path: Path | None, cache_kib: int = 16 * 1024) -> None:
+    def __init__(
+        self, store: SessionStore, path: Path | None, cache_kib: int = 16 * 1024, traffic: Callable[[], int] | None = None
+    ) -> None:
         self.store = store
+        self.traffic = traffic  # requests answered so far (the full pass yields while they come fast)
+        self._answered = (0, time.monotonic())  # traffic() and when, at the last look
+        self.paused = 0.0  # seconds the full pass waited for requests to slow down
         self.path = path
         self.cache_kib = cache_kib
         self._writer_db = SearchDB(path, cache_kib)
@@ -180,6 +193,8 @@ class SearchKeeper:
                     await self._plan()
                 finally:
                     self._planning = False
+            if self._todo and not self._pending:
+                await self._make_way()
             batch = self._next_batch()
             if batch:
                 await self._write(batch)
@@ -222,6 +237,17 @@ class SearchKeeper:
         self._todo = deque(todo)
         self._unwritten = set(todo)
         log.debug("search: %d of %d files to index or remove", len(todo), len(records))
+
+    async def _make_way(self) -> None:
+        """Before a full-pass batch: wait BUSY_PAUSE if requests came at more than BUSY_RATE a second since the last look."""
+        if self.traffic is None:
+            return
+        answered, now = self.traffic(), time.monotonic()
+        before, then = self._answered
+        self._answered = (answered, now)
+        if answered - before > BUSY_RATE * max(now - then, 0.01):
+            await asyncio.sleep(BUSY_PAUSE)
+            self.paused += time.monotonic() - now
 
     def _next_batch(self) -> list[tuple[str, float | None]]:
         batch: list[tuple[str, float | None]] = []
@@ -718,6 +744,9 @@ class SearchMetrics(Collector):
             "sessiond_search_complete", "1 when the search index holds every session as it is now", value=int(k.complete)
         )
         yield CounterMetricFamily("sessiond_search_files_read", "Session files read to index them", value=k.files_read)
+        yield CounterMetricFamily(
+            "sessiond_search_build_paused_seconds", "Seconds the build waited for requests to slow down", value=k.paused
+        )
         buckets: list[tuple[str, float]] = []
         running = 0
         for bound, count in zip((*map(str, LATENCY_BUCKETS), "+Inf"), k.query_buckets, strict=True):

@@ -318,3 +318,51 @@ def test_closing_a_worker_killed_halfway_through_sending_its_result_does_not_han
     closing.join(10)
     assert not closing.is_alive(), "closing the worker hung on the half-sent result"
     assert not any(alive(pid) for pid in worker.pids)
+
+
+def test_the_full_pass_yields_to_a_stream_of_requests_and_a_live_write_does_not_wait(workspace: Path, tmp_path: Path) -> None:
+    # The build, even in its worker at nice 10, cost a third of the list and detail answers on two cores
+    # (bench/search_live.py): while requests come fast it waits BUSY_PAUSE before each batch of its full
+    # pass, so it takes about a tenth of the time; a live write's batch never waits, and the build runs at
+    # full pace once the requests slow down.
+    count = 10_000
+    _fill(workspace / "sessions", count)
+    with _start(workspace, tmp_path, 0) as daemon:
+        stop = threading.Event()
+        answered = [0]
+
+        def load() -> None:
+            while not stop.is_set():
+                status, _ = daemon.get("/api/v1/sessions/s:1")
+                assert status == 200
+                answered[0] += 1
+
+        threads = [threading.Thread(target=load) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        try:
+            started = time.monotonic()
+            time.sleep(1.0)
+            search_mod_doc = {"key": "live:1", "messages": [{"role": "user", "content": "zebracorn arrives"}]}
+            (workspace / "sessions" / "live_1.json").write_bytes(
+                orjson.dumps({**search_mod_doc, "summary": None, "created_at": 1.0, "updated_at": 2.0})
+            )
+            written = time.monotonic()
+            wait_for(lambda: _keys(daemon, "zebracorn") == ["live:1"], 10, "the live write found")
+            found = time.monotonic() - written
+            time.sleep(max(0.0, started + 4.0 - time.monotonic()))
+            during = _search(daemon)
+            rate = answered[0] / (time.monotonic() - started)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert rate > 2 * search_mod.BUSY_RATE, rate  # the load was a stream, not a trickle
+        assert found < 2.0, found
+        # 4 s under load: about 8 batches of 256 (and one or two before the load was seen); without the pause
+        # (measured) the build is complete by then.
+        assert not during["complete"] and during["indexed"] < count / 2, during
+        assert _metric(daemon, "sessiond_search_build_paused_seconds_total") > 1.0
+        wait_for(lambda: _search(daemon)["complete"], 60, "the build, once the requests stopped")
+        assert _search(daemon)["indexed"] == count + 1
+        assert _keys(daemon, "unique9999") == ["s:9999"]
