@@ -111,14 +111,7 @@ def create_app(settings: Settings) -> web.Application:
     metrics.registry.register(RetentionMetrics(retention))
     # Full-text search: fed the names of the files each change applied (a rewrite that keeps
     # size and mtime changes no key, but its text), built once the first index is whole.
-    # Its full pass yields to requests: while they arrive at more than BUSY_RATE a second,
-    # the build takes about a tenth of the time, so serving keeps its pace.
-    requests = metrics.requests
-    search = (
-        SearchKeeper(store, settings.search_path, settings.search_cache_mb * 1024, traffic=lambda: requests.answered)
-        if settings.search
-        else None
-    )
+    search = SearchKeeper(store, settings.search_path, settings.search_cache_mb * 1024) if settings.search else None
     app[SEARCH] = search
     if search is not None:
         store.file_listeners.append(search.on_files)

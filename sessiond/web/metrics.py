@@ -100,10 +100,8 @@ class _RequestStats(Collector):
         # By the token's name (from the config, a bounded set), never the token.
         self.by_token: dict[tuple[str, int], int] = {}
         self.durations: dict[str, list[float]] = {}  # route -> per-bucket counts, then +Inf, then the sum
-        self.answered = 0  # every request answered (the search build yields while many arrive)
 
     def record(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.answered += 1
         key = (route, method, status)
         self.counts[key] = self.counts.get(key, 0) + 1
         slots = self.durations.get(route)

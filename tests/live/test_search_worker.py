@@ -322,9 +322,9 @@ def test_closing_a_worker_killed_halfway_through_sending_its_result_does_not_han
 
 def test_the_full_pass_yields_to_a_stream_of_requests_and_a_live_write_does_not_wait(workspace: Path, tmp_path: Path) -> None:
     # The build, even in its worker at nice 10, cost a third of the list and detail answers on two cores
-    # (bench/search_live.py): while requests come fast it waits BUSY_PAUSE before each batch of its full
-    # pass, so it takes about a tenth of the time; a live write's batch never waits, and the build runs at
-    # full pace once the requests slow down.
+    # (bench/search_live.py): while requests keep the loop busy it waits BUSY_PAUSE before each batch of its full
+    # pass while the loop's thread is busy, so it takes about a tenth of the time; a live write's batch never
+    # waits, and the build runs at full pace once the requests stop.
     count = 10_000
     _fill(workspace / "sessions", count)
     with _start(workspace, tmp_path, 0) as daemon:
@@ -343,9 +343,9 @@ def test_the_full_pass_yields_to_a_stream_of_requests_and_a_live_write_does_not_
         try:
             started = time.monotonic()
             time.sleep(1.0)
-            search_mod_doc = {"key": "live:1", "messages": [{"role": "user", "content": "zebracorn arrives"}]}
+            doc = {"key": "live:1", "messages": [{"role": "user", "content": "zebracorn arrives"}]}
             (workspace / "sessions" / "live_1.json").write_bytes(
-                orjson.dumps({**search_mod_doc, "summary": None, "created_at": 1.0, "updated_at": 2.0})
+                orjson.dumps({**doc, "summary": None, "created_at": 1.0, "updated_at": 2.0})
             )
             written = time.monotonic()
             wait_for(lambda: _keys(daemon, "zebracorn") == ["live:1"], 10, "the live write found")
@@ -357,9 +357,9 @@ def test_the_full_pass_yields_to_a_stream_of_requests_and_a_live_write_does_not_
             stop.set()
             for thread in threads:
                 thread.join()
-        assert rate > 2 * search_mod.BUSY_RATE, rate  # the load was a stream, not a trickle
+        assert rate > 200, rate  # the load was a stream that kept the loop busy, not a trickle
         assert found < 2.0, found
-        # 4 s under load: about 8 batches of 256 (and one or two before the load was seen); without the pause
+        # 4 s under load: about 4 batches of 256 (and one or two before the load was seen); without the pause
         # (measured) the build is complete by then.
         assert not during["complete"] and during["indexed"] < count / 2, during
         assert _metric(daemon, "sessiond_search_build_paused_seconds_total") > 1.0
