@@ -44,6 +44,7 @@ import dataclasses
 import hashlib
 import logging
 import multiprocessing
+import operator
 import os
 import time
 from collections import OrderedDict, deque
@@ -233,10 +234,9 @@ class SearchKeeper:
         records = self.store.index.file_records()
         known = await self._w(self._writer_db.idents)
         loop = asyncio.get_running_loop()
-        todo = await loop.run_in_executor(None, _differences, records, known)
-        self._todo = deque(todo)
-        self._unwritten = set(todo)
-        log.debug("search: %d of %d files to index or remove", len(todo), len(records))
+        # The queue and the set are built off the loop too: a million names each at a first build.
+        self._todo, self._unwritten = await loop.run_in_executor(None, _plan_of, records, known)
+        log.debug("search: %d of %d files to index or remove", len(self._todo), len(records))
 
     async def _make_way(self) -> None:
         """Before a full-pass batch (on the loop's thread): wait BUSY_PAUSE if the loop was busy more than BUSY_SHARE since the last look."""
@@ -658,12 +658,28 @@ def _kill(pool: concurrent.futures.ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def _differences(records: list[SessionRecord], known: dict[str, Ident]) -> list[str]:
-    """Names to index or remove so the search index equals *records*; oldest first (popped from the end: newest first)."""
-    wanted = {r.name for r in records}
-    fresh = sorted((r for r in records if known.get(r.name) != _ident(r)), key=lambda r: r.updated_at)
+def _differences(records: list[SessionRecord], known: dict[str, int]) -> list[str]:
+    """Names to index or remove so the search index equals *records* (*known*: name -> packed identity, as
+    SearchDB.idents gives); oldest first (popped from the end: newest first)."""
+    if not known:  # a first build: nothing to compare
+        return [r.name for r in sorted(records, key=_UPDATED)]
+    get = known.get
+    fresh = sorted((r for r in records if get(r.name) != r.ident), key=_UPDATED)
+    held = len(records) - len(fresh)  # files the index holds as they are
+    gone: list[str] = []
+    if held < len(known):  # some indexed names are stale or gone (a rewrite is stale, not gone)
+        wanted = {r.name for r in records}
+        gone = [name for name in known if name not in wanted]
     # Removals last in the list, so they are popped first: gone text goes before new text comes.
-    return [r.name for r in fresh] + [name for name in known if name not in wanted]
+    return [r.name for r in fresh] + gone
+
+
+_UPDATED = operator.attrgetter("updated_at")
+
+
+def _plan_of(records: list[SessionRecord], known: dict[str, int]) -> tuple[deque[str], set[str]]:
+    todo = _differences(records, known)
+    return deque(todo), set(todo)
 
 
 def _read_hits(

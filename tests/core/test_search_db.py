@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sessiond.core.index import FileStat, pack
 from sessiond.core.search_db import Doc, Ident, SearchDB, compress
 
 
@@ -36,3 +37,16 @@ def test_a_file_removed_and_written_in_one_batch_is_there_once() -> None:
     assert db.apply([doc("a.json", "second words", inode=2)], ["a.json"]) == 0
     assert db.count() == 1 and matches(db, "first") == [] and matches(db, "second") == ["a.json"]
     assert db.apply([], ["a.json", "never.json"]) == -1 and db.count() == 0 and matches(db, "words") == []
+
+
+def test_idents_are_packed_as_the_in_memory_index_packs_them_whatever_the_inode() -> None:
+    # The plan compares them with each record's ident: an inode above 2**63 is stored signed and must come back whole.
+    db = SearchDB(None)
+    db.open()
+    inodes = {"a.json": 7, "b.json": 1 << 63, "c.json": (1 << 64) - 1}
+    for name, inode in inodes.items():
+        db.apply([doc(name, "words", inode)], [])
+    known = db.idents()
+    for name, inode in inodes.items():
+        ident = doc(name, "words", inode).ident
+        assert known[name] == pack(FileStat(ident.size, ident.mtime_ns, inode, ident.ctime_ns))
