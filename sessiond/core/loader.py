@@ -335,24 +335,6 @@ def _lstat_or_zero(dir_fd: int, name: str) -> FileStat:
         return FileStat(0, 0, 0, 0)
 
 
-def list_idents(dir_fd: int, others: list[str] | None = None) -> dict[str, int]:
-    """Name -> index.pack of the stat, for every candidate session file of the top level.
-
-    Every other name goes to *others* when given (the start looks there for interrupted deletes).
-    """
-    idents: dict[str, int] = {}
-    with os.scandir(dir_fd) as entries:
-        for entry in entries:
-            if is_session_name(name := entry.name):
-                try:
-                    idents[name] = pack_stat(entry.stat(follow_symlinks=False))
-                except OSError:
-                    continue
-            elif others is not None:
-                others.append(name)
-    return idents
-
-
 def stale_names(dir_fd: int | None, known: Mapping[str, int]) -> list[tuple[str, FileStat | None]]:
     """Names whose stat on disk differs from *known* (name -> index.pack of the stat), with the disk's stat (None: gone).
 

@@ -302,6 +302,115 @@ class Columns:
             append((name, SessionRecord(key, name, count, made, changed, ident)))
         return list(disk)
 
+    def compare(self, lo: int, hi: int, disk: Stats, kept: list[tuple[str, FileState]]) -> list[str]:
+        """Rows lo..hi against *disk*, their files' stats taken in row order (stat_columns):
+        append to *kept* the records still true (as split does) and return the names to read.
+
+        A slice whose four columns equal the snapshot's and whose times all lie before the
+        racy window is compared in C, column by column; only a slice that differs is looked
+        at row by row.
+        """
+        n = self.numbers
+        racy_ns = int((self.taken_at - RACY_SECONDS) * 1e9)
+        size, mtime, inode, ctime = disk
+        if (
+            n["size"][lo:hi] == size
+            and n["mtime"][lo:hi] == mtime
+            and n["inode"][lo:hi] == inode
+            and n["ctime"][lo:hi] == ctime
+            and (hi == lo or (max(mtime) < racy_ns and max(ctime) < racy_ns))
+        ):
+            kept.extend(self._records(lo, hi))
+            return []
+        read: list[str] = []
+        names = self.names
+        for row, record in zip(range(lo, hi), self._records(lo, hi), strict=True):
+            i = row - lo
+            if size[i] == -1:
+                continue  # gone
+            name = names[row]
+            if (size[i], mtime[i], inode[i], ctime[i]) != (
+                n["size"][row],
+                n["mtime"][row],
+                n["inode"][row],
+                n["ctime"][row],
+            ) or not (mtime[i] < racy_ns and ctime[i] < racy_ns):
+                read.append(name)
+            else:
+                kept.append(record)
+        return read
+
+    def _records(self, lo: int, hi: int) -> list[tuple[str, FileState]]:
+        """(name, record) of rows lo..hi, as recorded."""
+        n = self.numbers
+        offset = 1 << (_WORD - 1)
+        created, updated = n["created"][lo:hi].tolist(), n["updated"][lo:hi].tolist()
+        for row, (exact_created, exact_updated) in self.exact.items():
+            if lo <= row < hi:
+                created[row - lo], updated[row - lo] = exact_created, exact_updated
+        names = self.names[lo:hi]
+        rows = zip(
+            names,
+            self.keys[lo:hi],
+            n["count"][lo:hi],
+            created,
+            updated,
+            n["size"][lo:hi],
+            n["mtime"][lo:hi],
+            n["inode"][lo:hi],
+            n["ctime"][lo:hi],
+            strict=True,
+        )
+        return [
+            (
+                name,
+                SessionRecord(
+                    key,
+                    name,
+                    count,
+                    made,
+                    changed,
+                    (((((size << _WORD) | (mtime + offset)) << _WORD) | inode) << _WORD) | (ctime + offset),
+                ),
+            )
+            for name, key, count, made, changed, size, mtime, inode, ctime in rows
+        ]
+
+
+# Four columns of file stats in the snapshot's types (size, mtime, inode, ctime): one row per
+# name asked for, in that order; a size of -1 marks a file that is gone (or not stat-able), -2 one
+# whose times no column holds (so it is read).
+Stats = tuple["array.array[int]", "array.array[int]", "array.array[int]", "array.array[int]"]
+
+
+def stat_columns(dir_fd: int, names: list[str]) -> Stats:
+    """The stats of *names* (relative to *dir_fd*) as columns. Blocking: run in a worker process for many."""
+    size, mtime, inode, ctime = array.array("q"), array.array("q"), array.array("Q"), array.array("q")
+    lstat = os.lstat
+    for name in names:
+        try:
+            st = lstat(name, dir_fd=dir_fd)
+        except OSError:
+            size.append(-1)
+            mtime.append(0)
+            inode.append(0)
+            ctime.append(0)
+            continue
+        if -_I63 <= st.st_mtime_ns < _I63 and -_I63 <= st.st_ctime_ns < _I63:
+            size.append(st.st_size)
+            mtime.append(st.st_mtime_ns)
+            inode.append(st.st_ino)
+            ctime.append(st.st_ctime_ns)
+        else:  # a time no snapshot column holds (past 2262): never as recorded, so read
+            size.append(-2)
+            mtime.append(0)
+            inode.append(0)
+            ctime.append(0)
+    return size, mtime, inode, ctime
+
+
+_I63 = 1 << 63
+
 
 def load(path: Path, folder: str) -> Columns | None:
     """The checked columns of a snapshot of *folder*, or None if there is none usable. Blocking."""

@@ -19,7 +19,7 @@ from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, 
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
-from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack
+from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack, pack_stat
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # because parsing is CPU-bound and a thread pool would share one core under the GIL.
 PROCESS_POOL_THRESHOLD = 20_000
 SCAN_CHUNK = 2_000
+STAT_CHUNK = 25_000  # a restart's files stat-ed per worker call (a few tenths of a second)
 APPLY_CHUNK = 256
 # A file that fails to parse right after it changed may be half-written by a
 # writer that does not rename; look again after these delays before calling it invalid.
@@ -142,21 +143,30 @@ class SessionStore:
                 names.extend(name for name in dict.fromkeys(back) if name not in listed)
             total = len(names)
         else:
-            # The snapshot is decoded while the folder is walked: one waits on the disk.
+            # The snapshot is decoded while the folder is found (or walked): one waits on the disk.
             loading = loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
             try:
-                disk = await loop.run_in_executor(None, _idents_in, folder, others)
+                found = await loop.run_in_executor(None, _names_in, folder, others)
                 if others is not None and (back := await loop.run_in_executor(None, self._tidy_after_crash, folder, others)):
-                    await loop.run_in_executor(None, _restat, folder, disk, back)
+                    found.extend(back)
             finally:
                 previous = await loading
-            total = len(disk)
             if previous is None:
-                names = list(disk)
+                names = list(dict.fromkeys(found))
+                total = len(names)
+            elif len(previous) >= PROCESS_POOL_THRESHOLD:
+                # Every file of the snapshot is stat-ed in the scan's worker processes (one process
+                # takes ~4 µs a file here: 4 s at 1M, half of it with two), in the snapshot's order,
+                # so the comparison is column against column; the records are made meanwhile.
+                names, total = await self._compare_in_workers(folder, previous, found, kept)
+                unchanged = not names and len(kept) == len(previous)
             else:
+                disk = await loop.run_in_executor(None, _idents_of, folder, found)
+                total = len(disk)
                 names = await loop.run_in_executor(None, previous.split, disk, kept)
                 unchanged = not names and len(kept) == len(previous)
-            del previous, disk
+                del disk
+            del previous, found
         counts = len(names), len(kept)
         kept.extend(await self._read_all(folder, names, total, progress))
         self._load(kept, started, *counts)
@@ -206,6 +216,27 @@ class SessionStore:
             self.folder = None
             self._load([], time.monotonic(), 0, 0)
 
+    async def _compare_in_workers(
+        self, folder: Folder, previous: snapshot.Columns, listed: list[str], kept: list[tuple[str, FileState]]
+    ) -> tuple[list[str], int]:
+        """The snapshot's files stat-ed in worker processes and compared with it, chunk by chunk:
+        fills *kept*; returns the names to read (changed, racy or new) and how many files there are."""
+        loop = asyncio.get_running_loop()
+        ranges = [(lo, min(lo + STAT_CHUNK, len(previous))) for lo in range(0, len(previous), STAT_CHUNK)]
+        pool = _scan_pool()
+        try:
+            futures = [loop.run_in_executor(pool, _stat_columns, folder, previous.names[lo:hi]) for lo, hi in ranges]
+            # Meanwhile: the names the snapshot does not hold (new files), by set difference.
+            new = await loop.run_in_executor(None, _not_in, listed, previous.names)
+            names: list[str] = []
+            for (lo, hi), future in zip(ranges, futures, strict=True):
+                stats = await future
+                names.extend(await loop.run_in_executor(None, previous.compare, lo, hi, stats, kept))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        names.extend(new)
+        return names, len(kept) + len(names)
+
     async def _read_all(
         self, folder: Folder, names: list[str], total: int, progress: Callable[[int, int], None] | None
     ) -> list[tuple[str, FileState]]:
@@ -213,16 +244,7 @@ class SessionStore:
         chunks = [names[i : i + SCAN_CHUNK] for i in range(0, len(names), SCAN_CHUNK)]
         results: list[tuple[str, FileState]] = []
         done = total - len(names)
-        pool: concurrent.futures.Executor | None = None
-        if len(names) >= PROCESS_POOL_THRESHOLD:
-            # forkserver, not fork: forking a process that runs threads (the watcher's,
-            # the executor's) can copy a held lock into the child.
-            context = multiprocessing.get_context("forkserver")
-            # Imported once in the fork server, not once per worker.
-            context.set_forkserver_preload(["sessiond.live.store"])
-            pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=os.cpu_count() or 2, mp_context=context, initializer=workers.in_a_worker, initargs=(os.getpid(),)
-            )
+        pool = _scan_pool() if len(names) >= PROCESS_POOL_THRESHOLD else None
         try:
             futures = [loop.run_in_executor(pool, _read_flat, folder, chunk, self.max_file_bytes) for chunk in chunks]
             for future in asyncio.as_completed(futures):
@@ -676,19 +698,38 @@ def _names_in(folder: Folder, others: list[str] | None) -> list[str]:
     return sessions
 
 
-def _idents_in(folder: Folder, others: list[str] | None) -> dict[str, int]:
+def _scan_pool() -> concurrent.futures.ProcessPoolExecutor:
+    """Worker processes for a big scan (one per core); they end with the daemon."""
+    # forkserver, not fork: forking a process that runs threads (the watcher's,
+    # the executor's) can copy a held lock into the child.
+    context = multiprocessing.get_context("forkserver")
+    # Imported once in the fork server, not once per worker.
+    context.set_forkserver_preload(["sessiond.live.store"])
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=os.cpu_count() or 2, mp_context=context, initializer=workers.in_a_worker, initargs=(os.getpid(),)
+    )
+
+
+def _idents_of(folder: Folder, names: list[str]) -> dict[str, int]:
+    """Name -> index.pack of the stat of each of *names* still there."""
+    idents: dict[str, int] = {}
     with folder.open() as dir_fd:
-        return loader.list_idents(dir_fd, others)
+        for name in names:
+            try:
+                idents[name] = pack_stat(os.lstat(name, dir_fd=dir_fd))
+            except OSError:
+                continue
+    return idents
 
 
-def _restat(folder: Folder, disk: dict[str, int], names: list[str]) -> None:
-    """Files put back after the walk: their identity as now, or gone."""
-    for name in names:
-        st = _stat_in(folder, name)
-        if st is None:
-            disk.pop(name, None)
-        else:
-            disk[name] = pack(st)
+def _stat_columns(folder: Folder, names: list[str]) -> snapshot.Stats:
+    # In a worker process: the stats of a chunk of the snapshot's files, as columns.
+    with folder.open() as dir_fd:
+        return snapshot.stat_columns(dir_fd, names)
+
+
+def _not_in(listed: list[str], known: list[str]) -> list[str]:
+    return list(dict.fromkeys(listed).keys() - set(known))
 
 
 def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, FileStat | None]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import os
 import time
 from pathlib import Path
@@ -11,7 +12,7 @@ import orjson
 import pytest
 
 from sessiond.core import snapshot
-from sessiond.core.index import FileStat, InvalidFile, SessionRecord
+from sessiond.core.index import FileStat, InvalidFile, SessionRecord, pack
 from tests.support import later, open_store, session_doc, write_atomic
 
 OLD = time.time() - 3600
@@ -247,3 +248,131 @@ def test_a_save_told_to_stop_leaves_the_previous_snapshot_whole_and_no_temp_file
     columns = snapshot.load(path, "/f")
     assert columns is not None and len(columns) == 10
     assert snapshot.save(path, "/f", new) == 100  # and the next save is whole
+
+
+def _columns(tmp_path: Path, records: list[SessionRecord], taken_at: float) -> snapshot.Columns:
+    path = tmp_path / "snap"
+    path.write_bytes(snapshot.encode("/f", taken_at, records)[0])
+    columns = snapshot.load(path, "/f")
+    assert columns is not None
+    return columns
+
+
+@pytest.mark.parametrize("change", ["none", "size", "inode", "ctime", "gone", "racy mtime", "racy ctime", "beyond 2262"])
+def test_comparing_columns_in_slices_keeps_and_reads_exactly_what_split_does(tmp_path: Path, change: str) -> None:
+    # A restart of a big folder compares the snapshot with the disk column against column, a slice at a time
+    # (Columns.compare); it must decide as the row-by-row comparison (Columns.split) does, in every slice.
+    taken_at = 1_800_000_000.0
+    old_ns = int((taken_at - 3600) * 1e9)
+    records = [
+        SessionRecord(f"k{i:02d}", f"k{i:02d}.json", i, 1.5, 2.5, FileStat(100 + i, old_ns + i, 1000 + i, old_ns + i))
+        for i in range(30)
+    ]
+    stats = [list(r.stat) for r in records]
+    row = 17
+    racy_ns = int(taken_at * 1e9)
+    if change == "size":
+        stats[row][0] += 1
+    elif change == "inode":
+        stats[row][2] += 1
+    elif change == "ctime":
+        stats[row][3] += 1
+    elif change == "racy mtime":
+        stats[row][1] = racy_ns
+        records[row] = SessionRecord(records[row].key, records[row].name, 1, 1.5, 2.5, FileStat(*stats[row]))
+    elif change == "racy ctime":
+        stats[row][3] = racy_ns
+        records[row] = SessionRecord(records[row].key, records[row].name, 1, 1.5, 2.5, FileStat(*stats[row]))
+    columns = _columns(tmp_path, records, taken_at)
+    by_row: list[list[int] | None] = list(stats)
+    if change == "gone":
+        by_row[row] = None
+    elif change == "beyond 2262":
+        by_row[row] = [stats[row][0], 1 << 63, stats[row][2], stats[row][3]]
+    disk = {r.name: pack(FileStat(*st)) for r, st in zip(records, by_row, strict=True) if st is not None}
+    expected_kept: list[tuple[str, Any]] = []
+    expected_read = columns.split(dict(disk), expected_kept)
+
+    def column_stats(lo: int, hi: int) -> snapshot.Stats:
+        size, mtime, inode, ctime = (array.array(code) for code in ("q", "q", "Q", "q"))
+        for st in by_row[lo:hi]:
+            if st is None:
+                values = [-1, 0, 0, 0]
+            elif not -(1 << 63) <= st[1] < 1 << 63:
+                values = [-2, 0, 0, 0]
+            else:
+                values = st
+            for column, value in zip((size, mtime, inode, ctime), values, strict=True):
+                column.append(value)
+        return size, mtime, inode, ctime
+
+    kept: list[tuple[str, Any]] = []
+    read: list[str] = []
+    for lo in range(0, 30, 7):  # slices of 7: row 17 in the third; the others equal
+        read += columns.compare(lo, min(lo + 7, 30), column_stats(lo, min(lo + 7, 30)), kept)
+    assert read == expected_read and len(read) == (0 if change in ("none", "gone") else 1)
+    assert [(name, r.key, r.ident, r.message_count, r.created_at, r.updated_at) for name, r in kept] == [
+        (name, r.key, r.ident, r.message_count, r.created_at, r.updated_at) for name, r in expected_kept
+    ]
+
+
+def test_stat_columns_are_the_files_stats_in_the_order_asked_and_mark_a_missing_file(tmp_path: Path) -> None:
+    for name in ("a.json", "b.json"):
+        (tmp_path / name).write_text("{}")
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        size, mtime, inode, ctime = snapshot.stat_columns(fd, ["b.json", "gone.json", "a.json"])
+    finally:
+        os.close(fd)
+    for i, name in ((0, "b.json"), (2, "a.json")):
+        st = os.lstat(tmp_path / name)
+        assert (size[i], mtime[i], inode[i], ctime[i]) == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    assert size[1] == -1
+
+
+@pytest.mark.parametrize("path", ["walk in the daemon", "stats in worker processes"])
+async def test_a_restart_reads_exactly_what_changed_while_it_was_down(
+    sessions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    # A big folder (PROCESS_POOL_THRESHOLD files or more in the snapshot) is compared in worker processes,
+    # in slices of STAT_CHUNK; made small here, so that 60 files take that path through real workers.
+    from sessiond.live import store as store_mod
+
+    compared: list[int] = []
+    if path == "stats in worker processes":
+        monkeypatch.setattr(store_mod, "PROCESS_POOL_THRESHOLD", 10)
+        monkeypatch.setattr(store_mod, "STAT_CHUNK", 7)
+        original = store_mod.SessionStore._compare_in_workers
+
+        async def counted(self: Any, *args: Any) -> Any:
+            compared.append(len(args[1]))
+            return await original(self, *args)
+
+        monkeypatch.setattr(store_mod.SessionStore, "_compare_in_workers", counted)
+    snap = tmp_path / "snap"
+    for i in range(60):
+        age(write_atomic(sessions, f"r:{i:02d}"))
+    await scanned(sessions, snap)
+    for i in (3, 30, 59):
+        (sessions / f"r_{i:02d}.json").unlink()
+    for i in (10, 45):
+        age(write_atomic(sessions, f"r:{i:02d}", messages=7))
+    kept_times = sessions / "r_20.json"
+    st = kept_times.stat()
+    doc = orjson.loads(kept_times.read_bytes())
+    doc["messages"] = [{"role": "user", "content": "x" * 10}]
+    body = orjson.dumps(doc)
+    kept_times.write_bytes(body.ljust(st.st_size) if len(body) <= st.st_size else body)
+    os.utime(kept_times, ns=(st.st_atime_ns, st.st_mtime_ns))  # size and mtime put back: only the ctime tells
+    for i in range(60, 64):
+        age(write_atomic(sessions, f"r:{i:02d}"))
+    store = open_store(sessions, snapshot_path=snap)
+    await store.scan()
+    fresh = open_store(sessions)
+    await fresh.scan()
+    assert store.last_scan_counts == (7, 54)  # 2 rewritten, 1 with its size and mtime put back, 4 new
+    assert compared == ([60] if path == "stats in worker processes" else [])
+    assert len(store.index) == 61
+    for record in fresh.index.records():
+        got = store.index.get(record.key)
+        assert got is not None and (got.name, got.ident) == (record.name, record.ident) and got.same_content(record)

@@ -224,8 +224,8 @@ async def test_files_written_during_the_scan_are_seen(start_client, sessions: Pa
 async def test_files_written_during_a_restart_from_the_snapshot_are_seen(
     start_client, sessions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same on a restart: there the scan lists the folder with a stat walk
-    (_idents_in) and trusts the snapshot for what did not change."""
+    """The same on a restart: there the scan lists the folder, stats its files
+    (_idents_of) and trusts the snapshot for what did not change."""
     from sessiond.live import store as store_mod
     from tests.support import later, open_store
 
@@ -237,15 +237,15 @@ async def test_files_written_during_a_restart_from_the_snapshot_are_seen(
     await first.scan()
     await first.save_snapshot()
     later(state / "index.snapshot")  # every file then lies outside the window of times too close to it
-    original = store_mod._idents_in
+    original = store_mod._idents_of
 
-    def slow_walk(folder: Folder, others: list[str] | None) -> dict[str, int]:
-        idents = original(folder, others)
+    def slow_walk(folder: Folder, names: list[str]) -> dict[str, int]:
+        idents = original(folder, names)
         write_atomic(Path(folder.path), "during:scan")
         os.unlink(os.path.join(folder.path, file_name("pre:0")))
         return idents
 
-    monkeypatch.setattr(store_mod, "_idents_in", slow_walk)
+    monkeypatch.setattr(store_mod, "_idents_of", slow_walk)
     client = await start_client(state_dir=str(state))
     assert store_of(client).last_scan_counts[1] > 0  # it did restart from the snapshot
     await eventually(lambda: "during:scan" in store_of(client).index, timeout=2)
