@@ -412,6 +412,21 @@ def stat_columns(dir_fd: int, names: list[str]) -> Stats:
 _I63 = 1 << 63
 
 
+def names_of(path: Path) -> set[str] | None:
+    """The file names a snapshot holds, unchecked (the checksum is load's to verify), or None
+    if they cannot be read. For the worker process that lists a big folder against them."""
+    try:
+        with path.open("rb") as fh:
+            header = orjson.loads(fh.readline())
+            length = header["blocks"][0]
+            if header.get("format") != FORMAT or header["records"] == 0 or not _count(length):
+                return None
+            block = fh.read(length)
+        return set(block.decode().split("\0"))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+
+
 def load(path: Path, folder: str) -> Columns | None:
     """The checked columns of a snapshot of *folder*, or None if there is none usable. Blocking."""
     try:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 PROCESS_POOL_THRESHOLD = 20_000
 SCAN_CHUNK = 2_000
 STAT_CHUNK = 25_000  # a restart's files stat-ed per worker call (a few tenths of a second)
+# A snapshot this big (about PROCESS_POOL_THRESHOLD sessions) makes a restart list and stat in worker processes.
+BIG_SNAPSHOT_BYTES = 2 << 20
 APPLY_CHUNK = 256
 # A file that fails to parse right after it changed may be half-written by a
 # writer that does not rename; look again after these delays before calling it invalid.
@@ -143,29 +145,49 @@ class SessionStore:
                 names.extend(name for name in dict.fromkeys(back) if name not in listed)
             total = len(names)
         else:
-            # The snapshot is decoded while the folder is found (or walked): one waits on the disk.
-            loading = loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
+            # The snapshot is decoded while the folder is listed: one waits on the disk.
+            pool = _scan_pool() if _size_of(self.snapshot_path) >= BIG_SNAPSHOT_BYTES else None
             try:
-                found = await loop.run_in_executor(None, _names_in, folder, others)
-                if others is not None and (back := await loop.run_in_executor(None, self._tidy_after_crash, folder, others)):
-                    found.extend(back)
+                loading = loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
+                try:
+                    listing: tuple[list[str], list[str]] | None = None
+                    if pool is not None:
+                        # Listed in a worker, against the snapshot's own names: only new names come back.
+                        # A million names made here while the snapshot's are decoded would share the
+                        # heap's arenas with them and keep ~50 MB of it after the scan.
+                        listing = await loop.run_in_executor(pool, _new_names, folder, self.snapshot_path, others)
+                    new: list[str] | None = None
+                    if listing is None:
+                        found = await loop.run_in_executor(None, _names_in, folder, others)
+                    else:
+                        new, more = listing
+                        found = new
+                        if others is not None:
+                            others.extend(more)
+                    if others is not None and (back := await loop.run_in_executor(None, self._tidy_after_crash, folder, others)):
+                        found.extend(back)
+                finally:
+                    previous = await loading
+                if previous is not None and new is not None and pool is not None:
+                    # Every file of the snapshot is stat-ed in the scan's worker processes (one process
+                    # takes ~4 µs a file here: 4 s at 1M, half of it with two), in the snapshot's order,
+                    # so the comparison is column against column; the records are made meanwhile.
+                    names, total = await self._compare_in_workers(pool, folder, previous, found, kept)
+                    unchanged = not names and len(kept) == len(previous)
+                elif previous is not None and new is None:
+                    disk = await loop.run_in_executor(None, _idents_of, folder, found)
+                    total = len(disk)
+                    names = await loop.run_in_executor(None, previous.split, disk, kept)
+                    unchanged = not names and len(kept) == len(previous)
+                    del disk
+                else:  # no usable snapshot: every file is read
+                    if new is not None:
+                        found += await loop.run_in_executor(None, _names_in, folder, None)
+                    names = list(dict.fromkeys(found))
+                    total = len(names)
             finally:
-                previous = await loading
-            if previous is None:
-                names = list(dict.fromkeys(found))
-                total = len(names)
-            elif len(previous) >= PROCESS_POOL_THRESHOLD:
-                # Every file of the snapshot is stat-ed in the scan's worker processes (one process
-                # takes ~4 µs a file here: 4 s at 1M, half of it with two), in the snapshot's order,
-                # so the comparison is column against column; the records are made meanwhile.
-                names, total = await self._compare_in_workers(folder, previous, found, kept)
-                unchanged = not names and len(kept) == len(previous)
-            else:
-                disk = await loop.run_in_executor(None, _idents_of, folder, found)
-                total = len(disk)
-                names = await loop.run_in_executor(None, previous.split, disk, kept)
-                unchanged = not names and len(kept) == len(previous)
-                del disk
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
             del previous, found
         counts = len(names), len(kept)
         kept.extend(await self._read_all(folder, names, total, progress))
@@ -217,24 +239,23 @@ class SessionStore:
             self._load([], time.monotonic(), 0, 0)
 
     async def _compare_in_workers(
-        self, folder: Folder, previous: snapshot.Columns, listed: list[str], kept: list[tuple[str, FileState]]
+        self,
+        pool: concurrent.futures.Executor,
+        folder: Folder,
+        previous: snapshot.Columns,
+        new: list[str],
+        kept: list[tuple[str, FileState]],
     ) -> tuple[list[str], int]:
-        """The snapshot's files stat-ed in worker processes and compared with it, chunk by chunk:
-        fills *kept*; returns the names to read (changed, racy or new) and how many files there are."""
+        """The snapshot's files stat-ed in worker processes and compared with it, slice by slice:
+        fills *kept*; returns the names to read (changed, racy, or *new*) and how many files there are."""
         loop = asyncio.get_running_loop()
         ranges = [(lo, min(lo + STAT_CHUNK, len(previous))) for lo in range(0, len(previous), STAT_CHUNK)]
-        pool = _scan_pool()
-        try:
-            futures = [loop.run_in_executor(pool, _stat_columns, folder, previous.names[lo:hi]) for lo, hi in ranges]
-            # Meanwhile: the names the snapshot does not hold (new files), by set difference.
-            new = await loop.run_in_executor(None, _not_in, listed, previous.names)
-            names: list[str] = []
-            for (lo, hi), future in zip(ranges, futures, strict=True):
-                stats = await future
-                names.extend(await loop.run_in_executor(None, previous.compare, lo, hi, stats, kept))
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        names.extend(new)
+        futures = [loop.run_in_executor(pool, _stat_columns, folder, previous.names[lo:hi]) for lo, hi in ranges]
+        names: list[str] = []
+        for (lo, hi), future in zip(ranges, futures, strict=True):
+            stats = await future
+            names.extend(await loop.run_in_executor(None, previous.compare, lo, hi, stats, kept))
+        names.extend(dict.fromkeys(new))
         return names, len(kept) + len(names)
 
     async def _read_all(
@@ -728,8 +749,22 @@ def _stat_columns(folder: Folder, names: list[str]) -> snapshot.Stats:
         return snapshot.stat_columns(dir_fd, names)
 
 
-def _not_in(listed: list[str], known: list[str]) -> list[str]:
-    return list(dict.fromkeys(listed).keys() - set(known))
+def _new_names(folder: Folder, snapshot_path: Path, others: list[str] | None) -> tuple[list[str], list[str]] | None:
+    # In a worker process: the session files the snapshot does not hold, and (when *others* is a list)
+    # every other name; None when the snapshot cannot be read here (the daemon lists the folder itself).
+    held = snapshot.names_of(snapshot_path)
+    if held is None:
+        return None
+    more: list[str] = []
+    names = _names_in(folder, more if others is not None else None)
+    return [name for name in names if name not in held], more
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, FileStat | None]]:

@@ -33,6 +33,16 @@ def test_flatten_round_trip() -> None:
     assert snapshot.flatten("gone.json", None) is None
 
 
+@pytest.fixture(params=["small", "big"])
+def big(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each way a restart lists: in the daemon (a small snapshot), or in worker processes against the
+    snapshot's own names (BIG_SNAPSHOT_BYTES or more: made 0 here)."""
+    from sessiond.live import store as store_mod
+
+    if request.param == "big":
+        monkeypatch.setattr(store_mod, "BIG_SNAPSHOT_BYTES", 0)
+
+
 async def scanned(folder: Path, snap: Path) -> Any:
     store = open_store(folder, snapshot_path=snap)
     await store.scan()
@@ -83,7 +93,7 @@ async def test_recent_files_are_not_trusted(sessions: Path, tmp_path: Path) -> N
         b'{"format": "sessiond-snapshot/3", "folder": "X"}\n',
     ],
 )
-async def test_unusable_snapshot_means_full_scan(sessions: Path, tmp_path: Path, content: bytes) -> None:
+async def test_unusable_snapshot_means_full_scan(sessions: Path, tmp_path: Path, content: bytes, big: None) -> None:
     snap = tmp_path / "snap.json"
     age(write_atomic(sessions, "a"))
     snap.write_bytes(content)
@@ -91,7 +101,7 @@ async def test_unusable_snapshot_means_full_scan(sessions: Path, tmp_path: Path,
     assert store.last_scan_counts == (1, 0) and "a" in store.index
 
 
-async def test_snapshot_of_another_folder_is_ignored(tmp_path: Path) -> None:
+async def test_snapshot_of_another_folder_is_ignored(tmp_path: Path, big: None) -> None:
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
@@ -334,18 +344,18 @@ def test_stat_columns_are_the_files_stats_in_the_order_asked_and_mark_a_missing_
 async def test_a_restart_reads_exactly_what_changed_while_it_was_down(
     sessions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path: str
 ) -> None:
-    # A big folder (PROCESS_POOL_THRESHOLD files or more in the snapshot) is compared in worker processes,
+    # A big folder (a snapshot of BIG_SNAPSHOT_BYTES or more) is listed and compared in worker processes,
     # in slices of STAT_CHUNK; made small here, so that 60 files take that path through real workers.
     from sessiond.live import store as store_mod
 
     compared: list[int] = []
     if path == "stats in worker processes":
-        monkeypatch.setattr(store_mod, "PROCESS_POOL_THRESHOLD", 10)
+        monkeypatch.setattr(store_mod, "BIG_SNAPSHOT_BYTES", 0)
         monkeypatch.setattr(store_mod, "STAT_CHUNK", 7)
         original = store_mod.SessionStore._compare_in_workers
 
         async def counted(self: Any, *args: Any) -> Any:
-            compared.append(len(args[1]))
+            compared.append(len(args[2]))
             return await original(self, *args)
 
         monkeypatch.setattr(store_mod.SessionStore, "_compare_in_workers", counted)
@@ -376,3 +386,22 @@ async def test_a_restart_reads_exactly_what_changed_while_it_was_down(
     for record in fresh.index.records():
         got = store.index.get(record.key)
         assert got is not None and (got.name, got.ident) == (record.name, record.ident) and got.same_content(record)
+
+
+async def test_a_snapshot_whose_names_read_but_whose_checksum_fails_means_a_full_scan(
+    sessions: Path, tmp_path: Path, big: None
+) -> None:
+    # The worker that lists a big folder reads the snapshot's names without the checksum (the daemon checks
+    # it): when the daemon then refuses the snapshot, every file is read, the new ones and the others.
+    snap = tmp_path / "snap"
+    for i in range(5):
+        age(write_atomic(sessions, f"c:{i}"))
+    await scanned(sessions, snap)
+    age(write_atomic(sessions, "c:new"))
+    data = bytearray(snap.read_bytes())
+    data[-3] ^= 0xFF  # in the last block (odd): the names still read
+    snap.write_bytes(bytes(data))
+    assert snapshot.names_of(snap) is not None and snapshot.load(snap, str(sessions)) is None
+    store = open_store(sessions, snapshot_path=snap)
+    await store.scan()
+    assert store.last_scan_counts == (6, 0) and len(store.index) == 6
