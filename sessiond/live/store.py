@@ -255,7 +255,8 @@ class SessionStore:
         for (lo, hi), future in zip(ranges, futures, strict=True):
             stats = await future
             names.extend(await loop.run_in_executor(None, previous.compare, lo, hi, stats, kept))
-        names.extend(dict.fromkeys(new))
+        # A file put back by the crash tidy-up (in *new*) may be one the snapshot holds, changed: read once.
+        names = list(dict.fromkeys([*names, *new]))
         return names, len(kept) + len(names)
 
     async def _read_all(

@@ -405,3 +405,22 @@ async def test_a_snapshot_whose_names_read_but_whose_checksum_fails_means_a_full
     store = open_store(sessions, snapshot_path=snap)
     await store.scan()
     assert store.last_scan_counts == (6, 0) and len(store.index) == 6
+
+
+async def test_a_file_put_back_by_the_crash_tidy_up_is_read_once_and_claims_its_key_once(
+    sessions: Path, tmp_path: Path, big: None
+) -> None:
+    # A crash between "renamed out of the way" and "unlinked" of a delete: the first scan puts the file back.
+    # When the snapshot holds it, it is both a file the snapshot knows (stat-ed, changed: its ctime moved)
+    # and a file put back: read once, or the index takes it for two files claiming one key.
+    snap = tmp_path / "snap"
+    for key in ("kept:1", "kept:2", "other:1"):
+        age(write_atomic(sessions, key))
+    await scanned(sessions, snap)
+    os.rename(sessions / "kept_1.json", sessions / ".sessiond-delete.0123abcd.kept_1.json.tmp")
+    (sessions / ".sessiond-delete.89abcdef.tmp").write_bytes(orjson.dumps(session_doc("new:1", messages=3)))
+    store = open_store(sessions, snapshot_path=snap)
+    await store.scan()
+    assert list(store.index.keys()) == ["kept:1", "kept:2", "new:1", "other:1"]
+    assert store.index.collision_count == 0 and store.index.collisions() == {}
+    assert store.last_scan_counts == (2, 2)
