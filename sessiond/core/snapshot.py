@@ -267,6 +267,7 @@ class Columns:
         self.keys = keys
         self.numbers = numbers
         self.exact = exact
+        self.checksum = ""  # the file's, as its header says (a worker that read the file's names names it too)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -412,9 +413,11 @@ def stat_columns(dir_fd: int, names: list[str]) -> Stats:
 _I63 = 1 << 63
 
 
-def names_of(path: Path) -> set[str] | None:
-    """The file names a snapshot holds, unchecked (the checksum is load's to verify), or None
-    if they cannot be read. For the worker process that lists a big folder against them."""
+def names_of(path: Path) -> tuple[str, set[str]] | None:
+    """The checksum a snapshot's header states and the file names it holds, unchecked (the
+    checksum is load's to verify: the daemon uses these names only for a snapshot it loaded
+    with the same checksum), or None if they cannot be read. For the worker process that
+    lists a big folder against them."""
     try:
         with path.open("rb") as fh:
             header = orjson.loads(fh.readline())
@@ -422,7 +425,7 @@ def names_of(path: Path) -> set[str] | None:
             if header.get("format") != FORMAT or header["records"] == 0 or not _count(length):
                 return None
             block = fh.read(length)
-        return set(block.decode().split("\0"))
+        return str(header["checksum"]), set(block.decode().split("\0"))
     except (OSError, ValueError, KeyError, TypeError, IndexError):
         return None
 
@@ -486,7 +489,9 @@ def _decode(header: dict[str, Any], body: bytes) -> Columns:
         keys[row] = key
     exact = _rows(odd["exact"], count)
     _check(names, keys, numbers, exact)
-    return Columns(float(taken_at), names, keys, numbers, exact)
+    columns = Columns(float(taken_at), names, keys, numbers, exact)
+    columns.checksum = header["checksum"]
+    return columns
 
 
 def _rows(table: object, count: int) -> dict[int, Any]:

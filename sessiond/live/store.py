@@ -150,7 +150,7 @@ class SessionStore:
             try:
                 loading = loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
                 try:
-                    listing: tuple[list[str], list[str]] | None = None
+                    listing: tuple[str, list[str], list[str]] | None = None
                     if pool is not None:
                         # Listed in a worker, against the snapshot's own names: only new names come back.
                         # A million names made here while the snapshot's are decoded would share the
@@ -160,7 +160,7 @@ class SessionStore:
                     if listing is None:
                         found = await loop.run_in_executor(None, _names_in, folder, others)
                     else:
-                        new, more = listing
+                        _, new, more = listing
                         found = new
                         if others is not None:
                             others.extend(more)
@@ -168,6 +168,11 @@ class SessionStore:
                         found.extend(back)
                 finally:
                     previous = await loading
+                if previous is not None and listing is not None and listing[0] != previous.checksum:
+                    # The worker read another snapshot than the one decoded here (a save replaced the file
+                    # in between, at a rescan): its "new" names mean nothing; listed again, here.
+                    found = [*await loop.run_in_executor(None, _names_in, folder, None), *found]
+                    new = None
                 if previous is not None and new is not None and pool is not None:
                     # Every file of the snapshot is stat-ed in the scan's worker processes (one process
                     # takes ~4 µs a file here: 4 s at 1M, half of it with two), in the snapshot's order,
@@ -750,15 +755,17 @@ def _stat_columns(folder: Folder, names: list[str]) -> snapshot.Stats:
         return snapshot.stat_columns(dir_fd, names)
 
 
-def _new_names(folder: Folder, snapshot_path: Path, others: list[str] | None) -> tuple[list[str], list[str]] | None:
-    # In a worker process: the session files the snapshot does not hold, and (when *others* is a list)
-    # every other name; None when the snapshot cannot be read here (the daemon lists the folder itself).
-    held = snapshot.names_of(snapshot_path)
-    if held is None:
+def _new_names(folder: Folder, snapshot_path: Path, others: list[str] | None) -> tuple[str, list[str], list[str]] | None:
+    # In a worker process: the checksum of the snapshot read, the session files it does not hold, and
+    # (when *others* is a list) every other name; None when the snapshot cannot be read here (the daemon
+    # lists the folder itself).
+    read = snapshot.names_of(snapshot_path)
+    if read is None:
         return None
+    checksum, held = read
     more: list[str] = []
     names = _names_in(folder, more if others is not None else None)
-    return [name for name in names if name not in held], more
+    return checksum, [name for name in names if name not in held], more
 
 
 def _size_of(path: Path) -> int:

@@ -424,3 +424,30 @@ async def test_a_file_put_back_by_the_crash_tidy_up_is_read_once_and_claims_its_
     assert list(store.index.keys()) == ["kept:1", "kept:2", "new:1", "other:1"]
     assert store.index.collision_count == 0 and store.index.collisions() == {}
     assert store.last_scan_counts == (2, 2)
+
+
+async def test_a_listing_made_against_another_snapshot_than_the_one_decoded_is_not_trusted(
+    sessions: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker lists a big folder against the names it reads from the snapshot file; the daemon decodes
+    # the file too. Were a save to replace the file in between (a rescan), the worker's "new" names would
+    # be relative to another snapshot: a file that snapshot held and the decoded one does not would be
+    # neither new nor stat-ed, so never indexed. The checksums must agree, or the daemon lists again.
+    import concurrent.futures
+
+    from sessiond.live import store as store_mod
+
+    snap = tmp_path / "snap"
+    for i in range(4):
+        age(write_atomic(sessions, f"s:{i}"))
+    await scanned(sessions, snap)
+    age(write_atomic(sessions, "s:late"))  # not in the snapshot decoded below, but in the one the worker "read"
+    held = {f"s_{i}.json" for i in range(4)} | {"s_late.json"}
+    monkeypatch.setattr(store_mod, "BIG_SNAPSHOT_BYTES", 0)
+    # Threads stand in for the worker processes, so that the worker's read of the file can be the other one.
+    monkeypatch.setattr(store_mod, "_scan_pool", lambda: concurrent.futures.ThreadPoolExecutor(2))
+    monkeypatch.setattr(snapshot, "names_of", lambda path: ("another snapshot's checksum", held))
+    store = open_store(sessions, snapshot_path=snap)
+    await store.scan()
+    assert "s:late" in store.index and len(store.index) == 5
+    assert store.last_scan_counts == (1, 4)
