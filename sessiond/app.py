@@ -24,6 +24,7 @@ from sessiond.live.retention import Retention, RetentionMetrics
 from sessiond.live.search import SearchKeeper, SearchMetrics
 from sessiond.live.stats import StatsKeeper
 from sessiond.live.store import SessionStore
+from sessiond.live.threads import default_executor
 from sessiond.live.trash import purge_forever
 from sessiond.live.watcher import SessionWatcher
 from sessiond.web.appkeys import (
@@ -120,6 +121,7 @@ def create_app(settings: Settings) -> web.Application:
     app[PAGE] = PageAssets.from_package()  # read once: a request never touches the disk for it
 
     add_routes(app)
+    app.cleanup_ctx.insert(0, _start_threads)  # first: before the search's threads, the watcher and the scan
     app.cleanup_ctx.append(_run_watcher)
     app.cleanup_ctx.append(background("sessiond-retention", retention.forever))
     # The overview's full pass as soon as the first index is complete, not on a request.
@@ -153,10 +155,17 @@ async def cancel(task: asyncio.Task[None]) -> None:
 async def _run_search(app: web.Application) -> AsyncIterator[None]:
     keeper = app[SEARCH]
     assert keeper is not None
+    keeper.start_threads()
     task = asyncio.create_task(keeper.forever(app[WATCHER].ready), name="sessiond-search")
     yield
     await cancel(task)
     await keeper.close()
+
+
+async def _start_threads(app: web.Application) -> AsyncIterator[None]:
+    # Every thread of the loop's executor now: one started later, on the loop, may wait for the GIL (live/threads.py).
+    asyncio.get_running_loop().set_default_executor(default_executor())
+    yield
 
 
 async def _close_streams(app: web.Application) -> None:

@@ -65,6 +65,7 @@ from sessiond.core.search_db import Candidate, Ident, SearchDB
 from sessiond.core.search_files import Prepared, read_parts
 from sessiond.core.search_query import Query, match
 from sessiond.live.store import SessionStore
+from sessiond.live.threads import prestarted
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,12 @@ class SearchKeeper:
 
     async def _r(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
+
+    def start_threads(self) -> None:
+        """Start the writer's and the reader's threads now, before the daemon is busy, not by the first submit on the loop (live/threads.py)."""
+        prestarted(self._writer, 1)
+        if self._reader is not self._writer:
+            prestarted(self._reader, 1)
 
     async def forever(self, ready: asyncio.Event) -> None:
         """Open (or rebuild) the index once the metadata index is whole, then keep it in step."""

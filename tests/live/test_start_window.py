@@ -134,3 +134,28 @@ async def test_the_watch_is_set_up_when_its_thread_first_looks_at_the_stop_event
         stop.set()
         first.cancel()
         await events.aclose()
+
+
+async def test_every_thread_the_loop_hands_work_to_is_started_before_the_scan_so_a_submit_never_starts_one(
+    start_client: Callable[..., Any], tmp_path: Path
+) -> None:
+    # A ThreadPoolExecutor starts a thread on a submit that finds none idle, and Thread.start() waits until
+    # the new thread runs: on the loop, with other threads holding the GIL right after the first ready at 1M,
+    # one start held it 117-249 ms. The loop's default executor and the search's writer and reader are
+    # started up front, so no submit from the loop starts a thread.
+    import threading
+
+    from sessiond.live.threads import DEFAULT_THREADS
+    from sessiond.web.appkeys import SEARCH
+
+    state = tmp_path / "state"
+    state.mkdir()
+    client = await start_client(state_dir=str(state))
+    loop = asyncio.get_running_loop()
+    executor = loop._default_executor  # type: ignore[attr-defined]
+    assert executor is not None and len(executor._threads) == DEFAULT_THREADS
+    keeper = client.app[SEARCH]
+    assert keeper is not None and len(keeper._writer._threads) == 1 and len(keeper._reader._threads) == 1
+    before = threading.active_count()
+    await asyncio.gather(*(loop.run_in_executor(None, time.sleep, 0.05) for _ in range(DEFAULT_THREADS)))
+    assert threading.active_count() == before and len(executor._threads) == DEFAULT_THREADS
