@@ -15,6 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import pytest
