@@ -24,7 +24,7 @@ from sessiond.live.retention import Retention, RetentionMetrics
 from sessiond.live.search import SearchKeeper, SearchMetrics
 from sessiond.live.stats import StatsKeeper
 from sessiond.live.store import SessionStore
-from sessiond.live.threads import default_executor
+from sessiond.live.threads import SAVES, default_executor
 from sessiond.live.trash import purge_forever
 from sessiond.live.watcher import SessionWatcher
 from sessiond.web.appkeys import (
@@ -165,6 +165,7 @@ async def _run_search(app: web.Application) -> AsyncIterator[None]:
 async def _start_threads(app: web.Application) -> AsyncIterator[None]:
     # Every thread of the loop's executor now: one started later, on the loop, may wait for the GIL (live/threads.py).
     asyncio.get_running_loop().set_default_executor(default_executor())
+    SAVES.start()
     yield
 
 

@@ -37,8 +37,9 @@ FIRST_REQUEST_WAIT = 2.0
 # only what is left this long after the signal: a save not done by then is abandoned
 # (the previous snapshot stays; the next start re-reads what changed since), so a stop
 # right after a start at 1M sessions is not held for the seconds the first save takes.
-# A save told to stop ends within ~0.5 s at 1M (its longest step): 0.25 s of grace +
-# 1.5 s + 0.5 s stays under the 3 s a stop may take.
+# A save told to stop is waited for 0.25 s more (store.ABANDON_WAIT), then left to end
+# on its daemon thread: 0.25 s of grace + 1.5 s + 0.25 s stays under the 3 s a stop
+# may take, with the interpreter's own exit after it.
 SAVE_AT_STOP = 1.5
 
 

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from sessiond.core import loader, removal, snapshot, workers
 from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, AuditTrail
@@ -21,6 +22,7 @@ from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
 from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack, pack_stat
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
+from sessiond.live.threads import SAVES
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +34,8 @@ STAT_CHUNK = 25_000  # a restart's files stat-ed per worker call (a few tenths o
 # A snapshot this big (about PROCESS_POOL_THRESHOLD sessions) makes a restart list and stat in worker processes.
 BIG_SNAPSHOT_BYTES = 2 << 20
 APPLY_CHUNK = 256
+# A save told to stop (at the stop's deadline) is waited for this long, then left to end on its own.
+ABANDON_WAIT = 0.25
 # A file that fails to parse right after it changed may be half-written by a
 # writer that does not rename; look again after these delays before calling it invalid.
 RETRY_DELAYS = (0.05, 0.2, 0.5)
@@ -313,9 +317,11 @@ class SessionStore:
                 return
             records = self.index.file_records_in_key_order()  # a copy on the loop; encoding happens in a thread
             halt = threading.Event()
-            future = asyncio.get_running_loop().run_in_executor(
-                None, snapshot.save, self.snapshot_path, self.path, records, lambda: not halt.is_set()
+            # On a daemon thread: a stop that abandons the save does not wait for its step to end (threads.py).
+            future = asyncio.wrap_future(
+                SAVES.submit(snapshot.save, self.snapshot_path, self.path, records, lambda: not halt.is_set())
             )
+            future.add_done_callback(_retrieved)  # a save left to end on its own is awaited by no one
             del records
             self._saving = _Save(future, halt, version)
             await self._finish(self._saving, deadline)
@@ -326,7 +332,12 @@ class SessionStore:
             if deadline is not None and not save.future.done():
                 await asyncio.wait({save.future}, timeout=max(0.0, deadline - time.monotonic()))
                 save.halt.set()  # no effect on a save that is done
-            count = await asyncio.shield(save.future)  # once told, it ends within a step
+                # Told, it ends at its next step: on a loaded machine at 1M that took over a second. The stop
+                # waits ABANDON_WAIT, then leaves it (its thread is a daemon's: the exit does not wait either).
+                await asyncio.wait({save.future}, timeout=ABANDON_WAIT)
+                if not save.future.done():
+                    raise snapshot.Abandoned
+            count = await asyncio.shield(save.future)
         except snapshot.Abandoned:
             log.warning(
                 "stop: snapshot save abandoned after %.2fs (out of time); the previous snapshot stays",
@@ -723,6 +734,11 @@ def _names_in(folder: Folder, others: list[str] | None) -> list[str]:
     for name in names:
         (sessions if is_session_name(name) else others).append(name)
     return sessions
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # looked at: asyncio does not log it as "never retrieved"
 
 
 def _scan_pool() -> concurrent.futures.ProcessPoolExecutor:

@@ -162,3 +162,37 @@ def test_the_loop_is_never_held_long_after_the_first_ready(workspace: Path, tmp_
     print(f"longest gap between answers every 50 ms, ready → ready + 5 s, 30k sessions: {worst * 1000:.0f} ms")
     assert code == 0 and took < 3.0
     assert worst < 0.5, f"the loop was held {worst * 1000:.0f} ms"
+
+
+# One step of the save's encoding takes 20 s and does not look at whether it must stop (a loaded
+# machine at 1M made a step take over a second): the stop must not wait for it.
+SLOW_STEP = """
+import time
+import sessiond.core.snapshot as snapshot
+
+_in_order = snapshot._in_order
+
+
+def _slow(rows, step):
+    time.sleep(20)
+    return _in_order(rows, step)
+
+
+snapshot._in_order = _slow
+"""
+
+
+def test_a_sigterm_during_a_long_step_of_the_save_does_not_wait_for_the_step(workspace: Path, tmp_path: Path) -> None:
+    _fill(workspace / "sessions", 200)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_STEP)
+    state = tmp_path / "state"
+    with _start(workspace, state, {"PYTHONPATH": str(hook)}) as daemon:
+        time.sleep(0.5)  # the first save began at ready; it is inside its 20 s step
+        code, took = _stop_seconds(daemon)
+        output = daemon.output()
+    assert code == 0, output[-3000:]
+    assert took < 3.0, f"{took:.2f}s:\n{output[-3000:]}"
+    assert "snapshot save abandoned" in output and "Traceback" not in output and "never retrieved" not in output
+    assert _snapshot_on_disk(workspace, state) is None
