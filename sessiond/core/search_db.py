@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 APPLICATION_ID = 0x53534E31  # "SSN1": a sessiond search index
 SCHEMA = 1
 _I64 = 1 << 63
-_U64 = 1 << 64
 BUSY_MS = 10_000  # a writer waits this long for the other (daemon or worker) to commit; they take turns, so only a dying one's lock is met
 
 
@@ -213,7 +212,7 @@ class SearchDB:
     def idents(self) -> dict[str, int]:
         """Name -> identity of every indexed file, packed as the in-memory index packs it (index.pack)."""
         rows = self._db().execute("SELECT name, size, mtime_ns, ino, ctime_ns FROM docs")
-        return {name: pack_fields(size, mtime, ino + _U64 if ino < 0 else ino, ctime) for name, size, mtime, ino, ctime in rows}
+        return {name: pack_fields(size, mtime, _ino_out(ino), ctime) for name, size, mtime, ino, ctime in rows}
 
     def count(self) -> int:
         """How many files are indexed."""

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from sessiond.core.index import FileState, InvalidFile, SessionRecord, pack, unpack
+from sessiond.core.index import FileState, InvalidFile, SessionRecord, pack, pack_fields, unpack
 from sessiond.core.names import MAX_KEY_LENGTH, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
@@ -284,23 +284,14 @@ class Columns:
         """
         n = self.numbers
         racy_ns = int((self.taken_at - RACY_SECONDS) * 1e9)
-        offset = 1 << (_WORD - 1)
-        created, updated = n["created"].tolist(), n["updated"].tolist()
-        for row, (exact_created, exact_updated) in self.exact.items():
-            created[row], updated[row] = exact_created, exact_updated  # as stored: int, or beyond a double
-        append = kept.append
-        rows = zip(
-            self.names, self.keys, n["count"], created, updated, n["size"], n["mtime"], n["inode"], n["ctime"], strict=True
-        )
-        for name, key, count, made, changed, size, mtime, inode, ctime in rows:
+        for (name, record), mtime, ctime in zip(self._records(0, len(self)), n["mtime"], n["ctime"], strict=True):
             on_disk = disk.pop(name, None)
             if on_disk is None:
                 continue  # gone
-            ident = (((((size << _WORD) | (mtime + offset)) << _WORD) | inode) << _WORD) | (ctime + offset)
-            if on_disk != ident or mtime >= racy_ns or ctime >= racy_ns:
+            if on_disk != record.ident or mtime >= racy_ns or ctime >= racy_ns:
                 disk[name] = on_disk  # back, to be read
                 continue
-            append((name, SessionRecord(key, name, count, made, changed, ident)))
+            kept.append((name, record))
         return list(disk)
 
     def compare(self, lo: int, hi: int, disk: Stats, kept: list[tuple[str, FileState]]) -> list[str]:
@@ -341,14 +332,13 @@ class Columns:
                 kept.append(record)
         return read
 
-    def _records(self, lo: int, hi: int) -> list[tuple[str, FileState]]:
+    def _records(self, lo: int, hi: int) -> list[tuple[str, SessionRecord]]:
         """(name, record) of rows lo..hi, as recorded."""
         n = self.numbers
-        offset = 1 << (_WORD - 1)
         created, updated = n["created"][lo:hi].tolist(), n["updated"][lo:hi].tolist()
         for row, (exact_created, exact_updated) in self.exact.items():
             if lo <= row < hi:
-                created[row - lo], updated[row - lo] = exact_created, exact_updated
+                created[row - lo], updated[row - lo] = exact_created, exact_updated  # as stored: int, or beyond a double
         names = self.names[lo:hi]
         rows = zip(
             names,
@@ -371,7 +361,7 @@ class Columns:
                     count,
                     made,
                     changed,
-                    (((((size << _WORD) | (mtime + offset)) << _WORD) | inode) << _WORD) | (ctime + offset),
+                    pack_fields(size, mtime, inode, ctime),
                 ),
             )
             for name, key, count, made, changed, size, mtime, inode, ctime in rows
