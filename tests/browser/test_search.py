@@ -11,7 +11,7 @@ from urllib.parse import parse_qs
 import orjson
 from playwright.sync_api import expect
 
-from tests.support import Daemon
+from tests.support import TOKEN, Daemon
 
 from .conftest import PageUnderTest, needs_browser, wait_indexed
 
@@ -114,6 +114,29 @@ def test_the_build_progress_shows_while_the_index_is_incomplete(
     ui.shot("search-progress")
     expect(progress).to_be_hidden(timeout=60_000)  # complete: the progress goes
     expect(ui.page.locator(".search-summary")).to_contain_text("so far for “common”")
+
+
+def test_a_search_asked_for_before_the_list_is_painted_raises_nothing(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:
+    # CI saw it once: the list drew its rows, the address turned to a search before the next frame,
+    # and the frame's mark read the rows of the list that had gone ("reading 'rows' of null").
+    # Made certain here: the search is asked for as soon as the rows are drawn, before any frame.
+    write(sessions, "t:1", said("secret words"))
+    wait_indexed(daemon, 1)
+    ui.goto("")
+    ui.page.evaluate(
+        """() => new MutationObserver((changes, observer) => {
+            const summary = document.querySelector(".sessions-view .summary");
+            if (!summary || !summary.textContent.includes("1 session")) return;
+            observer.disconnect();
+            history.replaceState(null, "", "#/sessions?q=secret");
+            window.dispatchEvent(new HashChangeEvent("hashchange"));
+        }).observe(document.body, {subtree: true, childList: true, characterData: true})"""
+    )
+    ui.page.get_by_label("API token").fill(TOKEN)
+    ui.page.get_by_role("button", name="Sign in").click()
+    expect(results(ui)).to_have_count(1)
+    ui.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => setTimeout(done, 50)))")
+    assert ui.unexpected_console() == []
 
 
 def test_a_result_goes_when_its_session_is_deleted(ui: PageUnderTest, daemon: Daemon, sessions: Path) -> None:

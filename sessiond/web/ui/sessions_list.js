@@ -221,13 +221,15 @@ export class SessionsView {
     try {
       const answer = await this.ctx.api.json("GET", "sessions", { query: listParams(query), signal: controller.signal });
       if (controller.signal.aborted) return;
-      this.model = new PageModel(query, answer);
-      for (const [type, data] of this.pending) this.model.apply(type, data);
+      const model = new PageModel(query, answer);
+      this.model = model;
+      for (const [type, data] of this.pending) model.apply(type, data);
       this.pending = [];
       this.error.hidden = true;
       this.render();
-      // The first frame that shows the rows (for bench/ui.py and the browser's profiler).
-      requestAnimationFrame(() => setTimeout(() => performance.mark("sessiond:table-painted", { detail: this.model.rows.length })));
+      // The first frame that shows the rows (for bench/ui.py and the browser's profiler). This page's
+      // model, not this.model: a search asked for before the frame leaves the view without one.
+      requestAnimationFrame(() => setTimeout(() => performance.mark("sessiond:table-painted", { detail: model.rows.length })));
     } catch (err) {
       if (controller.signal.aborted) return;
       this.showError(err);
