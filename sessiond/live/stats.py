@@ -44,7 +44,7 @@ class StatsKeeper:
     async def current(self) -> SessionStats:
         """Figures that match the index now; a full pass only the first time (or for a new index)."""
         index = self.store.index
-        stale = self._pass is None or index is not self._index
+        stale = self._pass is None or index is not self._index or self._pass.cancelled()
         if not stale and self._pass is not None and self._pass.done() and len(self._stats) != len(index):
             log.warning("stats: %d sessions counted for %d indexed; counting again", len(self._stats), len(index))
             stale = True  # some change was never announced; cheap to notice, rare to happen
@@ -65,6 +65,15 @@ class StatsKeeper:
             await asyncio.sleep(0)
 
     async def first_pass(self, ready: asyncio.Event) -> None:
-        """Count as soon as the first index is complete (*ready*), not on the first request."""
+        """Count as soon as the first index is complete (*ready*), not on the first request.
+
+        Cancelled (the daemon stops), the pass ends too: a request's wait is shielded from
+        its own cancel, so nothing else would end it, and at 1M a stop a second after ready
+        waited hundreds of ms for it while it went on taking the loop in steps.
+        """
         await ready.wait()
-        await self.current()
+        try:
+            await self.current()
+        finally:
+            if self._pass is not None and not self._pass.done():
+                self._pass.cancel()

@@ -20,7 +20,7 @@ from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, 
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
-from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack, pack_stat
+from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack_stat
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
 from sessiond.live.threads import SAVES
 
@@ -547,8 +547,8 @@ class SessionStore:
         folder = self.folder
         if record is None or folder is None:
             return await self.find(key)
-        now = _stat_in(folder, record.name)
-        if now is not None and (pack(now) == record.ident or record.name in self._retries):
+        now = _ident_by_path(folder, record.name)
+        if now is not None and (now == record.ident or record.name in self._retries):
             # Unchanged; or half-written by an in-place writer, whose scheduled re-reads settle it
             # (a request must not use up the writer's retries).
             return record
@@ -799,6 +799,21 @@ def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, File
             return loader.stale_names(dir_fd, known)
     except FolderUnusable:
         return []  # replaced or gone: the watcher resyncs against the new folder
+
+
+def _ident_by_path(folder: Folder, name: str) -> int | None:
+    """The identity (pack) of the file *name* by its path: one lstat, where _stat_in makes four
+    system calls (open the folder, check it, lstat, close), a third of a detail request's own work.
+
+    For comparing with the identity the index recorded, and nothing else: through a folder
+    swapped for another (or for a symlink) the file found is another file, whose identity
+    (size, mtime, inode, ctime) is not the recorded one, so the caller re-reads through the
+    verified folder, as for any change. Only the stat's figures are used; nothing is read.
+    """
+    try:
+        return pack_stat(os.lstat(f"{folder.path}/{name}"))
+    except (OSError, ValueError):  # ValueError: a NUL, which no listed name holds
+        return None
 
 
 def _stat_in(folder: Folder, name: str) -> FileStat | None:

@@ -61,6 +61,25 @@ async def test_sessions_replaced_by_a_symlink_is_unusable_and_never_followed(
     assert (await status_of(client, "/api/v1/sessions"))[1]["sessions"] == ["back:1"]
 
 
+async def test_a_detail_asked_the_moment_the_folder_becomes_a_symlink_never_answers_the_targets_file(
+    client: TestClient, sessions: Path, tmp_path: Path
+) -> None:
+    # The detail's freshness check is one lstat by path, which does pass through a symlink; what it
+    # finds there is another file, never the recorded one, so the answer goes through the verified folder.
+    write_atomic(sessions, "same:1", messages=3)
+    await eventually(lambda: "same:1" in store_of(client).index)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    write_atomic(outside, "same:1", messages=7)  # the same file name, other contents
+    sessions.rename(tmp_path / "old-sessions")
+    sessions.symlink_to(outside, target_is_directory=True)
+    for _ in range(20):
+        status, body = await status_of(client, "/api/v1/sessions/same:1")
+        assert status in (200, 404, 503), body
+        assert body.get("message_count") != 7, body
+    assert (outside / "same_1.json").exists()
+
+
 @pytest.mark.slow
 def test_a_symlink_there_from_the_start_is_never_followed(workspace: Path, tmp_path: Path) -> None:
     outside = outside_folder(tmp_path)

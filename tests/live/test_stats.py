@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import os
 import shutil
 import time
@@ -267,3 +268,27 @@ async def test_the_endpoint_reads_the_index_only_never_the_disk(
     assert body["sessions"] == 50 and body["invalid_files"] == 1
     assert body["bytes"] == sum(r.size for r in index.records())
     assert touched == []
+
+
+async def test_cancelling_the_first_pass_ends_the_count_and_a_later_request_counts_again(tmp_path: Path) -> None:
+    """The stop cancels the first pass; the count it started went on taking the loop in steps
+    (its waiters are shielded) while the stop waited, hundreds of ms at 1M."""
+    from sessiond.live.stats import StatsKeeper
+    from sessiond.live.store import SessionStore
+
+    store = SessionStore(tmp_path, 1 << 20)
+    store.index.load([(f"k{i:05d}.json", record(f"k{i:05d}")) for i in range(20_000)])
+    keeper = StatsKeeper(store)
+    ready = asyncio.Event()
+    ready.set()
+    first = asyncio.ensure_future(keeper.first_pass(ready))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    counting = keeper._pass
+    assert counting is not None and not counting.done()
+    first.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await first
+    await asyncio.sleep(0)
+    assert counting.cancelled()  # ended with the task that started it
+    assert (await keeper.current()).summary(NOW)["sessions"] == 20_000  # a request after it counts afresh
