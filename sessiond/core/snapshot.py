@@ -25,6 +25,7 @@ fixed permission does not change the file's stat.
 from __future__ import annotations
 
 import array
+import contextlib
 import hashlib
 import itertools
 import logging
@@ -206,6 +207,8 @@ def save(path: Path, folder: str, records: Iterable[SessionRecord], go_on: Calla
     was never touched, so it stays whole and trusted.
     """
     parts, count = _encode_parts(folder, time.time(), records, go_on)
+    if not go_on():
+        raise Abandoned  # before the temp file: a stop that abandons the save finds none to remove
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")  # never shared
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
@@ -227,6 +230,20 @@ def save(path: Path, folder: str, records: Iterable[SessionRecord], go_on: Calla
 
 def _write_slice(fh: Any, piece: memoryview) -> None:
     fh.write(piece)
+
+
+def remove_own_temp(path: Path) -> None:
+    """Delete this process's temp files beside *path*: those of a save it abandoned at its stop.
+
+    The save's thread may still hold one open; it is told to stop, and removes (or finds
+    removed) its file at its next step, or is ended with the process, which does not wait.
+    """
+    prefix = f"{path.name}.{os.getpid()}."
+    with contextlib.suppress(OSError):
+        for name in os.listdir(path.parent):
+            if name.startswith(prefix) and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(path.parent / name)
 
 
 def remove_leftovers(path: Path) -> int:

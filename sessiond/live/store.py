@@ -339,6 +339,8 @@ class SessionStore:
                     raise snapshot.Abandoned
             count = await asyncio.shield(save.future)
         except snapshot.Abandoned:
+            if self.snapshot_path is not None:
+                snapshot.remove_own_temp(self.snapshot_path)  # the exit does not wait for the thread to remove it
             log.warning(
                 "stop: snapshot save abandoned after %.2fs (out of time); the previous snapshot stays",
                 time.monotonic() - save.started,
