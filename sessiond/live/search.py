@@ -42,6 +42,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
+import heapq
 import logging
 import multiprocessing
 import operator
@@ -65,7 +66,7 @@ from sessiond.core.search_db import Candidate, Ident, SearchDB
 from sessiond.core.search_files import Prepared, read_parts
 from sessiond.core.search_query import Query, match
 from sessiond.live.store import SessionStore
-from sessiond.live.threads import prestarted
+from sessiond.live.threads import COLLECTOR, prestarted
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,10 @@ class SearchKeeper:
         )
         self._pending: dict[str, float] = {}  # name -> when it was first queued (monotonic)
         self._todo: deque[str] = deque()  # the full pass's names, newest last
-        self._unwritten: set[str] = set()  # the full pass's names not written yet (no title as they are now)
+        # The full pass's names not written yet (no title as they are now). A dict of names to None,
+        # not a set: the collector never tracks it (a set of a million names is walked at each
+        # collection of its generation, 46 ms each, holding the GIL and with it the loop).
+        self._unwritten: dict[str, None] = {}
         self._full = True
         self._planning = False  # a full pass is comparing identities: what is left to do is not known yet
         self._busy = 0  # files in the batches taken and not yet written
@@ -238,11 +242,13 @@ class SearchKeeper:
         self._writer.shutdown(wait=True)
 
     async def _plan(self) -> None:
-        records = self.store.index.file_records()
-        known = await self._w(self._writer_db.idents)
-        loop = asyncio.get_running_loop()
-        # The queue and the set are built off the loop too: a million names each at a first build.
-        self._todo, self._unwritten = await loop.run_in_executor(None, _plan_of, records, known)
+        # A million records, identities and names, made and compared; the queue then frozen (threads.py).
+        with COLLECTOR.paused(freeze=True):
+            records = self.store.index.file_records()
+            known = await self._w(self._writer_db.idents)
+            loop = asyncio.get_running_loop()
+            # The queue and the set are built off the loop too: a million names each at a first build.
+            self._todo, self._unwritten = await loop.run_in_executor(None, _plan_of, records, known)
         log.debug("search: %d of %d files to index or remove", len(self._todo), len(records))
 
     async def _make_way(self) -> None:
@@ -301,9 +307,9 @@ class SearchKeeper:
             self._batches_written += 1
             for name, _, _ in taken.reads:
                 self._titles.pop(name, None)  # a title remembered as missing may be there now
-                self._unwritten.discard(name)
+                self._unwritten.pop(name, None)
             for name in taken.removals:
-                self._unwritten.discard(name)
+                self._unwritten.pop(name, None)
         self.rows += delta
         self.files_read += read
         if taken.queued:
@@ -669,9 +675,9 @@ def _differences(records: list[SessionRecord], known: dict[str, int]) -> list[st
     """Names to index or remove so the search index equals *records* (*known*: name -> packed identity, as
     SearchDB.idents gives); oldest first (popped from the end: newest first)."""
     if not known:  # a first build: nothing to compare
-        return [r.name for r in sorted(records, key=_UPDATED)]
+        return [r.name for r in _by_update(records)]
     get = known.get
-    fresh = sorted((r for r in records if get(r.name) != r.ident), key=_UPDATED)
+    fresh = _by_update([r for r in records if get(r.name) != r.ident])
     held = len(records) - len(fresh)  # files the index holds as they are
     gone: list[str] = []
     if held < len(known):  # some indexed names are stale or gone (a rewrite is stale, not gone)
@@ -682,11 +688,26 @@ def _differences(records: list[SessionRecord], known: dict[str, int]) -> list[st
 
 
 _UPDATED = operator.attrgetter("updated_at")
+# Items one C call of the plan covers (a sort, a set's update): a few ms. The plan runs on a
+# thread, but a C call holds the GIL throughout, and with it the event loop: one sort of a
+# million records was ~300 ms, one set of a million names ~120 ms.
+PLAN_SLICE = 1 << 14
 
 
-def _plan_of(records: list[SessionRecord], known: dict[str, int]) -> tuple[deque[str], set[str]]:
+def _by_update(records: list[SessionRecord]) -> list[SessionRecord]:
+    """sorted(records, key=updated_at), in runs of PLAN_SLICE merged in Python (the GIL changes hands between steps)."""
+    if len(records) <= PLAN_SLICE:
+        return sorted(records, key=_UPDATED)
+    runs = [sorted(records[i : i + PLAN_SLICE], key=_UPDATED) for i in range(0, len(records), PLAN_SLICE)]
+    return list(heapq.merge(*runs, key=_UPDATED))  # stable, as sorted is
+
+
+def _plan_of(records: list[SessionRecord], known: dict[str, int]) -> tuple[deque[str], dict[str, None]]:
     todo = _differences(records, known)
-    return deque(todo), set(todo)
+    unwritten: dict[str, None] = {}
+    for start in range(0, len(todo), PLAN_SLICE):
+        unwritten.update(dict.fromkeys(todo[start : start + PLAN_SLICE]))
+    return deque(todo), unwritten
 
 
 def _read_hits(

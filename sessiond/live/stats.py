@@ -17,6 +17,7 @@ import logging
 from sessiond.core.index import Change, SessionIndex
 from sessiond.core.stats import SessionStats
 from sessiond.live.store import SessionStore
+from sessiond.live.threads import COLLECTOR
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +58,14 @@ class StatsKeeper:
     async def _full_pass(self, index: SessionIndex) -> None:
         stats = SessionStats()
         self._stats, self._index = stats, index  # changes are applied from now on, during the pass too
-        keys = list(index.keys())
-        for start in range(0, len(keys), BUILD_CHUNK):
-            # A key a change has counted meanwhile is already current; a key gone is skipped.
-            chunk = [r for r in map(index.get, keys[start : start + BUILD_CHUNK]) if r is not None and r.key not in stats]
-            stats.add_new(chunk)
-            await asyncio.sleep(0)
+        # The key list, and the key map while it fills; then frozen, as the index is (threads.py).
+        with COLLECTOR.paused(freeze=True):
+            keys = list(index.keys())
+            for start in range(0, len(keys), BUILD_CHUNK):
+                # A key a change has counted meanwhile is already current; a key gone is skipped.
+                chunk = [r for r in map(index.get, keys[start : start + BUILD_CHUNK]) if r is not None and r.key not in stats]
+                stats.add_new(chunk)
+                await asyncio.sleep(0)
 
     async def first_pass(self, ready: asyncio.Event) -> None:
         """Count as soon as the first index is complete (*ready*), not on the first request.

@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
 from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack_stat
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
-from sessiond.live.threads import SAVES
+from sessiond.live.threads import COLLECTOR, SAVES
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +125,7 @@ class SessionStore:
         With a snapshot, only files whose stat differs from it are read, and every
         file it does not vouch for (new, changed, or invalid before) is read.
         """
-        with collector_paused():
+        with COLLECTOR.paused(freeze=True):  # threads.py: the index it builds is frozen after
             await self._scan(progress)
 
     async def _scan(self, progress: Callable[[int, int], None] | None) -> None:
@@ -315,14 +314,12 @@ class SessionStore:
             if deadline is not None and time.monotonic() >= deadline:
                 log.warning("stop: no time left for the snapshot; the previous one stays")
                 return
-            records = self.index.file_records_in_key_order()  # a copy on the loop; encoding happens in a thread
+            read = self.index.key_order_reader()  # the key list copied on the loop; the records made on the thread
             halt = threading.Event()
             # On a daemon thread: a stop that abandons the save does not wait for its step to end (threads.py).
-            future = asyncio.wrap_future(
-                SAVES.submit(snapshot.save, self.snapshot_path, self.path, records, lambda: not halt.is_set())
-            )
+            future = asyncio.wrap_future(SAVES.submit(_save, self.snapshot_path, self.path, read, lambda: not halt.is_set()))
             future.add_done_callback(_retrieved)  # a save left to end on its own is awaited by no one
-            del records
+            del read
             self._saving = _Save(future, halt, version)
             await self._finish(self._saving, deadline)
 
@@ -702,31 +699,6 @@ class SessionStore:
 # -- blocking helpers (executor threads and worker processes) ---------------------------
 
 
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector while a scan builds the index, then freeze what it built.
-
-    A scan makes two objects per session (a record and its entry) that live as long as
-    the daemon and hold no cycles. Left to itself, the collector walks all of them again
-    and again while they are made (at 1M sessions: 29 s to restart instead of 18 s, and
-    a snapshot save 14 s instead of 4.5 s), then on every full collection afterwards (a
-    stall of 3-4 s in the middle of serving). gc.freeze() moves them out of its sight;
-    they are still freed by reference counting when a session goes. The price: cyclic
-    garbage made during the scan itself would be frozen too and never collected; there
-    is none (gc.unfreeze(); gc.collect() after three scans of 10k and of 1M sessions
-    found 0 objects), and the frozen count stays flat from one rescan to the next.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()
-
-
 def _names_in(folder: Folder, others: list[str] | None) -> list[str]:
     with folder.open() as dir_fd, os.scandir(dir_fd) as entries:
         names = [entry.name for entry in entries]
@@ -801,6 +773,11 @@ def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, File
             return loader.stale_names(dir_fd, known)
     except FolderUnusable:
         return []  # replaced or gone: the watcher resyncs against the new folder
+
+
+def _save(path: Path, folder: str, read: Callable[[], list[SessionRecord]], go_on: Callable[[], bool]) -> int:
+    with COLLECTOR.paused():  # lists of a million rows, made and gone: nothing for the collector to walk
+        return snapshot.save(path, folder, read(), go_on)
 
 
 def _ident_by_path(folder: Folder, name: str) -> int | None:

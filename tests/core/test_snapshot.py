@@ -220,7 +220,7 @@ def test_a_save_needs_no_sort_of_the_index_and_writes_every_claimant_in_key_orde
     states += [("dup-b.json", SessionRecord("k050", "dup-b.json", 1, 1.0, 2.0, stat))]
     states += [("dup-a.json", SessionRecord("k050", "dup-a.json", 1, 1.0, 2.0, stat))]
     index.load(states)
-    ordered = index.file_records_in_key_order()
+    ordered = index.key_order_reader()()
     assert sorted(ordered, key=lambda r: (r.key, r.name)) == sorted(index.file_records(), key=lambda r: (r.key, r.name))
     assert len(ordered) == 102
     unsorted_keys = [r.key for r in ordered[:-2]]
@@ -451,3 +451,29 @@ async def test_a_listing_made_against_another_snapshot_than_the_one_decoded_is_n
     await store.scan()
     assert "s:late" in store.index and len(store.index) == 5
     assert store.last_scan_counts == (1, 4)
+
+
+def test_the_records_a_save_reads_on_its_thread_are_each_whole_and_never_twice_when_the_index_changes_meanwhile(
+    tmp_path: Path,
+) -> None:
+    from sessiond.core.index import SessionIndex
+
+    index = SessionIndex()
+    stat = FileStat(10, 1, 1, 1)
+    index.load([(f"f{i:03d}.json", SessionRecord(f"k{i:03d}", f"f{i:03d}.json", 1, 1.0, 2.0, stat)) for i in range(100)])
+    index.set_file("dup.json", SessionRecord("k050", "dup.json", 1, 1.0, 1.0, stat))  # older: f050 stays served
+    read = index.key_order_reader()  # on the loop; what follows happens before the thread reads
+    index.set_file("f010.json", None)  # gone
+    index.set_file("f020.json", SessionRecord("k020", "f020.json", 7, 1.0, 3.0, FileStat(11, 2, 1, 1)))  # rewritten
+    index.set_file("dup.json", SessionRecord("k050", "dup.json", 1, 1.0, 9.0, stat))  # now the served one
+    index.set_file("f999.json", SessionRecord("k999", "f999.json", 1, 1.0, 2.0, stat))  # new: not in the copied keys
+    records = read()
+    names = [r.name for r in records]
+    assert len(names) == len(set(names))
+    assert "f010.json" not in names and "f999.json" not in names
+    assert next(r for r in records if r.name == "f020.json").message_count == 7  # the record as it is now
+    assert {"dup.json", "f050.json"} <= set(names)  # both claimants of k050, once each
+    path = tmp_path / "index.snapshot"
+    assert snapshot.save(path, "/f", records) == 100  # 101 files at the copy, one gone since
+    columns = snapshot.load(path, "/f")
+    assert columns is not None and sorted(columns.names) == sorted(names)

@@ -536,3 +536,22 @@ async def test_bm25_ranks_a_window_that_holds_every_match_and_recency_a_full_one
     assert all(r["score"] == 0 for r in first["results"])
     rest = await search(client, "refund", cursor=first["next_cursor"])
     assert [r["key"] for r in rest["results"]] == ["r:many"]
+
+
+def test_the_plan_orders_a_build_exactly_as_one_sort_would_though_in_slices() -> None:
+    import gc
+    import random
+
+    from sessiond.core.index import SessionRecord
+    from sessiond.live import search as search_mod
+
+    rng = random.Random(7)
+    records = [
+        SessionRecord(f"k{i}", f"k{i}.json", 1, 1.0, float(rng.randrange(5_000)), i)  # many ties: the order of ties counts
+        for i in range(3 * search_mod.PLAN_SLICE + 17)
+    ]
+    expected = [r.name for r in sorted(records, key=lambda r: r.updated_at)]
+    assert search_mod._differences(records, {}) == expected
+    todo, unwritten = search_mod._plan_of(records, {})
+    assert list(todo) == expected and list(unwritten) == expected
+    assert not gc.is_tracked(unwritten)  # a million names the collector never walks
