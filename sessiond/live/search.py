@@ -66,7 +66,7 @@ from sessiond.core.search_db import Candidate, Ident, SearchDB
 from sessiond.core.search_files import Prepared, read_parts
 from sessiond.core.search_query import Query, match
 from sessiond.live.store import SessionStore
-from sessiond.live.threads import COLLECTOR, prestarted
+from sessiond.live.threads import COLLECTOR, DaemonWorker, prestarted
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,8 @@ class SearchKeeper:
         return await asyncio.get_running_loop().run_in_executor(self._reader, fn, *args)
 
     def start_threads(self) -> None:
-        """Start the writer's and the reader's threads now, before the daemon is busy, not by the first submit on the loop (live/threads.py)."""
+        """Start the writer's, the reader's and the plan's threads now, before the daemon is busy, not by the first submit on the loop (live/threads.py)."""
+        PLANS.start()
         prestarted(self._writer, 1)
         if self._reader is not self._writer:
             prestarted(self._reader, 1)
@@ -246,9 +247,10 @@ class SearchKeeper:
         with COLLECTOR.paused(freeze=True):
             records = self.store.index.file_records()
             known = await self._w(self._writer_db.idents)
-            loop = asyncio.get_running_loop()
             # The queue and the set are built off the loop too: a million names each at a first build.
-            self._todo, self._unwritten = await loop.run_in_executor(None, _plan_of, records, known)
+            # On a daemon thread: at 1M the plan takes a second, and a stop must not wait for it
+            # (the loop's executor is joined when the daemon exits).
+            self._todo, self._unwritten = await asyncio.wrap_future(PLANS.submit(_plan_of, records, known))
         log.debug("search: %d of %d files to index or remove", len(self._todo), len(records))
 
     async def _make_way(self) -> None:
@@ -688,6 +690,8 @@ def _differences(records: list[SessionRecord], known: dict[str, int]) -> list[st
 
 
 _UPDATED = operator.attrgetter("updated_at")
+# Full passes' plans, every keeper's (they take turns).
+PLANS = DaemonWorker("sessiond-search-plan")
 # Items one C call of the plan covers (a sort, a set's update): a few ms. The plan runs on a
 # thread, but a C call holds the GIL throughout, and with it the event loop: one sort of a
 # million records was ~300 ms, one set of a million names ~120 ms.

@@ -222,3 +222,35 @@ def test_the_exit_after_a_stop_does_not_wait_for_the_interpreters_own_exit_work(
     assert took < 10.0, f"{took:.2f}s:\n{output[-3000:]}"
     assert "stopped in" in output.splitlines()[-1]  # the log was flushed before the exit
     assert _snapshot_on_disk(workspace, state) is not None  # the stop's save was written whole
+
+
+# The search's plan takes 20 s (at 1M it takes about a second, right when a stop soon after
+# the start comes): the exit must not wait for it.
+SLOW_PLAN = """
+import time
+import sessiond.live.search as search
+
+_plan_of = search._plan_of
+
+
+def _slow(records, known):
+    time.sleep(20)
+    return _plan_of(records, known)
+
+
+search._plan_of = _slow
+"""
+
+
+def test_a_sigterm_while_the_search_plans_its_build_does_not_wait_for_the_plan(workspace: Path, tmp_path: Path) -> None:
+    _fill(workspace / "sessions", 50)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_PLAN)
+    with _start(workspace, tmp_path / "state", {"PYTHONPATH": str(hook), "SESSIOND_SEARCH": "1"}) as daemon:
+        time.sleep(0.5)  # the plan began at ready; it is inside its 20 s
+        code, took = _stop_seconds(daemon)
+        output = daemon.output()
+    assert code == 0, output[-3000:]
+    assert took < 3.0, f"{took:.2f}s:\n{output[-3000:]}"
+    assert "Traceback" not in output
