@@ -29,44 +29,44 @@ def collector() -> Iterator[_Collector]:
     (gc.enable if was else gc.disable)()
 
 
+class _Saver(threading.Thread):
+    """A holder on another thread (as the snapshot's save is), until told to leave."""
+
+    def __init__(self, collector: _Collector) -> None:
+        super().__init__()
+        self.collector = collector
+        self.entered, self.told = threading.Event(), threading.Event()
+        self.start()
+        self.entered.wait(10)
+
+    def run(self) -> None:
+        with self.collector.paused():
+            self.entered.set()
+            self.told.wait(10)
+
+    def leave(self) -> None:
+        self.told.set()
+        self.join(10)
+
+
 def test_no_collection_runs_until_the_last_holder_leaves_whichever_thread_it_is(collector: _Collector) -> None:
-    entered, leave = threading.Event(), threading.Event()
-
-    def save() -> None:
-        with collector.paused():
-            entered.set()
-            leave.wait(10)
-
-    saver = threading.Thread(target=save)
-    saver.start()
-    entered.wait(10)
+    saver = _Saver(collector)
     with collector.paused():
         assert not gc.isenabled()
     assert not gc.isenabled()  # the save on the other thread still holds it
-    leave.set()
-    saver.join(10)
+    saver.leave()
     assert gc.isenabled()
 
 
 def test_an_index_built_while_a_save_holds_the_collector_is_still_frozen(collector: _Collector) -> None:
     # The scan's own pause found the collector off and did not freeze: a million records then
     # stayed in every full collection's sight (a stall of seconds at 1M).
-    entered, leave = threading.Event(), threading.Event()
-
-    def save() -> None:
-        with collector.paused():
-            entered.set()
-            leave.wait(10)
-
-    saver = threading.Thread(target=save)
-    saver.start()
-    entered.wait(10)
+    saver = _Saver(collector)
     frozen = gc.get_freeze_count()
     with collector.paused(freeze=True):
         index = [_Node() for _ in range(10_000)]
     assert gc.get_freeze_count() == frozen  # not yet: the save still runs, and nothing is collected meanwhile
-    leave.set()
-    saver.join(10)
+    saver.leave()
     assert gc.get_freeze_count() >= frozen + len(index)
     assert gc.isenabled()
 

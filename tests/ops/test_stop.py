@@ -64,6 +64,21 @@ def _stop_seconds(daemon: Daemon) -> tuple[int, float]:
     return code, time.monotonic() - sent
 
 
+def _stopped_half_a_second_after_ready(
+    workspace: Path, state: Path, hook_code: str, sessions: int, env: dict[str, str | None] | None = None
+) -> tuple[int, float, str]:
+    """Start with *hook_code* as sitecustomize (it slows one part down), SIGTERM 0.5 s after ready:
+    (exit code, seconds to exit, output)."""
+    _fill(workspace / "sessions", sessions)
+    hook = state.parent / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(hook_code)
+    with _start(workspace, state, {"PYTHONPATH": str(hook), **(env or {})}) as daemon:
+        time.sleep(0.5)  # the slowed part began at ready
+        code, took = _stop_seconds(daemon)
+        return code, took, daemon.output()
+
+
 def _snapshot_on_disk(workspace: Path, state: Path) -> snapshot.Columns | None:
     assert not list(state.glob("index.snapshot.*.tmp")), "a temp file of the snapshot was left behind"
     path = state / "index.snapshot"
@@ -166,32 +181,30 @@ def test_the_loop_is_never_held_long_after_the_first_ready(workspace: Path, tmp_
 
 # One step of the save's encoding takes 20 s and does not look at whether it must stop (a loaded
 # machine at 1M made a step take over a second): the stop must not wait for it.
-SLOW_STEP = """
+def _slowed(module: str, function: str) -> str:
+    """A sitecustomize that makes module.function take 20 s before it does its work."""
+    return f"""
 import time
-import sessiond.core.snapshot as snapshot
+import {module} as target
 
-_in_order = snapshot._in_order
+_real = target.{function}
 
 
-def _slow(rows, step):
+def _slow(*args):
     time.sleep(20)
-    return _in_order(rows, step)
+    return _real(*args)
 
 
-snapshot._in_order = _slow
+target.{function} = _slow
 """
 
 
+SLOW_STEP = _slowed("sessiond.core.snapshot", "_in_order")
+
+
 def test_a_sigterm_during_a_long_step_of_the_save_does_not_wait_for_the_step(workspace: Path, tmp_path: Path) -> None:
-    _fill(workspace / "sessions", 200)
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SLOW_STEP)
     state = tmp_path / "state"
-    with _start(workspace, state, {"PYTHONPATH": str(hook)}) as daemon:
-        time.sleep(0.5)  # the first save began at ready; it is inside its 20 s step
-        code, took = _stop_seconds(daemon)
-        output = daemon.output()
+    code, took, output = _stopped_half_a_second_after_ready(workspace, state, SLOW_STEP, 200)
     assert code == 0, output[-3000:]
     assert took < 3.0, f"{took:.2f}s:\n{output[-3000:]}"
     assert "snapshot save abandoned" in output and "Traceback" not in output and "never retrieved" not in output
@@ -209,15 +222,8 @@ atexit.register(time.sleep, 20)
 
 
 def test_the_exit_after_a_stop_does_not_wait_for_the_interpreters_own_exit_work(workspace: Path, tmp_path: Path) -> None:
-    _fill(workspace / "sessions", 50)
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SLOW_EXIT)
     state = tmp_path / "state"
-    with _start(workspace, state, {"PYTHONPATH": str(hook)}) as daemon:
-        time.sleep(0.5)
-        code, took = _stop_seconds(daemon)
-        output = daemon.output()
+    code, took, output = _stopped_half_a_second_after_ready(workspace, state, SLOW_EXIT, 50)
     assert code == 0, output[-3000:]
     assert took < 10.0, f"{took:.2f}s:\n{output[-3000:]}"
     assert "stopped in" in output.splitlines()[-1]  # the log was flushed before the exit
@@ -226,31 +232,12 @@ def test_the_exit_after_a_stop_does_not_wait_for_the_interpreters_own_exit_work(
 
 # The search's plan takes 20 s (at 1M it takes about a second, right when a stop soon after
 # the start comes): the exit must not wait for it.
-SLOW_PLAN = """
-import time
-import sessiond.live.search as search
-
-_plan_of = search._plan_of
-
-
-def _slow(records, known):
-    time.sleep(20)
-    return _plan_of(records, known)
-
-
-search._plan_of = _slow
-"""
+SLOW_PLAN = _slowed("sessiond.live.search", "_plan_of")
 
 
 def test_a_sigterm_while_the_search_plans_its_build_does_not_wait_for_the_plan(workspace: Path, tmp_path: Path) -> None:
-    _fill(workspace / "sessions", 50)
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(SLOW_PLAN)
-    with _start(workspace, tmp_path / "state", {"PYTHONPATH": str(hook), "SESSIOND_SEARCH": "1"}) as daemon:
-        time.sleep(0.5)  # the plan began at ready; it is inside its 20 s
-        code, took = _stop_seconds(daemon)
-        output = daemon.output()
+    state = tmp_path / "state"
+    code, took, output = _stopped_half_a_second_after_ready(workspace, state, SLOW_PLAN, 50, {"SESSIOND_SEARCH": "1"})
     assert code == 0, output[-3000:]
     assert took < 3.0, f"{took:.2f}s:\n{output[-3000:]}"
     assert "Traceback" not in output
