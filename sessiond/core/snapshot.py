@@ -122,7 +122,7 @@ def _encode_parts(
     step()
     if not _in_order(rows, step):
         # One C call that holds the GIL, and the event loop with it: 1.4 s at 1M records in
-        # random order. The index hands them in key order (file_records_in_key_order), so
+        # random order. The index hands them in key order (key_order_reader), so
         # it runs only when some key is claimed by two files, and then on nearly sorted input.
         rows.sort(key=_order)
     step()
