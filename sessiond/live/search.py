@@ -66,7 +66,7 @@ from sessiond.core.search_db import Candidate, Ident, SearchDB
 from sessiond.core.search_files import Prepared, read_parts
 from sessiond.core.search_query import Query, match
 from sessiond.live.store import SessionStore
-from sessiond.live.threads import COLLECTOR, DaemonWorker, prestarted
+from sessiond.live.threads import COLLECTOR, PLANS, prestarted
 
 log = logging.getLogger(__name__)
 
@@ -690,8 +690,6 @@ def _differences(records: list[SessionRecord], known: dict[str, int]) -> list[st
 
 
 _UPDATED = operator.attrgetter("updated_at")
-# Full passes' plans, every keeper's (they take turns).
-PLANS = DaemonWorker("sessiond-search-plan")
 # Items one C call of the plan covers (a sort, a set's update): a few ms. The plan runs on a
 # thread, but a C call holds the GIL throughout, and with it the event loop: one sort of a
 # million records was ~300 ms, one set of a million names ~120 ms.

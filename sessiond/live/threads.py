@@ -87,6 +87,8 @@ class DaemonWorker:
 
 # Snapshot saves, every store's (they take turns; each store saves one at a time anyway).
 SAVES = DaemonWorker("sessiond-snapshot-save")
+# The search index's full-pass plans, every keeper's (at 1M a second; a stop must not wait for one).
+PLANS = DaemonWorker("sessiond-search-plan")
 
 
 class _Collector:
