@@ -155,7 +155,7 @@ def aggregation_cost(base: str) -> dict[str, Any]:
     for record in records[:1000]:
         changed = SessionRecord(record.key, record.name, record.message_count + 1, record.created_at, time.time(), record.stat)
         began = time.perf_counter()
-        stats.sync(record.key, changed)
+        stats.replace(record, changed)
         changes.append((time.perf_counter() - began) * 1e6)
     return {
         "records": len(records),

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import array
 import bisect
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
+import itertools
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import orjson
 from sortedcontainers import SortedList
@@ -97,6 +100,22 @@ class SessionRecord:
             and self.size == other.size
         )
 
+    def same_version(self, other: object) -> bool:
+        """True when *other* says the same of the same file as this record.
+
+        The index makes a record afresh each time it is asked for one it keeps in its rows
+        (Rows), so two answers about one unchanged file are equal, not the same object.
+        """
+        return other is self or (
+            isinstance(other, SessionRecord)
+            and self.ident == other.ident
+            and self.name == other.name
+            and self.key == other.key
+            and self.message_count == other.message_count
+            and self.created_at == other.created_at
+            and self.updated_at == other.updated_at
+        )
+
     def __repr__(self) -> str:
         return f"SessionRecord(key={self.key!r}, name={self.name!r}, messages={self.message_count})"
 
@@ -126,13 +145,233 @@ class Change(NamedTuple):
     note: Mapping[str, Any] | None = None
 
 
+class FileVersions(NamedTuple):
+    """Every valid file as columns, no record made: its name, its updated_at, its identity on demand."""
+
+    names: list[str]
+    updated: list[float]
+    ident: Callable[[int], int]  # position -> the file's packed identity (pack)
+
+
 def _rank(record: SessionRecord) -> tuple[float, str]:
     # Newest updated_at wins a collision; the file name breaks ties so the choice is stable.
     return (record.updated_at, record.name)
 
 
+SEPARATOR = "\0"  # between the strings of SessionIndex.settle: no file name holds one, few keys do
+_MAX_COUNT = 1 << 63
+
+
+_KEY, _NAME, _COUNT = operator.attrgetter("key"), operator.attrgetter("name"), operator.attrgetter("message_count")
+_CREATED, _UPDATED, _IDENT = operator.attrgetter("created_at"), operator.attrgetter("updated_at"), operator.attrgetter("ident")
+
+
+def _fits(record: SessionRecord) -> bool:
+    """True when a row's columns can hold *record* exactly (anything a real file gives)."""
+    return record.ident.bit_length() <= 4 * _WORD - 1 and record.message_count < _MAX_COUNT
+
+
+def _all_fit(records: list[SessionRecord]) -> bool:
+    """_fits for every record, in two C loops."""
+    return not records or (max(map(_IDENT, records)).bit_length() <= 4 * _WORD - 1 and max(map(_COUNT, records)) < _MAX_COUNT)
+
+
+class ColumnSource(Protocol):
+    """Sessions as columns in (key, name) order, as a snapshot holds them (snapshot.Columns)."""
+
+    names: list[str]
+    keys: list[str]
+    numbers: dict[str, array.array[Any]]  # NUMBERS' columns: count, created, updated, size, mtime, inode, ctime
+    exact: dict[int, list[Any]]  # row -> [created, updated] as written, where a double would not echo them
+
+
+# The columns of Rows with their array types: a snapshot's own (snapshot.NUMBERS).
+COLUMNS = {"count": "q", "created": "d", "updated": "d", "size": "q", "mtime": "q", "inode": "Q", "ctime": "q"}
+
+
+class Rows:
+    """What a load found, as columns: one row per file that alone claims its key, in key order.
+
+    Kept as an object, a record costs ~450 bytes at 1M (the object, its numbers as
+    objects, an entry in two dicts); a row costs its key and name and ~70 bytes of
+    columns, and no dict entry (a key or a name is found by bisection). A record is
+    made from its row each time one is asked for (~1 µs). Rows never change but for
+    `dead`: a row the index takes back as an object (`record`, then `kill`) is dead.
+    """
+
+    __slots__ = ("columns", "dead", "exact", "keys", "live", "name_rows", "names", "sorted_names")
+
+    def __init__(
+        self, keys: list[str], names: list[str], columns: dict[str, array.array[Any]], exact: dict[int, tuple[Any, Any]]
+    ) -> None:
+        """Rows of *keys* (ascending, none twice) and *names*, with COLUMNS' columns; *exact*: row ->
+        (created, updated) as written where the float columns would not give them back."""
+        self.keys = keys
+        self.names = names
+        order = sorted(range(len(names)), key=names.__getitem__)  # names follow their keys: mostly runs
+        self.sorted_names = [names[i] for i in order]
+        self.name_rows = array.array("q", order)
+        self.columns = columns
+        self.exact = exact
+        self.dead = bytearray(len(keys))
+        self.live = len(keys)
+
+    @classmethod
+    def of_records(cls, records: list[SessionRecord]) -> Rows:
+        """Rows of *records* (in key order, no key twice, each `_fits`): each column in one C loop."""
+        created = list(map(_CREATED, records))
+        updated = list(map(_UPDATED, records))
+        exact: dict[int, tuple[Any, Any]] = {}
+        if not {*map(type, created), *map(type, updated)} <= {float}:
+            exact = {
+                row: (made, changed)
+                for row, (made, changed) in enumerate(zip(created, updated, strict=True))
+                if type(made) is not float or type(changed) is not float
+            }
+            for row in exact:
+                created[row] = updated[row] = 0.0
+        idents = list(map(_IDENT, records))
+        mask = (1 << _WORD) - 1
+        columns = {
+            "count": array.array("q", map(_COUNT, records)),
+            "created": array.array("d", created),
+            "updated": array.array("d", updated),
+            "size": array.array("q", [i >> (3 * _WORD) for i in idents]),
+            "mtime": array.array("q", [((i >> (2 * _WORD)) & mask) - _TIME_OFFSET for i in idents]),
+            "inode": array.array("Q", [(i >> _WORD) & mask for i in idents]),
+            "ctime": array.array("q", [(i & mask) - _TIME_OFFSET for i in idents]),
+        }
+        return cls(list(map(_KEY, records)), list(map(_NAME, records)), columns, exact)
+
+    @classmethod
+    def of_columns(cls, source: ColumnSource, rows: list[int]) -> Rows:
+        """Rows of *source*'s *rows* (ascending; their keys ascending, none twice): no record made."""
+        whole = len(rows) == len(source.names)  # every row: the columns as they are
+        pick = (lambda column: column) if whole else (lambda column: [column[row] for row in rows])
+        columns = {field: array.array(code, pick(source.numbers[field])) for field, code in COLUMNS.items()}
+        exact: dict[int, tuple[Any, Any]] = {}
+        if source.exact:
+            at = {row: i for i, row in enumerate(rows)}
+            exact = {at[row]: (made, changed) for row, (made, changed) in source.exact.items() if row in at}
+        return cls(list(pick(source.keys)), list(pick(source.names)), columns, exact)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def row_of_key(self, key: str) -> int:
+        """The live row of *key*, or -1."""
+        keys = self.keys
+        row = bisect.bisect_left(keys, key)
+        return row if row < len(keys) and keys[row] == key and not self.dead[row] else -1
+
+    def row_of_name(self, name: str) -> int:
+        """The live row of file *name*, or -1."""
+        names = self.sorted_names
+        at = bisect.bisect_left(names, name)
+        if at < len(names) and names[at] == name:
+            row = self.name_rows[at]
+            if not self.dead[row]:
+                return row
+        return -1
+
+    def record(self, row: int) -> SessionRecord:
+        """The record of *row* (made afresh)."""
+        c = self.columns
+        times = self.exact.get(row) if self.exact else None
+        made, changed = times if times is not None else (c["created"][row], c["updated"][row])
+        return SessionRecord(self.keys[row], self.names[row], c["count"][row], made, changed, self.ident(row))
+
+    def ident(self, row: int) -> int:
+        """The packed identity of *row*'s file."""
+        c = self.columns
+        return pack_fields(c["size"][row], c["mtime"][row], c["inode"][row], c["ctime"][row])
+
+    def live_rows(self) -> Iterator[int]:
+        """Every live row, in key order."""
+        dead = self.dead
+        return (row for row in range(len(dead)) if not dead[row])
+
+    def kill(self, row: int) -> None:
+        """Mark *row* as no longer this index's truth (its file is now held as an object, or gone)."""
+        if not self.dead[row]:
+            self.dead[row] = 1
+            self.live -= 1
+
+
+def _in_order(rows: Rows, served: Mapping[str, SessionRecord], keys: Iterable[str]) -> Iterator[SessionRecord]:
+    """The records serving *keys* (ascending), from *rows* or else *served*; a key neither holds is skipped.
+
+    Rows are walked beside the keys, not bisected for each one. A key is looked for in its
+    row first, then among the objects: an index taking a row back as an object puts the
+    object in first, so a reader on another thread never misses it between the two.
+    """
+    row_keys, dead, record = rows.keys, rows.dead, rows.record
+    count = len(row_keys)
+    row = -1
+    for key in keys:
+        if row < 0:
+            row = bisect.bisect_left(row_keys, key)
+        while row < count and row_keys[row] < key:
+            row += 1
+        if row < count and row_keys[row] == key and not dead[row]:
+            yield record(row)
+        elif (found := served.get(key)) is not None:
+            yield found
+
+
+class _Served(Mapping[str, SessionRecord]):
+    """Key -> the record answered for it, as a read-only view of an index (records made on demand)."""
+
+    __slots__ = ("_index",)
+
+    def __init__(self, index: SessionIndex) -> None:
+        self._index = index
+
+    def __getitem__(self, key: str) -> SessionRecord:
+        record = self._index.get(key)
+        if record is None:
+            raise KeyError(key)
+        return record
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index.keys())
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index
+
+
+def _kept_rows(source: ColumnSource, rows: list[int]) -> tuple[Rows, list[tuple[str, FileState]]]:
+    """Rows of *source*'s *rows*, but for rows whose key another kept row claims too (rare):
+    those come back as records."""
+    keys = source.keys
+    row_keys = [keys[row] for row in rows]
+    taken: list[int] = []
+    if not all(map(operator.lt, row_keys, itertools.islice(row_keys, 1, None))):
+        if all(map(operator.le, row_keys, itertools.islice(row_keys, 1, None))):
+            twice = {row_keys[i] for i in range(len(row_keys) - 1) if row_keys[i] == row_keys[i + 1]}
+            taken = [i for i, key in enumerate(row_keys) if key in twice]
+        else:  # not in key order (a snapshot is): every row as a record
+            taken = list(range(len(rows)))
+    del row_keys
+    if not taken:
+        return Rows.of_columns(source, rows), []
+    apart = Rows.of_columns(source, [rows[i] for i in taken])
+    records: list[tuple[str, FileState]] = [(apart.names[row], apart.record(row)) for row in range(len(apart))]
+    chosen = set(taken)
+    return Rows.of_columns(source, [row for i, row in enumerate(rows) if i not in chosen]), records
+
+
 class SessionIndex:
-    """Session metadata by file and by key, with the list body cached between changes."""
+    """Session metadata by file and by key, with the list body cached between changes.
+
+    What a load found lives in `Rows` (columns, no object per session); a file that
+    changes after it, or whose key two files claim, is held as a SessionRecord in the
+    dicts, and its row is dead. Invariant: a key is served either by a live row or by
+    `_served`, never both, and a live row's key has no other claimant.
+    """
 
     def __init__(self) -> None:
         self.version = 0
@@ -140,9 +379,10 @@ class SessionIndex:
 
     def _reset(self) -> None:
         """Empty every table (not the version, which only ever grows)."""
-        self._files: dict[str, SessionRecord] = {}
+        self._rows = Rows.of_records([])
+        self._files: dict[str, SessionRecord] = {}  # name -> record, for files not in a live row
         self._invalid: dict[str, InvalidFile] = {}
-        self._served: dict[str, SessionRecord] = {}  # key -> the record answered for it
+        self._served: dict[str, SessionRecord] = {}  # key -> the record answered for it, not in a live row
         # key -> the names of every file claiming it, only for keys claimed twice or more
         # (rare): the one claimant of any other key is its served record.
         self._multi: dict[str, set[str]] = {}
@@ -153,19 +393,23 @@ class SessionIndex:
     # -- reading -----------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._served)
+        return len(self._served) + self._rows.live
 
     def __contains__(self, key: object) -> bool:
-        return key in self._served
+        return key in self._served or (isinstance(key, str) and self._rows.row_of_key(key) >= 0)
 
     def get(self, key: str) -> SessionRecord | None:
         """The record served for *key*, or None."""
-        return self._served.get(key)
+        record = self._served.get(key)
+        if record is not None:
+            return record
+        row = self._rows.row_of_key(key)
+        return self._rows.record(row) if row >= 0 else None
 
     @property
     def served(self) -> Mapping[str, SessionRecord]:
-        """Key -> the record answered for it (a live read-only view)."""
-        return self._served
+        """Key -> the record answered for it (a live read-only view, in key order)."""
+        return _Served(self)
 
     def keys(self) -> SortedList:
         """All served keys, ascending (a live view; do not mutate)."""
@@ -173,8 +417,11 @@ class SessionIndex:
 
     def records(self) -> Iterator[SessionRecord]:
         """Served records in key order."""
-        served = self._served
-        return (served[key] for key in self._keys)
+        return self.records_of(self._keys)
+
+    def records_of(self, keys: Iterable[str]) -> Iterator[SessionRecord]:
+        """The served records of *keys* (served keys, in ascending order; a key gone meanwhile is skipped)."""
+        return _in_order(self._rows, self._served, keys)
 
     def list_body(self) -> bytes:
         """The serialized `GET /api/v1/sessions` answer, rebuilt at most once per change of keys."""
@@ -191,12 +438,10 @@ class SessionIndex:
 
     def file_state(self, name: str) -> FileState:
         """What the index holds for file *name*."""
-        return self._files.get(name) or self._invalid.get(name)
-
-    def file_records(self) -> list[SessionRecord]:
-        """Every valid file's record (a copy of the list, not of the records: a million
-        pointers copied in a few ms, where (name, record) pairs cost a tuple each)."""
-        return list(self._files.values())
+        state = self._files.get(name) or self._invalid.get(name)
+        if state is None and (row := self._rows.row_of_name(name)) >= 0:
+            return self._rows.record(row)
+        return state
 
     def key_order_reader(self) -> Callable[[], list[SessionRecord]]:
         """Every valid file's record, the served ones in key order, then any other claimant of
@@ -204,39 +449,78 @@ class SessionIndex:
         1M), the function returned makes the records (on another thread). The snapshot wants
         (key, name) order; given this, its sort is a check, not a sort of a million records.
 
-        Made on the loop, the records were one C call of a million dict lookups: 130-240 ms
-        at 1M during which nothing else ran. The function looks them up in slices (the GIL
-        changes hands between them) in the live map: a record is never changed, only
-        replaced, so each one read is whole and true of its file; a change made meanwhile
-        may or may not be in, as if the copy had been taken a moment later (the snapshot
-        re-stats every file at the next start anyway). A key removed meanwhile is skipped.
+        The function reads in slices (the GIL changes hands between them): a row never
+        changes, and an object is never changed, only replaced, so each record read is whole
+        and true of its file; a change made meanwhile may or may not be in, as if the copy
+        had been taken a moment later (the snapshot re-stats every file at the next start
+        anyway). A key removed meanwhile is skipped.
         """
         keys = list(self._keys)
-        served = self._served
         # Every claimant of a key held by two files (rare); the served one is left out below.
         claimants = [self._files[name] for names in self._multi.values() for name in names]
+        rows, served = self._rows, self._served  # a load meanwhile makes new tables: this reads these
 
         def read() -> list[SessionRecord]:
-            found: list[SessionRecord | None] = []
+            records: list[SessionRecord] = []
             for start in range(0, len(keys), READ_SLICE):
-                found.extend(map(served.get, keys[start : start + READ_SLICE]))
-            # A claimant that is served now is in already (perhaps as a newer record of its file).
-            others = [r for r in claimants if getattr(found[bisect.bisect_left(keys, r.key)], "name", None) != r.name]
-            records = [r for r in found if r is not None] if None in found else cast("list[SessionRecord]", found)
-            records.extend(others)
+                records.extend(_in_order(rows, served, keys[start : start + READ_SLICE]))
+            if claimants:
+                # A claimant that is served now is in already (perhaps as a newer record of its file).
+                shared = {r.key for r in claimants}
+                names = {r.key: r.name for r in records if r.key in shared}
+                records.extend(r for r in claimants if names.get(r.key) != r.name)
             return records
 
         return read
 
-    def file_idents(self) -> dict[str, int]:
-        """Name -> recorded identity (pack) of every known file (for reconciling against the disk)."""
-        idents = {name: rec.ident for name, rec in self._files.items()}
-        idents.update((name, pack(bad.stat)) for name, bad in self._invalid.items())
-        return idents
+    def versions_reader(self) -> Callable[[], FileVersions]:
+        """Every valid file's name, updated_at and identity (the search's plan), in two halves:
+        this call copies what is held as objects (on the loop: few), the function returned
+        reads the rows (on another thread: ~0.2 s at 1M, no record made). As for
+        key_order_reader, a change made meanwhile may or may not be in."""
+        rows, held = self._rows, list(self._files.values())
+
+        def read() -> FileVersions:
+            dead = rows.dead
+            live: Sequence[int] = range(len(rows)) if rows.live == len(rows) else [r for r in range(len(dead)) if not dead[r]]
+            column = rows.columns["updated"]
+            updated = column.tolist() if isinstance(live, range) else [column[r] for r in live]
+            if rows.exact:
+                at = {row: i for i, row in enumerate(live)} if not isinstance(live, range) else None
+                for row, (_, changed) in rows.exact.items():
+                    if (i := row if at is None else at.get(row, -1)) >= 0:
+                        updated[i] = float(changed)
+            names = [rows.names[r] for r in live] if not isinstance(live, range) else list(rows.names)
+            names.extend(r.name for r in held)
+            updated.extend(float(r.updated_at) for r in held)
+            count = len(live)
+
+            def ident(i: int) -> int:
+                return rows.ident(live[i]) if i < count else held[i - count].ident
+
+            return FileVersions(names, updated, ident)
+
+        return read
+
+    def idents_reader(self) -> Callable[[], dict[str, int]]:
+        """Name -> recorded identity (pack) of every known file (for reconciling against the
+        disk), in two halves: this call copies what is held as objects (on the loop:
+        few), the function returned reads the rows (on another thread: ~1 s at 1M, which on
+        the loop would hold it that long). A change made meanwhile may or may not be in."""
+        rows = self._rows
+        held = [(name, rec.ident) for name, rec in self._files.items()]
+        held += [(name, pack(bad.stat)) for name, bad in self._invalid.items()]
+
+        def read() -> dict[str, int]:
+            idents = {rows.names[row]: rows.ident(row) for row in rows.live_rows()}
+            idents.update(held)
+            return idents
+
+        return read
 
     def files_for(self, key: str) -> list[str]:
         """Every file claiming *key*, the served one first."""
-        served = self._served.get(key)
+        served = self.get(key)
         if served is None:
             return []
         others = sorted(self._multi.get(key, set()) - {served.name})
@@ -260,6 +544,10 @@ class SessionIndex:
 
     def set_file(self, name: str, state: FileState) -> list[Change]:
         """Record the current truth about file *name*; return what changed for clients."""
+        # The rows this write touches become objects first: the logic below knows only those.
+        self._take_back(self._rows.row_of_name(name))
+        if isinstance(state, SessionRecord):
+            self._take_back(self._rows.row_of_key(state.key))
         old = self._files.pop(name, None)
         self._invalid.pop(name, None)
         # key -> a record that may now serve it (None: look at the claims as they are)
@@ -279,15 +567,31 @@ class SessionIndex:
         """Forget file *name* (it is gone from disk)."""
         return self.set_file(name, None)
 
-    def load(self, states: Iterable[tuple[str, FileState]]) -> list[Change]:
+    def load(self, states: Iterable[tuple[str, FileState]], kept: tuple[ColumnSource, list[int]] | None = None) -> list[Change]:
         """Replace everything with a full scan's results in one pass (one sort, not one per file).
 
-        Returns what changed for clients compared with before (nothing on a first load,
-        so a start-up does not announce every session as created).
+        *kept*: rows of a snapshot (ascending) whose files are as it says, taken as
+        columns with no record made (a restart), unless *states* or another kept row
+        claims the same key or file. Returns what changed for clients compared with
+        before (nothing on a first load, so a start-up does not announce every session
+        as created).
         """
-        before = self._served
+        before = dict(zip(self._keys, self.records(), strict=True)) if len(self) else {}
         self._reset()
-        files, served, multi = self._files, self._served, self._multi
+        states = list(states)
+        rows = self._rows
+        if kept is not None:
+            rows, taken = _kept_rows(*kept)
+            for name, state in states:  # what was read wins over a kept row of the same file or key
+                if (row := rows.row_of_name(name)) >= 0:
+                    rows.kill(row)
+                if isinstance(state, SessionRecord) and (row := rows.row_of_key(state.key)) >= 0:
+                    taken.append((rows.names[row], rows.record(row)))
+                    rows.kill(row)
+            states = taken + states
+        files: dict[str, SessionRecord] = {}
+        served: dict[str, SessionRecord] = {}
+        multi = self._multi
         for name, state in states:
             if isinstance(state, SessionRecord):
                 files[name] = state
@@ -301,18 +605,78 @@ class SessionIndex:
                     served[key] = state
             elif isinstance(state, InvalidFile):
                 self._invalid[name] = state
-        self._keys = SortedList(served)
+        del states
+        ordered = sorted(served)
+        if kept is None:
+            solo = list(map(served.__getitem__, ordered))
+            if multi or not _all_fit(solo):
+                # A key two files claim, or a record the columns cannot hold (rare): kept as objects.
+                solo = [r for r in solo if r.key not in multi and _fits(r)]
+            rows = Rows.of_records(solo)
+            in_rows = {r.key for r in solo} if len(solo) != len(served) else None
+            del solo
+        else:
+            in_rows = set()  # at a restart, what was read stays as objects
+        for key in ordered:
+            if in_rows is None or key in in_rows:
+                continue
+            self._served[key] = served[key]
+            for name in multi.get(key, (served[key].name,)):
+                self._files[name] = files[name]
+        del files
+        self._rows = rows
+        if kept is None:
+            self._keys = SortedList(ordered)  # sorted already: one pass
+        else:
+            dead = rows.dead
+            self._keys = SortedList([*(key for row, key in enumerate(rows.keys) if not dead[row]), *ordered])
         self.version += 1
         if not before:
             return []
-        changes = [Change("deleted", key, None) for key in before.keys() - served.keys()]
-        for key, record in served.items():
-            old = before.get(key)
+        changes = [Change("deleted", key, None, record) for key, record in before.items() if key not in self]
+        for record in self.records():
+            old = before.get(record.key)
             if old is None:
-                changes.append(Change("created", key, record))
+                changes.append(Change("created", record.key, record))
             elif not (old.name == record.name and old.same_content(record)):
-                changes.append(Change("updated", key, record, old))
+                changes.append(Change("updated", record.key, record, old))
         return changes
+
+    def settle(self) -> None:
+        """Once whoever made the records of a load has let them go: hold new copies of their strings.
+
+        A scan's strings lie in the heap among the records, tuples and numbers made with
+        them. Once those are freed, an arena (pymalloc's 1 MiB block) still holding one
+        string in use cannot go back to the system: at 1M, 439 arenas stayed for 184 MB in
+        use. So the keys and names are joined into one string each, every reference to the
+        old ones dropped (their arenas go back whole), and split again: the copies fill new
+        arenas side by side. ~0.3 s at 1M.
+        """
+        rows = self._rows
+        joined = [(SEPARATOR.join(strings), len(strings)) for strings in (rows.keys, rows.names)]
+        if any(text.count(SEPARATOR) != max(count - 1, 0) for text, count in joined):
+            return  # a key holds the separator (rare): keep them as they are
+        rows.keys = rows.names = rows.sorted_names = []
+        self._keys = SortedList()
+        self._body = None
+        (keys, count), (names, _) = joined
+        del joined
+        rows.keys = keys.split(SEPARATOR) if count else []
+        del keys
+        rows.names = names.split(SEPARATOR) if count else []
+        del names
+        rows.sorted_names = [rows.names[row] for row in rows.name_rows]
+        dead = rows.dead
+        self._keys = SortedList([*(key for row, key in enumerate(rows.keys) if not dead[row]), *self._served])
+
+    def _take_back(self, row: int) -> None:
+        """Hold *row* (if any) as an object from now on; its row is dead."""
+        if row >= 0:
+            record = self._rows.record(row)
+            # The object first, then the row dead: see records_of.
+            self._files[record.name] = record
+            self._served[record.key] = record
+            self._rows.kill(row)
 
     def _current(self, key: str) -> SessionRecord | None:
         """The served record of *key* if its file still holds it."""
@@ -357,7 +721,7 @@ class SessionIndex:
             del self._served[key]
             self._keys.remove(key)
             self._keys_changed()
-            return Change("deleted", key, None)
+            return Change("deleted", key, None, before)
         self._served[key] = after
         if before is None:
             self._keys.add(key)

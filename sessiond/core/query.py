@@ -292,12 +292,11 @@ def _key_range(index: SessionIndex, prefix: str) -> tuple[int, int]:
 def select(index: SessionIndex, flt: Filter) -> Iterator[SessionRecord]:
     """Every served record passing *flt*, in key order; a prefix only walks its own range."""
     lo, hi = _key_range(index, flt.prefix)
-    served = index.served
     keys: Iterable[str] = index.keys().islice(lo, hi)
     if flt.contains:
         part = flt.contains
         keys = [key for key in keys if part in key]  # one C-level test per key: ~5 ms per 100k keys
-    records = (served[key] for key in keys)
+    records = index.records_of(keys)
     if flt == Filter(prefix=flt.prefix, contains=flt.contains):
         return records
     return (r for r in records if flt.matches(r))

@@ -326,9 +326,10 @@ class Columns:
             kept.append((name, record))
         return list(disk)
 
-    def compare(self, lo: int, hi: int, disk: Stats, kept: list[tuple[str, FileState]]) -> list[str]:
+    def compare(self, lo: int, hi: int, disk: Stats, kept: list[int]) -> list[str]:
         """Rows lo..hi against *disk*, their files' stats taken in row order (stat_columns):
-        append to *kept* the records still true (as split does) and return the names to read.
+        append to *kept* the rows still true (as split judges) and return the names to read.
+        No record is made: the index takes the kept rows as columns (SessionIndex.load).
 
         A slice whose four columns equal the snapshot's and whose times all lie before the
         racy window is compared in C, column by column; only a slice that differs is looked
@@ -344,11 +345,11 @@ class Columns:
             and n["ctime"][lo:hi] == ctime
             and (hi == lo or (max(mtime) < racy_ns and max(ctime) < racy_ns))
         ):
-            kept.extend(self._records(lo, hi))
+            kept.extend(range(lo, hi))
             return []
         read: list[str] = []
         names = self.names
-        for row, record in zip(range(lo, hi), self._records(lo, hi), strict=True):
+        for row in range(lo, hi):
             i = row - lo
             if size[i] == -1:
                 continue  # gone
@@ -361,7 +362,7 @@ class Columns:
             ) or not (mtime[i] < racy_ns and ctime[i] < racy_ns):
                 read.append(name)
             else:
-                kept.append(record)
+                kept.append(row)
         return read
 
     def _records(self, lo: int, hi: int) -> list[tuple[str, SessionRecord]]:

@@ -60,35 +60,32 @@ class SessionStats:
         self.created: Counter[int] = Counter()
         self.updated: Counter[int] = Counter()
         self.buckets: Counter[int] = Counter()
-        self._counted: dict[str, SessionRecord] = {}  # key -> the record these figures include
+        # How many sessions the figures count. Nothing is kept per session: at 1M a map of
+        # what was counted cost ~40 MB, and would keep alive the records the index makes
+        # on demand from its rows. A change is counted by what it replaced (Change.before).
+        self.sessions = 0
         self.add_new(list(records))
 
     def __len__(self) -> int:
-        return len(self._counted)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._counted
+        return self.sessions
 
     def add_new(self, records: list[SessionRecord]) -> None:
         """Count *records*, none of whose keys is counted yet: a full pass's bulk path."""
-        self._counted.update((r.key, r) for r in records)
+        self.sessions += len(records)
         self.bytes += sum(r.size for r in records)
         self.channels.update(channel_of(r.key) for r in records)
         self.buckets.update(r.message_count.bit_length() for r in records)
         self.created.update(day for day in map(day_of, [r.created_at for r in records]) if day is not None)
         self.updated.update(day for day in map(day_of, [r.updated_at for r in records]) if day is not None)
 
-    def sync(self, key: str, record: SessionRecord | None) -> None:
-        """Make the figures count *record* for *key* (None: the key is gone)."""
-        old = self._counted.get(key)
-        if old is record:
-            return
-        if old is not None:
-            self._count(old, -1)
-            del self._counted[key]
-        if record is not None:
-            self._count(record, 1)
-            self._counted[record.key] = record  # record.key: the index's own string, not a copy
+    def replace(self, before: SessionRecord | None, after: SessionRecord | None) -> None:
+        """Count *after* instead of *before*, which these figures count (None: nothing, on that side)."""
+        if before is not None:
+            self._count(before, -1)
+            self.sessions -= 1
+        if after is not None:
+            self._count(after, 1)
+            self.sessions += 1
 
     def _count(self, r: SessionRecord, sign: int) -> None:
         self.bytes += sign * r.size
@@ -130,10 +127,10 @@ class SessionStats:
             low, high = bucket_bounds(bucket)
             messages.append({"min": low, "max": high, "sessions": self.buckets.get(bucket, 0)})
         return {
-            "sessions": len(self._counted),
+            "sessions": self.sessions,
             "bytes": self.bytes,
             "channels": [{"channel": name, "sessions": count} for name, count in top],
-            "other_channels": {"channels": len(self.channels) - len(top), "sessions": len(self._counted) - shown},
+            "other_channels": {"channels": len(self.channels) - len(top), "sessions": self.sessions - shown},
             "days": days,
             "messages": messages,
         }

@@ -45,7 +45,6 @@ import hashlib
 import heapq
 import logging
 import multiprocessing
-import operator
 import os
 import time
 from collections import OrderedDict, deque
@@ -60,7 +59,7 @@ from prometheus_client.registry import Collector
 
 from sessiond.core import search_files, search_text, workers
 from sessiond.core.folder import Folder, FolderUnusable
-from sessiond.core.index import SessionRecord
+from sessiond.core.index import FileVersions, SessionRecord
 from sessiond.core.query import Filter, QueryError
 from sessiond.core.search_db import Candidate, Ident, SearchDB
 from sessiond.core.search_files import Prepared, read_parts
@@ -245,13 +244,13 @@ class SearchKeeper:
     async def _plan(self) -> None:
         # A million records, identities and names, made and compared; the queue then frozen (threads.py).
         with COLLECTOR.paused(freeze=True):
-            records = self.store.index.file_records()
+            read = self.store.index.versions_reader()  # names and times as columns: no record made
             known = await self._w(self._writer_db.idents)
             # The queue and the set are built off the loop too: a million names each at a first build.
             # On a daemon thread: at 1M the plan takes a second, and a stop must not wait for it
             # (the loop's executor is joined when the daemon exits).
-            self._todo, self._unwritten = await asyncio.wrap_future(PLANS.submit(_plan_of, records, known))
-        log.debug("search: %d of %d files to index or remove", len(self._todo), len(records))
+            self._todo, self._unwritten = await asyncio.wrap_future(PLANS.submit(_plan_of, read, known))
+        log.debug("search: %d files to index or remove", len(self._todo))
 
     async def _make_way(self) -> None:
         """Before a full-pass batch (on the loop's thread): wait BUSY_PAUSE if the loop was busy more than BUSY_SHARE since the last look."""
@@ -429,7 +428,7 @@ class SearchKeeper:
                 self._stale(candidate.name)  # changed or gone since the index read it, or no longer matches
                 continue
             title, hits = found
-            if index.get(record.key) is not record:
+            if not record.same_version(index.get(record.key)):
                 continue  # deleted or rewritten while its file was read: not even for a moment
             answer["results"].append(
                 {
@@ -475,7 +474,11 @@ class SearchKeeper:
     def _stale(self, name: str) -> None:
         """A row that is not the file's truth: queue the file (unless it is a collision's loser, which is true)."""
         state = self.store.index.file_state(name)
-        if isinstance(state, SessionRecord) and state.key in self.store.index and self.store.index.get(state.key) is not state:
+        if (
+            isinstance(state, SessionRecord)
+            and state.key in self.store.index
+            and not state.same_version(self.store.index.get(state.key))
+        ):
             return
         self.on_files([name])
 
@@ -673,39 +676,40 @@ def _kill(pool: concurrent.futures.ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def _differences(records: list[SessionRecord], known: dict[str, int]) -> list[str]:
-    """Names to index or remove so the search index equals *records* (*known*: name -> packed identity, as
+def _differences(files: FileVersions, known: dict[str, int]) -> list[str]:
+    """Names to index or remove so the search index equals *files* (*known*: name -> packed identity, as
     SearchDB.idents gives); oldest first (popped from the end: newest first)."""
+    names, updated = files.names, files.updated
     if not known:  # a first build: nothing to compare
-        return [r.name for r in _by_update(records)]
-    get = known.get
-    fresh = _by_update([r for r in records if get(r.name) != r.ident])
-    held = len(records) - len(fresh)  # files the index holds as they are
+        return [names[i] for i in _by_update(range(len(names)), updated)]
+    get, ident = known.get, files.ident
+    fresh = _by_update([i for i, name in enumerate(names) if get(name) != ident(i)], updated)
+    held = len(names) - len(fresh)  # files the index holds as they are
     gone: list[str] = []
     if held < len(known):  # some indexed names are stale or gone (a rewrite is stale, not gone)
-        wanted = {r.name for r in records}
+        wanted = set(names)
         gone = [name for name in known if name not in wanted]
     # Removals last in the list, so they are popped first: gone text goes before new text comes.
-    return [r.name for r in fresh] + gone
+    return [names[i] for i in fresh] + gone
 
 
-_UPDATED = operator.attrgetter("updated_at")
 # Items one C call of the plan covers (a sort, a set's update): a few ms. The plan runs on a
 # thread, but a C call holds the GIL throughout, and with it the event loop: one sort of a
 # million records was ~300 ms, one set of a million names ~120 ms.
 PLAN_SLICE = 1 << 14
 
 
-def _by_update(records: list[SessionRecord]) -> list[SessionRecord]:
-    """sorted(records, key=updated_at), in runs of PLAN_SLICE merged in Python (the GIL changes hands between steps)."""
-    if len(records) <= PLAN_SLICE:
-        return sorted(records, key=_UPDATED)
-    runs = [sorted(records[i : i + PLAN_SLICE], key=_UPDATED) for i in range(0, len(records), PLAN_SLICE)]
-    return list(heapq.merge(*runs, key=_UPDATED))  # stable, as sorted is
+def _by_update(order: Sequence[int], updated: list[float]) -> list[int]:
+    """sorted(order, key=updated), in runs of PLAN_SLICE merged in Python (the GIL changes hands between steps)."""
+    key = updated.__getitem__
+    if len(order) <= PLAN_SLICE:
+        return sorted(order, key=key)
+    runs = [sorted(order[i : i + PLAN_SLICE], key=key) for i in range(0, len(order), PLAN_SLICE)]
+    return list(heapq.merge(*runs, key=key))  # stable, as sorted is
 
 
-def _plan_of(records: list[SessionRecord], known: dict[str, int]) -> tuple[deque[str], dict[str, None]]:
-    todo = _differences(records, known)
+def _plan_of(read: Callable[[], FileVersions], known: dict[str, int]) -> tuple[deque[str], dict[str, None]]:
+    todo = _differences(read(), known)
     unwritten: dict[str, None] = {}
     for start in range(0, len(todo), PLAN_SLICE):
         unwritten.update(dict.fromkeys(todo[start : start + PLAN_SLICE]))

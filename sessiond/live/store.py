@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sessiond.core import loader, removal, snapshot, workers
+from sessiond.core import heap, loader, removal, snapshot, workers
 from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, AuditTrail
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
@@ -127,6 +127,8 @@ class SessionStore:
         """
         with COLLECTOR.paused(freeze=True):  # threads.py: the index it builds is frozen after
             await self._scan(progress)
+            self.index.settle()  # the scan's objects are gone now
+            heap.give_back()  # and the heap they left
 
     async def _scan(self, progress: Callable[[int, int], None] | None) -> None:
         loop = asyncio.get_running_loop()
@@ -140,6 +142,8 @@ class SessionStore:
         if others is not None and self.deletions_path is not None:
             self.deletions = await loop.run_in_executor(None, Deletions.load, self.deletions_path)
         kept: list[tuple[str, FileState]] = []
+        # A snapshot's rows still true of their files, taken as its columns (no record made).
+        kept_rows: tuple[snapshot.Columns, list[int]] | None = None
         unchanged = False
         if self.snapshot_path is None or not self.snapshot_path.exists():
             names = await loop.run_in_executor(None, _names_in, folder, others)  # no stat: reads fstat anyway
@@ -180,8 +184,9 @@ class SessionStore:
                     # Every file of the snapshot is stat-ed in the scan's worker processes (one process
                     # takes ~4 µs a file here: 4 s at 1M, half of it with two), in the snapshot's order,
                     # so the comparison is column against column; the records are made meanwhile.
-                    names, total = await self._compare_in_workers(pool, folder, previous, found, kept)
-                    unchanged = not names and len(kept) == len(previous)
+                    kept_rows = (previous, [])
+                    names, total = await self._compare_in_workers(pool, folder, previous, found, kept_rows[1])
+                    unchanged = not names and len(kept_rows[1]) == len(previous)
                 elif previous is not None and new is None:
                     disk = await loop.run_in_executor(None, _idents_of, folder, found)
                     total = len(disk)
@@ -197,9 +202,9 @@ class SessionStore:
                 if pool is not None:
                     pool.shutdown(wait=False, cancel_futures=True)
             del previous, found
-        counts = len(names), len(kept)
+        counts = len(names), len(kept) + (len(kept_rows[1]) if kept_rows else 0)
         kept.extend(await self._read_all(folder, names, total, progress))
-        self._load(kept, started, *counts)
+        self._load(kept, started, *counts, kept_rows=kept_rows)
         if unchanged:
             self.snapshot_version = self.index.version  # the file on disk says exactly this: no save
 
@@ -208,10 +213,17 @@ class SessionStore:
             log.info("removed %d unfinished snapshot file(s) of an earlier run", count)
         return removal.recover_interrupted(folder, self.max_file_bytes, others)
 
-    def _load(self, results: list[tuple[str, FileState]], started: float, read: int, kept: int) -> None:
+    def _load(
+        self,
+        results: list[tuple[str, FileState]],
+        started: float,
+        read: int,
+        kept: int,
+        kept_rows: tuple[snapshot.Columns, list[int]] | None = None,
+    ) -> None:
         self.last_scan_counts = (read, kept)
         first = not len(self.index)
-        changes = self.index.load(results)
+        changes = self.index.load(results, kept_rows)
         if first and self.deletions.recent:
             # A start announces nothing as created: look for what came back while we were stopped.
             now = time.time()
@@ -252,10 +264,11 @@ class SessionStore:
         folder: Folder,
         previous: snapshot.Columns,
         new: list[str],
-        kept: list[tuple[str, FileState]],
+        kept: list[int],
     ) -> tuple[list[str], int]:
         """The snapshot's files stat-ed in worker processes and compared with it, slice by slice:
-        fills *kept*; returns the names to read (changed, racy, or *new*) and how many files there are."""
+        fills *kept* with the rows still true; returns the names to read (changed, racy, or *new*)
+        and how many files there are."""
         loop = asyncio.get_running_loop()
         ranges = [(lo, min(lo + STAT_CHUNK, len(previous))) for lo in range(0, len(previous), STAT_CHUNK)]
         futures = [loop.run_in_executor(pool, _stat_columns, folder, previous.names[lo:hi]) for lo, hi in ranges]
@@ -385,7 +398,7 @@ class SessionStore:
         applied: set[str] = set()
         self._applied_during_walks.append(applied)
         try:
-            stale = await loop.run_in_executor(None, _stale, self.folder, self.index.file_idents())
+            stale = await loop.run_in_executor(None, _stale, self.folder, self.index.idents_reader())
             self.last_walk_seconds = time.monotonic() - started
             # A file awaiting a re-read after a failed parse keeps its old stat on purpose; its retry will settle it.
             stale = [(name, st) for name, st in stale if name not in self._retries]
@@ -585,11 +598,12 @@ class SessionStore:
                 folder = self.folder
                 if record is None or folder is None:
                     raise SessionNotFound(key)
-                if expected is not None and record is not expected:
+                if expected is not None and not expected.same_version(record):
                     raise SessionChanged(key)
                 names = self.index.files_for(key)
                 if files is not None and (
-                    len(names) != len(files) or any(self.index.file_state(n) is not f for n, f in zip(names, files, strict=True))
+                    len(names) != len(files)
+                    or any(not f.same_version(self.index.file_state(n)) for n, f in zip(names, files, strict=True))
                 ):
                     raise SessionChanged(key)
                 for name in names:
@@ -765,7 +779,8 @@ def _size_of(path: Path) -> int:
         return 0
 
 
-def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, FileStat | None]]:
+def _stale(folder: Folder | None, read: Callable[[], dict[str, int]]) -> list[tuple[str, FileStat | None]]:
+    known = read()  # here, off the loop: a million identities made from the index's rows
     if folder is None:
         return loader.stale_names(None, known)
     try:
@@ -776,8 +791,11 @@ def _stale(folder: Folder | None, known: dict[str, int]) -> list[tuple[str, File
 
 
 def _save(path: Path, folder: str, read: Callable[[], list[SessionRecord]], go_on: Callable[[], bool]) -> int:
-    with COLLECTOR.paused():  # lists of a million rows, made and gone: nothing for the collector to walk
-        return snapshot.save(path, folder, read(), go_on)
+    try:
+        with COLLECTOR.paused():  # lists of a million rows, made and gone: nothing for the collector to walk
+            return snapshot.save(path, folder, read(), go_on)
+    finally:
+        heap.give_back()  # what the save freed (~120 MB at 1M) goes back to the system
 
 
 def _ident_by_path(folder: Folder, name: str) -> int | None:

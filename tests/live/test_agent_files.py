@@ -69,7 +69,7 @@ async def test_repeated_members_keep_the_last_as_python_does(client: TestClient,
     (sessions / "dup.json").write_bytes(
         b'{"key": "first", "messages": [], "created_at": 1, "key": "last", "messages": [1, 2], "created_at": 7}'
     )
-    await eventually(lambda: "dup.json" in store_of(client).index.file_idents())
+    await eventually(lambda: "dup.json" in store_of(client).index.idents_reader()())
     status, body = await detail(client, "last")
     assert status == 200 and json.loads(body)["message_count"] == 2 and json.loads(body)["created_at"] == 7
     assert (await detail(client, "first"))[0] == 404

@@ -237,7 +237,7 @@ async def main():
     await store.scan()
     drift = await store.reconcile()
     print(json.dumps({"keys": list(store.index.keys()), "invalid": {n: b.reason for n, b in store.index.invalid.items()},
-                      "drift": drift, "stale": store_mod._stale(store.folder, store.index.file_idents())}))
+                      "drift": drift, "stale": store_mod._stale(store.folder, store.index.idents_reader())}))
 asyncio.run(main())
 """
 

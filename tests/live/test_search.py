@@ -542,7 +542,7 @@ def test_the_plan_orders_a_build_exactly_as_one_sort_would_though_in_slices() ->
     import gc
     import random
 
-    from sessiond.core.index import SessionRecord
+    from sessiond.core.index import FileVersions, SessionRecord
     from sessiond.live import search as search_mod
 
     rng = random.Random(7)
@@ -551,7 +551,12 @@ def test_the_plan_orders_a_build_exactly_as_one_sort_would_though_in_slices() ->
         for i in range(3 * search_mod.PLAN_SLICE + 17)
     ]
     expected = [r.name for r in sorted(records, key=lambda r: r.updated_at)]
-    assert search_mod._differences(records, {}) == expected
-    todo, unwritten = search_mod._plan_of(records, {})
+    files = FileVersions([r.name for r in records], [r.updated_at for r in records], lambda i: records[i].ident)
+    assert search_mod._differences(files, {}) == expected
+    todo, unwritten = search_mod._plan_of(lambda: files, {})
     assert list(todo) == expected and list(unwritten) == expected
+    # Against an index that holds some: what changed, oldest first, then what is gone.
+    known = {r.name: r.ident for r in records[::2]} | {records[1].name: -1, "gone.json": 5}
+    changed = [r.name for r in sorted(records[1::2], key=lambda r: r.updated_at)]
+    assert search_mod._differences(files, known) == [*changed, "gone.json"]
     assert not gc.is_tracked(unwritten)  # a million names the collector never walks

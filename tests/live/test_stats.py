@@ -83,19 +83,19 @@ def test_only_the_largest_channels_are_listed_and_the_rest_summed() -> None:
     assert body["other_channels"] == {"channels": 10, "sessions": sum(range(1, 11))}
 
 
-def test_sync_replaces_what_was_counted_and_a_repeat_changes_nothing() -> None:
+def test_replace_counts_the_new_record_in_place_of_the_one_it_replaced() -> None:
     before = record("a:1", messages=2, created=NOW - DAY, size=10)
     after = record("a:1", messages=9, created=NOW - DAY, updated=NOW, size=50)
     other = record("b:1", messages=1)
     stats = SessionStats([before, other])
-    stats.sync("a:1", after)
-    stats.sync("a:1", after)  # the same news twice (a hint applied after a full pass saw it)
+    stats.replace(before, after)
     assert stats.summary(NOW) == full_count([after, other])
-    stats.sync("a:1", None)
-    stats.sync("a:1", None)
-    assert stats.summary(NOW) == full_count([other])
-    stats.sync("b:1", None)
+    stats.replace(after, None)
+    assert stats.summary(NOW) == full_count([other]) and len(stats) == 1
+    stats.replace(other, None)
     assert stats.summary(NOW) == full_count([]) and stats.channels == {} and stats.created == {}
+    stats.replace(None, before)
+    assert stats.summary(NOW) == full_count([before])
 
 
 async def stats_of(client: TestClient) -> dict[str, Any]:
