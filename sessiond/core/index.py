@@ -32,8 +32,6 @@ class FileStat(NamedTuple):
 
 
 _WORD = 64
-# Records key_order_reader looks up per C call (~2 ms): the GIL can change hands between two.
-READ_SLICE = 1 << 14
 _MASK = (1 << _WORD) - 1
 _TIME_OFFSET = 1 << 63  # times may lie before 1970
 
@@ -153,6 +151,15 @@ class FileVersions(NamedTuple):
     ident: Callable[[int], int]  # position -> the file's packed identity (pack)
 
 
+class Table(NamedTuple):
+    """Every valid file as columns in (key, name) order, as a snapshot holds them (no record made)."""
+
+    names: list[str]
+    keys: list[str]
+    numbers: dict[str, array.array[Any]]  # COLUMNS; created and updated hold 0.0 where `exact` has the times
+    exact: dict[int, tuple[Any, Any]]  # row -> (created, updated) as written, where a double would not echo them
+
+
 def _rank(record: SessionRecord) -> tuple[float, str]:
     # Newest updated_at wins a collision; the file name breaks ties so the choice is stable.
     return (record.updated_at, record.name)
@@ -163,6 +170,7 @@ _MAX_COUNT = 1 << 63
 
 
 _KEY, _NAME, _COUNT = operator.attrgetter("key"), operator.attrgetter("name"), operator.attrgetter("message_count")
+_KEY_NAME = operator.attrgetter("key", "name")
 _CREATED, _UPDATED, _IDENT = operator.attrgetter("created_at"), operator.attrgetter("updated_at"), operator.attrgetter("ident")
 
 
@@ -286,11 +294,6 @@ class Rows:
         c = self.columns
         return pack_fields(c["size"][row], c["mtime"][row], c["inode"][row], c["ctime"][row])
 
-    def live_rows(self) -> Iterator[int]:
-        """Every live row, in key order."""
-        dead = self.dead
-        return (row for row in range(len(dead)) if not dead[row])
-
     def kill(self, row: int) -> None:
         """Mark *row* as no longer this index's truth (its file is now held as an object, or gone)."""
         if not self.dead[row]:
@@ -317,6 +320,53 @@ def _in_order(rows: Rows, served: Mapping[str, SessionRecord], keys: Iterable[st
             yield record(row)
         elif (found := served.get(key)) is not None:
             yield found
+
+
+def _table(rows: Rows, dead: bytes, held: list[SessionRecord]) -> Table:
+    """The live rows of *rows* (by *dead*) and the records *held*, merged in (key, name) order."""
+    if dead.count(1):
+        live = [row for row in range(len(dead)) if not dead[row]]
+        base_keys, base_names = [rows.keys[r] for r in live], [rows.names[r] for r in live]
+        base = {field: array.array(code, [rows.columns[field][r] for r in live]) for field, code in COLUMNS.items()}
+        at = {row: i for i, row in enumerate(live)} if rows.exact else {}
+        base_exact = {at[row]: times for row, times in rows.exact.items() if row in at}
+    else:
+        base_keys, base_names, base, base_exact = rows.keys, rows.names, rows.columns, rows.exact
+    if not held:
+        return Table(base_names, base_keys, base, base_exact)
+    held.sort(key=_KEY_NAME)
+    names: list[str] = []
+    keys: list[str] = []
+    numbers = {field: array.array(code) for field, code in COLUMNS.items()}
+    exact: dict[int, tuple[Any, Any]] = {}
+
+    def take(lo: int, hi: int) -> None:
+        start = len(names)
+        names.extend(base_names[lo:hi])
+        keys.extend(base_keys[lo:hi])
+        for field in COLUMNS:
+            numbers[field].extend(base[field][lo:hi])
+        exact.update((start + row - lo, times) for row, times in base_exact.items() if lo <= row < hi)
+
+    done = 0
+    for record in held:
+        point = bisect.bisect_left(base_keys, record.key, done)
+        while point < len(base_keys) and base_keys[point] == record.key and base_names[point] < record.name:
+            point += 1  # (no live row shares a key with an object: only a race could bring one)
+        take(done, point)
+        done = point
+        made, changed = record.created_at, record.updated_at
+        if type(made) is not float or type(changed) is not float:
+            exact[len(names)] = (made, changed)
+            made = changed = 0.0
+        st = unpack(record.ident)
+        values: tuple[Any, ...] = (record.message_count, made, changed, st.size, st.mtime_ns, st.inode, st.ctime_ns)
+        for field, value in zip(COLUMNS, values, strict=True):
+            numbers[field].append(value)
+        names.append(record.name)
+        keys.append(record.key)
+    take(done, len(base_keys))
+    return Table(names, keys, numbers, exact)
 
 
 class _Served(Mapping[str, SessionRecord]):
@@ -443,46 +493,24 @@ class SessionIndex:
             return self._rows.record(row)
         return state
 
-    def key_order_reader(self) -> Callable[[], list[SessionRecord]]:
-        """Every valid file's record, the served ones in key order, then any other claimant of
-        a key (rare), in two halves: this call copies the key list (on the loop: ~10 ms at
-        1M), the function returned makes the records (on another thread). The snapshot wants
-        (key, name) order; given this, its sort is a check, not a sort of a million records.
-
-        The function reads in slices (the GIL changes hands between them): a row never
-        changes, and an object is never changed, only replaced, so each record read is whole
-        and true of its file; a change made meanwhile may or may not be in, as if the copy
-        had been taken a moment later (the snapshot re-stats every file at the next start
-        anyway). A key removed meanwhile is skipped.
-        """
-        keys = list(self._keys)
-        # Every claimant of a key held by two files (rare); the served one is left out below.
-        claimants = [self._files[name] for names in self._multi.values() for name in names]
-        rows, served = self._rows, self._served  # a load meanwhile makes new tables: this reads these
-
-        def read() -> list[SessionRecord]:
-            records: list[SessionRecord] = []
-            for start in range(0, len(keys), READ_SLICE):
-                records.extend(_in_order(rows, served, keys[start : start + READ_SLICE]))
-            if claimants:
-                # A claimant that is served now is in already (perhaps as a newer record of its file).
-                shared = {r.key for r in claimants}
-                names = {r.key: r.name for r in records if r.key in shared}
-                records.extend(r for r in claimants if names.get(r.key) != r.name)
-            return records
-
-        return read
+    def table_reader(self) -> Callable[[], Table]:
+        """Every valid file as a Table (the snapshot's save), in two halves: this call copies the
+        rows' dead marks and the list of what is held as objects (on the loop: ~1 ms at 1M), the
+        function returned merges them (on another thread; rows are sliced, not made into records).
+        The table is the index at the copy: rows never change but for their dead marks, and a
+        record is never changed, only replaced. (A load meanwhile makes new Rows: these stay.)"""
+        rows, dead, held = self._rows, bytes(self._rows.dead), list(self._files.values())
+        return lambda: _table(rows, dead, held)
 
     def versions_reader(self) -> Callable[[], FileVersions]:
         """Every valid file's name, updated_at and identity (the search's plan), in two halves:
-        this call copies what is held as objects (on the loop: few), the function returned
-        reads the rows (on another thread: ~0.2 s at 1M, no record made). As for
-        key_order_reader, a change made meanwhile may or may not be in."""
-        rows, held = self._rows, list(self._files.values())
+        this call copies the rows' dead marks and what is held as objects (on the loop: ~1 ms
+        at 1M), the function returned reads the rows (on another thread: ~0.2 s at 1M, no
+        record made): the index at the copy, as for table_reader."""
+        rows, dead, held = self._rows, bytes(self._rows.dead), list(self._files.values())
 
         def read() -> FileVersions:
-            dead = rows.dead
-            live: Sequence[int] = range(len(rows)) if rows.live == len(rows) else [r for r in range(len(dead)) if not dead[r]]
+            live: Sequence[int] = range(len(dead)) if not dead.count(1) else [r for r in range(len(dead)) if not dead[r]]
             column = rows.columns["updated"]
             updated = column.tolist() if isinstance(live, range) else [column[r] for r in live]
             if rows.exact:
@@ -507,12 +535,12 @@ class SessionIndex:
         disk), in two halves: this call copies what is held as objects (on the loop:
         few), the function returned reads the rows (on another thread: ~1 s at 1M, which on
         the loop would hold it that long). A change made meanwhile may or may not be in."""
-        rows = self._rows
+        rows, dead = self._rows, bytes(self._rows.dead)  # the index at the copy, as for table_reader
         held = [(name, rec.ident) for name, rec in self._files.items()]
         held += [(name, pack(bad.stat)) for name, bad in self._invalid.items()]
 
         def read() -> dict[str, int]:
-            idents = {rows.names[row]: rows.ident(row) for row in rows.live_rows()}
+            idents = {rows.names[row]: rows.ident(row) for row in range(len(dead)) if not dead[row]}
             idents.update(held)
             return idents
 

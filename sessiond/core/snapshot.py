@@ -30,6 +30,7 @@ import hashlib
 import itertools
 import logging
 import math
+import operator
 import os
 import sys
 import time
@@ -39,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from sessiond.core.index import FileState, InvalidFile, SessionRecord, pack, pack_fields, unpack
+from sessiond.core.index import FileState, InvalidFile, Rows, SessionRecord, Table, pack, pack_fields, unpack
 from sessiond.core.names import MAX_KEY_LENGTH, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
@@ -100,71 +101,67 @@ def unflatten(flat: Flat | list[Any]) -> tuple[str, FileState]:
 
 def encode(folder: str, taken_at: float, records: Iterable[SessionRecord]) -> tuple[bytes, int]:
     """The snapshot's bytes for *records* (sessions only), and how many it holds."""
-    parts, count = _encode_parts(folder, taken_at, records, _always)
+    parts, count = _encode_parts(folder, taken_at, _table_of(records, lambda: None), _always)
     return b"".join(parts), count
 
 
-def _encode_parts(
-    folder: str, taken_at: float, records: Iterable[SessionRecord], go_on: Callable[[], bool]
-) -> tuple[list[bytes], int]:
+def _table_of(records: Iterable[SessionRecord], step: Callable[[], None]) -> Table:
+    """*records* as a Table, in (key, name) order."""
+    rows = list(records)
+    step()
+    if not _in_order(rows, step):
+        rows.sort(key=_order)  # one C call holding the GIL: 1.4 s at 1M records in random order
+    step()
+    built = Rows.of_records(rows)
+    return Table(built.names, built.keys, built.columns, built.exact)
+
+
+def _encode_parts(folder: str, taken_at: float, table: Table, go_on: Callable[[], bool]) -> tuple[list[bytes], int]:
     """The snapshot's bytes in parts (the header line, then each block), and the record count.
 
     Never joined into one: a copy of ~100 MB at 1M records is a C call that holds the
     GIL (and the event loop) for a few hundred ms. *go_on* is asked between steps (each
-    well under a second at 1M records); when it says no, Abandoned is raised.
+    well under a second at 1M records); when it says no, Abandoned is raised. The table's
+    columns are sliced, not made into records: a save at 1M made a million records for a
+    moment (~200 MB) before the index kept its rows as columns.
     """
 
     def step() -> None:
         if not go_on():
             raise Abandoned
 
-    rows = [r for r in records if name_is_text(r.name)]
-    step()
-    if not _in_order(rows, step):
-        # One C call that holds the GIL, and the event loop with it: 1.4 s at 1M records in
-        # random order. The index hands them in key order (key_order_reader), so
-        # it runs only when some key is claimed by two files, and then on nearly sorted input.
-        rows.sort(key=_order)
+    names, keys, numbers, exact = table
+    if not all(map(str.isascii, names)) and not all(map(name_is_text, names)):  # (rare) a name that is not text
+        wanted = [row for row, name in enumerate(names) if name_is_text(name)]
+        at = {row: i for i, row in enumerate(wanted)}
+        names, keys = [names[row] for row in wanted], [keys[row] for row in wanted]
+        numbers = {field: array.array(code, [numbers[field][row] for row in wanted]) for field, code in NUMBERS.items()}
+        exact = {at[row]: times for row, times in exact.items() if row in at}
     step()
     odd_keys: dict[str, str] = {}  # row -> a key holding NUL (it cannot be in the NUL-joined block)
-    exact: dict[str, list[int | float]] = {}  # row -> timestamps a double would not echo as stored
-    keys: list[str] = []
-    for i, record in enumerate(rows):
-        if not i % STEP_ROWS:
-            step()
-        key = record.key
-        if "\0" in key:
-            odd_keys[str(i)] = key
-            key = "?"
-        keys.append(key)
-        if type(record.created_at) is not float or type(record.updated_at) is not float:
-            exact[str(i)] = [record.created_at, record.updated_at]
+    if any(map(operator.contains, keys, itertools.repeat("\0"))):
+        keys = list(keys)
+        for i, key in enumerate(keys):
+            if "\0" in key:
+                odd_keys[str(i)] = key
+                keys[i] = "?"
     step()
-    mask = (1 << _WORD) - 1
-    offset = 1 << (_WORD - 1)
-    idents = [r.ident for r in rows]
-    values: dict[str, Callable[[], list[Any]]] = {
-        "count": lambda: [r.message_count for r in rows],
-        "created": lambda: [float(r.created_at) for r in rows],
-        "updated": lambda: [float(r.updated_at) for r in rows],
-        "size": lambda: [i >> (3 * _WORD) for i in idents],
-        "mtime": lambda: [((i >> (2 * _WORD)) & mask) - offset for i in idents],
-        "inode": lambda: [(i >> _WORD) & mask for i in idents],
-        "ctime": lambda: [(i & mask) - offset for i in idents],
-    }
+    if exact:  # the float columns hold what a double makes of them (the load takes `exact` first)
+        numbers = dict(numbers, created=array.array("d", numbers["created"]), updated=array.array("d", numbers["updated"]))
+        for row, (made, changed) in exact.items():
+            numbers["created"][row], numbers["updated"][row] = float(made), float(changed)
     # Every block in parts of SLICE_ROWS rows: each part is one C call (a join, an encode,
-    # an array), which holds the GIL throughout. Whole, at 1M records, each was tens of
+    # a slice), which holds the GIL throughout. Whole, at 1M records, each was tens of
     # ms, and the event loop, which needs the GIL for every step, waited behind them.
     blocks: dict[str, list[bytes]] = {
-        "names": _joined([r.name for r in rows], step),
+        "names": _joined(names, step),
         "keys": _joined(keys, step),  # the loader lets no lone surrogate into a key
     }
-    for field, code in NUMBERS.items():
+    for field in NUMBERS:
         step()
-        column = values[field]()
-        blocks[field] = [array.array(code, column[i : i + SLICE_ROWS]).tobytes() for i in range(0, len(column), SLICE_ROWS)]
-        del column
-    blocks["odd"] = [orjson.dumps({"keys": odd_keys, "exact": exact})]
+        column = numbers[field]
+        blocks[field] = [column[i : i + SLICE_ROWS].tobytes() for i in range(0, len(column), SLICE_ROWS)]
+    blocks["odd"] = [orjson.dumps({"keys": odd_keys, "exact": {str(row): list(exact[row]) for row in sorted(exact)}})]
     step()
     hasher = hashlib.blake2b(digest_size=16)
     for name in BLOCKS:
@@ -174,12 +171,12 @@ def _encode_parts(
         "format": FORMAT,
         "folder": folder,
         "taken_at": taken_at,
-        "records": len(rows),
+        "records": len(names),
         "byteorder": sys.byteorder,
         "blocks": [sum(map(len, blocks[name])) for name in BLOCKS],
         "checksum": hasher.hexdigest(),
     }
-    return [orjson.dumps(header) + b"\n", *(part for name in BLOCKS for part in blocks[name])], len(rows)
+    return [orjson.dumps(header) + b"\n", *(part for name in BLOCKS for part in blocks[name])], len(names)
 
 
 def _joined(strings: list[str], step: Callable[[], None]) -> list[bytes]:
@@ -214,14 +211,21 @@ def _checksum(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
-def save(path: Path, folder: str, records: Iterable[SessionRecord], go_on: Callable[[], bool] = _always) -> int:
-    """Write a snapshot atomically (temp file + rename); return the record count. Blocking.
+def save(path: Path, folder: str, rows: Table | Iterable[SessionRecord], go_on: Callable[[], bool] = _always) -> int:
+    """Write a snapshot of *rows* (the index's Table, or records) atomically (temp file + rename);
+    return the record count. Blocking.
 
     *go_on* is asked between steps and between slices of the write; when it says no,
     the temp file is removed and Abandoned raised: the snapshot already there (if any)
     was never touched, so it stays whole and trusted.
     """
-    parts, count = _encode_parts(folder, time.time(), records, go_on)
+
+    def step() -> None:
+        if not go_on():
+            raise Abandoned
+
+    table = rows if isinstance(rows, Table) else _table_of(rows, step)
+    parts, count = _encode_parts(folder, time.time(), table, go_on)
     if not go_on():
         raise Abandoned  # before the temp file: a stop that abandons the save finds none to remove
     tmp = path.with_name(f"{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")  # never shared

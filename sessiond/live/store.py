@@ -19,7 +19,7 @@ from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, 
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
-from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, pack_stat
+from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, Table, pack_stat
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
 from sessiond.live.threads import COLLECTOR, SAVES
 
@@ -327,7 +327,7 @@ class SessionStore:
             if deadline is not None and time.monotonic() >= deadline:
                 log.warning("stop: no time left for the snapshot; the previous one stays")
                 return
-            read = self.index.key_order_reader()  # the key list copied on the loop; the records made on the thread
+            read = self.index.table_reader()  # dead marks copied on the loop; the columns merged on the thread
             halt = threading.Event()
             # On a daemon thread: a stop that abandons the save does not wait for its step to end (threads.py).
             future = asyncio.wrap_future(SAVES.submit(_save, self.snapshot_path, self.path, read, lambda: not halt.is_set()))
@@ -790,7 +790,7 @@ def _stale(folder: Folder | None, read: Callable[[], dict[str, int]]) -> list[tu
         return []  # replaced or gone: the watcher resyncs against the new folder
 
 
-def _save(path: Path, folder: str, read: Callable[[], list[SessionRecord]], go_on: Callable[[], bool]) -> int:
+def _save(path: Path, folder: str, read: Callable[[], Table], go_on: Callable[[], bool]) -> int:
     try:
         with COLLECTOR.paused():  # lists of a million rows, made and gone: nothing for the collector to walk
             return snapshot.save(path, folder, read(), go_on)

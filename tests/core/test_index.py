@@ -206,7 +206,8 @@ def test_the_index_always_serves_what_a_recount_of_the_files_says(steps: list) -
             else:
                 assert state is None if fname not in bad else isinstance(state, InvalidFile)
         assert set(index.idents_reader()()) == set(disk) | bad
-        assert sorted((r.name, r.key) for r in index.key_order_reader()()) == sorted((n, k) for n, (k, _) in disk.items())
+        table = index.table_reader()()
+        assert list(zip(table.keys, table.names, strict=True)) == sorted((k, n) for n, (k, _) in disk.items())
         claimants = {}
         for fname, (key, _) in disk.items():
             claimants.setdefault(key, set()).add(fname)

@@ -206,27 +206,42 @@ async def test_a_restart_that_finds_nothing_changed_leaves_the_snapshot_as_it_is
     assert snapshot.load(snap, str(sessions)) is not None and len(snapshot.load(snap, str(sessions)) or []) == 4
 
 
-def test_a_save_needs_no_sort_of_the_index_and_writes_every_claimant_in_key_order(tmp_path: Path) -> None:
-    """A sort of a million records is one C call that holds the GIL, and the event loop
-    with it, for 1.4 s right after the first ready: the index hands its records in key
-    order instead, and the file is the same as from a sort."""
+def test_a_save_reads_the_index_as_columns_in_key_order_and_writes_what_records_would(tmp_path: Path) -> None:
+    """A sort of a million records is one C call that holds the GIL, and the event loop with
+    it, for 1.4 s; and a million records made for a save cost ~200 MB for a moment. The index
+    hands its rows as columns in (key, name) order, what it holds as objects merged in place,
+    and the file is the same as from the records sorted."""
     from sessiond.core.index import SessionIndex
 
     index = SessionIndex()
     stat = FileStat(10, 1, 1, 1)
-    states: list[tuple[str, Any]] = [
-        (f"f{i:03d}.json", SessionRecord(f"k{(i * 37) % 100:03d}", f"f{i:03d}.json", 1, 1.0, 2.0, stat)) for i in range(100)
-    ]
-    states += [("dup-b.json", SessionRecord("k050", "dup-b.json", 1, 1.0, 2.0, stat))]
-    states += [("dup-a.json", SessionRecord("k050", "dup-a.json", 1, 1.0, 2.0, stat))]
-    index.load(states)
-    ordered = index.key_order_reader()()
-    assert sorted((r.key, r.name, r.ident) for r in ordered) == sorted((r.key, r.name, r.ident) for _, r in states)
-    assert len(ordered) == 102
-    unsorted_keys = [r.key for r in ordered[:-2]]
-    assert unsorted_keys == sorted(unsorted_keys)  # served records: already in key order
+    disk: dict[str, SessionRecord] = {
+        f"f{i:03d}.json": SessionRecord(f"k{(i * 37) % 100:03d}", f"f{i:03d}.json", 1, 1.0, 2.0, stat) for i in range(100)
+    }
+    disk["dup-b.json"] = SessionRecord("k050", "dup-b.json", 1, 1.0, 2.0, stat)  # claimants of one key: objects
+    disk["dup-a.json"] = SessionRecord("k050", "dup-a.json", 1, 1.0, 2.0, stat)
+    index.load(list(disk.items()))
+    changed = {
+        "f020.json": SessionRecord("k020x", "f020.json", 7, 1.0, 3.0, FileStat(11, 2, 1, 1)),  # taken back, key changed
+        "f030.json": SessionRecord("k030", "f030.json", 2, 5, 6, FileStat(12, 2, 1, 1)),  # int times: kept as written
+        "new.json": SessionRecord("k\0nul", "new.json", 3, 1.0, 4.0, FileStat(13, 2, 1, 1)),  # a key holding NUL
+        "f040.json": None,  # gone
+    }
+    for name, state in changed.items():
+        index.set_file(name, state)
+        if state is None:
+            del disk[name]
+        else:
+            disk[name] = state
+    table = index.table_reader()()
+    assert list(zip(table.keys, table.names, strict=True)) == sorted((r.key, r.name) for r in disk.values())
     taken = time.time()
-    assert snapshot.encode("/f", taken, ordered) == snapshot.encode("/f", taken, reversed([r for _, r in states]))
+    parts, count = snapshot._encode_parts("/f", taken, table, lambda: True)
+    assert count == len(disk) and b"".join(parts) == snapshot.encode("/f", taken, reversed(list(disk.values())))[0]
+    path = tmp_path / "index.snapshot"
+    assert snapshot.save(path, "/f", table) == len(disk)
+    columns = snapshot.load(path, "/f")
+    assert columns is not None and columns.exact == {table.names.index("f030.json"): [5, 6]}
 
 
 @pytest.mark.parametrize("after", [0, 1, 3, 12, 40])
@@ -456,7 +471,7 @@ async def test_a_listing_made_against_another_snapshot_than_the_one_decoded_is_n
     assert store.last_scan_counts == (1, 4)
 
 
-def test_the_records_a_save_reads_on_its_thread_are_each_whole_and_never_twice_when_the_index_changes_meanwhile(
+def test_the_table_a_save_reads_on_its_thread_is_the_index_at_the_copy_whatever_changes_meanwhile(
     tmp_path: Path,
 ) -> None:
     from sessiond.core.index import SessionIndex
@@ -465,18 +480,18 @@ def test_the_records_a_save_reads_on_its_thread_are_each_whole_and_never_twice_w
     stat = FileStat(10, 1, 1, 1)
     index.load([(f"f{i:03d}.json", SessionRecord(f"k{i:03d}", f"f{i:03d}.json", 1, 1.0, 2.0, stat)) for i in range(100)])
     index.set_file("dup.json", SessionRecord("k050", "dup.json", 1, 1.0, 1.0, stat))  # older: f050 stays served
-    read = index.key_order_reader()  # on the loop; what follows happens before the thread reads
+    read = index.table_reader()  # on the loop; what follows happens before the thread reads
     index.set_file("f010.json", None)  # gone
     index.set_file("f020.json", SessionRecord("k020", "f020.json", 7, 1.0, 3.0, FileStat(11, 2, 1, 1)))  # rewritten
     index.set_file("dup.json", SessionRecord("k050", "dup.json", 1, 1.0, 9.0, stat))  # now the served one
-    index.set_file("f999.json", SessionRecord("k999", "f999.json", 1, 1.0, 2.0, stat))  # new: not in the copied keys
-    records = read()
-    names = [r.name for r in records]
-    assert len(names) == len(set(names))
-    assert "f010.json" not in names and "f999.json" not in names
-    assert next(r for r in records if r.name == "f020.json").message_count == 7  # the record as it is now
+    index.set_file("f999.json", SessionRecord("k999", "f999.json", 1, 1.0, 2.0, stat))  # new since the copy
+    table = read()
+    names = table.names
+    assert len(names) == len(set(names)) == 101 and "f010.json" in names and "f999.json" not in names
+    assert table.numbers["count"][names.index("f020.json")] == 1  # its row, as it was at the copy
+    assert table.numbers["updated"][names.index("dup.json")] == 1.0
     assert {"dup.json", "f050.json"} <= set(names)  # both claimants of k050, once each
     path = tmp_path / "index.snapshot"
-    assert snapshot.save(path, "/f", records) == 100  # 101 files at the copy, one gone since
+    assert snapshot.save(path, "/f", table) == 101
     columns = snapshot.load(path, "/f")
-    assert columns is not None and sorted(columns.names) == sorted(names)
+    assert columns is not None and columns.names == names

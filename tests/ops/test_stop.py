@@ -199,7 +199,7 @@ target.{function} = _slow
 """
 
 
-SLOW_STEP = _slowed("sessiond.core.snapshot", "_in_order")
+SLOW_STEP = _slowed("sessiond.core.snapshot", "_joined")
 
 
 def test_a_sigterm_during_a_long_step_of_the_save_does_not_wait_for_the_step(workspace: Path, tmp_path: Path) -> None:
