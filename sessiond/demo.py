@@ -324,6 +324,25 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 60) -> 
     return False
 
 
+def wait_searchable(url: str, token: str, timeout: float = 15) -> None:
+    """Until the search index is complete (its "complete" line is logged by then), search is off,
+    or *timeout* passes: the first run builds it just after ready, and its log line would
+    otherwise land below the banner."""
+    deadline = time.monotonic() + timeout
+    ask = urllib.request.Request(url + "/api/v1/search?q=demo&limit=1", headers={"Authorization": f"Bearer {token}"})
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(ask, timeout=2) as resp:
+                if json.loads(resp.read()).get("complete"):
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return  # search = false
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+
+
 def serve(root: Path, host: str, port: int) -> int:
     """Run the daemon on the demo; print the banner once it is ready; exit as it does."""
     command = [sys.executable, "-m", "sessiond", "--config", str(root / "sessiond.toml")]
@@ -337,8 +356,10 @@ def serve(root: Path, host: str, port: int) -> int:
         signal.signal(sig, lambda number, _frame: proc.send_signal(number))
     url = f"http://{host}:{port}"
     if wait_ready(proc, url):
+        token = (root / "token").read_text().strip()
+        wait_searchable(url, token)
         time.sleep(0.3)  # the access line of the last probe first: the banner is the last thing on screen
-        print(banner(root, url, (root / "token").read_text().strip()), flush=True)
+        print(banner(root, url, token), flush=True)
     return proc.wait()
 
 
