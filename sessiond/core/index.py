@@ -461,6 +461,12 @@ class SessionIndex:
         """Key -> the record answered for it (a live read-only view, in key order)."""
         return _Served(self)
 
+    @property
+    def held_as_objects(self) -> int:
+        """Session files held as objects, not in the rows (changed since the last load, or a key
+        claimed twice): ~470 bytes each against ~240; a restart folds them back into rows."""
+        return len(self._files)
+
     def keys(self) -> SortedList:
         """All served keys, ascending (a live view; do not mutate)."""
         return self._keys

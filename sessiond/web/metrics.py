@@ -41,6 +41,11 @@ class _IndexCollector(Collector):
             "sessiond_invalid_files", "Files in the sessions folder that are not valid sessions", value=len(index.invalid)
         )
         yield GaugeMetricFamily("sessiond_key_collisions", "Keys claimed by more than one file", value=index.collision_count)
+        yield GaugeMetricFamily(
+            "sessiond_index_objects",
+            "Session files held as objects rather than in the index's columns (changed since the start; a restart folds them back)",
+            value=index.held_as_objects,
+        )
         yield GaugeMetricFamily("sessiond_ready", "1 once the first scan is indexed", value=1 if watcher.ready.is_set() else 0)
         yield GaugeMetricFamily("sessiond_watcher_up", "1 while the file watcher runs", value=1 if watcher.alive else 0)
         yield GaugeMetricFamily(
