@@ -301,7 +301,7 @@ class Rows:
             self.live -= 1
 
 
-def _in_order(rows: Rows, served: Mapping[str, SessionRecord], keys: Iterable[str]) -> Iterator[SessionRecord]:
+def _served_records(rows: Rows, served: Mapping[str, SessionRecord], keys: Iterable[str]) -> Iterator[SessionRecord]:
     """The records serving *keys* (ascending), from *rows* or else *served*; a key neither holds is skipped.
 
     Rows are walked beside the keys, not bisected for each one. A key is looked for in its
@@ -369,30 +369,6 @@ def _table(rows: Rows, dead: bytes, held: list[SessionRecord]) -> Table:
     return Table(names, keys, numbers, exact)
 
 
-class _Served(Mapping[str, SessionRecord]):
-    """Key -> the record answered for it, as a read-only view of an index (records made on demand)."""
-
-    __slots__ = ("_index",)
-
-    def __init__(self, index: SessionIndex) -> None:
-        self._index = index
-
-    def __getitem__(self, key: str) -> SessionRecord:
-        record = self._index.get(key)
-        if record is None:
-            raise KeyError(key)
-        return record
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._index.keys())
-
-    def __len__(self) -> int:
-        return len(self._index)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._index
-
-
 def _kept_rows(source: ColumnSource, rows: list[int]) -> tuple[Rows, list[tuple[str, FileState]]]:
     """Rows of *source*'s *rows*, but for rows whose key another kept row claims too (rare):
     those come back as records."""
@@ -457,11 +433,6 @@ class SessionIndex:
         return self._rows.record(row) if row >= 0 else None
 
     @property
-    def served(self) -> Mapping[str, SessionRecord]:
-        """Key -> the record answered for it (a live read-only view, in key order)."""
-        return _Served(self)
-
-    @property
     def held_as_objects(self) -> int:
         """Session files held as objects, not in the rows (changed since the last load, or a key
         claimed twice): ~470 bytes each against ~240; a restart folds them back into rows."""
@@ -477,7 +448,7 @@ class SessionIndex:
 
     def records_of(self, keys: Iterable[str]) -> Iterator[SessionRecord]:
         """The served records of *keys* (served keys, in ascending order; a key gone meanwhile is skipped)."""
-        return _in_order(self._rows, self._served, keys)
+        return _served_records(self._rows, self._served, keys)
 
     def list_body(self) -> bytes:
         """The serialized `GET /api/v1/sessions` answer, rebuilt at most once per change of keys."""

@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from sessiond.core.index import FileState, InvalidFile, Rows, SessionRecord, Table, pack, pack_fields, unpack
+from sessiond.core.index import COLUMNS, FileState, InvalidFile, Rows, SessionRecord, Table, pack, pack_fields, unpack
 from sessiond.core.names import MAX_KEY_LENGTH, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ Flat = tuple[Any, ...]
 
 # The numeric columns, in file order, with their array type codes (machine byte order,
 # recorded in the header: a snapshot moved to another architecture is simply not used).
-NUMBERS = {"count": "q", "created": "d", "updated": "d", "size": "q", "mtime": "q", "inode": "Q", "ctime": "q"}
+NUMBERS = COLUMNS  # the index keeps its rows in the very same columns (index.Rows)
 BLOCKS = ("names", "keys", *NUMBERS, "odd")
 
 

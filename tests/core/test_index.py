@@ -192,7 +192,7 @@ def test_the_index_always_serves_what_a_recount_of_the_files_says(steps: list) -
         for fname, (key, updated) in sorted(disk.items()):
             if key not in want or (updated, fname) > (disk[want[key]][1], want[key]):
                 want[key] = fname
-        assert {k: r.name for k, r in index.served.items()} == want
+        assert {r.key: r.name for r in index.records()} == want
         assert list(index.keys()) == sorted(want)
         assert [(r.key, r.name) for r in index.records()] == [(k, want[k]) for k in sorted(want)]
         assert len(index) == len(want) and all(k in index for k in want) and "nothing" not in index
@@ -216,7 +216,7 @@ def test_the_index_always_serves_what_a_recount_of_the_files_says(steps: list) -
             assert index.files_for(key)[0] == want[key] and set(index.files_for(key)) == names
     loaded = SessionIndex()
     loaded.load([(name, rec(key, name=name, updated=float(updated))) for name, (key, updated) in disk.items()])
-    assert {k: r.name for k, r in loaded.served.items()} == {k: r.name for k, r in index.served.items()}
+    assert {r.key: r.name for r in loaded.records()} == {r.key: r.name for r in index.records()}
     assert loaded.collision_count == index.collision_count
 
 
