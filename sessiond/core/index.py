@@ -185,16 +185,127 @@ def _all_fit(records: list[SessionRecord]) -> bool:
 
 
 class ColumnSource(Protocol):
-    """Sessions as columns in (key, name) order, as a snapshot holds them (snapshot.Columns)."""
+    """Sessions as columns in key order, as a snapshot (snapshot.Columns) or a scan (Sheet) holds them."""
 
     names: list[str]
     keys: list[str]
-    numbers: dict[str, array.array[Any]]  # NUMBERS' columns: count, created, updated, size, mtime, inode, ctime
-    exact: dict[int, list[Any]]  # row -> [created, updated] as written, where a double would not echo them
+    numbers: dict[str, array.array[Any]]  # COLUMNS: count, created, updated, size, mtime, inode, ctime
+
+    @property
+    def exact(self) -> Mapping[int, Sequence[Any]]:
+        """Row -> (created, updated) as written, where a double would not echo them."""
 
 
 # The columns of Rows with their array types: a snapshot's own (snapshot.NUMBERS).
 COLUMNS = {"count": "q", "created": "d", "updated": "d", "size": "q", "mtime": "q", "inode": "Q", "ctime": "q"}
+
+
+def _columns_of(
+    records: list[SessionRecord],
+) -> tuple[list[str], list[str], dict[str, array.array[Any]], dict[int, tuple[Any, Any]]]:
+    """The keys, names, COLUMNS and exact times of *records* (each `_fits`), each column in one C loop."""
+    created = list(map(_CREATED, records))
+    updated = list(map(_UPDATED, records))
+    exact: dict[int, tuple[Any, Any]] = {}
+    if not {*map(type, created), *map(type, updated)} <= {float}:
+        exact = {
+            row: (made, changed)
+            for row, (made, changed) in enumerate(zip(created, updated, strict=True))
+            if type(made) is not float or type(changed) is not float
+        }
+        for row in exact:
+            created[row] = updated[row] = 0.0
+    idents = list(map(_IDENT, records))
+    mask = (1 << _WORD) - 1
+    columns = {
+        "count": array.array("q", map(_COUNT, records)),
+        "created": array.array("d", created),
+        "updated": array.array("d", updated),
+        "size": array.array("q", [i >> (3 * _WORD) for i in idents]),
+        "mtime": array.array("q", [((i >> (2 * _WORD)) & mask) - _TIME_OFFSET for i in idents]),
+        "inode": array.array("Q", [(i >> _WORD) & mask for i in idents]),
+        "ctime": array.array("q", [(i & mask) - _TIME_OFFSET for i in idents]),
+    }
+    return list(map(_KEY, records)), list(map(_NAME, records)), columns, exact
+
+
+def _record_at(
+    keys: list[str], names: list[str], c: Mapping[str, array.array[Any]], exact: Mapping[int, Sequence[Any]], row: int
+) -> SessionRecord:
+    """The record of row *row* of columns (made afresh)."""
+    times = exact.get(row) if exact else None
+    made, changed = times if times is not None else (c["created"][row], c["updated"][row])
+    ident = pack_fields(c["size"][row], c["mtime"][row], c["inode"][row], c["ctime"][row])
+    return SessionRecord(keys[row], names[row], c["count"][row], made, changed, ident)
+
+
+class Sheet:
+    """Files a scan read, as columns, with no record kept: a ColumnSource once in `order`.
+
+    A scan's worker reads its slice of the folder into a Sheet (its sessions sorted by
+    key and name, each column made in one C loop); the daemon appends the slices to one
+    Sheet, whose rows the index takes as they are (SessionIndex.load's *kept*). Made into
+    records instead, a million files cost ~1 s more and ~400 MB more at the peak. Invalid
+    files and the rare record the columns cannot hold are `others`, as states.
+    """
+
+    __slots__ = ("exact", "keys", "names", "numbers", "others")
+
+    def __init__(self, states: Iterable[tuple[str, FileState]] = ()) -> None:
+        """A Sheet of *states* (name, state); a None state (a file gone) is left out."""
+        sessions: list[SessionRecord] = []
+        self.others: list[tuple[str, FileState]] = []
+        for name, state in states:
+            if isinstance(state, SessionRecord) and _fits(state):
+                sessions.append(state)
+            elif state is not None:
+                self.others.append((name, state))
+        sessions.sort(key=_KEY_NAME)
+        self.keys, self.names, self.numbers, self.exact = _columns_of(sessions)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @property
+    def files(self) -> int:
+        """How many files it tells of."""
+        return len(self.keys) + len(self.others)
+
+    def take(self, other: Sheet) -> None:
+        """Append *other*'s files (in key order again only after `order`), leaving *other* empty:
+        the future that returned it lies in a reference cycle until the next collection."""
+        offset = len(self.keys)
+        self.keys += other.keys
+        self.names += other.names
+        for field, column in self.numbers.items():
+            column.extend(other.numbers[field])
+        self.exact.update((offset + row, times) for row, times in other.exact.items())
+        self.others += other.others
+        other.keys, other.names, other.numbers, other.exact, other.others = [], [], {}, {}, []
+
+    def order(self) -> None:
+        """Put the rows in key order (the files of one key in no set order; SessionIndex.load holds
+        those as objects anyway). Slices each in order are runs that one sort merges.
+
+        Returns nothing: a future holding the Sheet as its result would keep its strings alive
+        past SessionIndex.settle (a copy of every key and name, ~165 MB at 1M).
+        """
+        keys, names = self.keys, self.names
+        if all(map(operator.le, keys, itertools.islice(keys, 1, None))):
+            return
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        self.keys = [keys[row] for row in order]
+        self.names = [names[row] for row in order]
+        del keys, names
+        for field, column in self.numbers.items():
+            self.numbers[field] = array.array(column.typecode, map(column.__getitem__, order))
+        if exact := self.exact:
+            self.exact = {row: exact[was] for row, was in enumerate(order) if was in exact}
+
+    def states(self) -> list[tuple[str, FileState]]:
+        """Every file as a state (a record made for each row)."""
+        keys, names, numbers, exact = self.keys, self.names, self.numbers, self.exact
+        return [*((names[row], _record_at(keys, names, numbers, exact, row)) for row in range(len(keys))), *self.others]
 
 
 class Rows:
@@ -227,32 +338,10 @@ class Rows:
     @classmethod
     def of_records(cls, records: list[SessionRecord]) -> Rows:
         """Rows of *records* (in key order, no key twice, each `_fits`): each column in one C loop."""
-        created = list(map(_CREATED, records))
-        updated = list(map(_UPDATED, records))
-        exact: dict[int, tuple[Any, Any]] = {}
-        if not {*map(type, created), *map(type, updated)} <= {float}:
-            exact = {
-                row: (made, changed)
-                for row, (made, changed) in enumerate(zip(created, updated, strict=True))
-                if type(made) is not float or type(changed) is not float
-            }
-            for row in exact:
-                created[row] = updated[row] = 0.0
-        idents = list(map(_IDENT, records))
-        mask = (1 << _WORD) - 1
-        columns = {
-            "count": array.array("q", map(_COUNT, records)),
-            "created": array.array("d", created),
-            "updated": array.array("d", updated),
-            "size": array.array("q", [i >> (3 * _WORD) for i in idents]),
-            "mtime": array.array("q", [((i >> (2 * _WORD)) & mask) - _TIME_OFFSET for i in idents]),
-            "inode": array.array("Q", [(i >> _WORD) & mask for i in idents]),
-            "ctime": array.array("q", [(i & mask) - _TIME_OFFSET for i in idents]),
-        }
-        return cls(list(map(_KEY, records)), list(map(_NAME, records)), columns, exact)
+        return cls(*_columns_of(records))
 
     @classmethod
-    def of_columns(cls, source: ColumnSource, rows: list[int]) -> Rows:
+    def of_columns(cls, source: ColumnSource, rows: Sequence[int]) -> Rows:
         """Rows of *source*'s *rows* (ascending; their keys ascending, none twice): no record made."""
         whole = len(rows) == len(source.names)  # every row: the columns as they are
         pick = (lambda column: column) if whole else (lambda column: [column[row] for row in rows])
@@ -284,10 +373,7 @@ class Rows:
 
     def record(self, row: int) -> SessionRecord:
         """The record of *row* (made afresh)."""
-        c = self.columns
-        times = self.exact.get(row) if self.exact else None
-        made, changed = times if times is not None else (c["created"][row], c["updated"][row])
-        return SessionRecord(self.keys[row], self.names[row], c["count"][row], made, changed, self.ident(row))
+        return _record_at(self.keys, self.names, self.columns, self.exact, row)
 
     def ident(self, row: int) -> int:
         """The packed identity of *row*'s file."""
@@ -369,11 +455,11 @@ def _table(rows: Rows, dead: bytes, held: list[SessionRecord]) -> Table:
     return Table(names, keys, numbers, exact)
 
 
-def _kept_rows(source: ColumnSource, rows: list[int]) -> tuple[Rows, list[tuple[str, FileState]]]:
+def _kept_rows(source: ColumnSource, rows: Sequence[int]) -> tuple[Rows, list[tuple[str, FileState]]]:
     """Rows of *source*'s *rows*, but for rows whose key another kept row claims too (rare):
     those come back as records."""
     keys = source.keys
-    row_keys = [keys[row] for row in rows]
+    row_keys = keys if len(rows) == len(keys) else [keys[row] for row in rows]
     taken: list[int] = []
     if not all(map(operator.lt, row_keys, itertools.islice(row_keys, 1, None))):
         if all(map(operator.le, row_keys, itertools.islice(row_keys, 1, None))):
@@ -572,12 +658,14 @@ class SessionIndex:
         """Forget file *name* (it is gone from disk)."""
         return self.set_file(name, None)
 
-    def load(self, states: Iterable[tuple[str, FileState]], kept: tuple[ColumnSource, list[int]] | None = None) -> list[Change]:
+    def load(
+        self, states: Iterable[tuple[str, FileState]], kept: tuple[ColumnSource, Sequence[int]] | None = None
+    ) -> list[Change]:
         """Replace everything with a full scan's results in one pass (one sort, not one per file).
 
-        *kept*: rows of a snapshot (ascending) whose files are as it says, taken as
-        columns with no record made (a restart), unless *states* or another kept row
-        claims the same key or file. Returns what changed for clients compared with
+        *kept*: rows (ascending) of a snapshot whose files are as it says (a restart)
+        or of what a scan read (a Sheet), taken as columns with no record made, unless
+        *states* or another kept row claims the same key or file. Returns what changed for clients compared with
         before (nothing on a first load, so a start-up does not announce every session
         as created).
         """

@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from sessiond.core.index import COLUMNS, FileState, InvalidFile, Rows, SessionRecord, Table, pack, pack_fields, unpack
+from sessiond.core.index import COLUMNS, FileState, Rows, SessionRecord, Table, pack_fields
 from sessiond.core.names import MAX_KEY_LENGTH, is_session_name, name_is_text
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,6 @@ _WORD = 64
 WRITE_SLICE = 1 << 20
 STEP_ROWS = 1 << 16  # records between two looks at whether a save must stop
 SLICE_ROWS = 1 << 14  # rows one C call of the encoding covers (a millisecond or two)
-
-# A flat record, for worker processes (plain values pickle several times faster than
-# objects): (name, ident, key, message_count, created_at, updated_at) for a session,
-# (name, ident, reason) for an invalid file; ident is index.pack of the file's stat.
-Flat = tuple[Any, ...]
 
 # The numeric columns, in file order, with their array type codes (machine byte order,
 # recorded in the header: a snapshot moved to another architecture is simply not used).
@@ -77,23 +72,6 @@ class Abandoned(Exception):
 
 def _always() -> bool:
     return True
-
-
-def flatten(name: str, state: FileState) -> Flat | None:
-    """A record of plain values (cheap to pickle)."""
-    if isinstance(state, SessionRecord):
-        return (name, state.ident, state.key, state.message_count, state.created_at, state.updated_at)
-    if isinstance(state, InvalidFile):
-        return (name, pack(state.stat), state.reason)
-    return None
-
-
-def unflatten(flat: Flat | list[Any]) -> tuple[str, FileState]:
-    """The inverse of flatten."""
-    name = flat[0]
-    if len(flat) == 3:
-        return name, InvalidFile(name, flat[2], unpack(flat[1]))
-    return name, SessionRecord(flat[2], name, flat[3], flat[4], flat[5], flat[1])
 
 
 # -- writing -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -19,7 +20,18 @@ from sessiond.core.audit import RETENTION, SESSIOND, Actor, AuditedDestination, 
 from sessiond.core.deletions import Deletions, Resurrection
 from sessiond.core.errors import DeleteFailed, SessionChanged, SessionNotFound
 from sessiond.core.folder import Folder, FolderChanged, FolderUnusable
-from sessiond.core.index import Change, FileStat, FileState, InvalidFile, SessionIndex, SessionRecord, Table, pack_stat
+from sessiond.core.index import (
+    Change,
+    ColumnSource,
+    FileStat,
+    FileState,
+    InvalidFile,
+    SessionIndex,
+    SessionRecord,
+    Sheet,
+    Table,
+    pack_stat,
+)
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
 from sessiond.live.threads import COLLECTOR, SAVES
 
@@ -127,6 +139,9 @@ class SessionStore:
         """
         with COLLECTOR.paused(freeze=True):  # threads.py: the index it builds is frozen after
             await self._scan(progress)
+            # The scan's futures lie in reference cycles with what they were given and returned
+            # (names, a Sheet): gone before settling, or they keep the strings settling replaces.
+            gc.collect()
             self.index.settle()  # the scan's objects are gone now
             heap.give_back()  # and the heap they left
 
@@ -135,7 +150,7 @@ class SessionStore:
         started = time.monotonic()
         folder = self.folder
         if folder is None:
-            self._load([], started, 0, 0)
+            self._load(Sheet(), started, 0, 0)
             return
         # The first scan's listing also names the files an interrupted delete left (removal.py).
         others: list[str] | None = [] if self.scans == 0 else None
@@ -203,8 +218,12 @@ class SessionStore:
                     pool.shutdown(wait=False, cancel_futures=True)
             del previous, found
         counts = len(names), len(kept) + (len(kept_rows[1]) if kept_rows else 0)
-        kept.extend(await self._read_all(folder, names, total, progress))
-        self._load(kept, started, *counts, kept_rows=kept_rows)
+        sheet = Sheet(kept)  # a small snapshot's rows still true, as columns again
+        del kept
+        await self._read_all(folder, names, total, progress, sheet)
+        if kept_rows is None:
+            await loop.run_in_executor(None, sheet.order)
+        self._load(sheet, started, *counts, kept_rows=kept_rows)
         if unchanged:
             self.snapshot_version = self.index.version  # the file on disk says exactly this: no save
 
@@ -215,15 +234,20 @@ class SessionStore:
 
     def _load(
         self,
-        results: list[tuple[str, FileState]],
+        sheet: Sheet,
         started: float,
         read: int,
         kept: int,
-        kept_rows: tuple[snapshot.Columns, list[int]] | None = None,
+        kept_rows: tuple[ColumnSource, Sequence[int]] | None = None,
     ) -> None:
+        """The index made of what a scan found: *sheet* (in order) read, or with *kept_rows* a snapshot's
+        rows still true and *sheet* what was read beside them."""
         self.last_scan_counts = (read, kept)
         first = not len(self.index)
-        changes = self.index.load(results, kept_rows)
+        if kept_rows is None:
+            changes = self.index.load(sheet.others, (sheet, range(len(sheet))))
+        else:
+            changes = self.index.load(sheet.states(), kept_rows)
         if first and self.deletions.recent:
             # A start announces nothing as created: look for what came back while we were stopped.
             now = time.time()
@@ -234,7 +258,7 @@ class SessionStore:
                     self._report_resurrection(key, mark)
         self.scans += 1
         self._retries.clear()
-        for _, state in results:
+        for _, state in sheet.others:
             if isinstance(state, InvalidFile):
                 self._report_invalid(state)
         self._report_collisions()
@@ -242,7 +266,7 @@ class SessionStore:
         log.info(
             "indexed %d sessions from %d files in %.2fs (%d read, %d unchanged since the snapshot, %d invalid)",
             len(self.index),
-            len(results),
+            sheet.files,
             time.monotonic() - started,
             read,
             kept,
@@ -256,7 +280,7 @@ class SessionStore:
         """Forget every file: the folder is gone or unusable, so it holds nothing we may serve."""
         async with self.lock:
             self.folder = None
-            self._load([], time.monotonic(), 0, 0)
+            self._load(Sheet(), time.monotonic(), 0, 0)
 
     async def _compare_in_workers(
         self,
@@ -281,25 +305,24 @@ class SessionStore:
         return names, len(kept) + len(names)
 
     async def _read_all(
-        self, folder: Folder, names: list[str], total: int, progress: Callable[[int, int], None] | None
-    ) -> list[tuple[str, FileState]]:
+        self, folder: Folder, names: list[str], total: int, progress: Callable[[int, int], None] | None, sheet: Sheet
+    ) -> None:
+        """Read the files *names* (slice by slice, in worker processes for many) into *sheet*."""
         loop = asyncio.get_running_loop()
         chunks = [names[i : i + SCAN_CHUNK] for i in range(0, len(names), SCAN_CHUNK)]
-        results: list[tuple[str, FileState]] = []
         done = total - len(names)
         pool = _scan_pool() if len(names) >= PROCESS_POOL_THRESHOLD else None
         try:
-            futures = [loop.run_in_executor(pool, _read_flat, folder, chunk, self.max_file_bytes) for chunk in chunks]
+            futures = [loop.run_in_executor(pool, _read_sheet, folder, chunk, self.max_file_bytes) for chunk in chunks]
             for future in asyncio.as_completed(futures):
-                flats = await future
-                results.extend(snapshot.unflatten(flat) for flat in flats)
-                done += len(flats)
+                part = await future
+                done += part.files
+                sheet.take(part)
                 if progress:
                     progress(done, total)
         finally:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-        return results
 
     async def save_snapshot(self, deadline: float | None = None) -> None:
         """Write the index to the snapshot file (off the loop) unless it is current.
@@ -835,13 +858,8 @@ def _read_big(folder: Folder, name: str, max_bytes: int) -> FileState:
         return loader.read_fully(folder, dir_fd, name, max_bytes)
 
 
-def _read_flat(folder: Folder, names: list[str], max_bytes: int) -> list[snapshot.Flat]:
-    # Runs in a worker process for big scans: plain tuples pickle several times faster
-    # than record objects. A file gone since the listing is simply left out.
-    flats = []
+def _read_sheet(folder: Folder, names: list[str], max_bytes: int) -> Sheet:
+    # Runs in a worker process for big scans: columns pickle several times faster than
+    # record objects, and the daemon makes none. A file gone since the listing is left out.
     with folder.open() as dir_fd:
-        for name in names:
-            flat = snapshot.flatten(name, loader.read_fully(folder, dir_fd, name, max_bytes))
-            if flat is not None:
-                flats.append(flat)
-    return flats
+        return Sheet([(name, loader.read_fully(folder, dir_fd, name, max_bytes)) for name in names])

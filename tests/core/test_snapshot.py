@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from sessiond.core import snapshot
-from sessiond.core.index import FileStat, InvalidFile, Rows, SessionRecord, pack
+from sessiond.core.index import FileStat, Rows, SessionRecord, pack
 from tests.support import later, open_store, session_doc, write_atomic
 
 OLD = time.time() - 3600
@@ -21,16 +21,6 @@ OLD = time.time() - 3600
 def age(path: Path) -> None:
     """Make a file look untouched for an hour (outside the racy window)."""
     os.utime(path, (OLD, OLD))
-
-
-def test_flatten_round_trip() -> None:
-    rec = SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, FileStat(10, 20, 30, 20))
-    assert SessionRecord("k:1", "k_1.json", 3, 1.5, 2.5, rec.ident).stat == rec.stat
-    bad = InvalidFile("bad.json", "empty file", FileStat(0, 1, 2, 1))
-    name, back = snapshot.unflatten(snapshot.flatten("k_1.json", rec))
-    assert name == "k_1.json" and back.key == "k:1" and back.stat == rec.stat and back.same_content(rec)
-    assert snapshot.unflatten(snapshot.flatten("bad.json", bad)) == ("bad.json", bad)
-    assert snapshot.flatten("gone.json", None) is None
 
 
 @pytest.fixture(params=["small", "big"])

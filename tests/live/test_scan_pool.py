@@ -21,15 +21,15 @@ SLOW_SCAN = """
 import time
 import sessiond.live.store as store
 
-_read_flat = store._read_flat
+_read_sheet = store._read_sheet
 
 
 def _slow(*args, **kw):
     time.sleep(2.0)
-    return _read_flat(*args, **kw)
+    return _read_sheet(*args, **kw)
 
 
-store._read_flat = _slow
+store._read_sheet = _slow
 """
 
 
