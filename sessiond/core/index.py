@@ -144,10 +144,10 @@ class Change(NamedTuple):
 
 
 class FileVersions(NamedTuple):
-    """Every valid file as columns, no record made: its name, its updated_at, its identity on demand."""
+    """Every valid file, no record made: its name (in name order), its updated_at and identity on demand."""
 
-    names: list[str]
-    updated: list[float]
+    names: list[str]  # ascending
+    updated: Callable[[int], float]  # position -> the file's updated_at (a float)
     ident: Callable[[int], int]  # position -> the file's packed identity (pack)
 
 
@@ -281,7 +281,11 @@ class Sheet:
             column.extend(other.numbers[field])
         self.exact.update((offset + row, times) for row, times in other.exact.items())
         self.others += other.others
-        other.keys, other.names, other.numbers, other.exact, other.others = [], [], {}, {}, []
+        other.clear()
+
+    def clear(self) -> None:
+        """Hold nothing more (whoever still holds the Sheet then keeps no string of the scan alive)."""
+        self.keys, self.names, self.numbers, self.exact, self.others = [], [], {}, {}, []
 
     def order(self) -> None:
         """Put the rows in key order (the files of one key in no set order; SessionIndex.load holds
@@ -568,26 +572,35 @@ class SessionIndex:
     def versions_reader(self) -> Callable[[], FileVersions]:
         """Every valid file's name, updated_at and identity (the search's plan), in two halves:
         this call copies the rows' dead marks and what is held as objects (on the loop: ~1 ms
-        at 1M), the function returned reads the rows (on another thread: ~0.2 s at 1M, no
-        record made): the index at the copy, as for table_reader."""
-        rows, dead, held = self._rows, bytes(self._rows.dead), list(self._files.values())
+        at 1M), the function returned reads the rows (on another thread; no record and no
+        string made): the index at the copy, as for table_reader."""
+        rows, dead, held = self._rows, bytes(self._rows.dead), sorted(self._files.values(), key=_NAME)
 
         def read() -> FileVersions:
-            live: Sequence[int] = range(len(dead)) if not dead.count(1) else [r for r in range(len(dead)) if not dead[r]]
-            column = rows.columns["updated"]
-            updated = column.tolist() if isinstance(live, range) else [column[r] for r in live]
-            if rows.exact:
-                at = {row: i for i, row in enumerate(live)} if not isinstance(live, range) else None
-                for row, (_, changed) in rows.exact.items():
-                    if (i := row if at is None else at.get(row, -1)) >= 0:
-                        updated[i] = float(changed)
-            names = [rows.names[r] for r in live] if not isinstance(live, range) else list(rows.names)
-            names.extend(r.name for r in held)
-            updated.extend(float(r.updated_at) for r in held)
-            count = len(live)
+            order = rows.name_rows  # the rows in name order
+            if dead.count(1):
+                order = array.array("q", [row for row in order if not dead[row]])
+            names = [rows.names[row] for row in order]
+            count = len(names)
+            if held:  # two runs in name order, which one sort merges
+                names += map(_NAME, held)
+                merged = sorted(range(len(names)), key=names.__getitem__)
+                names = [names[i] for i in merged]
+                at = array.array("q", merged)
+            else:
+                at = array.array("q", range(count))
+
+            def updated(i: int) -> float:
+                where = at[i]
+                if where >= count:
+                    return float(held[where - count].updated_at)
+                row = order[where]
+                times = rows.exact.get(row) if rows.exact else None
+                return float(times[1]) if times is not None else rows.columns["updated"][row]
 
             def ident(i: int) -> int:
-                return rows.ident(live[i]) if i < count else held[i - count].ident
+                where = at[i]
+                return rows.ident(order[where]) if where < count else held[where - count].ident
 
             return FileVersions(names, updated, ident)
 

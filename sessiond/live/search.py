@@ -38,17 +38,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import concurrent.futures
 import contextlib
 import dataclasses
 import hashlib
 import heapq
+import itertools
 import logging
 import multiprocessing
+import operator
 import os
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
@@ -245,12 +248,21 @@ class SearchKeeper:
         # A million records, identities and names, made and compared; the queue then frozen (threads.py).
         with COLLECTOR.paused(freeze=True):
             read = self.store.index.versions_reader()  # names and times as columns: no record made
-            known = await self._w(self._writer_db.idents)
             # The queue and the set are built off the loop too: a million names each at a first build.
             # On a daemon thread: at 1M the plan takes a second, and a stop must not wait for it
-            # (the loop's executor is joined when the daemon exits).
-            self._todo, self._unwritten = await asyncio.wrap_future(PLANS.submit(_plan_of, read, known))
+            # (the loop's executor is joined when the daemon exits). The index's pages are read
+            # on the writer's thread, one at a time.
+            self._todo, self._unwritten = await asyncio.wrap_future(PLANS.submit(_plan_of, read, self._indexed))
         log.debug("search: %d files to index or remove", len(self._todo))
+
+    def _indexed(self) -> Iterator[list[tuple[str, int]]]:
+        """Every indexed file's (name, identity), page by page (from another thread than the writer's)."""
+        after = 0
+        while True:
+            after, page = self._writer.submit(self._writer_db.idents_page, after, PLAN_SLICE).result()
+            if not page:
+                return
+            yield page
 
     async def _make_way(self) -> None:
         """Before a full-pass batch (on the loop's thread): wait BUSY_PAUSE if the loop was busy more than BUSY_SHARE since the last look."""
@@ -676,21 +688,30 @@ def _kill(pool: concurrent.futures.ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def _differences(files: FileVersions, known: dict[str, int]) -> list[str]:
-    """Names to index or remove so the search index equals *files* (*known*: name -> packed identity, as
-    SearchDB.idents gives); oldest first (popped from the end: newest first)."""
-    names, updated = files.names, files.updated
-    if not known:  # a first build: nothing to compare
-        return [names[i] for i in _by_update(range(len(names)), updated)]
-    get, ident = known.get, files.ident
-    fresh = _by_update([i for i, name in enumerate(names) if get(name) != ident(i)], updated)
-    held = len(names) - len(fresh)  # files the index holds as they are
+def _differences(files: FileVersions, indexed: Iterable[list[tuple[str, int]]]) -> list[str]:
+    """Names to index or remove so the search index equals *files* (*indexed*: the index's (name, packed
+    identity), page by page, as SearchDB.idents_page gives); oldest first (popped from the end: newest first).
+
+    An indexed name is found among the files by bisection (their names are in order): nothing
+    is made per file but a mark, where a map of every indexed name was ~200 MB at 1M."""
+    names, ident = files.names, files.ident
+    count = len(names)
+    seen = bytearray(count)
+    fresh: list[int] = []  # changed since indexed
     gone: list[str] = []
-    if held < len(known):  # some indexed names are stale or gone (a rewrite is stale, not gone)
-        wanted = set(names)
-        gone = [name for name in known if name not in wanted]
+    find = bisect.bisect_left
+    for page in indexed:
+        for name, known in page:
+            i = find(names, name)
+            if i < count and names[i] == name:
+                seen[i] = 1
+                if ident(i) != known:
+                    fresh.append(i)
+            else:
+                gone.append(name)  # a rewrite under the same name is changed, not gone
+    fresh += itertools.compress(range(count), map(operator.not_, seen))  # never indexed
     # Removals last in the list, so they are popped first: gone text goes before new text comes.
-    return [names[i] for i in fresh] + gone
+    return [names[i] for i in _by_update(fresh, files.updated)] + gone
 
 
 # Items one C call of the plan covers (a sort, a set's update): a few ms. The plan runs on a
@@ -699,17 +720,19 @@ def _differences(files: FileVersions, known: dict[str, int]) -> list[str]:
 PLAN_SLICE = 1 << 14
 
 
-def _by_update(order: Sequence[int], updated: list[float]) -> list[int]:
+def _by_update(order: Sequence[int], updated: Callable[[int], float]) -> list[int]:
     """sorted(order, key=updated), in runs of PLAN_SLICE merged in Python (the GIL changes hands between steps)."""
-    key = updated.__getitem__
+    key = updated
     if len(order) <= PLAN_SLICE:
         return sorted(order, key=key)
     runs = [sorted(order[i : i + PLAN_SLICE], key=key) for i in range(0, len(order), PLAN_SLICE)]
     return list(heapq.merge(*runs, key=key))  # stable, as sorted is
 
 
-def _plan_of(read: Callable[[], FileVersions], known: dict[str, int]) -> tuple[deque[str], dict[str, None]]:
-    todo = _differences(read(), known)
+def _plan_of(
+    read: Callable[[], FileVersions], indexed: Callable[[], Iterable[list[tuple[str, int]]]]
+) -> tuple[deque[str], dict[str, None]]:
+    todo = _differences(read(), indexed())
     unwritten: dict[str, None] = {}
     for start in range(0, len(todo), PLAN_SLICE):
         unwritten.update(dict.fromkeys(todo[start : start + PLAN_SLICE]))

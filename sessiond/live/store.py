@@ -248,6 +248,12 @@ class SessionStore:
             changes = self.index.load(sheet.others, (sheet, range(len(sheet))))
         else:
             changes = self.index.load(sheet.states(), kept_rows)
+        results = sheet.others
+        files = sheet.files
+        # The index has its rows now. The sheet may outlive this call a moment (a worker thread that
+        # put it in order drops its work item once it gets the GIL): it must not keep the strings
+        # SessionIndex.settle replaces.
+        sheet.clear()
         if first and self.deletions.recent:
             # A start announces nothing as created: look for what came back while we were stopped.
             now = time.time()
@@ -258,7 +264,7 @@ class SessionStore:
                     self._report_resurrection(key, mark)
         self.scans += 1
         self._retries.clear()
-        for _, state in sheet.others:
+        for _, state in results:
             if isinstance(state, InvalidFile):
                 self._report_invalid(state)
         self._report_collisions()
@@ -266,7 +272,7 @@ class SessionStore:
         log.info(
             "indexed %d sessions from %d files in %.2fs (%d read, %d unchanged since the snapshot, %d invalid)",
             len(self.index),
-            sheet.files,
+            files,
             time.monotonic() - started,
             read,
             kept,

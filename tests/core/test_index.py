@@ -332,6 +332,21 @@ def test_a_record_the_columns_cannot_hold_stays_a_state_of_the_sheet() -> None:
     assert index.get("big").message_count == 1 << 63 and index.get("k") is not None
 
 
+def test_the_files_for_the_search_plan_come_in_name_order_rows_and_objects_merged() -> None:
+    # The plan finds each indexed name among them by bisection: no map of a million names.
+    index = SessionIndex()
+    index.load([(f"z{i:03d}.json", rec(f"k{i:03d}", name=f"z{i:03d}.json", updated=float(i))) for i in range(50)])
+    index.set_file("z010.json", rec("k010", name="z010.json", updated=99.5))  # taken back as an object
+    index.set_file("z020.json", None)  # gone
+    index.set_file("a.json", rec("new", name="a.json", updated=7.0))  # new: an object
+    index.set_file("z025x.json", SessionRecord("odd", "z025x.json", 1, 3, 4, FileStat(5, 6, 7, 8)))  # integer times
+    files = index.versions_reader()()
+    want = {r.name: r for r in index.records()}
+    assert files.names == sorted(want)
+    assert [files.updated(i) for i in range(len(files.names))] == [float(want[n].updated_at) for n in files.names]
+    assert [files.ident(i) for i in range(len(files.names))] == [want[n].ident for n in files.names]
+
+
 def test_after_settling_the_index_holds_its_own_copies_of_the_scans_strings() -> None:
     """A scan's strings lie in the heap among the objects it made and freed: kept, each one
     keeps its 1 MiB arena from going back to the system (at 1M, 439 arenas for 184 MB)."""

@@ -550,13 +550,15 @@ def test_the_plan_orders_a_build_exactly_as_one_sort_would_though_in_slices() ->
         SessionRecord(f"k{i}", f"k{i}.json", 1, 1.0, float(rng.randrange(5_000)), i)  # many ties: the order of ties counts
         for i in range(3 * search_mod.PLAN_SLICE + 17)
     ]
+    records.sort(key=lambda r: r.name)  # the index gives its files in name order
     expected = [r.name for r in sorted(records, key=lambda r: r.updated_at)]
-    files = FileVersions([r.name for r in records], [r.updated_at for r in records], lambda i: records[i].ident)
-    assert search_mod._differences(files, {}) == expected
-    todo, unwritten = search_mod._plan_of(lambda: files, {})
+    files = FileVersions([r.name for r in records], lambda i: records[i].updated_at, lambda i: records[i].ident)
+    assert search_mod._differences(files, []) == expected
+    todo, unwritten = search_mod._plan_of(lambda: files, lambda: [[]])
     assert list(todo) == expected and list(unwritten) == expected
-    # Against an index that holds some: what changed, oldest first, then what is gone.
-    known = {r.name: r.ident for r in records[::2]} | {records[1].name: -1, "gone.json": 5}
+    # Against an index that holds some, page by page: what changed, oldest first, then what is gone.
+    known = {r.name: r.ident for r in records[::2]} | {records[1].name: -1, "gone.json": 5, "a-gone.json": 6}
+    pages = [list(known.items())[i : i + 1000] for i in range(0, len(known), 1000)]
     changed = [r.name for r in sorted(records[1::2], key=lambda r: r.updated_at)]
-    assert search_mod._differences(files, known) == [*changed, "gone.json"]
+    assert search_mod._differences(files, pages) == [*changed, "gone.json", "a-gone.json"]
     assert not gc.is_tracked(unwritten)  # a million names the collector never walks
