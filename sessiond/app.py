@@ -190,7 +190,9 @@ async def _run_watcher(app: web.Application) -> AsyncIterator[None]:
     saver = (
         asyncio.create_task(store.keep_snapshot(watcher.ready, settings.snapshot_interval)) if settings.snapshot_path else None
     )
+    compactor = asyncio.create_task(store.keep_compact(watcher.ready))
     yield
+    await cancel(compactor)
     await watcher.stop()
     if saver is not None:
         await cancel(saver)

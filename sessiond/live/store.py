@@ -45,6 +45,11 @@ STAT_CHUNK = 25_000  # a restart's files stat-ed per worker call (a few tenths o
 # A snapshot this big (about PROCESS_POOL_THRESHOLD sessions) makes a restart list and stat in worker processes.
 BIG_SNAPSHOT_BYTES = 2 << 20
 APPLY_CHUNK = 256
+# Sessions held as objects (files changed since the last load) are folded back into the index's
+# rows (index.Compaction) once they are at least this many and a tenth of the index, looked at
+# every COMPACT_CHECK_SECONDS.
+COMPACT_AT = 20_000
+COMPACT_CHECK_SECONDS = 60.0
 # A save told to stop (at the stop's deadline) is waited for this long, then left to end on its own.
 ABANDON_WAIT = 0.25
 # A file that fails to parse right after it changed may be half-written by a
@@ -406,6 +411,35 @@ class SessionStore:
             await self.save_snapshot()
             await asyncio.sleep(interval)
 
+    async def compact(self) -> int:
+        """Fold the sessions held as objects back into the index's rows; how many were.
+
+        The new rows are built on a daemon thread (~1-2 s at 1M; a stop never waits for it)
+        while requests and writes go on; a file changed meanwhile stays an object."""
+        job = self.index.compaction()
+        if job is None:
+            return 0
+        # The new rows' lists are walked by no collection while made, then frozen as a scan's are.
+        with COLLECTOR.paused(freeze=True):
+            try:
+                await asyncio.wrap_future(SAVES.submit(job.build))
+            finally:
+                folded = self.index.compact(job)  # cancelled (a stop) before the build ended: abandoned
+        del job
+        heap.give_back()
+        if folded:
+            log.info("folded %d sessions held as objects back into the index's rows", folded)
+        return folded
+
+    async def keep_compact(self, ready: asyncio.Event, interval: float = COMPACT_CHECK_SECONDS) -> None:
+        """Once the first scan is served, fold the sessions held as objects back into rows whenever
+        they have become many (compacting_due), looked at every *interval* s."""
+        await ready.wait()
+        while True:
+            await asyncio.sleep(interval)
+            if compacting_due(self.index.held_as_objects, len(self.index)):
+                await self.compact()
+
     async def reconcile(
         self,
         *,
@@ -740,6 +774,11 @@ class SessionStore:
 
 
 # -- blocking helpers (executor threads and worker processes) ---------------------------
+
+
+def compacting_due(objects: int, sessions: int) -> bool:
+    """True when *objects* held as objects among *sessions* are worth a compaction."""
+    return objects >= COMPACT_AT and objects * 10 >= sessions
 
 
 def _names_in(folder: Folder, others: list[str] | None) -> list[str]:

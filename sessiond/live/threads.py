@@ -83,6 +83,9 @@ class DaemonWorker:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+                del result
+            # Not kept until the next call comes: a call may hold a million-row structure.
+            del future, fn, args
 
 
 # Snapshot saves, every store's (they take turns; each store saves one at a time anyway).

@@ -143,7 +143,8 @@ def test_reload_reports_the_difference() -> None:
 _NAMES = st.sampled_from([f"f{i}.json" for i in range(4)])
 _KEYS = st.sampled_from(["alpha", "beta", "gamma"])
 _LOADS = st.sampled_from(["load", "load kept", "load half kept", "load read"])
-_STEP = st.tuples(_NAMES, st.one_of(st.none(), st.just("bad"), _LOADS, st.tuples(_KEYS, st.integers(0, 3))))
+_FOLDS = st.sampled_from(["compact", "fold"])  # a compaction copied; its rows built and put in place
+_STEP = st.tuples(_NAMES, st.one_of(st.none(), st.just("bad"), _LOADS, _FOLDS, st.tuples(_KEYS, st.integers(0, 3))))
 
 
 class _Snapshot:
@@ -174,8 +175,18 @@ def test_the_index_always_serves_what_a_recount_of_the_files_says(steps: list) -
     index = SessionIndex()
     disk: dict[str, tuple[str, int]] = {}
     bad: set[str] = set()
+    job = None
     for name, what in steps:
-        if what == "load read":
+        if what == "compact":
+            job = index.compaction()
+        elif what == "fold":
+            if job is not None:
+                job.build()  # on another thread in the daemon: the steps between ran meanwhile
+                objects = index.held_as_objects
+                folded = index.compact(job)
+                assert index.held_as_objects == objects - folded
+            job = None
+        elif what == "load read":
             # A scan as the daemon makes one: slices read into Sheets, appended, put in order.
             found = {n: rec(key, name=n, updated=float(updated)) for n, (key, updated) in disk.items()}
             states = [*found.items(), *((n, InvalidFile(n, "bad", FileStat(1, 1, 1, 1))) for n in bad)]
@@ -345,6 +356,44 @@ def test_the_files_for_the_search_plan_come_in_name_order_rows_and_objects_merge
     assert files.names == sorted(want)
     assert [files.updated(i) for i in range(len(files.names))] == [float(want[n].updated_at) for n in files.names]
     assert [files.ident(i) for i in range(len(files.names))] == [want[n].ident for n in files.names]
+
+
+def test_sessions_taken_back_as_objects_fold_back_into_rows_but_what_changed_meanwhile() -> None:
+    # Under churn every session written since the load became an object (~470 bytes against ~240),
+    # until the next load: a compaction folds them back, built off the loop while writes go on.
+    index = SessionIndex()
+    index.load([(f"k{i:03d}.json", rec(f"k{i:03d}", updated=float(i))) for i in range(100)])
+    for i in range(10):
+        index.set_file(f"k{i:03d}.json", rec(f"k{i:03d}", updated=500.0 + i))
+    index.set_file("twin.json", rec("k099", name="twin.json", updated=1.0))  # a collision: stays objects
+    assert index.held_as_objects == 12
+    job = index.compaction()
+    assert job is not None and sorted(job.singles) == [f"k{i:03d}.json" for i in range(10)]
+    index.set_file("k000.json", rec("k000", updated=900.0))  # changed again meanwhile
+    index.set_file("k050.json", rec("k050", updated=950.0))  # a row taken back meanwhile
+    index.set_file("k051.json", None)  # a row gone meanwhile
+    job.build()
+    assert index.compact(job) == 9 and index.held_as_objects == 2 + 2  # k000, k050; the collision's two
+    assert index.compact(job) == 0  # once only
+    want = {f"k{i:03d}": float(i) for i in range(100)} | {f"k{i:03d}": 500.0 + i for i in range(10)}
+    want |= {"k000": 900.0, "k050": 950.0, "k099": 99.0}
+    del want["k051"]
+    assert [(r.key, r.updated_at) for r in index.records()] == sorted(want.items())
+    assert index.get("k005").updated_at == 505.0 and index.file_state("k005.json").updated_at == 505.0
+    assert "k051" not in index and index.file_state("k051.json") is None
+    index.set_file("k005.json", rec("k005", updated=7.0))  # a folded row is taken back as any row is
+    assert index.get("k005").updated_at == 7.0 and index.held_as_objects == 5
+
+
+def test_a_load_abandons_a_compaction_under_way() -> None:
+    index = SessionIndex()
+    index.load([("a.json", rec("a"))])
+    index.set_file("a.json", rec("a", updated=3.0))
+    job = index.compaction()
+    assert job is not None
+    index.load([("b.json", rec("b"))])
+    job.build()
+    assert index.compact(job) == 0 and list(index.keys()) == ["b"] and index.get("b") is not None
 
 
 def test_after_settling_the_index_holds_its_own_copies_of_the_scans_strings() -> None:

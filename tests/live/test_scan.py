@@ -1,4 +1,5 @@
-"""A scan as the daemon runs it: real files read into columns, the index settled after."""
+"""A scan as the daemon runs it (real files read into columns, the index settled after), and the
+compaction that folds what changed since back into columns."""
 
 from __future__ import annotations
 
@@ -38,3 +39,30 @@ async def test_once_a_scan_settles_nothing_but_the_index_holds_what_it_read(
     await store.scan()
     assert holders == [[], []]
     assert len(store.index) == 40 and store.index.get("user:7") is not None
+
+
+async def test_sessions_rewritten_since_the_scan_fold_back_into_rows_and_answer_the_same(sessions: Path) -> None:
+    for i in range(60):
+        write_atomic(sessions, f"user:{i}", messages=1)
+    store = open_store(sessions)
+    await store.scan()
+    assert store.index.held_as_objects == 0
+    for i in range(0, 60, 3):  # the agent rewrites a third of them
+        write_atomic(sessions, f"user:{i}", messages=5)
+    await store.refresh([f"user_{i}.json" for i in range(0, 60, 3)])
+    before = [(r.key, r.name, r.message_count, r.ident) for r in store.index.records()]
+    body = store.index.list_body()
+    assert store.index.held_as_objects == 20
+    assert await store.compact() == 20
+    assert store.index.held_as_objects == 0 and await store.compact() == 0
+    assert [(r.key, r.name, r.message_count, r.ident) for r in store.index.records()] == before
+    assert store.index.list_body() == body
+    write_atomic(sessions, "user:3", messages=9)  # a folded row changes again as any row does
+    await store.refresh(["user_3.json"])
+    assert store.index.get("user:3").message_count == 9  # type: ignore[union-attr]
+
+
+def test_a_compaction_is_due_once_many_sessions_and_a_tenth_of_the_index_are_objects() -> None:
+    assert not store_mod.compacting_due(store_mod.COMPACT_AT - 1, store_mod.COMPACT_AT)
+    assert store_mod.compacting_due(store_mod.COMPACT_AT, 10 * store_mod.COMPACT_AT)
+    assert not store_mod.compacting_due(store_mod.COMPACT_AT, 10 * store_mod.COMPACT_AT + 1)
