@@ -390,6 +390,12 @@ class Rows:
             self.dead[row] = 1
             self.live -= 1
 
+    def revive(self, row: int) -> None:
+        """Mark *row* as this index's truth again (a compaction folds its object into it)."""
+        if self.dead[row]:
+            self.dead[row] = 0
+            self.live += 1
+
 
 def _served_records(rows: Rows, served: Mapping[str, SessionRecord], keys: Iterable[str]) -> Iterator[SessionRecord]:
     """The records serving *keys* (ascending), from *rows* or else *served*; a key neither holds is skipped.
@@ -482,21 +488,33 @@ def _kept_rows(source: ColumnSource, rows: Sequence[int]) -> tuple[Rows, list[tu
 
 class Compaction:
     """Sessions held as objects folded back into rows, in three steps: made on the loop
-    (SessionIndex.compaction copies what it needs), `build` on another thread (new Rows
-    of the live rows and the objects, merged in key order), then SessionIndex.compact on
-    the loop (the new rows put in place for every file that did not change meanwhile)."""
+    (SessionIndex.compaction copies what it needs: ~10 ms for 200k objects), `build` on
+    another thread (new Rows of the live rows and the objects, merged in key order: ~2 s at
+    1M), then SessionIndex.compact on the loop, slice by slice (the new rows put in place,
+    then each object that did not change meanwhile dropped for its row)."""
 
-    def __init__(self, rows: Rows, singles: dict[str, SessionRecord]) -> None:
+    def __init__(
+        self, rows: Rows, files: list[tuple[str, SessionRecord]], served: dict[str, SessionRecord], multi: set[str]
+    ) -> None:
         self.rows = rows
         self.dead = bytes(rows.dead)
-        self.singles = singles  # name -> record: objects that alone claim their key
+        self._copy = (files, served, multi)
         self.taken: list[str] = []  # files whose rows the index took back since the copy
         self.new: Rows | None = None
+        self.folds: list[tuple[int, str, SessionRecord]] = []  # (new row, name, record) of each object to fold
 
     def build(self) -> None:
-        """Make the new rows (~1-2 s at 1M, no record made)."""
-        table = _table(self.rows, self.dead, list(self.singles.values()))
-        self.new = Rows(table.keys, table.names, table.numbers, table.exact)
+        """Make the new rows, every object's row dead until SessionIndex.compact folds it (no record made)."""
+        files, served, multi = self._copy
+        singles = [r for _, r in files if r.key not in multi and served.get(r.key) is r and _fits(r)]  # alone on their key
+        self._copy = ([], {}, set())
+        table = _table(self.rows, self.dead, singles)
+        new = Rows(table.keys, table.names, table.numbers, table.exact)
+        for record in singles:
+            row = new.row_of_name(record.name)
+            new.kill(row)
+            self.folds.append((row, record.name, record))
+        self.new = new
 
 
 class SessionIndex:
@@ -525,6 +543,7 @@ class SessionIndex:
         self._body: bytes | None = None
         self._etag = ""
         self._compacting: Compaction | None = None  # a load abandons one under way
+        self._folding: Compaction | None = None  # whose objects are being folded, slice by slice
 
     # -- reading -----------------------------------------------------------
 
@@ -807,54 +826,58 @@ class SessionIndex:
                 self._compacting.taken.append(record.name)
 
     def compaction(self) -> Compaction | None:
-        """A compaction of what is held as objects (see Compaction), or None: nothing to fold.
+        """A compaction of what is held as objects (see Compaction), or None: nothing to fold,
+        or the objects of another are still being folded.
 
         A session taken back as an object (its file changed since the load) costs ~470 bytes
         against ~240 in a row, and stays one until the next load: a daemon under steady churn
         drifts back towards the cost of keeping every session as an object. Only objects that
         alone claim their key are folded; the claimants of a key two files claim stay objects.
         """
-        multi = self._multi
-        singles = {
-            name: record
-            for name, record in self._files.items()
-            if record.key not in multi and self._served.get(record.key) is record and _fits(record)
-        }
-        if not singles:
+        if not self._files or self._folding is not None:
             return None
-        self._compacting = Compaction(self._rows, singles)
+        self._compacting = Compaction(self._rows, list(self._files.items()), dict(self._served), set(self._multi))
         return self._compacting
 
-    def compact(self, job: Compaction) -> int:
-        """Put *job*'s new rows in place (on the loop, after job.build; before it, *job* is abandoned);
-        the number of objects folded.
+    def compact(self, job: Compaction, step: int = 1 << 14) -> Iterator[int]:
+        """Put *job*'s new rows in place now (on the loop, once job.build ended; before, *job* is
+        abandoned); the iterator returned folds its objects *step* at a time (on the loop too),
+        each slice giving how many it folded.
 
         What changed since the copy stays as the index holds it now: a row taken back meanwhile
         is dead in the new rows too, and an object replaced, gone or now in a collision keeps
-        its place among the objects (its new row dead). Nothing a client sees changes.
+        its place among the objects (its new row dead). Between two slices the index is whole:
+        each object not folded yet still serves its file. Nothing a client sees changes.
         """
         if job is not self._compacting:
-            return 0  # a load came between, or another compaction
+            return iter(())  # a load came between, or another compaction
         self._compacting = None  # done, or abandoned: rows not built (a stop) or replaced (a load)
-        if job.rows is not self._rows or job.new is None:
-            return 0
         new = job.new
+        if job.rows is not self._rows or new is None:
+            return iter(())
         for name in job.taken:
             if (row := new.row_of_name(name)) >= 0:
                 new.kill(row)
-        folded = 0
-        files, served, multi = self._files, self._served, self._multi
-        for name, record in job.singles.items():
-            row = new.row_of_name(name)
-            if row < 0:
-                continue
-            if files.get(name) is record and served.get(record.key) is record and record.key not in multi:
-                del files[name], served[record.key]
-                folded += 1
-            else:
-                new.kill(row)
         self._rows = new
-        return folded
+        self._folding = job
+        return self._fold(job, new, step)
+
+    def _fold(self, job: Compaction, new: Rows, step: int) -> Iterator[int]:
+        files, served, multi = self._files, self._served, self._multi
+        try:
+            for start in range(0, len(job.folds), step):
+                if self._rows is not new:
+                    return  # a load between two slices
+                folded = 0
+                for row, name, record in job.folds[start : start + step]:
+                    if files.get(name) is record and served.get(record.key) is record and record.key not in multi:
+                        new.revive(row)  # the row first, then the object gone: see records_of
+                        del files[name], served[record.key]
+                        folded += 1
+                yield folded
+        finally:
+            if self._folding is job:
+                self._folding = None
 
     def _current(self, key: str) -> SessionRecord | None:
         """The served record of *key* if its file still holds it."""

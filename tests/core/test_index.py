@@ -175,17 +175,18 @@ def test_the_index_always_serves_what_a_recount_of_the_files_says(steps: list) -
     index = SessionIndex()
     disk: dict[str, tuple[str, int]] = {}
     bad: set[str] = set()
-    job = None
+    job, folding = None, iter(())
     for name, what in steps:
         if what == "compact":
-            job = index.compaction()
+            job = index.compaction() or job
         elif what == "fold":
-            if job is not None:
-                job.build()  # on another thread in the daemon: the steps between ran meanwhile
-                objects = index.held_as_objects
-                folded = index.compact(job)
-                assert index.held_as_objects == objects - folded
-            job = None
+            if job is not None:  # built (on another thread in the daemon: the steps between ran meanwhile), put in place
+                job.build()
+                folding = index.compact(job, step=1)
+                job = None
+            objects = index.held_as_objects
+            folded = next(folding, 0)  # one object a slice: the steps between run between slices
+            assert index.held_as_objects == objects - folded
         elif what == "load read":
             # A scan as the daemon makes one: slices read into Sheets, appended, put in order.
             found = {n: rec(key, name=n, updated=float(updated)) for n, (key, updated) in disk.items()}
@@ -368,13 +369,14 @@ def test_sessions_taken_back_as_objects_fold_back_into_rows_but_what_changed_mea
     index.set_file("twin.json", rec("k099", name="twin.json", updated=1.0))  # a collision: stays objects
     assert index.held_as_objects == 12
     job = index.compaction()
-    assert job is not None and sorted(job.singles) == [f"k{i:03d}.json" for i in range(10)]
+    assert job is not None
     index.set_file("k000.json", rec("k000", updated=900.0))  # changed again meanwhile
     index.set_file("k050.json", rec("k050", updated=950.0))  # a row taken back meanwhile
     index.set_file("k051.json", None)  # a row gone meanwhile
-    job.build()
-    assert index.compact(job) == 9 and index.held_as_objects == 2 + 2  # k000, k050; the collision's two
-    assert index.compact(job) == 0  # once only
+    job.build()  # the objects alone on their key, each with its row (dead until folded)
+    assert sorted(name for _, name, _ in job.folds) == [f"k{i:03d}.json" for i in range(10)]
+    assert sum(index.compact(job, step=4)) == 9 and index.held_as_objects == 2 + 2  # k000, k050; the collision's two
+    assert sum(index.compact(job)) == 0  # once only
     want = {f"k{i:03d}": float(i) for i in range(100)} | {f"k{i:03d}": 500.0 + i for i in range(10)}
     want |= {"k000": 900.0, "k050": 950.0, "k099": 99.0}
     del want["k051"]
@@ -393,7 +395,7 @@ def test_a_load_abandons_a_compaction_under_way() -> None:
     assert job is not None
     index.load([("b.json", rec("b"))])
     job.build()
-    assert index.compact(job) == 0 and list(index.keys()) == ["b"] and index.get("b") is not None
+    assert sum(index.compact(job)) == 0 and list(index.keys()) == ["b"] and index.get("b") is not None
 
 
 def test_after_settling_the_index_holds_its_own_copies_of_the_scans_strings() -> None:
