@@ -564,7 +564,7 @@ class SessionIndex:
     @property
     def held_as_objects(self) -> int:
         """Session files held as objects, not in the rows (changed since the last load, or a key
-        claimed twice): ~470 bytes each against ~240; a restart folds them back into rows."""
+        claimed twice): ~470 bytes each against ~240; a compaction or a restart folds them back into rows."""
         return len(self._files)
 
     def keys(self) -> SortedList:

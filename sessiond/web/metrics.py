@@ -43,7 +43,7 @@ class _IndexCollector(Collector):
         yield GaugeMetricFamily("sessiond_key_collisions", "Keys claimed by more than one file", value=index.collision_count)
         yield GaugeMetricFamily(
             "sessiond_index_objects",
-            "Session files held as objects rather than in the index's columns (changed since the start; a restart folds them back)",
+            "Session files held as objects rather than in the index's columns (changed since the last load; folded back once 20,000 and a tenth of the index)",
             value=index.held_as_objects,
         )
         yield GaugeMetricFamily("sessiond_ready", "1 once the first scan is indexed", value=1 if watcher.ready.is_set() else 0)
