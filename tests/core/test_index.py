@@ -387,6 +387,16 @@ def test_sessions_taken_back_as_objects_fold_back_into_rows_but_what_changed_mea
     assert index.get("k005").updated_at == 7.0 and index.held_as_objects == 5
 
 
+def test_a_compaction_of_objects_that_all_share_their_key_folds_nothing_and_changes_nothing() -> None:
+    index = SessionIndex()
+    index.load([("a.json", rec("k", name="a.json")), ("b.json", rec("k", name="b.json", updated=20.0)), ("c.json", rec("c"))])
+    job = index.compaction()
+    assert job is not None
+    job.build()
+    assert sum(index.compact(job)) == 0 and index.held_as_objects == 2
+    assert [(r.key, r.name) for r in index.records()] == [("c", "c.json"), ("k", "b.json")]
+
+
 def test_a_load_abandons_a_compaction_under_way() -> None:
     index = SessionIndex()
     index.load([("a.json", rec("a"))])
