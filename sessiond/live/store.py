@@ -33,7 +33,7 @@ from sessiond.core.index import (
     pack_stat,
 )
 from sessiond.core.names import file_name_for, is_session_name, name_is_text
-from sessiond.live.threads import COLLECTOR, SAVES
+from sessiond.live.threads import COLLECTOR, COMPACTIONS, SAVES
 
 log = logging.getLogger(__name__)
 
@@ -414,8 +414,9 @@ class SessionStore:
     async def compact(self) -> int:
         """Fold the sessions held as objects back into the index's rows; how many were.
 
-        The new rows are built on a daemon thread (~1-2 s at 1M; a stop never waits for it)
-        while requests and writes go on; a file changed meanwhile stays an object."""
+        The new rows are built on a daemon thread of their own (~1-2 s at 1M; neither a stop nor
+        its snapshot save waits for it) while requests and writes go on; a file changed meanwhile
+        stays an object."""
         job = self.index.compaction()
         if job is None:
             return 0
@@ -423,7 +424,7 @@ class SessionStore:
         folded = 0
         with COLLECTOR.paused(freeze=True):
             try:
-                await asyncio.wrap_future(SAVES.submit(job.build))
+                await asyncio.wrap_future(COMPACTIONS.submit(job.build))
             finally:
                 slices = self.index.compact(job)  # cancelled (a stop) before the build ended: abandoned
             for count in slices:  # ~10 ms each at 1M: the loop serves between them

@@ -92,6 +92,8 @@ class DaemonWorker:
 SAVES = DaemonWorker("sessiond-snapshot-save")
 # The search index's full-pass plans, every keeper's (at 1M a second; a stop must not wait for one).
 PLANS = DaemonWorker("sessiond-search-plan")
+# Compactions' new rows (store.compact: ~2 s at 1M), apart from the saves, which a stop waits for.
+COMPACTIONS = DaemonWorker("sessiond-compaction")
 
 
 class _Collector:
