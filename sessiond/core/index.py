@@ -624,16 +624,15 @@ class SessionIndex:
                 order = array.array("q", [row for row in order if not dead[row]])
             names = [rows.names[row] for row in order]
             count = len(names)
+            at: array.array[int] | None = None  # position -> where in the rows (or past them, the objects)
             if held:  # two runs in name order, which one sort merges
                 names += map(_NAME, held)
                 merged = sorted(range(len(names)), key=names.__getitem__)
                 names = [names[i] for i in merged]
                 at = array.array("q", merged)
-            else:
-                at = array.array("q", range(count))
 
             def updated(i: int) -> float:
-                where = at[i]
+                where = i if at is None else at[i]
                 if where >= count:
                     return float(held[where - count].updated_at)
                 row = order[where]
@@ -641,7 +640,7 @@ class SessionIndex:
                 return float(times[1]) if times is not None else rows.columns["updated"][row]
 
             def ident(i: int) -> int:
-                where = at[i]
+                where = i if at is None else at[i]
                 return rows.ident(order[where]) if where < count else held[where - count].ident
 
             return FileVersions(names, updated, ident)

@@ -709,7 +709,10 @@ def _differences(files: FileVersions, indexed: Iterable[list[tuple[str, int]]]) 
                     fresh.append(i)
             else:
                 gone.append(name)  # a rewrite under the same name is changed, not gone
-    fresh += itertools.compress(range(count), map(operator.not_, seen))  # never indexed
+    if len(fresh) == 0 and not seen.count(1):  # a first build: every file, none to compare
+        return [names[i] for i in _by_update(range(count), files.updated)] + gone
+    for start in range(0, count, PLAN_SLICE):  # never indexed; a C call of a million holds the loop too
+        fresh += itertools.compress(range(start, start + PLAN_SLICE), map(operator.not_, seen[start : start + PLAN_SLICE]))
     # Removals last in the list, so they are popped first: gone text goes before new text comes.
     return [names[i] for i in _by_update(fresh, files.updated)] + gone
 
