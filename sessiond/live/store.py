@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -143,6 +144,9 @@ class SessionStore:
         """
         with COLLECTOR.paused(freeze=True):  # threads.py: the index it builds is frozen after
             await self._scan(progress)
+            # The scan's futures lie in reference cycles with what they were given and returned
+            # (names, a Sheet): gone before settling, or they keep the strings settling replaces.
+            gc.collect()
             self.index.settle()  # the scan's objects are gone now
             heap.give_back()  # and the heap they left
 
