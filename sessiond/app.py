@@ -78,11 +78,11 @@ def create_app(settings: Settings) -> web.Application:
     runtime = Runtime(settings)
     metrics = Metrics()
 
-    # One middleware, the front door (web/front_door.py), runs every part in the order that
-    # matters and says why: request id, metrics, errors, forwarded, per-IP limit,
-    # auth, per-token limit, readiness. The parts are tested one by one as functions.
+    # No middleware: the front door (web/front_door.py) wraps each route's handler, and runs
+    # every part in the order that matters and says why: request id, metrics, errors,
+    # forwarded, per-IP limit, auth, per-token limit, readiness. The parts are tested one by
+    # one as functions.
     app = web.Application(
-        middlewares=[front_door(runtime, lambda: watcher.not_serving, metrics.record)],
         client_max_size=64 * 1024,
         handler_args={"max_line_size": MAX_REQUEST_LINE, "keepalive_timeout": CLIENT_TIMEOUT},
     )
@@ -120,7 +120,7 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(_run_search)
     app[PAGE] = PageAssets.from_package()  # read once: a request never touches the disk for it
 
-    add_routes(app)
+    add_routes(app, front_door(runtime, lambda: watcher.not_serving, metrics.record))
     app.cleanup_ctx.insert(0, _start_threads)  # first: before the search's threads, the watcher and the scan
     app.cleanup_ctx.append(_run_watcher)
     app.cleanup_ctx.append(background("sessiond-retention", retention.forever))

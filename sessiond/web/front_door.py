@@ -1,11 +1,15 @@
-"""The front door: every middleware's part, composed into one middleware, in the order that matters.
+"""The front door: every part a request passes, composed around each route's handler, in the order that matters.
 
 A chain of eight aiohttp middlewares cost about half of a detail request (each
-layer a coroutine frame, each asking the route's policy again). The parts live
-in web/front/, each in its module and tested there as the function called here
-(request_id.begin, forwarded.as_client_sees_it, ratelimit.RateLimiter,
-auth.authenticate, errors.answer_error, the metrics recorder); this calls them
-in turn, with what the route asks (policy, scope, labels) worked out once per route:
+layer a coroutine frame, each asking the route's policy again); one composed
+middleware still cost aiohttp's two wrappers per request and a lookup of the
+route's gate. So there is no middleware: routes.add_routes wraps each handler in
+a guard made here, which knows its route's gate (policy, scope, labels) from the
+start; an unknown path or method meets a route of its own (routes.unmatched).
+The parts live in web/front/, each in its module and tested there as the
+function called here (request_id.begin, forwarded.as_client_sees_it,
+ratelimit.RateLimiter, auth.authenticate, errors.answer_error, the metrics
+recorder); this calls them in turn:
 
 1. request id first, so every response, even an error from a later part, carries it
    (stamped here on what the handler returns or raises; a streamed response, sent from
@@ -29,7 +33,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from sessiond.core.audit import AuditFailed
 from sessiond.core.tokens import Scope
@@ -41,7 +44,7 @@ from sessiond.web.front.ratelimit import client_key, too_many
 from sessiond.web.front.readiness import not_ready
 from sessiond.web.front.request_id import actor_of, begin, stamp
 from sessiond.web.metrics import METHODS
-from sessiond.web.routes import Need, Policy, need_of, policy_of
+from sessiond.web.routes import Guard, Need, Policy
 from sessiond.web.runtime import Runtime
 from sessiond.web.typedefs import Handler
 
@@ -49,81 +52,86 @@ from sessiond.web.typedefs import Handler
 Recorder = Callable[[str, str, int, float, str | None], None]
 
 
-class _Gate(NamedTuple):
-    """What the front door asks of a route, worked out once per route and method (not per request)."""
+class Gate(NamedTuple):
+    """What the front door asks of one route: worked out once, when the route is registered."""
 
     open: bool  # no token asked: a probe or the page's files
     monitoring: bool  # no token asked while metrics are public (a reload may change that)
     limited: bool  # the per-IP and per-token limits apply
     whole: bool  # 503 until the index is whole
     need: Need  # the scope a token needs here
-    route: str  # the metrics' labels
-    method: str
+    route: str  # the metrics' route label: the path template, or "unmatched"
 
 
-def _gate_of(request: web.Request) -> _Gate:
-    policy = policy_of(request)
-    resource = request.match_info.route.resource
-    return _Gate(
+def gate_of(policy: Policy, need: Need, route: str) -> Gate:
+    """The gate of a route with this *policy*, *need* and metrics label."""
+    return Gate(
         open=policy in (Policy.PROBE, Policy.PAGE),
         monitoring=policy is Policy.MONITORING,
         limited=policy.rate_limited,
         whole=policy.needs_whole_index,
-        need=need_of(request),
-        route=resource.canonical if resource is not None else "unmatched",
-        method=request.method if request.method in METHODS else "other",
+        need=need,
+        route=route,
     )
 
 
-def front_door(runtime: Runtime, not_serving: Callable[[], str | None], record: Recorder) -> Middleware:
-    """The one middleware of the API (see the module docstring for the order and why)."""
-    # (route, method) -> its gate. Routes are a fixed set; an unmatched request (404, 405)
-    # has a route made for it alone and is worked out afresh, so this never grows past the table.
-    gates: dict[tuple[web.AbstractRoute, str], _Gate] = {}
+def front_door(runtime: Runtime, not_serving: Callable[[], str | None], record: Recorder) -> Guard:
+    """The front door, as a guard each route's handler is wrapped in (see the module docstring for the order and why).
 
-    @web.middleware
-    async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
-        info = begin(request)  # 1
-        started = time.perf_counter()
-        route = request.match_info.route
-        if route.resource is None:
-            gate = _gate_of(request)
-        elif (gate := gates.get((route, request.method))) is None:  # type: ignore[assignment]
-            gate = gates[route, request.method] = _gate_of(request)
-        status = 500
-        try:
-            try:  # 3
-                response = await _admit(request, handler, runtime, not_serving, gate)
-            except Exception as exc:
-                response = answer_error(request, exc)
-            status = response.status
-            if not response.prepared:
-                stamp(request, response.headers)
-            return response
-        except web.HTTPException as exc:  # a redirect, or JSON already: passed on as aiohttp raised it
-            status = exc.status
-            stamp(request, exc.headers)
-            raise
-        finally:
-            token = info.token
-            record(gate.route, gate.method, status, time.perf_counter() - started, token.name if token else None)  # 2
+    Not an aiohttp middleware: a middleware is a coroutine aiohttp wraps around every
+    handler on every request (two, with its own for sub-applications), and looks up the
+    route's gate again; a guard is one closure per route, its gate known when it is made.
+    """
 
-    return front
+    def guard(handler: Handler, policy: Policy, need: Need, label: str) -> Handler:
+        gate = gate_of(policy, need, label)
+
+        async def front(request: web.Request) -> web.StreamResponse:
+            info = begin(request)  # 1
+            started = time.perf_counter()
+            status = 500
+            try:
+                try:  # 3
+                    response = await _admit(request, handler, runtime, not_serving, gate)
+                except Exception as exc:
+                    response = answer_error(request, exc)
+                status = response.status
+                if not response.prepared:
+                    stamp(request, response.headers)
+                return response
+            except web.HTTPException as exc:  # a redirect, or JSON already: passed on as aiohttp raised it
+                status = exc.status
+                stamp(request, exc.headers)
+                raise
+            finally:
+                token = info.token
+                method = request.method
+                record(
+                    gate.route,
+                    method if method in METHODS else "other",
+                    status,
+                    time.perf_counter() - started,
+                    token.name if token else None,
+                )  # 2
+
+        return front
+
+    return guard
 
 
 async def _admit(
-    request: web.Request, handler: Handler, runtime: Runtime, not_serving: Callable[[], str | None], gate: _Gate
+    request: web.Request, handler: Handler, runtime: Runtime, not_serving: Callable[[], str | None], gate: Gate
 ) -> web.StreamResponse:
     request = as_client_sees_it(request, runtime.proxies)  # 4
     limiter = runtime.ip_limiter if gate.limited else None
-    if limiter is not None and not await limiter.allow(client_key(request.remote)):  # 5
+    if limiter is not None and not limiter.allow(client_key(request.remote)):  # 5
         return too_many(limiter)
     if not (gate.open or (gate.monitoring and runtime.metrics_public)):  # 6
         token = await authenticate(request, runtime)
         if isinstance(token, web.StreamResponse):
             return token
         limiter = runtime.limiter_for(token) if gate.limited else None
-        if limiter is not None and not await limiter.allow(token.name):
+        if limiter is not None and not limiter.allow(token.name):
             return too_many(limiter)
         need = gate.need
         if (refused := forbidden(token, need.scope, need.doing)) is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -119,29 +120,30 @@ def canonical(path: str) -> str:
     return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
 
 
-_BY_TEMPLATE = {canonical(route.path): route.policy for route in ROUTES}
-_NEEDS = {(route.method, canonical(route.path)): route.need for route in ROUTES}
+# The route an unknown path or method meets (registered last, so every other route is tried first).
+UNMATCHED_PATH = r"/{unmatched:[\s\S]*}"
+
+# What the front door makes of a route's handler: (handler, policy, need, metrics label) -> the handler served.
+Guard = Callable[[Handler, Policy, Need, str], Handler]
 
 
-def policy_of(request: web.Request) -> Policy:
-    """The policy of the route *request* matched (UNMATCHED for none)."""
-    resource = request.match_info.route.resource
-    return _BY_TEMPLATE.get(resource.canonical, UNMATCHED) if resource is not None else UNMATCHED
+async def unmatched(request: web.Request) -> web.StreamResponse:
+    """No route for this path and method: 405 (with Allow) when the path has routes, else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
-def need_of(request: web.Request) -> Need:
-    """The scope the route *request* matched needs (READ for none: the token then learns of the 404 or 405)."""
-    resource = request.match_info.route.resource
-    if resource is None:
-        return READ
-    method = "GET" if request.method == "HEAD" else request.method
-    return _NEEDS.get((method, resource.canonical), READ)
-
-
-def add_routes(app: web.Application) -> None:
-    """Register every route of the table (a GET also answers HEAD, but the event stream)."""
+def add_routes(app: web.Application, guard: Guard) -> None:
+    """Register every route of the table, each handler behind the front door (a GET also answers HEAD, but the event stream)."""
     for route in ROUTES:
+        handler = guard(route.handler, route.policy, route.need, canonical(route.path))
         if route.method == "GET":
-            app.router.add_get(route.path, route.handler, allow_head=route.handler is not stream_events)
+            app.router.add_get(route.path, handler, allow_head=route.handler is not stream_events)
         else:
-            app.router.add_route(route.method, route.path, route.handler)
+            app.router.add_route(route.method, route.path, handler)
+    app.router.add_route("*", UNMATCHED_PATH, guard(unmatched, UNMATCHED, READ, "unmatched"))

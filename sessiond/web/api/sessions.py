@@ -96,7 +96,7 @@ async def delete_session(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if await store.current(key) is None:  # saved a moment ago: found; removed a moment ago: 404
         raise SessionNotFound(key)
-    record = await store.delete(key, actor=actor_of(request))  # SessionNotFound, DeleteFailed: mapped by the error middleware
+    record = await store.delete(key, actor=actor_of(request))  # SessionNotFound, DeleteFailed: mapped by the front door
     return json_response({"deleted": True, "key": record.key})
 
 

@@ -48,7 +48,7 @@ async def authenticate(request: web.Request, runtime: Credentials) -> NamedToken
     known = runtime.tokens.get(digest_of(token)) if token is not None else None
     if known is None:
         limiter = runtime.auth_failure_limiter
-        if limiter is not None and not await limiter.allow(client_key(request.remote)):
+        if limiter is not None and not limiter.allow(client_key(request.remote)):
             return too_many(limiter)  # guessing tokens, on any path, is rate limited
         return error_response(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     if (info := info_of(request)) is not None:

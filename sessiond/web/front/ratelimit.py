@@ -32,8 +32,13 @@ class RateLimiter:
     def __len__(self) -> int:
         return len(self._buckets)
 
-    async def allow(self, key: str) -> bool:
-        """Take one unit for *key* if it has capacity; never waits."""
+    def allow(self, key: str) -> bool:
+        """Take one unit for *key* if it has capacity; never waits (called on the event loop's thread).
+
+        A plain call, not a coroutine: with capacity there, aiolimiter's `acquire` finishes
+        at its first step, so it is run to that step here instead of awaited (two coroutine
+        frames less per limit and request).
+        """
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = AsyncLimiter(self.per_minute, PERIOD)
@@ -44,9 +49,14 @@ class RateLimiter:
         if not bucket.has_capacity():
             self.rejected += 1
             return False
-        # With capacity present acquire() returns without suspending: no queueing.
-        await bucket.acquire()
-        return True
+        # With capacity present acquire() finishes without suspending: no queueing.
+        taking = bucket.acquire()
+        try:
+            taking.send(None)
+        except StopIteration:
+            return True
+        taking.close()  # it would wait: not on this thread, where capacity was there a moment ago
+        return False
 
 
 def client_key(remote: str | None) -> str:

@@ -34,10 +34,10 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 class RequestInfo:
-    """Per-request facts shared by middlewares and the access log.
+    """Per-request facts shared by the front door's parts and the access log.
 
     One mutable object, because `request.clone()` copies the request's state
-    shallowly: what a later middleware learns (the real client) reaches the log.
+    shallowly: what a later part learns (the real client) reaches the log.
     """
 
     __slots__ = ("client", "id", "prepared", "token")
@@ -54,7 +54,7 @@ REQUEST_INFO = web.RequestKey("info", RequestInfo)
 
 
 def info_of(request: web.BaseRequest) -> RequestInfo | None:
-    """The RequestInfo the middleware attached, if any."""
+    """The RequestInfo the front door (or the scrape listener's middleware) attached, if any."""
     return request.get(REQUEST_INFO)
 
 
