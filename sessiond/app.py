@@ -156,7 +156,9 @@ async def _run_search(app: web.Application) -> AsyncIterator[None]:
     keeper = app[SEARCH]
     assert keeper is not None
     keeper.start_threads()
-    task = asyncio.create_task(keeper.forever(app[WATCHER].ready), name="sessiond-search")
+    # After the work the first ready starts: the overview's first pass and the snapshot's first save.
+    first = [app[STATS].first_pass_over] + ([app[STORE].first_save_over] if app[SETTINGS].snapshot_path else [])
+    task = asyncio.create_task(keeper.forever(app[WATCHER].ready, first), name="sessiond-search")
     yield
     await cancel(task)
     await keeper.close()

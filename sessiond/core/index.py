@@ -149,6 +149,11 @@ class FileVersions(NamedTuple):
     names: list[str]  # ascending
     updated: Callable[[int], float]  # position -> the file's updated_at (a float)
     ident: Callable[[int], int]  # position -> the file's packed identity (pack)
+    every_updated: Callable[[], Iterable[float]] | None = None  # each position's updated_at, in order, faster than one by one
+
+    def in_order(self) -> Iterable[float]:
+        """Every file's updated_at, in name order."""
+        return self.every_updated() if self.every_updated is not None else map(self.updated, range(len(self.names)))
 
 
 class Table(NamedTuple):
@@ -643,7 +648,15 @@ class SessionIndex:
                 where = i if at is None else at[i]
                 return rows.ident(order[where]) if where < count else held[where - count].ident
 
-            return FileVersions(names, updated, ident)
+            def every_updated() -> Iterable[float]:
+                if at is not None:  # objects among the rows: one by one
+                    return map(updated, range(len(names)))
+                column, exact = rows.columns["updated"], rows.exact
+                if not exact:  # every time a double: read in C
+                    return map(column.__getitem__, order)
+                return (float(exact[row][1]) if row in exact else column[row] for row in order)
+
+            return FileVersions(names, updated, ident, every_updated)
 
         return read
 

@@ -39,6 +39,7 @@ class StatsKeeper:
         # While a pass runs: the keys it walks (ascending) and how many of them it has counted.
         self._walking: list[str] | None = None
         self._walked = 0
+        self.first_pass_over = asyncio.Event()  # set once first_pass ended (counted, failed or cancelled)
 
     def on_changes(self, changes: list[Change]) -> None:
         """Store listener: count each change's record in place of the one it replaced."""
@@ -102,3 +103,4 @@ class StatsKeeper:
         finally:
             if self._pass is not None and not self._pass.done():
                 self._pass.cancel()
+            self.first_pass_over.set()

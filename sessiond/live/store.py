@@ -133,6 +133,7 @@ class SessionStore:
         self.deletions = Deletions()
         self.deletions_path = deletions_path
         self.resurrection_listeners: list[ResurrectionListener] = []
+        self.first_save_over = asyncio.Event()  # set once keep_snapshot's first save ended (written, current, or failed)
 
     # -- whole-folder --------------------------------------------------------
 
@@ -408,9 +409,13 @@ class SessionStore:
     async def keep_snapshot(self, ready: asyncio.Event, interval: float) -> None:
         """Once the first scan is served, save the snapshot, then again every *interval* s if changed."""
         await ready.wait()  # never before: an empty or partial index is no snapshot
-        while True:
+        try:
             await self.save_snapshot()
+        finally:
+            self.first_save_over.set()
+        while True:
             await asyncio.sleep(interval)
+            await self.save_snapshot()
 
     async def compact(self) -> int:
         """Fold the sessions held as objects back into the index's rows; how many were.

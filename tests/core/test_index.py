@@ -357,6 +357,18 @@ def test_the_files_for_the_search_plan_come_in_name_order_rows_and_objects_merge
     assert files.names == sorted(want)
     assert [files.updated(i) for i in range(len(files.names))] == [float(want[n].updated_at) for n in files.names]
     assert [files.ident(i) for i in range(len(files.names))] == [want[n].ident for n in files.names]
+    assert list(files.in_order()) == [float(want[n].updated_at) for n in files.names]
+    # Rows alone (their times read in C), and rows with a time a double does not echo.
+    for odd in (False, True):
+        index = SessionIndex()
+        loaded = [(f"z{i:03d}.json", rec(f"k{i:03d}", name=f"z{i:03d}.json", updated=float(50 - i))) for i in range(50)]
+        if odd:
+            loaded.append(("z025x.json", SessionRecord("odd", "z025x.json", 1, 3, 4, FileStat(5, 6, 7, 8))))
+        index.load(loaded)
+        files = index.versions_reader()()
+        want = {r.name: r for r in index.records()}
+        assert files.names == sorted(want) and index.held_as_objects == 0
+        assert list(files.in_order()) == [float(want[n].updated_at) for n in files.names]
 
 
 def test_sessions_taken_back_as_objects_fold_back_into_rows_but_what_changed_meanwhile() -> None:

@@ -17,8 +17,9 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from sessiond.app import create_app
 from sessiond.live.search import SearchKeeper
-from sessiond.web.appkeys import RETENTION, SEARCH
+from sessiond.web.appkeys import RETENTION, SEARCH, STATS, STORE, WATCHER
 from tests.support import AUTH, eventually, store_of
 
 
@@ -177,6 +178,23 @@ async def test_a_restart_indexes_only_what_changed(start_client: Any, sessions: 
     assert sorted(await keys(second, "common")) == ["r:0", "r:1", "r:3", "r:4", "r:9"]
     assert await keys(second, "word1") == [] and await keys(second, "word2") == []
     assert keeper_of(second).rows == 5
+
+
+async def test_the_search_starts_after_the_snapshots_first_save_and_the_overviews_first_pass(
+    aiohttp_client: Any, make_settings: Any, sessions: Path, state: Path
+) -> None:
+    """At 1M those two take the first seconds after ready; the search's plan and build stacked on
+    them made the start's longest loop stalls. The search waits for them (at most FIRST_WAIT)."""
+    write(sessions, "w:1", "hello there")
+    app = create_app(make_settings(state_dir=str(state)))
+    async with app[STORE]._snapshot_lock:  # what a first save under way holds
+        client = await aiohttp_client(app)
+        await asyncio.wait_for(app[WATCHER].ready.wait(), 10)
+        await asyncio.wait_for(app[STATS].first_pass_over.wait(), 10)
+        await asyncio.sleep(0.5)
+        assert not keeper_of(client).opened and not app[STORE].first_save_over.is_set()
+    await complete(client)
+    assert app[STORE].first_save_over.is_set() and await keys(client, "hello") == ["w:1"]
 
 
 async def test_the_full_pass_is_read_and_parsed_in_a_worker_process_not_the_daemons(
@@ -538,8 +556,7 @@ async def test_bm25_ranks_a_window_that_holds_every_match_and_recency_a_full_one
     assert [r["key"] for r in rest["results"]] == ["r:many"]
 
 
-def test_the_plan_orders_a_build_exactly_as_one_sort_would_though_in_slices() -> None:
-    import gc
+def test_the_plan_orders_a_build_newest_hour_first_and_by_name_within_an_hour() -> None:
     import random
 
     from sessiond.core.index import FileVersions, SessionRecord
@@ -547,18 +564,24 @@ def test_the_plan_orders_a_build_exactly_as_one_sort_would_though_in_slices() ->
 
     rng = random.Random(7)
     records = [
-        SessionRecord(f"k{i}", f"k{i}.json", 1, 1.0, float(rng.randrange(5_000)), i)  # many ties: the order of ties counts
+        # Many ties within an hour (the order of ties counts), a time before 1970 and one far ahead.
+        SessionRecord(f"k{i}", f"k{i}.json", 1, 1.0, float(rng.randrange(-3600, 50 * 3600)) + rng.random(), i)
         for i in range(3 * search_mod.PLAN_SLICE + 17)
     ]
+    records[5] = SessionRecord("k5", "k5.json", 1, 1.0, 1e300, 5)
     records.sort(key=lambda r: r.name)  # the index gives its files in name order
-    expected = [r.name for r in sorted(records, key=lambda r: r.updated_at)]
+    expected = [r.name for r in sorted(records, key=lambda r: r.updated_at // 3600)]  # stable: by name within an hour
+    assert expected[-1] == "k5.json" and len({r.updated_at // 3600 for r in records}) == 52
     files = FileVersions([r.name for r in records], lambda i: records[i].updated_at, lambda i: records[i].ident)
-    assert search_mod._differences(files, []) == expected
+    assert search_mod._differences(files, []) == (expected, bytearray(b"\x01") * len(records))
     todo, unwritten = search_mod._plan_of(lambda: files, lambda: [[]])
-    assert list(todo) == expected and list(unwritten) == expected
+    assert list(todo) == expected and all(name in unwritten for name in expected) and "k9.json.x" not in unwritten
+    unwritten.discard("k9.json")
+    assert "k9.json" not in unwritten and "k8.json" in unwritten
     # Against an index that holds some, page by page: what changed, oldest first, then what is gone.
     known = {r.name: r.ident for r in records[::2]} | {records[1].name: -1, "gone.json": 5, "a-gone.json": 6}
     pages = [list(known.items())[i : i + 1000] for i in range(0, len(known), 1000)]
-    changed = [r.name for r in sorted(records[1::2], key=lambda r: r.updated_at)]
-    assert search_mod._differences(files, pages) == [*changed, "gone.json", "a-gone.json"]
-    assert not gc.is_tracked(unwritten)  # a million names the collector never walks
+    changed = [r.name for r in sorted(records[1::2], key=lambda r: r.updated_at // 3600)]
+    todo_names, marks = search_mod._differences(files, pages)
+    assert todo_names == [*changed, "gone.json", "a-gone.json"]
+    assert [r.name for r, mark in zip(records, marks, strict=True) if mark] == [r.name for r in records[1::2]]
