@@ -6,8 +6,9 @@ figure to ``bench/results/latest.json``):
 http      at each of --sizes (default 10k, typical profile): a one-process
           stdlib-json scan against sessiond's cold start (ready, RSS); then
           sessiond, a bare aiohttp handler serving the very bytes sessiond
-          answered, and the naive rescan, list and detail driven by wrk in
-          alternating rounds.
+          answered, a plain handler doing only the contract's per-request parts
+          (bench/contract.py), and the naive rescan, list and detail driven by
+          wrk in alternating rounds.
 ready     at each of --ready-sizes (default 100k), in the small (~3.4 KB a
           file, 0-30 messages) and the typical (~7 KB) profile: sessiond's
           cold start to ready (and RSS) against the one-process stdlib-json scan.
@@ -68,6 +69,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bench import gen, lag, load, matrix, noise, report, scan, servers, stop
+from sessiond.core.names import file_name_for
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 SERVER_CPUS, WRK_CPUS = "0", "1"
@@ -113,8 +115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     wrk.add_argument("--threads", type=int, default=2)
     wrk.add_argument(
         "--servers",
-        default="sessiond,bare,naive",
-        help="http phase: which to run; without sessiond the bare bytes come from naive",
+        default="sessiond,bare,contract,naive",
+        help="http phase: which to run (contract: a plain handler doing only the contract's per-request parts);"
+        " without sessiond the bare bytes come from naive",
     )
     wrk.add_argument(
         "--pin",
@@ -136,9 +139,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     writes.add_argument("--lag-seconds", type=float, default=15, help="seconds of writes for write→visible (default: 15)")
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    unknown = set(args.servers.split(",")) - {"sessiond", "bare", "naive"}
+    unknown = set(args.servers.split(",")) - {"sessiond", "bare", "contract", "naive"}
     if unknown:
-        p.error(f"--servers: unknown {', '.join(sorted(unknown))}; use sessiond, bare, naive")
+        p.error(f"--servers: unknown {', '.join(sorted(unknown))}; use sessiond, bare, contract, naive")
     if args.quick:
         args.sizes, args.ready_sizes, args.churn_size, args.million, args.stop_size = "10000", "", 10_000, 0, 0
         args.duration, args.rounds, args.naive_duration, args.lag_seconds = 2, 3, 5, 5
@@ -316,12 +319,14 @@ def start_sessiond(fleet: servers.Fleet, workspace: Path, size: int, state_dir: 
 def start_baselines(
     fleet: servers.Fleet, args: argparse.Namespace, workspace: Path, bodies: dict, log_dir: Path
 ) -> list[servers.Server]:
-    """The bare handler (sessiond's bytes) and the naive rescan, as asked."""
+    """The bare handler (sessiond's bytes), the contract's parts alone, and the naive rescan, as asked."""
     started = []
+    bodies_args = ["--port", "{port}", "--list-body", str(log_dir / "list.body"), "--detail-body", str(log_dir / "detail.body")]
     if "bare" in args.servers:
-        bare_args = ["bench.bare", "--port", "{port}", "--list-body", str(log_dir / "list.body")]
-        bare_args += ["--detail-body", str(log_dir / "detail.body"), "--content-type", bodies["content_type"]]
-        started.append(fleet.start("bare", bare_args, {}, 60))
+        started.append(fleet.start("bare", ["bench.bare", *bodies_args, "--content-type", bodies["content_type"]], {}, 60))
+    if "contract" in args.servers:
+        detail_file = workspace / "sessions" / file_name_for(bodies["key"])
+        started.append(fleet.start("contract", ["bench.contract", *bodies_args, "--detail-file", str(detail_file)], {}, 60))
     if "naive" in args.servers:
         started.append(fleet.start("naive", ["bench.naive", "--workspace", str(workspace), "--port", "{port}"], {}, 60))
     return started
@@ -343,7 +348,7 @@ def load_plan(args: argparse.Namespace, size: int) -> matrix.Plan:
 def http_phase(
     result: dict, fleet: servers.Fleet, daemon: servers.Server | None, workspace: Path, args: argparse.Namespace, log_dir: Path
 ) -> None:
-    """sessiond, bare and naive, list and detail, into ``result``."""
+    """sessiond, bare, contract and naive, list and detail, into ``result``."""
     size = result["sessions"]
     reference = daemon or fleet.start("naive", ["bench.naive", "--workspace", str(workspace), "--port", "{port}"], {}, 60)
     bodies = result["bodies"] = fetch_bodies(reference, log_dir)
@@ -358,6 +363,7 @@ def http_phase(
             servers.pin(server.process.pid, SERVER_CPUS)
     result["http"] = matrix.drive(fleet, targets, bodies["detail_path"], load_plan(args, size))
     result["ratios"] = matrix.ratios(result["http"])
+    result["contract_ratios"] = matrix.ratios(result["http"], of="contract")
     for server in targets:
         if server is not daemon:
             fleet.stop(server)

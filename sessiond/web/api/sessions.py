@@ -83,7 +83,7 @@ async def get_session(request: web.Request) -> web.Response:
     if (mark := store.deletions.mark_of(record)) is not None:
         # Deleted through sessiond, then written back by the agent with its old history.
         answer["resurrected"] = mark.show()
-    if request.query.get("include") == "title" and (search := request.app[SEARCH]) is not None:
+    if request.query_string and request.query.get("include") == "title" and (search := request.app[SEARCH]) is not None:
         # Asked for only: the seed's answer keeps its shape. From the search index; null until
         # it holds the file as it is now.
         answer["title"] = (await search.titles([record])).get(record.key)
