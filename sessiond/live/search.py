@@ -123,9 +123,9 @@ class SearchKeeper:
         )
         self._pending: dict[str, float] = {}  # name -> when it was first queued (monotonic)
         self._todo: deque[str] = deque()  # the full pass's names, newest last
-        # The full pass's names not written yet (no title as they are now). A dict of names to None,
-        # not a set: the collector never tracks it (a set of a million names is walked at each
-        # collection of its generation, 46 ms each, holding the GIL and with it the loop).
+        # The full pass's files not written yet (no title as they are now): the plan's name list and
+        # a mark each, made while the collector is paused and frozen after (threads.py), so no
+        # collection walks a million names (46 ms each for a set, holding the GIL and the loop).
         self._unwritten = Unwritten()
         self._full = True
         self._planning = False  # a full pass is comparing identities: what is left to do is not known yet
