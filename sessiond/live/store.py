@@ -176,6 +176,7 @@ class SessionStore:
         else:
             # The snapshot is decoded while the folder is listed: one waits on the disk.
             pool = _scan_pool() if _size_of(self.snapshot_path) >= BIG_SNAPSHOT_BYTES else None
+            statting: _StatWalk | None = None
             try:
                 loading = loop.run_in_executor(None, snapshot.load, self.snapshot_path, self.path)
                 try:
@@ -184,7 +185,15 @@ class SessionStore:
                         # Listed in a worker, against the snapshot's own names: only new names come back.
                         # A million names made here while the snapshot's are decoded would share the
                         # heap's arenas with them and keep ~50 MB of it after the scan.
-                        listing = await loop.run_in_executor(pool, _new_names, folder, self.snapshot_path, others)
+                        in_worker = loop.run_in_executor(pool, _new_names, folder, self.snapshot_path, others)
+                        # The stat walk starts once the snapshot is decoded, not once the folder is
+                        # listed too (at 1M the listing ended ~0.4 s after the decode): the other
+                        # worker takes its first slices meanwhile.
+                        try:
+                            if (decoded := await loading) is not None:
+                                statting = _StatWalk(pool, folder, decoded)
+                        finally:
+                            listing = await in_worker
                     new: list[str] | None = None
                     if listing is None:
                         found = await loop.run_in_executor(None, _names_in, folder, others)
@@ -202,12 +211,12 @@ class SessionStore:
                     # in between, at a rescan): its "new" names mean nothing; listed again, here.
                     found = [*await loop.run_in_executor(None, _names_in, folder, None), *found]
                     new = None
-                if previous is not None and new is not None and pool is not None:
+                if previous is not None and new is not None and statting is not None:
                     # Every file of the snapshot is stat-ed in the scan's worker processes (one process
                     # takes ~4 µs a file here: 4 s at 1M, half of it with two), in the snapshot's order,
                     # so the comparison is column against column; the records are made meanwhile.
                     kept_rows = (previous, [])
-                    names, total = await self._compare_in_workers(pool, folder, previous, found, kept_rows[1])
+                    names, total = await statting.compare(found, kept_rows[1])
                     unchanged = not names and len(kept_rows[1]) == len(previous)
                 elif previous is not None and new is None:
                     disk = await loop.run_in_executor(None, _idents_of, folder, found)
@@ -221,9 +230,11 @@ class SessionStore:
                     names = list(dict.fromkeys(found))
                     total = len(names)
             finally:
+                if statting is not None:
+                    statting.drop()  # what the walk had not given (an error, or the listing's other snapshot)
                 if pool is not None:
                     pool.shutdown(wait=False, cancel_futures=True)
-            del previous, found
+            del previous, found, statting
         counts = len(names), len(kept) + (len(kept_rows[1]) if kept_rows else 0)
         sheet = Sheet(kept)  # a small snapshot's rows still true, as columns again
         del kept
@@ -294,28 +305,6 @@ class SessionStore:
         async with self.lock:
             self.folder = None
             self._load(Sheet(), time.monotonic(), 0, 0)
-
-    async def _compare_in_workers(
-        self,
-        pool: concurrent.futures.Executor,
-        folder: Folder,
-        previous: snapshot.Columns,
-        new: list[str],
-        kept: list[int],
-    ) -> tuple[list[str], int]:
-        """The snapshot's files stat-ed in worker processes and compared with it, slice by slice:
-        fills *kept* with the rows still true; returns the names to read (changed, racy, or *new*)
-        and how many files there are."""
-        loop = asyncio.get_running_loop()
-        ranges = [(lo, min(lo + STAT_CHUNK, len(previous))) for lo in range(0, len(previous), STAT_CHUNK)]
-        futures = [loop.run_in_executor(pool, _stat_columns, folder, previous.names[lo:hi]) for lo, hi in ranges]
-        names: list[str] = []
-        for (lo, hi), future in zip(ranges, futures, strict=True):
-            stats = await future
-            names.extend(await loop.run_in_executor(None, previous.compare, lo, hi, stats, kept))
-        # A file put back by the crash tidy-up (in *new*) may be one the snapshot holds, changed: read once.
-        names = list(dict.fromkeys([*names, *new]))
-        return names, len(kept) + len(names)
 
     async def _read_all(
         self, folder: Folder, names: list[str], total: int, progress: Callable[[int, int], None] | None, sheet: Sheet
@@ -801,6 +790,35 @@ def _names_in(folder: Folder, others: list[str] | None) -> list[str]:
     for name in names:
         (sessions if is_session_name(name) else others).append(name)
     return sessions
+
+
+class _StatWalk:
+    """A restart's stat walk: the snapshot's files stat-ed in the scan's worker processes, STAT_CHUNK
+    at a time in its order, from the moment it is made; compare() takes the slices as they come."""
+
+    def __init__(self, pool: concurrent.futures.Executor, folder: Folder, previous: snapshot.Columns) -> None:
+        loop = asyncio.get_running_loop()
+        self.previous = previous
+        self.ranges = [(lo, min(lo + STAT_CHUNK, len(previous))) for lo in range(0, len(previous), STAT_CHUNK)]
+        self.futures = [loop.run_in_executor(pool, _stat_columns, folder, previous.names[lo:hi]) for lo, hi in self.ranges]
+
+    async def compare(self, new: list[str], kept: list[int]) -> tuple[list[str], int]:
+        """Fill *kept* with the rows still true; return the names to read (changed, racy, or *new*)
+        and how many files there are."""
+        loop = asyncio.get_running_loop()
+        names: list[str] = []
+        for (lo, hi), future in zip(self.ranges, self.futures, strict=True):
+            stats = await future
+            names.extend(await loop.run_in_executor(None, self.previous.compare, lo, hi, stats, kept))
+        # A file put back by the crash tidy-up (in *new*) may be one the snapshot holds, changed: read once.
+        names = list(dict.fromkeys([*names, *new]))
+        return names, len(kept) + len(names)
+
+    def drop(self) -> None:
+        """Cancel the slices not taken yet; the ones that end anyway are looked at (never "never retrieved")."""
+        for future in self.futures:
+            future.cancel()
+            future.add_done_callback(_retrieved)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
