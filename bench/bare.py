@@ -35,13 +35,19 @@ def create_app(list_body: bytes, detail_body: bytes, content_type: str) -> web.A
     return app
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def bodies_parser(doc: str) -> argparse.ArgumentParser:
+    """The options of a server given the list's and a detail's bytes (this one, bench/contract.py)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--list-body", type=Path, required=True)
     parser.add_argument("--detail-body", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    parser = bodies_parser(__doc__)
     parser.add_argument("--content-type", required=True)
     args = parser.parse_args(argv)
     app = create_app(args.list_body.read_bytes(), args.detail_body.read_bytes(), args.content_type)

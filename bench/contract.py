@@ -3,7 +3,7 @@
 Beside the bare handler (bench/bare.py: prepared bytes, nothing else) and sessiond,
 this serves the same list and detail doing, per request, only what the contract
 asks of sessiond and nothing of its structure: the per-IP and the per-token
-limit (aiolimiter, taken at its first step as sessiond does), the token looked up
+limit (sessiond's RateLimiter: aiolimiter's buckets), the token looked up
 by its SHA-256, a request id (a per-process prefix and a counter), the five
 headers every JSON answer carries, a count by route and status; for the list,
 the cached body and its ETag (304 on If-None-Match); for a detail, one `lstat`
@@ -16,50 +16,26 @@ not, is sessiond's own work; what this is from bare, the contract's.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import itertools
 import os
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import orjson
 from aiohttp import web
-from aiolimiter import AsyncLimiter
 
+from bench.bare import bodies_parser
 from bench.servers import TOKEN
+from sessiond.web.front.ratelimit import RateLimiter
 
 PER_MINUTE = 1_000_000  # as the bench sets sessiond's limits: far above what wrk sends
-
-
-class Limiter:
-    """Buckets by key, least recently used dropped past a bound (sessiond's RateLimiter, in short)."""
-
-    def __init__(self) -> None:
-        self.buckets: OrderedDict[str, AsyncLimiter] = OrderedDict()
-
-    def allow(self, key: str) -> bool:
-        bucket = self.buckets.get(key)
-        if bucket is None:
-            bucket = self.buckets[key] = AsyncLimiter(PER_MINUTE, 60)
-        else:
-            self.buckets.move_to_end(key)
-        if not bucket.has_capacity():
-            return False
-        taking = bucket.acquire()
-        try:
-            taking.send(None)
-        except StopIteration:
-            return True
-        taking.close()
-        return False
 
 
 def create_app(list_body: bytes, detail_body: bytes, detail_file: Path) -> web.Application:
     """An app answering the list and every detail as the contract asks, and no more."""
     tokens = {hashlib.sha256(TOKEN.encode()).digest(): "bench"}
-    per_ip, per_token = Limiter(), Limiter()
+    per_ip, per_token = RateLimiter(PER_MINUTE), RateLimiter(PER_MINUTE)  # sessiond's own: aiolimiter's buckets
     prefix, counter = os.urandom(6).hex(), itertools.count(1)
     counts: dict[tuple[str, int], int] = {}
     json_headers = {
@@ -121,11 +97,7 @@ def create_app(list_body: bytes, detail_body: bytes, detail_file: Path) -> web.A
 
 def main(argv: list[str] | None = None) -> None:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--list-body", type=Path, required=True)
-    parser.add_argument("--detail-body", type=Path, required=True)
+    parser = bodies_parser(__doc__)
     parser.add_argument("--detail-file", type=Path, required=True, help="the detail's session file (stat per request)")
     args = parser.parse_args(argv)
     app = create_app(args.list_body.read_bytes(), args.detail_body.read_bytes(), args.detail_file)
