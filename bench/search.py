@@ -143,6 +143,7 @@ def main() -> None:
     keeper.rows = 0
     keeper._tickets = 0  # type: ignore[attr-defined]
     keeper._held = None  # type: ignore[attr-defined]
+    keeper._dictionary = None  # type: ignore[attr-defined]
     t = time.perf_counter()
     jobs = [(r.name, r.key, Ident(*r.stat)) for r in records]
     # The writer thread's code path, as the keeper drives it: the worker parses a batch while the one before is written.
@@ -165,6 +166,14 @@ def main() -> None:
 
     reader = SearchDB(db_path)
     reader.open()
+    con = reader.con
+    assert con is not None
+    parts = dict(con.execute("SELECT name LIKE 'fts%', sum(pgsize) FROM dbstat GROUP BY 1").fetchall())
+    kept = con.execute("SELECT sum(length(kept)) FROM docs").fetchone()[0] or 0
+    print(
+        f"  of the text: FTS5 {parts.get(1, 0) / text_bytes:.2f}x, kept to forget rows {kept / text_bytes:.2f}x,"
+        f" rows and the rest {(parts.get(0, 0) - kept) / text_bytes:.2f}x"
+    )
     by_key = {r.key: r for r in records}
     rng = random.Random(2)
     vocab = vocabulary(30_000, rng)

@@ -6,9 +6,11 @@ Layout (why, measured in bench/search.py):
   text), `unicode61 remove_diacritics 2`, one row per session file, so a word in
   every message is one posting per session, not one per message.
 - `docs`: per file its name, key, identity (size, mtime, inode, ctime), title and
-  the indexed text zlib-compressed. A contentless FTS5 table can only forget a row
-  when handed the very text it indexed ('delete' command; `contentless_delete` needs
-  SQLite 3.43, this is 3.40), so the text is kept, compressed (about a third of it).
+  what is kept to forget its FTS5 row. A contentless FTS5 table can only forget a row
+  when handed text giving the words it indexed ('delete' command; `contentless_delete`
+  needs SQLite 3.43, this is 3.40): its distinct words, compressed with a dictionary
+  of the index's common words (search_pack; about a quarter of the text).
+- `dicts`: those dictionaries, by id.
 
 A row's rowid grows with every write, so `ORDER BY rowid DESC` is "most recently
 indexed first": the query ranks a bounded window of the newest matches by bm25
@@ -31,13 +33,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
+from sessiond.core import search_pack
 from sessiond.core.index import pack_fields
+from sessiond.core.search_pack import Dictionary
 
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x53534E31  # "SSN1": a sessiond search index
-SCHEMA = 1
+SCHEMA = 2  # 2: the forget form with a dictionary instead of the text through zlib; no key index
 _I64 = 1 << 63
+INSERT_ROWS = 256  # rows one INSERT writes (10 values each: SQLite takes up to 32,766)
 BUSY_MS = 10_000  # a writer waits this long for the other (daemon or worker) to commit; they take turns, so only a dying one's lock is met
 
 
@@ -58,12 +63,8 @@ class Doc(NamedTuple):
     ident: Ident
     title: str
     text: str  # exactly what FTS5 was given
-    ztext: bytes  # compress(text): what is kept to make FTS5 forget the row
-
-
-def compress(text: str) -> bytes:
-    """The indexed text as `docs` keeps it (level 6: level 9 is no smaller here, see docs/search.md)."""
-    return zlib.compress(text.encode("utf-8", "surrogatepass"), 6)
+    dictionary: int  # the id of the dictionary *kept* was compressed with (search_pack.NO_DICTIONARY: none)
+    kept: bytes  # search_pack.pack(forget_form(text)): what is kept to make FTS5 forget the row
 
 
 class Candidate(NamedTuple):
@@ -97,9 +98,10 @@ CREATE TABLE docs (
     ino INTEGER NOT NULL,
     ctime_ns INTEGER NOT NULL,
     title TEXT NOT NULL,
-    ztext BLOB NOT NULL
+    dictionary INTEGER NOT NULL,
+    kept BLOB NOT NULL
 );
-CREATE INDEX docs_key ON docs(key);
+CREATE TABLE dicts (id INTEGER PRIMARY KEY, words BLOB NOT NULL);
 CREATE VIRTUAL TABLE fts USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2');
 """
 
@@ -116,6 +118,7 @@ class SearchDB:
         self.cache_kib = cache_kib
         self.con: sqlite3.Connection | None = None
         self.rebuilt_because: str | None = None  # why the file found at open was thrown away
+        self._words: dict[int, bytes] = {}  # the dictionaries read so far, by id (never changed once written)
 
     # -- opening -----------------------------------------------------------------------
 
@@ -226,6 +229,11 @@ class SearchDB:
         page = [(name, pack_fields(size, mtime, _ino_out(ino), ctime)) for _, name, size, mtime, ino, ctime in rows]
         return (rows[-1][0] if rows else 0), page
 
+    def dictionary(self) -> Dictionary | None:
+        """A dictionary the file holds, to compress new rows with (None before one was made)."""
+        row = self._db().execute("SELECT id, words FROM dicts ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else Dictionary(int(row[0]), bytes(row[1]))
+
     def count(self) -> int:
         """How many files are indexed."""
         return int(self._db().execute("SELECT count(*) FROM docs").fetchone()[0])
@@ -319,26 +327,33 @@ class SearchDB:
 
     # -- writing -----------------------------------------------------------------------
 
-    def apply(self, upserts: Iterable[Doc], removals: Iterable[str]) -> int:
-        """Write one batch in one transaction; return the change in the row count."""
+    def apply(self, upserts: Iterable[Doc], removals: Iterable[str], dictionary: Dictionary | None = None) -> int:
+        """Write one batch in one transaction (with *dictionary*, the one its rows were compressed with); return the change in the row count."""
         db = self._db()
         delta = 0
         db.execute("BEGIN")
         try:
+            if dictionary is not None:
+                db.execute("INSERT OR IGNORE INTO dicts (id, words) VALUES (?, ?)", dictionary)
             for name in removals:
                 delta -= self._forget(db, name)
-            upserts = list(upserts)
-            # One statement finds the files indexed already, instead of one per file: each statement's
-            # return takes the GIL back, and on a fresh build most files are not there yet.
-            indexed = set(self.titles([doc.name for doc in upserts]))
-            for doc in upserts:
-                if doc.name in indexed:
-                    delta -= self._forget(db, doc.name)
-                indexed.add(doc.name)  # the same file again later in this batch
-                ident = doc.ident
-                cur = db.execute(
-                    "INSERT INTO docs (name, key, size, mtime_ns, ino, ctime_ns, title, ztext) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
+            latest = {doc.name: doc for doc in upserts}  # a file twice in one batch: its later text
+            # Each statement's return takes the GIL back, which waits while the worker's other thread
+            # parses the next batch: one statement finds the files indexed already, and one inserts a
+            # slice of rows (not one per file), so a batch needs the GIL a few times, not twice a file.
+            for name in set(self.titles(list(latest))):
+                delta -= self._forget(db, name)
+            rows = list(latest.values())
+            rowid = int(db.execute("SELECT coalesce(max(rowid), 0) FROM docs").fetchone()[0])
+            for start in range(0, len(rows), INSERT_ROWS):
+                chunk = rows[start : start + INSERT_ROWS]
+                docs: list[object] = []
+                texts: list[object] = []
+                for doc in chunk:
+                    rowid += 1
+                    ident = doc.ident
+                    docs += (
+                        rowid,
                         doc.name,
                         doc.key,
                         ident.size,
@@ -346,11 +361,17 @@ class SearchDB:
                         _ino_in(ident.inode),
                         ident.ctime_ns,
                         doc.title,
-                        doc.ztext,
-                    ),
+                        doc.dictionary,
+                        doc.kept,
+                    )
+                    texts += (rowid, doc.text)
+                db.execute(
+                    "INSERT INTO docs (rowid, name, key, size, mtime_ns, ino, ctime_ns, title, dictionary, kept) VALUES "
+                    + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                    docs,
                 )
-                db.execute("INSERT INTO fts (rowid, body) VALUES (?, ?)", (cur.lastrowid, doc.text))
-                delta += 1
+                db.execute("INSERT INTO fts (rowid, body) VALUES " + ",".join(["(?, ?)"] * len(chunk)), texts)
+            delta += len(rows)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -360,15 +381,33 @@ class SearchDB:
     def _forget(self, db: sqlite3.Connection, name: str) -> int:
         if not _utf8(name):
             return 0  # a name that is not UTF-8 is never a session, so never a row
-        row = db.execute("SELECT rowid, ztext FROM docs WHERE name = ?", (name,)).fetchone()
+        row = db.execute("SELECT rowid, dictionary, kept FROM docs WHERE name = ?", (name,)).fetchone()
         if row is None:
             return 0
-        rowid, ztext = row
-        text = zlib.decompress(ztext).decode("utf-8", "surrogatepass")
-        # A contentless table forgets a row only when told exactly what it indexed.
-        db.execute("INSERT INTO fts (fts, rowid, body) VALUES ('delete', ?, ?)", (rowid, text))
+        rowid, dictionary, kept = row
+        try:
+            form = search_pack.unpack(kept, self._dictionary_words(db, dictionary)).decode("utf-8", "surrogatepass")
+        except (zlib.error, UnicodeDecodeError, LookupError) as exc:
+            # Never met: only a file written by something else gets here (quick_check passed). The row goes
+            # from `docs`, so no query finds it; its postings stay in FTS5, unreachable (every candidate is
+            # a `docs` row), until the index is built again.
+            log.warning("search index: the kept text of %r cannot be read (%s); its postings stay unused", name, exc)
+        else:
+            # A contentless table forgets a row only when handed its words (search_text.forget_form).
+            db.execute("INSERT INTO fts (fts, rowid, body) VALUES ('delete', ?, ?)", (rowid, form))
         db.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
         return 1
+
+    def _dictionary_words(self, db: sqlite3.Connection, dictionary: int) -> bytes | None:
+        if dictionary == search_pack.NO_DICTIONARY:
+            return None
+        words = self._words.get(dictionary)
+        if words is None:
+            row = db.execute("SELECT words FROM dicts WHERE id = ?", (dictionary,)).fetchone()
+            if row is None:
+                raise LookupError(f"no dictionary {dictionary}")
+            words = self._words[dictionary] = bytes(row[0])
+        return words
 
 
 def _utf8(name: str) -> bool:

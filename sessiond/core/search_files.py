@@ -6,7 +6,7 @@ and what a snippet shows is always the text of that very file, never of an
 older or newer one the index has not judged yet.
 
 `prepare_batch` is all the Python work of indexing a batch of files (reading,
-parsing, the text, its compressed copy); `index_batch` does it and writes the
+parsing, the text, what is kept to forget it, compressed); `index_batch` does it and writes the
 batch into the index file with a connection of its own. The search keeper runs
 one or the other in a worker process (started with core/workers.py's
 `in_a_worker`) for big batches, so that work neither holds the daemon's GIL nor
@@ -21,15 +21,23 @@ import json
 import os
 import stat as stat_mod
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sessiond.core import loader, search_text
+from sessiond.core import loader, search_pack, search_text
 from sessiond.core.folder import Folder, FolderUnusable
-from sessiond.core.search_db import Doc, Ident, SearchDB, compress
+from sessiond.core.search_db import Doc, Ident, SearchDB
+from sessiond.core.search_pack import Dictionary
 from sessiond.core.search_text import Part, parts
 
-# What indexing one file needs from it: (title, the text FTS5 is given, that text compressed).
-Prepared = tuple[str, str, bytes]
+# What indexing one file needs from it: (title, the text FTS5 is given, the dictionary's id, what is kept to forget it).
+Prepared = tuple[str, str, int, bytes]
+
+
+class Batch(NamedTuple):
+    """A batch's files as prepared, in order (None: gone, changed or not a session), and the dictionary they were compressed with."""
+
+    prepared: list[Prepared | None]
+    dictionary: Dictionary | None  # the one given, or one made from this batch (the file keeps it with the rows)
 
 
 def read_parts(dir_fd: int, name: str, ident: Ident, max_bytes: int) -> list[Part] | None:
@@ -58,22 +66,37 @@ def read_parts(dir_fd: int, name: str, ident: Ident, max_bytes: int) -> list[Par
     return parts(doc)
 
 
-def prepare(dir_fd: int, name: str, ident: Ident, max_bytes: int) -> Prepared | None:
-    """What the index keeps of file *name* if it is still *ident* (see read_parts); None if it is not."""
+def prepare(dir_fd: int, name: str, ident: Ident, max_bytes: int) -> tuple[str, str, bytes] | None:
+    """(title, text, forget form) of file *name* if it is still *ident* (see read_parts); None if it is not."""
     pieces = read_parts(dir_fd, name, ident, max_bytes)
     if pieces is None:
         return None
     text = search_text.index_text(pieces)
-    return search_text.title(pieces), text, compress(text)
+    return search_text.title(pieces), text, search_text.forget_form(text)
 
 
-def prepare_batch(folder: Folder, wanted: list[tuple[str, Ident]], max_bytes: int) -> list[Prepared | None] | None:
-    """`prepare` of each (name, identity), in order; None if the folder is no longer the one verified."""
+def prepare_batch(
+    folder: Folder, wanted: list[tuple[str, Ident]], max_bytes: int, dictionary: Dictionary | None = None
+) -> Batch | None:
+    """What the index keeps of each (name, identity), in order; None if the folder is no longer the one verified.
+
+    Compressed with *dictionary*; without one, with one made from this batch if it is big enough.
+    """
     try:
         with folder.open() as dir_fd:
-            return [prepare(dir_fd, name, Ident(*ident), max_bytes) for name, ident in wanted]
+            read = [prepare(dir_fd, name, Ident(*ident), max_bytes) for name, ident in wanted]
     except FolderUnusable:
         return None
+    if dictionary is None:
+        dictionary = search_pack.train([found[2] for found in read if found is not None])
+    prepared: list[Prepared | None] = []
+    for found in read:
+        if found is None:
+            prepared.append(None)
+        else:
+            title, text, form = found
+            prepared.append((title, text, *search_pack.pack(form, dictionary)))
+    return Batch(prepared, dictionary)
 
 
 def docs_of(
@@ -87,8 +110,8 @@ def docs_of(
             # Changed since the index read it (it will say so), gone, or no folder: what we hold is no longer true.
             removals.append(name)
         else:
-            title, text, ztext = found
-            upserts.append(Doc(name, key, Ident(*ident), title, text, ztext))
+            title, text, dictionary, kept = found
+            upserts.append(Doc(name, key, Ident(*ident), title, text, dictionary, kept))
     return upserts, removals
 
 
@@ -106,6 +129,7 @@ def index_batch(
     reads: list[tuple[str, str, Ident]],
     max_bytes: int,
     ticket: int,
+    dictionary: Dictionary | None = None,
 ) -> None:
     """In a worker process: prepare *reads* and hand the batch to the process's writer thread; `committed(ticket)` waits for it.
 
@@ -114,8 +138,8 @@ def index_batch(
     prepared here: SQLite releases the GIL while it works. A worker killed before a
     COMMIT leaves the file as it was: SQLite rolls the transaction back.
     """
-    prepared = prepare_batch(folder, [(name, ident) for name, _, ident in reads], max_bytes)
-    _handed[ticket] = _writes.submit(_write, path, cache_kib, removals, reads, prepared)
+    batch = prepare_batch(folder, [(name, ident) for name, _, ident in reads], max_bytes, dictionary)
+    _handed[ticket] = _writes.submit(_write, path, cache_kib, removals, reads, batch)
 
 
 def committed(ticket: int) -> int | None:
@@ -124,14 +148,14 @@ def committed(ticket: int) -> int | None:
 
 
 def _write(
-    path: Path, cache_kib: int, removals: list[str], reads: list[tuple[str, str, Ident]], prepared: list[Prepared | None] | None
+    path: Path, cache_kib: int, removals: list[str], reads: list[tuple[str, str, Ident]], batch: Batch | None
 ) -> int | None:
-    if prepared is None:
+    if batch is None:
         return None
     db = _written.get(path)
     if db is None:
         db = SearchDB(path, cache_kib)
         db.open_writer()
         _written[path] = db
-    upserts, gone = docs_of(reads, prepared, removals)
-    return db.apply(upserts, gone)
+    upserts, gone = docs_of(reads, batch.prepared, removals)
+    return db.apply(upserts, gone, batch.dictionary)

@@ -89,6 +89,35 @@ def _has_cjk(text: str) -> bool:
     return _CJK_ANY.search(text) is not None
 
 
+# The ASCII characters unicode61 never puts in a word (all but letters and digits, its defaults), as spaces.
+_ASCII_SEPARATORS = bytes(c for c in range(128) if not chr(c).isalnum())
+_SEPARATORS_AS_SPACES = bytes.maketrans(_ASCII_SEPARATORS, b" " * len(_ASCII_SEPARATORS))
+
+
+def forget_form(text: str) -> bytes:
+    """A shorter text (UTF-8) that FTS5 cuts into the same words as *text*, and as many of them.
+
+    A contentless FTS5 table forgets a row when handed text that gives the row's words
+    (each distinct word puts a delete marker on its postings) and their number (the
+    table's total length, for bm25); the order and positions of the words play no part.
+    So a row is forgotten with: every distinct ASCII word once, sorted, then the first of
+    them again as often as words repeated; and every piece holding a non-ASCII character,
+    each time it occurs, for unicode61 to cut and fold itself. Pieces are cut at ASCII
+    separators only, which unicode61 never puts in a word, so each piece gives the words
+    it gave in *text*; ASCII letters are lowered (unicode61 folds case, in any word).
+    About three quarters of the text, and its sorted words compress better (search_pack).
+    """
+    pieces = text.encode("utf-8", "surrogatepass").lower().translate(_SEPARATORS_AS_SPACES).split()
+    words = set(pieces)
+    other = [] if text.isascii() else [piece for piece in pieces if not piece.isascii()]
+    words.difference_update(other)
+    distinct = sorted(words)
+    repeated = len(pieces) - len(other) - len(distinct)
+    if repeated:
+        distinct += [distinct[0]] * repeated
+    return b" ".join(distinct + other)
+
+
 # -- what a session's text is ------------------------------------------------------------
 
 

@@ -64,7 +64,8 @@ from sessiond.core.folder import Folder, FolderUnusable
 from sessiond.core.index import FileVersions, SessionRecord
 from sessiond.core.query import Filter, QueryError
 from sessiond.core.search_db import Candidate, Ident, SearchDB
-from sessiond.core.search_files import Prepared, read_parts
+from sessiond.core.search_files import Batch, read_parts
+from sessiond.core.search_pack import Dictionary
 from sessiond.core.search_query import Query, match
 from sessiond.live.store import SessionStore
 from sessiond.live.threads import COLLECTOR, PLANS, prestarted
@@ -147,6 +148,8 @@ class SearchKeeper:
         self._titles: OrderedDict[str, tuple[int, str | None]] = OrderedDict()  # name -> (record.ident, title or None)
         self._batches_written = 0
         self._tickets = 0  # the worker's batches, numbered
+        # The dictionary new rows are compressed with (search_pack): the file's, once it has one. Writer thread only.
+        self._dictionary: Dictionary | None = None
 
     # -- what changed ------------------------------------------------------------------
 
@@ -351,6 +354,8 @@ class SearchKeeper:
         queued: list[float],
     ) -> _Taken:
         # On the writer thread: what to remove, what to read (handed to the worker when there are many).
+        if self._dictionary is None:
+            self._dictionary = self._writer_db.dictionary()  # one the worker made and committed, or one from before a restart
         known = self._writer_db.idents_of([name for name, key, _ in jobs if key is not None])
         removals: list[str] = []
         reads: list[tuple[str, str, Ident]] = []
@@ -370,21 +375,31 @@ class SearchKeeper:
             if self.path is not None:
                 # The worker writes the batch too, with its own connection: this thread only waits for its commit.
                 self._tickets += 1
-                args: tuple[Any, ...] = (self.path, self.cache_kib, folder, removals, reads, max_bytes, self._tickets)
+                args: tuple[Any, ...] = (
+                    self.path,
+                    self.cache_kib,
+                    folder,
+                    removals,
+                    reads,
+                    max_bytes,
+                    self._tickets,
+                    self._dictionary,
+                )
                 taken.parsing = self._worker.submit(search_files.index_batch, args, seconds, ticket=self._tickets)
             else:
                 wanted = [(name, ident) for name, _, ident in reads]
-                taken.parsing = self._worker.submit(search_files.prepare_batch, (folder, wanted, max_bytes), seconds)
+                args = (folder, wanted, max_bytes, self._dictionary)
+                taken.parsing = self._worker.submit(search_files.prepare_batch, args, seconds)
         return taken
 
     def _apply(self, taken: _Taken) -> tuple[int, int]:
         # On the writer thread: the batch's files as read (by the worker, or here), written in one transaction
         # (by the worker when it has the batch and the index is a file: then this thread only waits for its commit).
-        prepared: list[Prepared | None] | None = []
+        batch: Batch | None = Batch([], None)
         redone = False
         read = len(taken.reads) if taken.folder is not None else 0
         if taken.reads and taken.folder is not None:
-            prepared = None
+            batch = None
             wanted = [(name, ident) for name, _, ident in taken.reads]
             if taken.parsing is not None:
                 try:
@@ -399,13 +414,14 @@ class SearchKeeper:
                     if taken.parsing.writes:
                         self.batches_written_in_worker += 1
                         return (answer or 0), read  # None: the folder is gone (as below); nothing was written
-                    prepared = answer
+                    batch = answer
             if taken.parsing is None:
-                prepared = search_files.prepare_batch(taken.folder, wanted, taken.max_bytes)
-        if prepared is None:
+                batch = search_files.prepare_batch(taken.folder, wanted, taken.max_bytes, self._dictionary)
+        if batch is None:
             return 0, read  # the folder was replaced or is gone: the watcher rescans, and the scan asks for a full pass
-        upserts, removals = search_files.docs_of(taken.reads, prepared or [None] * len(taken.reads), taken.removals)
-        delta = self._writer_db.apply(upserts, removals)
+        prepared = batch.prepared or [None] * len(taken.reads)
+        upserts, removals = search_files.docs_of(taken.reads, prepared, taken.removals)
+        delta = self._writer_db.apply(upserts, removals, batch.dictionary)
         if redone:
             # The worker may have died after its COMMIT, before its answer: count what the file holds.
             delta = self._writer_db.count() - self.rows

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import random
+import zlib
+from pathlib import Path
+
+import pytest
+
+from sessiond.core import search_pack
 from sessiond.core.index import FileStat, pack
-from sessiond.core.search_db import Doc, Ident, SearchDB, compress
+from sessiond.core.search_db import Doc, Ident, SearchDB
+from sessiond.core.search_text import for_index, forget_form
 
 
-def doc(name: str, text: str, inode: int = 1) -> Doc:
-    return Doc(name, name.removesuffix(".json"), Ident(len(text), 1, inode, 1), text[:10], text, compress(text))
+def doc(name: str, text: str, inode: int = 1, dictionary: search_pack.Dictionary | None = None) -> Doc:
+    kept = search_pack.pack(forget_form(text), dictionary)
+    return Doc(name, name.removesuffix(".json"), Ident(len(text), 1, inode, 1), text[:10], text, *kept)
 
 
 def matches(db: SearchDB, word: str) -> list[str]:
@@ -53,3 +62,102 @@ def test_idents_are_packed_as_the_in_memory_index_packs_them_whatever_the_inode(
     for name, inode in inodes.items():
         ident = doc(name, "words", inode).ident
         assert known[name] == pack(FileStat(ident.size, ident.mtime_ns, inode, ident.ctime_ns))
+
+
+# -- what is kept to forget a row (search_text.forget_form, search_pack) ------------------------------------
+
+_POOL = (
+    [chr(c) for c in range(0x20, 0x250)]
+    + list("東京都大阪市привет\u0301\u0300\u00a0\u2003\u200b\ufeff𝔘𝔫😀ﬁßẞİıǅ٣۳\x00\t\n")
+    + ["abc", "Foo", "_x", ".", "123", " ", "src/foo_bar.py:12", "Ünïcödé", "e\u0301"]
+)
+
+
+def _texts(count: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    pool = _POOL + [chr(rng.randrange(0x250, 0x30000)) for _ in range(2000)]
+    out = []
+    for _ in range(count):
+        text = "".join(rng.choice(pool) for _ in range(rng.randint(0, 80)))
+        out.append(for_index("".join(c for c in text if not 0xD800 <= ord(c) <= 0xDFFF)))
+    return out
+
+
+def _trace(db: SearchDB) -> tuple[list[tuple[str, int, int]], bytes]:
+    """What FTS5 holds once merged: every term with its rows and occurrences, and the totals bm25 reads."""
+    con = db.con
+    assert con is not None
+    con.execute("INSERT INTO fts (fts) VALUES ('optimize')")
+    con.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, fts, row)")
+    terms = con.execute("SELECT term, doc, cnt FROM temp.vocab ORDER BY term").fetchall()
+    return terms, bytes(con.execute("SELECT block FROM fts_data WHERE id = 1").fetchone()[0])
+
+
+def test_a_row_is_forgotten_exactly_by_what_is_kept_of_it_whatever_its_characters() -> None:
+    # Hostile text (combining marks, NUL, ligatures, CJK, astral planes, identifiers): each row written, then
+    # removed through the kept text alone, leaves FTS5 holding exactly what a file that never had it holds.
+    texts = _texts(600, seed=20)
+    dictionary = search_pack.train([forget_form(text) for text in texts])
+    assert dictionary is not None
+    db = SearchDB(None)
+    db.open()
+    docs = [
+        Doc(f"{i}.json", str(i), Ident(len(text), 1, i, 1), "", text, *search_pack.pack(forget_form(text), dictionary))
+        for i, text in enumerate(texts)
+    ]
+    db.apply([*docs, doc("stay.json", "stays here")], [], dictionary)
+    assert db.apply([], [d.name for d in docs]) == -len(docs)
+    alone = SearchDB(None)
+    alone.open()
+    alone.apply([doc("stay.json", "stays here")], [])
+    assert _trace(db) == _trace(alone) and db.count() == 1
+    # The comparison sees a row not wholly forgotten (one word short).
+    short = SearchDB(None)
+    short.open()
+    short.apply([doc("a.json", "alpha beta"), doc("stay.json", "stays here")], [])
+    assert short.con is not None
+    short.con.execute("INSERT INTO fts (fts, rowid, body) VALUES ('delete', 1, 'alpha')")
+    short.con.execute("DELETE FROM docs WHERE rowid = 1")
+    assert _trace(short) != _trace(alone)
+
+
+def test_rows_kept_with_a_dictionary_are_forgotten_after_the_file_is_opened_again(tmp_path: Path) -> None:
+    texts = [f"session {i} talks about refunds and delivery, order {i * 7}" for i in range(40)]
+    dictionary = search_pack.train([forget_form(text) for text in texts])
+    assert dictionary is not None
+    db = SearchDB(tmp_path / "search.sqlite")
+    db.open()
+    db.apply([doc(f"{i}.json", text, dictionary=dictionary) for i, text in enumerate(texts)], [], dictionary)
+    db.close()
+    again = SearchDB(tmp_path / "search.sqlite")
+    again.open()
+    assert again.rebuilt_because is None and again.dictionary() == dictionary
+    assert len(matches(again, "refunds")) == 40
+    assert again.apply([], [f"{i}.json" for i in range(40)]) == -40
+    assert matches(again, "refunds") == [] and _trace(again)[0] == []
+
+
+def test_a_row_whose_kept_text_cannot_be_read_is_removed_and_never_found(caplog: pytest.LogCaptureFixture) -> None:
+    db = SearchDB(None)
+    db.open()
+    db.apply([doc("a.json", "lost words"), doc("b.json", "other words")], [])
+    assert db.con is not None
+    db.con.execute("UPDATE docs SET kept = x'00ff' WHERE name = 'a.json'")
+    assert db.apply([], ["a.json"]) == -1
+    assert db.count() == 1 and matches(db, "lost") == [] and matches(db, "words") == ["b.json"]
+    assert "cannot be read" in caplog.text and "'a.json'" in caplog.text
+
+
+def test_a_dictionary_is_made_from_a_batch_big_enough_and_named_by_its_words() -> None:
+    forms = [forget_form(f"Refund order {i}: the parcel is late") for i in range(search_pack.TRAIN_MIN)]
+    assert search_pack.train(forms[:-1]) is None
+    dictionary = search_pack.train(forms)
+    assert dictionary is not None and dictionary == search_pack.dictionary_of(dictionary.words)
+    assert b"refund" in dictionary.words and b"31" not in dictionary.words  # only words two sessions hold
+    assert len(dictionary.words) <= search_pack.DICTIONARY_BYTES
+    for used in (dictionary, None):
+        number, kept = search_pack.pack(forms[0], used)
+        assert number == (dictionary.id if used else search_pack.NO_DICTIONARY)
+        assert search_pack.unpack(kept, used.words if used else None) == forms[0]
+    with pytest.raises(zlib.error):
+        search_pack.unpack(search_pack.pack(forms[0], dictionary)[1], None)  # without its dictionary

@@ -57,12 +57,12 @@ _LOG = os.environ.get("TEST_APPLY_LOG")
 _apply = search_db.SearchDB.apply
 
 
-def _noted(self, upserts, removals):
+def _noted(self, upserts, removals, dictionary=None):
     upserts = list(upserts)
     if _LOG:
         with open(_LOG, "a") as out:
             out.write("".join(f"{os.getpid()} {doc.name}\\n" for doc in upserts))
-    return _apply(self, upserts, removals)
+    return _apply(self, upserts, removals, dictionary)
 
 
 search_db.SearchDB.apply = _noted
