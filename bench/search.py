@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from sessiond.core.search_db import Ident, SearchDB
-from sessiond.core.search_query import parse
+from sessiond.core.search_query import parse, plan
 from sessiond.live.search import WINDOW
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "sa", "ti", "vo", "ze", "pa", "qu", "bri", "dan", "fel", "gor", "hul", "jin", "wex"]
@@ -179,18 +179,18 @@ def main() -> None:
     vocab = vocabulary(30_000, rng)
 
     def run(q: str, prefix: str = "") -> int:
-        query = parse(q)
+        asked = plan(parse(q))
         chosen = 0
         below = None
         while True:
-            rows = reader.window(query.fts(), below, WINDOW, prefix, not chosen)  # as the keeper does
-            for c in rows:
+            found = reader.window(asked, below, WINDOW, prefix, not chosen)  # as the keeper does
+            for c in found.rows:
                 r = by_key.get(c.key)
                 if r is not None and r.name == c.name:
                     chosen += 1
-            if len(rows) < WINDOW or chosen >= WINDOW:
+            if not found.full or chosen >= WINDOW:
                 return chosen
-            below = rows[-1].rowid
+            below = found.last
 
     cases = {
         "rare word": vocab[3000],

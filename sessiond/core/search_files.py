@@ -29,8 +29,9 @@ from sessiond.core.search_db import Doc, Ident, SearchDB
 from sessiond.core.search_pack import Dictionary
 from sessiond.core.search_text import Part, parts
 
-# What indexing one file needs from it: (title, the text FTS5 is given, the dictionary's id, what is kept to forget it).
-Prepared = tuple[str, str, int, bytes]
+# What indexing one file needs from it: (title, the text FTS5 is given, the dictionary's id, what is kept to
+# forget it, what the `starts` table is given).
+Prepared = tuple[str, str, int, bytes, str]
 
 
 class Batch(NamedTuple):
@@ -95,7 +96,7 @@ def prepare_batch(
             prepared.append(None)
         else:
             title, text, form = found
-            prepared.append((title, text, *search_pack.pack(form, dictionary)))
+            prepared.append((title, text, *search_pack.pack(form, dictionary), search_text.starts_of(form)))
     return Batch(prepared, dictionary)
 
 
@@ -110,8 +111,7 @@ def docs_of(
             # Changed since the index read it (it will say so), gone, or no folder: what we hold is no longer true.
             removals.append(name)
         else:
-            title, text, dictionary, kept = found
-            upserts.append(Doc(name, key, Ident(*ident), title, text, dictionary, kept))
+            upserts.append(Doc(name, key, Ident(*ident), *found))
     return upserts, removals
 
 

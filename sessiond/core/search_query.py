@@ -53,6 +53,43 @@ class Query(NamedTuple):
         return required + "".join(" NOT " + t.fts() for t in self.excluded)
 
 
+# A prefix this short is looked up in the index's `starts` table (every word's first two characters,
+# search_db) rather than expanded by FTS5, which merges the postings of every word it begins (about a
+# twentieth of all words for two letters) before it returns one row.
+SHORT_PREFIX = 2
+
+
+def _short(term: Term) -> bool:
+    return term.prefix and len(term.words) == 1 and len(term.words[0]) <= SHORT_PREFIX
+
+
+class Plan(NamedTuple):
+    """How a query is asked of the index: FTS5 for most of it, the `starts` table for short prefixes.
+
+    *fts*: the MATCH expression of every clause and exclusion but the short prefixes standing alone
+    (None when no other clause is left: the first short prefix then finds the rows); *starts*: short
+    prefixes each session must hold a word beginning with; *not_starts*: ones none may; *not_fts*: the
+    other exclusions, when *fts* is None (FTS5's NOT needs something on its left).
+    """
+
+    fts: str | None
+    starts: tuple[str, ...]
+    not_starts: tuple[str, ...]
+    not_fts: str | None
+
+
+def plan(query: Query) -> Plan:
+    """Where each part of *query* is looked up (see Plan)."""
+    starts = tuple(clause[0].fts() for clause in query.clauses if len(clause) == 1 and _short(clause[0]))
+    not_starts = tuple(term.fts() for term in query.excluded if _short(term))
+    clauses = tuple(clause for clause in query.clauses if not (len(clause) == 1 and _short(clause[0])))
+    excluded = tuple(term for term in query.excluded if not _short(term))
+    if clauses:
+        return Plan(Query(clauses, excluded).fts(), starts, not_starts, None)
+    not_fts = " OR ".join(term.fts() for term in excluded) or None
+    return Plan(None, starts, not_starts, not_fts)
+
+
 class _Item(NamedTuple):
     kind: str  # "term" or "or"
     term: Term | None

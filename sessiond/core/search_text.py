@@ -118,6 +118,18 @@ def forget_form(text: str) -> bytes:
     return b" ".join(distinct + other)
 
 
+def starts_of(form: bytes) -> str:
+    """What the index's `starts` table is given for a row whose forget form is *form*.
+
+    The first two characters of every ASCII word, each once; a piece holding a non-ASCII
+    character as it is, for unicode61 to cut and fold as the main table does. A word
+    begins with a prefix of one or two characters exactly when its entry here does:
+    so a short prefix is one short posting list. Made from the forget form alone, so the
+    same text is given to forget the row.
+    """
+    return b" ".join({piece[:2] if piece.isascii() else piece for piece in form.split()}).decode("utf-8", "surrogatepass")
+
+
 # -- what a session's text is ------------------------------------------------------------
 
 

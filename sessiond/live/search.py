@@ -66,7 +66,7 @@ from sessiond.core.query import Filter, QueryError
 from sessiond.core.search_db import Candidate, Ident, SearchDB
 from sessiond.core.search_files import Batch, read_parts
 from sessiond.core.search_pack import Dictionary
-from sessiond.core.search_query import Query, match
+from sessiond.core.search_query import Plan, Query, match, plan
 from sessiond.live.store import SessionStore
 from sessiond.live.threads import COLLECTOR, PLANS, prestarted
 
@@ -450,7 +450,7 @@ class SearchKeeper:
         }
         if not self.opened:
             return answer
-        chosen, next_below = await self._window(query.fts(), flt, below)
+        chosen, next_below = await self._window(plan(query), flt, below)
         chosen.sort(key=lambda pair: (pair[0].score, -pair[1].updated_at, pair[1].key))
         page = chosen[skip : skip + limit]
         if skip + limit < len(chosen):
@@ -485,7 +485,7 @@ class SearchKeeper:
         return answer
 
     async def _window(
-        self, match_expr: str, flt: Filter, below: int | None
+        self, asked: Plan, flt: Filter, below: int | None
     ) -> tuple[list[tuple[Candidate, SessionRecord]], int | None]:
         """Up to WINDOW matches that pass the filter and the in-memory index, newest first, and where the next window starts.
 
@@ -498,8 +498,8 @@ class SearchKeeper:
         chosen: list[tuple[Candidate, SessionRecord]] = []
         position = below
         while True:
-            rows = await self._r(self._reader_db.window, match_expr, position, WINDOW, flt.prefix, not chosen)
-            for candidate in rows:
+            found = await self._r(self._reader_db.window, asked, position, WINDOW, flt.prefix, not chosen)
+            for candidate in found.rows:
                 record = index.get(candidate.key)
                 if record is None or record.name != candidate.name or _ident(record) != candidate.ident:
                     self._stale(candidate.name)
@@ -509,9 +509,9 @@ class SearchKeeper:
                 chosen.append((candidate, record))
                 if len(chosen) == WINDOW:
                     return chosen, candidate.rowid
-            if len(rows) < WINDOW:
+            if not found.full:
                 return chosen, None
-            position = rows[-1].rowid
+            position = found.last
 
     def _stale(self, name: str) -> None:
         """A row that is not the file's truth: queue the file (unless it is a collision's loser, which is true)."""

@@ -11,12 +11,14 @@ import pytest
 from sessiond.core import search_pack
 from sessiond.core.index import FileStat, pack
 from sessiond.core.search_db import Doc, Ident, SearchDB
-from sessiond.core.search_text import for_index, forget_form
+from sessiond.core.search_query import parse, plan
+from sessiond.core.search_text import for_index, forget_form, starts_of, words
 
 
 def doc(name: str, text: str, inode: int = 1, dictionary: search_pack.Dictionary | None = None) -> Doc:
-    kept = search_pack.pack(forget_form(text), dictionary)
-    return Doc(name, name.removesuffix(".json"), Ident(len(text), 1, inode, 1), text[:10], text, *kept)
+    form = forget_form(text)
+    kept = search_pack.pack(form, dictionary)
+    return Doc(name, name.removesuffix(".json"), Ident(len(text), 1, inode, 1), text[:10], text, *kept, starts_of(form))
 
 
 def matches(db: SearchDB, word: str) -> list[str]:
@@ -83,14 +85,18 @@ def _texts(count: int, seed: int) -> list[str]:
     return out
 
 
-def _trace(db: SearchDB) -> tuple[list[tuple[str, int, int]], bytes]:
-    """What FTS5 holds once merged: every term with its rows and occurrences, and the totals bm25 reads."""
+def _trace(db: SearchDB) -> tuple[list[tuple[str, int, int]], bytes, list[tuple[str, int]], bytes]:
+    """What both FTS5 tables hold once merged: every term with its rows (and occurrences), and the totals."""
     con = db.con
     assert con is not None
     con.execute("INSERT INTO fts (fts) VALUES ('optimize')")
+    con.execute("INSERT INTO starts (starts) VALUES ('optimize')")
     con.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, fts, row)")
+    con.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.starts_vocab USING fts5vocab(main, starts, row)")
     terms = con.execute("SELECT term, doc, cnt FROM temp.vocab ORDER BY term").fetchall()
-    return terms, bytes(con.execute("SELECT block FROM fts_data WHERE id = 1").fetchone()[0])
+    starts = con.execute("SELECT term, doc FROM temp.starts_vocab ORDER BY term").fetchall()
+    totals = bytes(con.execute("SELECT block FROM fts_data WHERE id = 1").fetchone()[0])
+    return terms, totals, starts, bytes(con.execute("SELECT block FROM starts_data WHERE id = 1").fetchone()[0])
 
 
 def test_a_row_is_forgotten_exactly_by_what_is_kept_of_it_whatever_its_characters() -> None:
@@ -101,10 +107,7 @@ def test_a_row_is_forgotten_exactly_by_what_is_kept_of_it_whatever_its_character
     assert dictionary is not None
     db = SearchDB(None)
     db.open()
-    docs = [
-        Doc(f"{i}.json", str(i), Ident(len(text), 1, i, 1), "", text, *search_pack.pack(forget_form(text), dictionary))
-        for i, text in enumerate(texts)
-    ]
+    docs = [doc(f"{i}.json", text, inode=i, dictionary=dictionary) for i, text in enumerate(texts)]
     db.apply([*docs, doc("stay.json", "stays here")], [], dictionary)
     assert db.apply([], [d.name for d in docs]) == -len(docs)
     alone = SearchDB(None)
@@ -134,7 +137,7 @@ def test_rows_kept_with_a_dictionary_are_forgotten_after_the_file_is_opened_agai
     assert again.rebuilt_because is None and again.dictionary() == dictionary
     assert len(matches(again, "refunds")) == 40
     assert again.apply([], [f"{i}.json" for i in range(40)]) == -40
-    assert matches(again, "refunds") == [] and _trace(again)[0] == []
+    assert matches(again, "refunds") == [] and _trace(again)[0] == [] and _trace(again)[2] == []
 
 
 def test_a_row_whose_kept_text_cannot_be_read_is_removed_and_never_found(caplog: pytest.LogCaptureFixture) -> None:
@@ -161,3 +164,36 @@ def test_a_dictionary_is_made_from_a_batch_big_enough_and_named_by_its_words() -
         assert search_pack.unpack(kept, used.words if used else None) == forms[0]
     with pytest.raises(zlib.error):
         search_pack.unpack(search_pack.pack(forms[0], dictionary)[1], None)  # without its dictionary
+
+
+def test_a_short_prefix_finds_in_the_starts_table_exactly_what_fts5s_own_prefix_query_finds() -> None:
+    # One or two characters, ASCII or not, alone, with other words, excluded: the same rows as FTS5's
+    # own (slow) prefix expansion over the same hostile text.
+    texts = [*_texts(300, seed=7), "Über naïve Ünïcödé", "ka kat katze kb k", "東京 привет ﬁle ǅemal", "x_y1 a1b2"]
+    db = SearchDB(None)
+    db.open()
+    db.apply([doc(f"{i}.json", text, inode=i) for i, text in enumerate(texts)], [])
+    con = db.con
+    assert con is not None
+    found_words = {w for text in texts for w in words(text)}
+    prefixes = sorted({w[:n] for w in found_words for n in (1, 2)} | {"ub", "u", "東", "п", "ﬁ", "ǆ", "zz"})
+    assert len(prefixes) > 500
+
+    def by_starts(q: str) -> list[int]:
+        found = db.window(plan(parse(q)), None, 100_000)
+        assert not found.full
+        return [row.rowid for row in found.rows]
+
+    def by_fts5(q: str) -> list[int]:
+        rows = con.execute("SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY rowid DESC", (parse(q).fts(),))
+        return [rowid for (rowid,) in rows]
+
+    for prefix in prefixes:
+        q = prefix.replace('"', "") + "*"
+        if not words(q):
+            continue
+        assert plan(parse(q)).fts is None, q
+        assert by_starts(q) == by_fts5(q), q
+    for q in ("ka* ub*", "k* -ka*", "ka* -katze", "a* -e* -b", "katze -ka*", "ub* OR ka*"):
+        assert by_starts(q) == by_fts5(q), q
+    assert by_starts("ka*") and by_starts("k* -ka*") and not by_starts("zz*")

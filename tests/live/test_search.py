@@ -104,6 +104,30 @@ async def test_found_by_word_phrase_prefix_diacritics_and_cjk(start_client: Any,
     assert oct(os.stat(state / "search.sqlite").st_mode & 0o777) == "0o600"
 
 
+async def test_one_and_two_letter_prefixes_find_word_starts_with_filters_exclusions_and_deletes(
+    start_client: Any, sessions: Path, state: Path
+) -> None:
+    write(sessions, "t:1", "Kaffee und Käse", "nothing else")
+    write(sessions, "t:2", "a kangaroo jumps")
+    write(sessions, "u:3", "karma police")
+    write(sessions, "t:4", "no such word here: k9 kb")
+    gone = write(sessions, "t:5", "kale salad")
+    client = await start_client(state_dir=str(state))
+    await complete(client, sessions)
+    assert sorted(await keys(client, "ka*")) == ["t:1", "t:2", "t:5", "u:3"]
+    assert sorted(await keys(client, "k*")) == ["t:1", "t:2", "t:4", "t:5", "u:3"]
+    assert sorted(await keys(client, "ka*", prefix="t:")) == ["t:1", "t:2", "t:5"]
+    assert sorted(await keys(client, "k* -ka*")) == ["t:4"]
+    assert sorted(await keys(client, "ka* -salad -police")) == ["t:1", "t:2"]
+    assert await keys(client, "ka* j*") == ["t:2"]
+    (hit,) = (await search(client, "kä*", prefix="t:1"))["results"][0]["hits"]
+    assert [seg["text"] for seg in hit["snippet"] if seg.get("match")] == ["Kaffee", "Käse"]
+    gone.unlink()
+    assert sorted(await keys(client, "ka*")) == ["t:1", "t:2", "u:3"]  # at once
+    await eventually(lambda: keeper_of(client).rows == 4)
+    assert sorted(await keys(client, "ka*")) == ["t:1", "t:2", "u:3"]
+
+
 async def test_a_session_deleted_by_the_agent_is_never_returned_even_before_the_watch_sees_it(
     client: TestClient, sessions: Path
 ) -> None:
