@@ -11,10 +11,12 @@ Layout (why, measured in bench/search.py):
   needs SQLite 3.43, this is 3.40): its distinct words, compressed with a dictionary
   of the index's common words (search_pack; about a quarter of the text).
 - `dicts`: those dictionaries, by id.
-- `starts`: FTS5 again, `detail=none`, of every word's first two characters (ASCII
-  words; a piece holding other characters as it is, for unicode61 to cut): a prefix
-  of one or two characters is one short posting list there, where the main table
-  would merge those of every word it begins (1.7 s at 1M). About 0.02x the text.
+- `starts`, `starts_other`: FTS5 again, `detail=none`, of every ASCII word's first two
+  characters, and of every piece holding a non-ASCII character as it is (for unicode61
+  to cut): an ASCII prefix of one or two characters is one term there (one letter: the
+  OR of its 37 two-character terms), which FTS5 walks newest first and stops, plus the
+  few words of `starts_other` it begins; the main table would merge the postings of
+  every word it begins (1.7 s at 1M). About 0.02x the text.
 
 A row's rowid grows with every write, so `ORDER BY rowid DESC` is "most recently
 indexed first": the query ranks a bounded window of the newest matches by bm25
@@ -46,7 +48,7 @@ from sessiond.core.search_text import starts_of
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x53534E31  # "SSN1": a sessiond search index
-SCHEMA = 2  # 2: the forget form with a dictionary instead of the text through zlib; the `starts` table; no key index
+SCHEMA = 2  # 2: the forget form with a dictionary instead of the text through zlib; the `starts` tables; no key index
 _I64 = 1 << 63
 INSERT_ROWS = 256  # rows one INSERT writes (10 values each: SQLite takes up to 32,766)
 BUSY_MS = 10_000  # a writer waits this long for the other (daemon or worker) to commit; they take turns, so only a dying one's lock is met
@@ -71,7 +73,8 @@ class Doc(NamedTuple):
     text: str  # exactly what FTS5 was given
     dictionary: int  # the id of the dictionary *kept* was compressed with (search_pack.NO_DICTIONARY: none)
     kept: bytes  # search_pack.pack(forget_form(text)): what is kept to make FTS5 forget the row
-    starts: str  # search_text.starts_of(forget_form(text)): what the `starts` table is given
+    starts: str  # search_text.starts_of(forget_form(text)): what the `starts` table is given,
+    others: str  # and `starts_other`
 
 
 class Candidate(NamedTuple):
@@ -110,6 +113,9 @@ CREATE TABLE docs (
 );
 CREATE TABLE dicts (id INTEGER PRIMARY KEY, words BLOB NOT NULL);
 CREATE VIRTUAL TABLE starts USING fts5(
+    body, content='', detail='none', columnsize=0, tokenize='unicode61 remove_diacritics 2'
+);
+CREATE VIRTUAL TABLE starts_other USING fts5(
     body, content='', detail='none', columnsize=0, tokenize='unicode61 remove_diacritics 2'
 );
 CREATE VIRTUAL TABLE fts USING fts5(body, content='', tokenize='unicode61 remove_diacritics 2');
@@ -267,28 +273,25 @@ class SearchDB:
                 total += os.stat(f"{self.path}{suffix}").st_size
         return total
 
-    def candidates(
-        self, match: str, below: int | None, limit: int, prefix: str = "", ranked: bool = True, table: str = "fts"
-    ) -> list[Candidate]:
+    def candidates(self, match: str, below: int | None, limit: int, prefix: str = "", ranked: bool = True) -> list[Candidate]:
         """Rows matching the FTS5 expression *match*, newest first, rowid < *below*, at most *limit*.
 
         Ordered by rowid (FTS5 walks its postings in that order and stops at the limit).
         With *ranked*, each has its bm25 (else 0): computed for *limit* rows only, but
         its IDF walks every row holding each phrase, the most of a common phrase's
         cost. With *prefix*, only keys starting so (checked before bm25 is computed).
-        *table*: `fts`, or `starts` for a short prefix (never ranked: it has no text to rank).
         """
-        score = f"bm25({table})" if ranked and table == "fts" else "0.0"
+        score = "bm25(fts)" if ranked else "0.0"
         sql = (
-            f"SELECT {table}.rowid, {score}, docs.name, docs.key, docs.size, docs.mtime_ns, docs.ino, docs.ctime_ns,"
-            f" docs.title FROM {table} JOIN docs ON docs.rowid = {table}.rowid"
-            f" WHERE {table} MATCH ? AND {table}.rowid < ?"
+            f"SELECT fts.rowid, {score}, docs.name, docs.key, docs.size, docs.mtime_ns, docs.ino, docs.ctime_ns, docs.title"
+            " FROM fts JOIN docs ON docs.rowid = fts.rowid"
+            " WHERE fts MATCH ? AND fts.rowid < ?"
         )
         args: list[object] = [match, _I64 - 1 if below is None else below]
         if prefix:
             sql += " AND substr(docs.key, 1, ?) = ?"
             args += [len(prefix), prefix]
-        rows = self._db().execute(sql + f" ORDER BY {table}.rowid DESC LIMIT ?", (*args, limit))
+        rows = self._db().execute(sql + " ORDER BY fts.rowid DESC LIMIT ?", (*args, limit))
         return [
             Candidate(rowid, score, name, key, Ident(size, mtime, _ino_out(ino), ctime), title)
             for rowid, score, name, key, size, mtime, ino, ctime, title in rows
@@ -298,38 +301,62 @@ class SearchDB:
         """The rows matching *plan* among the *limit* newest below rowid *below* that FTS5 (or `starts`) finds.
 
         FTS5 finds them as in `_fts_window`; without an FTS5 expression, the first short
-        prefix finds them in `starts` (score 0: bm25 says nothing of a word's first letters).
+        prefix finds them (`_starting`; score 0: bm25 says nothing of a word's first letters).
         Then the other short prefixes and the exclusions are checked over the rowids found.
         """
         if plan.fts is not None:
-            rows, full, last = self._fts_window("fts", plan.fts, below, limit, prefix, rank)
+            rows, full, last = self._fts_window(plan.fts, below, limit, prefix, rank)
             checks = plan.starts
         else:
-            rows, full, last = self._fts_window("starts", plan.starts[0], below, limit, prefix, rank=False)
+            rowids = self._starting(plan.starts[0], below, limit, prefix)
+            full, last = len(rowids) == limit, (rowids[-1] if rowids else None)
+            rows = self._rows(rowids)
             checks = plan.starts[1:]
         if rows and (checks or plan.not_starts or plan.not_fts):
             low, high = rows[-1].rowid, rows[0].rowid
             keep = {row.rowid for row in rows}
-            for match in checks:
-                keep &= self._holding("starts", match, low, high)
-            for match in plan.not_starts:
-                keep -= self._holding("starts", match, low, high)
+            for word in checks:
+                keep &= self._holding_start(word, low, high)
+            for word in plan.not_starts:
+                keep -= self._holding_start(word, low, high)
             if plan.not_fts is not None:
                 keep -= self._holding("fts", plan.not_fts, low, high)
             rows = [row for row in rows if row.rowid in keep]
         return Window(rows, full, last)
 
+    def _starting(self, word: str, below: int | None, limit: int, prefix: str) -> list[int]:
+        """The *limit* newest rowids below *below* holding a word that begins with *word* (one or two
+        characters), of keys starting with *prefix*: the newest of each of the two tables, merged."""
+        db = self._db()
+        found: set[int] = set()
+        for table, match in zip(("starts", "starts_other"), _short_matches(word), strict=True):
+            sql = f"SELECT {table}.rowid FROM {table}"
+            args: list[object] = [match, _I64 - 1 if below is None else below]
+            if prefix:
+                sql += f" JOIN docs ON docs.rowid = {table}.rowid"
+            sql += f" WHERE {table} MATCH ? AND {table}.rowid < ?"
+            if prefix:
+                sql += " AND substr(docs.key, 1, ?) = ?"
+                args += [len(prefix), prefix]
+            found.update(rowid for (rowid,) in db.execute(sql + f" ORDER BY {table}.rowid DESC LIMIT ?", (*args, limit)))
+        return sorted(found, reverse=True)[:limit]
+
+    def _holding_start(self, word: str, low: int, high: int) -> set[int]:
+        """The rowids from *low* to *high* holding a word that begins with *word* (one or two characters)."""
+        exact, other = _short_matches(word)
+        return self._holding("starts", exact, low, high) | self._holding("starts_other", other, low, high)
+
     def _holding(self, table: str, match: str, low: int, high: int) -> set[int]:
-        """The rowids from *low* to *high* that *match* finds in FTS5 table *table* (`fts` or `starts`)."""
+        """The rowids from *low* to *high* that *match* finds in FTS5 table *table*."""
         found = self._db().execute(
             f"SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid BETWEEN ? AND ?", (match, low, high)
         )
         return {rowid for (rowid,) in found}
 
     def _fts_window(
-        self, table: str, match: str, below: int | None, limit: int, prefix: str, rank: bool
+        self, match: str, below: int | None, limit: int, prefix: str, rank: bool
     ) -> tuple[list[Candidate], bool, int | None]:
-        """Like `candidates` (of FTS5 table *table*), ranked by bm25 (with *rank*) only when fewer than *limit* rows match;
+        """Like `candidates`, ranked by bm25 (with *rank*) only when fewer than *limit* rows match;
         with whether *limit* matched (more may follow) and the last rowid found.
 
         Without a key prefix, the rowids come first on their own (FTS5 alone, the cheapest
@@ -337,20 +364,20 @@ class SearchDB:
         for again with bm25, which is cheap then (few rows hold the words).
         """
         if prefix:
-            rows = self.candidates(match, below, limit, prefix, ranked=False, table=table)
+            rows = self.candidates(match, below, limit, prefix, ranked=False)
             full, last = len(rows) == limit, (rows[-1].rowid if rows else None)
             if not full and rank and rows:
-                rows = self.candidates(match, below, limit, prefix, table=table)
+                rows = self.candidates(match, below, limit, prefix)
             return rows, full, last
         bound = _I64 - 1 if below is None else below
         found = self._db().execute(
-            f"SELECT rowid FROM {table} WHERE {table} MATCH ? AND rowid < ? ORDER BY rowid DESC LIMIT ?", (match, bound, limit)
+            "SELECT rowid FROM fts WHERE fts MATCH ? AND rowid < ? ORDER BY rowid DESC LIMIT ?", (match, bound, limit)
         )
         rowids = [rowid for (rowid,) in found]
         if not rowids:
             return [], False, None
         full = len(rowids) == limit
-        rows = self._rows(rowids) if full or not rank else self.candidates(match, below, limit, table=table)
+        rows = self._rows(rowids) if full or not rank else self.candidates(match, below, limit)
         return rows, full, rowids[-1]
 
     def _rows(self, rowids: list[int]) -> list[Candidate]:
@@ -409,6 +436,7 @@ class SearchDB:
                 docs: list[object] = []
                 texts: list[object] = []
                 starts: list[object] = []
+                others: list[object] = []
                 for doc in chunk:
                     rowid += 1
                     ident = doc.ident
@@ -426,6 +454,7 @@ class SearchDB:
                     )
                     texts += (rowid, doc.text)
                     starts += (rowid, doc.starts)
+                    others += (rowid, doc.others)
                 db.execute(
                     "INSERT INTO docs (rowid, name, key, size, mtime_ns, ino, ctime_ns, title, dictionary, kept) VALUES "
                     + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
@@ -433,6 +462,7 @@ class SearchDB:
                 )
                 db.execute("INSERT INTO fts (rowid, body) VALUES " + ",".join(["(?, ?)"] * len(chunk)), texts)
                 db.execute("INSERT INTO starts (rowid, body) VALUES " + ",".join(["(?, ?)"] * len(chunk)), starts)
+                db.execute("INSERT INTO starts_other (rowid, body) VALUES " + ",".join(["(?, ?)"] * len(chunk)), others)
             delta += len(rows)
             db.execute("COMMIT")
         except BaseException:
@@ -458,7 +488,9 @@ class SearchDB:
         else:
             # A contentless table forgets a row only when handed its words (search_text.forget_form).
             db.execute("INSERT INTO fts (fts, rowid, body) VALUES ('delete', ?, ?)", (rowid, text))
-            db.execute("INSERT INTO starts (starts, rowid, body) VALUES ('delete', ?, ?)", (rowid, starts_of(form)))
+            short, other = starts_of(form)
+            db.execute("INSERT INTO starts (starts, rowid, body) VALUES ('delete', ?, ?)", (rowid, short))
+            db.execute("INSERT INTO starts_other (starts_other, rowid, body) VALUES ('delete', ?, ?)", (rowid, other))
         db.execute("DELETE FROM docs WHERE rowid = ?", (rowid,))
         return 1
 
@@ -472,6 +504,26 @@ class SearchDB:
                 raise LookupError(f"no dictionary {dictionary}")
             words = self._words[dictionary] = bytes(row[0])
         return words
+
+
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _short_matches(word: str) -> tuple[str, str]:
+    """The MATCH expressions of `starts` and `starts_other` for the words beginning with *word* (one or two characters, folded).
+
+    An ASCII *word* is what FTS5 folds it to, and `starts` holds only ASCII words' first two
+    characters: two characters are one term, one character is itself (a one-letter word) or
+    any of the 36 terms it begins. Those are whole terms, which FTS5 walks newest first and
+    stops at the limit; a prefix query merges every term it begins before it returns a row.
+    Any other *word*: a prefix query, FTS5 folding it as it folds the main table's query.
+    """
+    quoted = '"' + word.replace('"', '""') + '"'
+    if not word.isascii():
+        return quoted + "*", quoted + "*"
+    if len(word) == 1:
+        return " OR ".join([quoted, *(f'"{word}{c}"' for c in _ALNUM)]), quoted + "*"
+    return quoted, quoted + "*"
 
 
 def _utf8(name: str) -> bool:

@@ -30,8 +30,8 @@ from sessiond.core.search_pack import Dictionary
 from sessiond.core.search_text import Part, parts
 
 # What indexing one file needs from it: (title, the text FTS5 is given, the dictionary's id, what is kept to
-# forget it, what the `starts` table is given).
-Prepared = tuple[str, str, int, bytes, str]
+# forget it, what the `starts` and `starts_other` tables are given).
+Prepared = tuple[str, str, int, bytes, str, str]
 
 
 class Batch(NamedTuple):
@@ -96,7 +96,7 @@ def prepare_batch(
             prepared.append(None)
         else:
             title, text, form = found
-            prepared.append((title, text, *search_pack.pack(form, dictionary), search_text.starts_of(form)))
+            prepared.append((title, text, *search_pack.pack(form, dictionary), *search_text.starts_of(form)))
     return Batch(prepared, dictionary)
 
 

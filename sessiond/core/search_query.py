@@ -68,7 +68,7 @@ class Plan(NamedTuple):
 
     *fts*: the MATCH expression of every clause and exclusion but the short prefixes standing alone
     (None when no other clause is left: the first short prefix then finds the rows); *starts*: short
-    prefixes each session must hold a word beginning with; *not_starts*: ones none may; *not_fts*: the
+    prefixes (folded words) each session must hold a word beginning with; *not_starts*: ones none may; *not_fts*: the
     other exclusions, when *fts* is None (FTS5's NOT needs something on its left).
     """
 
@@ -80,8 +80,8 @@ class Plan(NamedTuple):
 
 def plan(query: Query) -> Plan:
     """Where each part of *query* is looked up (see Plan)."""
-    starts = tuple(clause[0].fts() for clause in query.clauses if len(clause) == 1 and _short(clause[0]))
-    not_starts = tuple(term.fts() for term in query.excluded if _short(term))
+    starts = tuple(clause[0].words[0] for clause in query.clauses if len(clause) == 1 and _short(clause[0]))
+    not_starts = tuple(term.words[0] for term in query.excluded if _short(term))
     clauses = tuple(clause for clause in query.clauses if not (len(clause) == 1 and _short(clause[0])))
     excluded = tuple(term for term in query.excluded if not _short(term))
     if clauses:

@@ -118,16 +118,20 @@ def forget_form(text: str) -> bytes:
     return b" ".join(distinct + other)
 
 
-def starts_of(form: bytes) -> str:
-    """What the index's `starts` table is given for a row whose forget form is *form*.
+def starts_of(form: bytes) -> tuple[str, str]:
+    """What the index's `starts` and `starts_other` tables are given for a row whose forget form is *form*.
 
-    The first two characters of every ASCII word, each once; a piece holding a non-ASCII
-    character as it is, for unicode61 to cut and fold as the main table does. A word
-    begins with a prefix of one or two characters exactly when its entry here does:
-    so a short prefix is one short posting list. Made from the forget form alone, so the
-    same text is given to forget the row.
+    `starts`: the first two characters of every ASCII word, each once. `starts_other`:
+    every piece holding a non-ASCII character, each once, as it is, for unicode61 to cut
+    and fold as the main table does. A word begins with a prefix of one or two
+    characters exactly when its entry in one of them does, and an ASCII prefix is whole
+    terms of `starts` (search_db). Made from the forget form alone, so the same text is
+    given to forget the row.
     """
-    return b" ".join({piece[:2] if piece.isascii() else piece for piece in form.split()}).decode("utf-8", "surrogatepass")
+    pieces = set(form.split())
+    other = {piece for piece in pieces if not piece.isascii()}
+    short = {piece[:2] for piece in pieces - other}
+    return b" ".join(short).decode("ascii"), b" ".join(other).decode("utf-8", "surrogatepass")
 
 
 # -- what a session's text is ------------------------------------------------------------

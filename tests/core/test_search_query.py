@@ -181,8 +181,8 @@ def test_parts_take_content_tool_calls_names_and_summary() -> None:
 def test_short_prefixes_standing_alone_are_asked_of_the_starts_table_and_the_rest_of_fts5() -> None:
     both = plan(parse('ka* refund -b* -spam "fo ba"* ka* OR x'))
     assert both.fts == '("refund") AND ("fo ba"*) AND ("ka"* OR "x") NOT "spam"'
-    assert both.starts == ('"ka"*',) and both.not_starts == ('"b"*',) and both.not_fts is None
+    assert both.starts == ("ka",) and both.not_starts == ("b",) and both.not_fts is None
     alone = plan(parse("ka* Ü* -spam -eggs -z*"))
-    assert alone.fts is None and alone.starts == ('"ka"*', '"u"*')
-    assert alone.not_starts == ('"z"*',) and alone.not_fts == '"spam" OR "eggs"'
+    assert alone.fts is None and alone.starts == ("ka", "u")
+    assert alone.not_starts == ("z",) and alone.not_fts == '"spam" OR "eggs"'
     assert plan(parse("kat*")) == (parse("kat*").fts(), (), (), None)  # three letters: FTS5's own prefix query
