@@ -248,7 +248,11 @@ SCHEMAS: dict[str, Any] = {
             "updated_at": {"type": "number"},
             "message_count": {"type": "integer", "minimum": 0},
             "title": {"type": "string", "description": "The first user message, one line, at most 80 characters."},
-            "score": {"type": "number", "description": "bm25 relevance, higher is better."},
+            "score": {
+                "type": "number",
+                "description": "bm25 relevance, higher is better; 0 where the window goes newest first (more than 2,000"
+                " matches, or only prefixes of one or two characters).",
+            },
             "hits": {"type": "array", "items": _ref("SearchHit"), "maxItems": 3},
         },
     },
