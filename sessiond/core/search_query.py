@@ -53,7 +53,7 @@ class Query(NamedTuple):
         return required + "".join(" NOT " + t.fts() for t in self.excluded)
 
 
-# A prefix this short is looked up in the index's `starts` table (every word's first two characters,
+# A prefix this short is looked up in the index's `starts` tables (every word's first two characters,
 # search_db) rather than expanded by FTS5, which merges the postings of every word it begins (about a
 # twentieth of all words for two letters) before it returns one row.
 SHORT_PREFIX = 2
@@ -64,12 +64,12 @@ def _short(term: Term) -> bool:
 
 
 class Plan(NamedTuple):
-    """How a query is asked of the index: FTS5 for most of it, the `starts` table for short prefixes.
+    """How a query is asked of the index: FTS5 for most of it, the `starts` tables for short prefixes.
 
     *fts*: the MATCH expression of every clause and exclusion but the short prefixes standing alone
-    (None when no other clause is left: the first short prefix then finds the rows); *starts*: short
-    prefixes (folded words) each session must hold a word beginning with; *not_starts*: ones none may; *not_fts*: the
-    other exclusions, when *fts* is None (FTS5's NOT needs something on its left).
+    (None when no other clause is left: the first short prefix then finds the rows); *starts*: the
+    short prefixes (folded words) each session must hold a word beginning with; *not_starts*: those
+    none may; *not_fts*: the other exclusions, when *fts* is None (FTS5's NOT needs something on its left).
     """
 
     fts: str | None
