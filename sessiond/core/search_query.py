@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from sessiond.core.query import QueryError
-from sessiond.core.search_text import Part, spans, words
+from sessiond.core.search_text import SHORT_PREFIX, Part, spans, words
 
 MAX_QUERY_CHARS = 1000
 MAX_TERMS = 32
@@ -53,13 +53,10 @@ class Query(NamedTuple):
         return required + "".join(" NOT " + t.fts() for t in self.excluded)
 
 
-# A prefix this short is looked up in the index's `starts` tables (every word's first two characters,
-# search_db) rather than expanded by FTS5, which merges the postings of every word it begins (about a
-# twentieth of all words for two letters) before it returns one row.
-SHORT_PREFIX = 2
-
-
 def _short(term: Term) -> bool:
+    # A prefix this short is looked up in the index's `starts` tables (every word's first characters,
+    # search_db) rather than expanded by FTS5, which merges the postings of every word it begins (about a
+    # twentieth of all words for two letters) before it returns one row.
     return term.prefix and len(term.words) == 1 and len(term.words[0]) <= SHORT_PREFIX
 
 

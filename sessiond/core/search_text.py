@@ -118,6 +118,10 @@ def forget_form(text: str) -> bytes:
     return b" ".join(distinct + other)
 
 
+# The prefixes `starts` answers: a word's first characters, up to this many (search_query asks it for these).
+SHORT_PREFIX = 2
+
+
 def starts_of(form: bytes) -> tuple[str, str]:
     """What the index's `starts` and `starts_other` tables are given for a row whose forget form is *form*.
 
@@ -130,7 +134,7 @@ def starts_of(form: bytes) -> tuple[str, str]:
     """
     pieces = set(form.split())
     other = {piece for piece in pieces if not piece.isascii()}
-    short = {piece[:2] for piece in pieces - other}
+    short = {piece[:SHORT_PREFIX] for piece in pieces - other}
     return b" ".join(short).decode("ascii"), b" ".join(other).decode("utf-8", "surrogatepass")
 
 
