@@ -97,6 +97,7 @@ def main() -> None:
         "--worker-nice", type=int, default=10, help="the parse worker's niceness for the build figure (the daemon's: 10)"
     )
     ap.add_argument("--live", choices=["yes", "no", "only"], default="yes", help="the running daemon's figures")
+    ap.add_argument("--rounds", type=int, default=3, help="pairs of daemons (search on, off) for throughput while building")
     args = ap.parse_args()
     folder = args.dir / "sessions"
     marker = args.dir / f"generated-{args.sessions}"
@@ -110,7 +111,8 @@ def main() -> None:
     if args.live == "only":
         from bench import search_live
 
-        search_live.measure(args.dir, [p.name[: -len(".json")].replace("_", ":", 1) for p in folder.glob("*.json")])
+        keys = [p.name[: -len(".json")].replace("_", ":", 1) for p in folder.glob("*.json")]
+        search_live.measure(args.dir, keys, rounds=args.rounds)
         return
     db_path = args.dir / "search.sqlite"
     for suffix in ("", "-wal", "-shm"):
@@ -214,7 +216,7 @@ def main() -> None:
     if args.live == "yes":
         from bench import search_live
 
-        search_live.measure(args.dir, [r.key for r in records])
+        search_live.measure(args.dir, [r.key for r in records], rounds=args.rounds)
 
 
 if __name__ == "__main__":
