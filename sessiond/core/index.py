@@ -621,17 +621,21 @@ class SessionIndex:
         at 1M), the function returned reads the rows (on another thread; no record and no
         string made): the index at the copy, as for table_reader."""
         rows, dead, held = self._rows, bytes(self._rows.dead), list(self._files.values())
+        # Taken here, on the loop: settle() swaps the rows' lists for new ones (the same names).
+        row_names, sorted_names = rows.names, rows.sorted_names
 
         def read() -> FileVersions:
             held.sort(key=_NAME)  # here, not on the loop: ~100 ms for 200k objects
             order = rows.name_rows  # the rows in name order
             if dead.count(1):
                 order = array.array("q", [row for row in order if not dead[row]])
-            names = [rows.names[row] for row in order]
+                names = [row_names[row] for row in order]
+            else:  # every row: the rows' own list in name order (never changed, only replaced), not a copy
+                names = sorted_names
             count = len(names)
             at: array.array[int] | None = None  # position -> where in the rows (or past them, the objects)
             if held:  # two runs in name order, which one sort merges
-                names += map(_NAME, held)
+                names = [*names, *map(_NAME, held)]  # a new list: *names* may be the rows' own
                 merged = sorted(range(len(names)), key=names.__getitem__)
                 names = [names[i] for i in merged]
                 at = array.array("q", merged)

@@ -36,6 +36,7 @@ without a state directory).
 
 from __future__ import annotations
 
+import array
 import asyncio
 import base64
 import bisect
@@ -49,7 +50,7 @@ import multiprocessing
 import operator
 import os
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -59,7 +60,7 @@ import orjson
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from sessiond.core import search_files, search_text, workers
+from sessiond.core import heap, search_files, search_text, workers
 from sessiond.core.folder import Folder, FolderUnusable
 from sessiond.core.index import FileVersions, SessionRecord
 from sessiond.core.query import Filter, QueryError
@@ -92,13 +93,14 @@ WORKER_BYTES_PER_S = 4 << 20
 # the daemon a third of its list and detail answers on two cores (the worker's reads, the
 # commits' round trips, the caches it evicts); while the event loop's thread has been busy
 # more than BUSY_SHARE of the time since the last batch (its CPU time: requests, whatever
-# their rate or cost), it waits BUSY_PAUSE before the next batch (a batch takes ~50 ms: about
-# a twentieth of the time; half a second left list and detail 14 % / 10 % slower at 100k, a
-# second 9 % / 3 %), so it still ends under any load (~250 files a second), and runs at full pace as soon as
-# the loop is idle again. Without requests the loop spends under 5 % of the build's time.
-# A live write's batch never waits.
+# their rate or cost), it waits BUSY_PAUSE before the next batch (a batch takes ~50-100 ms: a
+# twentieth of the time or less; half a second left list and detail 14 % / 10 % slower at 100k,
+# a second 9 % / 3 %; at 1M a second left them 18 % / 15 % slower, two seconds 12 % / 0 %, the
+# median of three pairs of daemons each), so it still ends under any load (~125 files a second),
+# and runs at full pace as soon as the loop is idle again. Without requests the loop spends
+# under 5 % of the build's time. A live write's batch never waits.
 BUSY_SHARE = 0.25
-BUSY_PAUSE = 1.0
+BUSY_PAUSE = 2.0
 
 
 def _ident(record: SessionRecord) -> Ident:
@@ -123,7 +125,7 @@ class SearchKeeper:
             else self._writer
         )
         self._pending: dict[str, float] = {}  # name -> when it was first queued (monotonic)
-        self._todo: deque[str] = deque()  # the full pass's names, newest last
+        self._todo = Todo()  # the full pass's files, newest last
         # The full pass's files not written yet (no title as they are now): the plan's name list and
         # a mark each, made while the collector is paused and frozen after (threads.py), so no
         # collection walks a million names (46 ms each for a set, holding the GIL and the loop).
@@ -718,10 +720,10 @@ def _kill(pool: concurrent.futures.ProcessPoolExecutor) -> None:
             process.kill()
 
 
-def _differences(files: FileVersions, indexed: Iterable[list[tuple[str, int]]]) -> tuple[list[str], bytearray]:
-    """Names to index or remove so the search index equals *files* (*indexed*: the index's (name, packed
-    identity), page by page, as SearchDB.idents_page gives), oldest hour first (popped from the end: the
-    newest hour first; _by_update), and a mark for each of *files* to be indexed.
+def _differences(files: FileVersions, indexed: Iterable[list[tuple[str, int]]]) -> tuple[Todo, bytearray]:
+    """The files to index or remove so the search index equals *files* (*indexed*: the index's
+    (name, packed identity), page by page, as SearchDB.idents_page gives), the newest hour first
+    (_by_update), what is gone before them; and a mark for each of *files* to be indexed.
 
     An indexed name is found among the files by bisection (their names are in order): nothing
     is made per file but a mark, where a map of every indexed name was ~200 MB at 1M."""
@@ -740,15 +742,15 @@ def _differences(files: FileVersions, indexed: Iterable[list[tuple[str, int]]]) 
                     fresh.append(i)
             else:
                 gone.append(name)  # a rewrite under the same name is changed, not gone
+    # Removals are popped first: gone text goes before new text comes.
     if len(fresh) == 0 and not seen.count(1):  # a first build: every file, none to compare
-        return [names[i] for i in _by_update(range(count), files.in_order())] + gone, bytearray(b"\x01") * count
+        return Todo(names, array.array("q", _by_update(range(count), files.in_order())), gone), bytearray(b"\x01") * count
     marks = seen.translate(_NOT)  # never indexed (in C: a mark per file, ~1 ms at 1M) ...
     for i in fresh:
         marks[i] = 1  # ... or changed since
     for start in range(0, count, PLAN_SLICE):  # never indexed; a C call of a million holds the loop too
         fresh += itertools.compress(range(start, start + PLAN_SLICE), map(operator.not_, seen[start : start + PLAN_SLICE]))
-    # Removals last in the list, so they are popped first: gone text goes before new text comes.
-    return [names[i] for i in _by_update(fresh, map(files.updated, fresh))] + gone, marks
+    return Todo(names, array.array("q", _by_update(fresh, map(files.updated, fresh))), gone), marks
 
 
 _NOT = bytes([1]) + bytes(255)  # bytes.translate table: 0 -> 1, anything else -> 0
@@ -762,7 +764,7 @@ PLAN_SLICE = 1 << 14
 BUILD_ORDER_SECONDS = 3600.0  # a build goes newest hour first; within an hour, in name order
 
 
-def _by_update(order: Sequence[int], times: Iterable[float]) -> list[int]:
+def _by_update(order: Iterable[int], times: Iterable[float]) -> list[int]:
     """*order* oldest hour first (popped from the end: the newest hour is indexed first), in its
     own order within an hour; *times*: each one's updated_at, in the same order.
 
@@ -782,6 +784,24 @@ def _by_update(order: Sequence[int], times: Iterable[float]) -> list[int]:
     for hour in sorted(hours):
         ordered += hours[hour]
     return ordered
+
+
+class Todo:
+    """A full pass's files to write, popped one by one: what is gone first, then the plan's names
+    by position (`order`, popped from the end), so no list of a million names is made for it."""
+
+    __slots__ = ("_gone", "_names", "_order")
+
+    def __init__(self, names: Sequence[str] = (), order: array.array[int] | None = None, gone: Sequence[str] = ()) -> None:
+        self._names = names
+        self._order: array.array[int] = order if order is not None else array.array("q")
+        self._gone = list(gone)
+
+    def __len__(self) -> int:
+        return len(self._order) + len(self._gone)
+
+    def pop(self) -> str:
+        return self._gone.pop() if self._gone else self._names[self._order.pop()]
 
 
 class Unwritten:
@@ -807,12 +827,12 @@ class Unwritten:
             self._marks[i] = 0
 
 
-def _plan_of(
-    read: Callable[[], FileVersions], indexed: Callable[[], Iterable[list[tuple[str, int]]]]
-) -> tuple[deque[str], Unwritten]:
+def _plan_of(read: Callable[[], FileVersions], indexed: Callable[[], Iterable[list[tuple[str, int]]]]) -> tuple[Todo, Unwritten]:
     files = read()
     todo, marks = _differences(files, indexed())
-    return deque(todo), Unwritten(files.names, marks)
+    # The order's buckets (a million ints at a first build at 1M) are freed: their pages go back (~20 MB).
+    heap.give_back()
+    return todo, Unwritten(files.names, marks)
 
 
 def _read_hits(

@@ -358,17 +358,27 @@ def test_the_files_for_the_search_plan_come_in_name_order_rows_and_objects_merge
     assert [files.updated(i) for i in range(len(files.names))] == [float(want[n].updated_at) for n in files.names]
     assert [files.ident(i) for i in range(len(files.names))] == [want[n].ident for n in files.names]
     assert list(files.in_order()) == [float(want[n].updated_at) for n in files.names]
-    # Rows alone (their times read in C), and rows with a time a double does not echo.
-    for odd in (False, True):
+    # Rows alone (their times read in C), and rows with a time a double does not echo; rows some of which are gone.
+    for odd, gone in ((False, False), (True, False), (False, True)):
         index = SessionIndex()
         loaded = [(f"z{i:03d}.json", rec(f"k{i:03d}", name=f"z{i:03d}.json", updated=float(50 - i))) for i in range(50)]
         if odd:
             loaded.append(("z025x.json", SessionRecord("odd", "z025x.json", 1, 3, 4, FileStat(5, 6, 7, 8))))
         index.load(loaded)
+        if gone:
+            index.set_file("z007.json", None)
         files = index.versions_reader()()
         want = {r.name: r for r in index.records()}
         assert files.names == sorted(want) and index.held_as_objects == 0
         assert list(files.in_order()) == [float(want[n].updated_at) for n in files.names]
+        assert [files.updated(i) for i in range(len(files.names))] == [float(want[n].updated_at) for n in files.names]
+    # A new file held as an object beside whole rows: merged into a list of the plan's own, the index's untouched.
+    index = SessionIndex()
+    index.load([(f"z{i:03d}.json", rec(f"k{i:03d}", name=f"z{i:03d}.json")) for i in range(20)])
+    index.set_file("a.json", rec("new", name="a.json"))
+    files = index.versions_reader()()
+    assert files.names == ["a.json", *(f"z{i:03d}.json" for i in range(20))]
+    assert index.versions_reader()().names == files.names and index.get("k005") is not None
 
 
 def test_sessions_taken_back_as_objects_fold_back_into_rows_but_what_changed_meanwhile() -> None:

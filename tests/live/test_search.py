@@ -580,6 +580,13 @@ async def test_bm25_ranks_a_window_that_holds_every_match_and_recency_a_full_one
     assert [r["key"] for r in rest["results"]] == ["r:many"]
 
 
+def drained(todo: Any) -> list[str]:
+    """A plan's files in the order of its list, oldest first (the full pass pops from the end)."""
+    popped = [todo.pop() for _ in range(len(todo))]
+    assert len(todo) == 0
+    return popped[::-1]
+
+
 def test_the_plan_orders_a_build_newest_hour_first_and_by_name_within_an_hour() -> None:
     import random
 
@@ -597,15 +604,16 @@ def test_the_plan_orders_a_build_newest_hour_first_and_by_name_within_an_hour() 
     expected = [r.name for r in sorted(records, key=lambda r: r.updated_at // 3600)]  # stable: by name within an hour
     assert expected[-1] == "k5.json" and len({r.updated_at // 3600 for r in records}) == 52
     files = FileVersions([r.name for r in records], lambda i: records[i].updated_at, lambda i: records[i].ident)
-    assert search_mod._differences(files, []) == (expected, bytearray(b"\x01") * len(records))
+    todo, marks = search_mod._differences(files, [])
+    assert drained(todo) == expected and marks == bytearray(b"\x01") * len(records)
     todo, unwritten = search_mod._plan_of(lambda: files, lambda: [[]])
-    assert list(todo) == expected and all(name in unwritten for name in expected) and "k9.json.x" not in unwritten
+    assert drained(todo) == expected and all(name in unwritten for name in expected) and "k9.json.x" not in unwritten
     unwritten.discard("k9.json")
     assert "k9.json" not in unwritten and "k8.json" in unwritten
     # Against an index that holds some, page by page: what changed, oldest first, then what is gone.
     known = {r.name: r.ident for r in records[::2]} | {records[1].name: -1, "gone.json": 5, "a-gone.json": 6}
     pages = [list(known.items())[i : i + 1000] for i in range(0, len(known), 1000)]
     changed = [r.name for r in sorted(records[1::2], key=lambda r: r.updated_at // 3600)]
-    todo_names, marks = search_mod._differences(files, pages)
-    assert todo_names == [*changed, "gone.json", "a-gone.json"]
+    todo, marks = search_mod._differences(files, pages)
+    assert drained(todo) == [*changed, "gone.json", "a-gone.json"]
     assert [r.name for r, mark in zip(records, marks, strict=True) if mark] == [r.name for r in records[1::2]]
