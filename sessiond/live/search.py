@@ -95,8 +95,8 @@ WORKER_BYTES_PER_S = 4 << 20
 # more than BUSY_SHARE of the time since the last batch (its CPU time: requests, whatever
 # their rate or cost), it waits BUSY_PAUSE before the next batch (a batch takes ~50-100 ms: a
 # twentieth of the time or less; half a second left list and detail 14 % / 10 % slower at 100k,
-# a second 9 % / 3 %; at 1M a second left them 18 % / 15 % slower, two seconds 12 % / 0 %, the
-# median of three pairs of daemons each), so it still ends under any load (~125 files a second),
+# a second 9 % / 3 %; at 1M a second left them 18 % / 15 % slower, two seconds 10 % / 8 %, the
+# median of three pairs of daemons in bench.search), so it still ends under any load (~125 files a second),
 # and runs at full pace as soon as the loop is idle again. Without requests the loop spends
 # under 5 % of the build's time. A live write's batch never waits.
 BUSY_SHARE = 0.25
