@@ -562,22 +562,19 @@ class SearchKeeper:
             else:  # the full pass has not written it yet: no title, no trip; remembered until a batch writes it
                 kept[record.name] = (record.ident, None)  # (asking the set again is a bisection in Python per row)
                 kept.move_to_end(record.name)
-        if not missing:
-            while len(kept) > TITLES_KEPT:
-                kept.popitem(last=False)
-            return out
-        written = self._batches_written
-        known = await self._r(self._reader_db.titles, [r.name for r in missing])
-        for record in missing:
-            found = known.get(record.name)
-            if found is not None and found[0] == _ident(record):
-                out[record.key] = found[1]
-                kept[record.name] = (record.ident, found[1])
-            elif written == self._batches_written:  # no batch written meanwhile: "not indexed" is still true
-                kept[record.name] = (record.ident, None)
-            else:
-                continue
-            kept.move_to_end(record.name)
+        if missing:
+            written = self._batches_written
+            known = await self._r(self._reader_db.titles, [r.name for r in missing])
+            for record in missing:
+                found = known.get(record.name)
+                if found is not None and found[0] == _ident(record):
+                    out[record.key] = found[1]
+                    kept[record.name] = (record.ident, found[1])
+                elif written == self._batches_written:  # no batch written meanwhile: "not indexed" is still true
+                    kept[record.name] = (record.ident, None)
+                else:
+                    continue
+                kept.move_to_end(record.name)
         while len(kept) > TITLES_KEPT:
             kept.popitem(last=False)
         return out
@@ -778,8 +775,7 @@ def _by_update(order: Iterable[int], times: Iterable[float]) -> list[int]:
     Not an exact sort by updated_at: a build indexes ~5,000 files a second, so an order finer
     than an hour changes nothing anyone sees, and the exact one (sorted runs merged in Python,
     two key calls a file) held the GIL for ~3 s of a first build at 1M, beside the loop serving
-    requests (detail -32 % in the first 10 s against search off, -15 % now). One bucket a file;
-    the hours, a few thousand, are sorted once."""
+    requests. One bucket a file; the hours, a few thousand, are sorted once."""
     hours: dict[float, list[int]] = {}
     for i, when in zip(order, times, strict=True):
         hour = when // BUILD_ORDER_SECONDS
